@@ -1,0 +1,337 @@
+"""The fog network over time: the quantities of problem (5)-(9) (SPEC §1).
+
+A :class:`Scenario` holds, for ``T`` slots and ``n`` devices, time-major arrays
+(``[T, n]`` for devices, ``[T, E]`` for links) and a static sparse directed edge
+list ``src[E] -> dst[E]``. It is validated when built: any violated rule raises
+:class:`ScenarioError` naming the field, the index and the rule. Nothing is clipped.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+FORMAT = "foglearn-scenario"
+FORMAT_VERSION = 1
+
+_DEVICE_FIELDS = ("collected", "proc_cost", "proc_cap", "error_weight", "active")
+_LINK_FIELDS = ("link_cost", "link_cap", "link_up")
+
+
+class ScenarioError(ValueError):
+    """A scenario field breaks a rule; the message names the field, index and rule."""
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(k) for k in np.argwhere(mask)[0])
+
+
+def _fmt_index(idx: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(k) for k in idx) + "]"
+
+
+def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the field name
+        raise ScenarioError(f"{name}: cannot be read as an array ({exc})") from exc
+    if arr.dtype == object:
+        raise ScenarioError(f"{name}: must be a numeric array, got ragged or non-numeric data")
+    if dtype is bool:
+        if arr.dtype != bool:
+            if not np.issubdtype(arr.dtype, np.number):
+                raise ScenarioError(f"{name}: must be boolean, got dtype {arr.dtype}")
+            bad = ~np.isin(arr, (0, 1))
+            if bad.any():
+                idx = _first_bad(bad)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]!r}: must be true/false (0 or 1)")
+            arr = arr.astype(bool)
+        return np.ascontiguousarray(arr)
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise ScenarioError(f"{name}: must be numeric, got dtype {arr.dtype}")
+    if dtype is np.int64:
+        if np.issubdtype(arr.dtype, np.floating):
+            nan = np.isnan(arr)
+            if nan.any():
+                idx = _first_bad(nan)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = nan: must be a whole number")
+            frac = arr != np.round(arr)
+            if frac.any():
+                idx = _first_bad(frac)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: must be a whole number of datapoints")
+        return np.ascontiguousarray(arr.astype(np.int64))
+    return np.ascontiguousarray(arr.astype(np.float64))
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A fog network over ``T`` slots (paper Sec. III-A, SPEC §1).
+
+    Parameters
+    ----------
+    collected : int ``[T, n]``
+        ``D_i(t)``, datapoints collected by device ``i`` in slot ``t`` (≥ 0; 0 where inactive).
+    proc_cost : float ``[T, n]``
+        ``c_i(t)``, per-point processing cost (≥ 0, finite).
+    error_weight : float ``[T, n]``
+        ``f_i(t)``, weight of the error term: the per-point discard cost of the linear model,
+        the coefficient of ``1/sqrt(G_i(t))`` in the square-root model (≥ 0, finite).
+    src, dst : int ``[E]``
+        The static directed edge list ``E``: link ``e`` goes ``src[e] -> dst[e]``
+        (no self-loops, no duplicates, devices in ``0..n-1``).
+    link_cost : float ``[T, E]``
+        ``c_ij(t)``, per-point transfer cost (≥ 0, finite).
+    proc_cap : float ``[T, n]``, optional
+        ``C_i(t)``, processing capacity in points (≥ 0; ``inf`` = none). Default: none.
+    link_cap : float ``[T, E]``, optional
+        ``C_ij(t)``, link capacity in points (≥ 0; ``inf`` = none). Default: none.
+    link_up : bool ``[T, E]``, optional
+        ``E(t)``: whether link ``e`` works in slot ``t``. Default: all up.
+    active : bool ``[T, n]``, optional
+        ``V(t)``: whether device ``i`` is active in slot ``t``. Default: all active.
+    info : dict, optional
+        Provenance (generator, seed, topology ...); saved with the scenario, TOML-serialisable.
+    """
+
+    collected: np.ndarray
+    proc_cost: np.ndarray
+    error_weight: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    link_cost: np.ndarray
+    proc_cap: np.ndarray | None = None
+    link_cap: np.ndarray | None = None
+    link_up: np.ndarray | None = None
+    active: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        collected = _as_array("collected", self.collected, np.int64)
+        if collected.ndim != 2:
+            raise ScenarioError(f"collected: must be a [T, n] array, got shape {collected.shape}")
+        T, n = collected.shape
+        if T < 1 or n < 1:
+            raise ScenarioError(f"collected: needs at least one slot and one device, got shape {collected.shape}")
+        src = _as_array("src", self.src, np.int64).reshape(-1) if np.ndim(self.src) <= 1 else None
+        dst = _as_array("dst", self.dst, np.int64).reshape(-1) if np.ndim(self.dst) <= 1 else None
+        if src is None or dst is None:
+            raise ScenarioError("src/dst: must be one-dimensional edge lists")
+        if src.shape != dst.shape:
+            raise ScenarioError(f"dst: must have the same length as src ({src.shape[0]}), got {dst.shape[0]}")
+        E = src.shape[0]
+        for name, arr in (("src", src), ("dst", dst)):
+            bad = (arr < 0) | (arr >= n)
+            if bad.any():
+                e = int(np.argmax(bad))
+                raise ScenarioError(f"{name}[{e}] = {arr[e]}: must name a device in 0..{n - 1}")
+        loops = src == dst
+        if loops.any():
+            e = int(np.argmax(loops))
+            raise ScenarioError(f"src[{e}] = dst[{e}] = {src[e]}: self-loops are not links")
+        if E:
+            key = src * n + dst
+            uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
+            if (counts > 1).any():
+                k = uniq[np.argmax(counts > 1)]
+                dup = np.flatnonzero(key == k)
+                raise ScenarioError(
+                    f"src/dst: link {int(src[dup[0]])}->{int(dst[dup[0]])} appears twice (edges {dup[0]} and {dup[1]})"
+                )
+        set_(self, "collected", collected)
+        set_(self, "src", src)
+        set_(self, "dst", dst)
+
+        def device(name: str, value: Any, default: Any, dtype: Any) -> np.ndarray:
+            arr = np.full((T, n), default, dtype=np.float64 if dtype is not bool else bool) if value is None \
+                else _as_array(name, value, dtype)
+            if arr.shape != (T, n):
+                raise ScenarioError(f"{name}: must have shape [T, n] = {(T, n)}, got {arr.shape}")
+            return arr
+
+        def link(name: str, value: Any, default: Any, dtype: Any) -> np.ndarray:
+            arr = np.full((T, E), default, dtype=np.float64 if dtype is not bool else bool) if value is None \
+                else _as_array(name, value, dtype)
+            if arr.shape != (T, E):
+                raise ScenarioError(f"{name}: must have shape [T, E] = {(T, E)}, got {arr.shape}")
+            return arr
+
+        proc_cost = device("proc_cost", self.proc_cost, 0.0, np.float64)
+        error_weight = device("error_weight", self.error_weight, 0.0, np.float64)
+        proc_cap = device("proc_cap", self.proc_cap, np.inf, np.float64)
+        active = device("active", self.active, True, bool)
+        link_cost = link("link_cost", self.link_cost, 0.0, np.float64)
+        link_cap = link("link_cap", self.link_cap, np.inf, np.float64)
+        link_up = link("link_up", self.link_up, True, bool)
+
+        for name, arr in (("proc_cost", proc_cost), ("error_weight", error_weight), ("link_cost", link_cost)):
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                idx = _first_bad(bad)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: costs must be finite numbers")
+            bad = arr < 0
+            if bad.any():
+                idx = _first_bad(bad)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: costs must be ≥ 0")
+        for name, arr in (("proc_cap", proc_cap), ("link_cap", link_cap)):
+            bad = np.isnan(arr) | (arr < 0)
+            if bad.any():
+                idx = _first_bad(bad)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: capacities must be ≥ 0 (inf = none)")
+        bad = collected < 0
+        if bad.any():
+            idx = _first_bad(bad)
+            raise ScenarioError(f"collected{_fmt_index(idx)} = {collected[idx]}: counts must be ≥ 0")
+        bad = (~active) & (collected > 0)
+        if bad.any():
+            idx = _first_bad(bad)
+            raise ScenarioError(
+                f"collected{_fmt_index(idx)} = {collected[idx]}: an inactive device (active{_fmt_index(idx)} = false) collects nothing"
+            )
+        if not isinstance(self.info, dict):
+            raise ScenarioError("info: must be a dict of TOML-serialisable provenance")
+        for name, arr in (("proc_cost", proc_cost), ("error_weight", error_weight), ("proc_cap", proc_cap),
+                          ("active", active), ("link_cost", link_cost), ("link_cap", link_cap), ("link_up", link_up)):
+            arr.setflags(write=False)
+            set_(self, name, arr)
+        for arr in (collected, src, dst):
+            arr.setflags(write=False)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def horizon(self) -> int:
+        """``T``, the number of slots."""
+        return int(self.collected.shape[0])
+
+    @property
+    def n_devices(self) -> int:
+        """``n``, the number of devices."""
+        return int(self.collected.shape[1])
+
+    @property
+    def n_edges(self) -> int:
+        """``|E|``, the number of directed links in the static edge list."""
+        return int(self.src.shape[0])
+
+    @property
+    def has_capacities(self) -> bool:
+        """Whether any finite capacity ``C_i(t)`` or ``C_ij(t)`` is set."""
+        return bool(np.isfinite(self.proc_cap).any() or np.isfinite(self.link_cap).any())
+
+    @property
+    def total_collected(self) -> int:
+        """``|D_V|``: all datapoints collected in the run."""
+        return int(self.collected.sum())
+
+    # ------------------------------------------------------ derived availability
+    def usable_links(self) -> np.ndarray:
+        """Bool ``[T, E]``: offloading on link ``e`` at ``t`` is allowed.
+
+        A link is usable when it is up, both ends are active at ``t``, the receiver is active at
+        ``t + 1`` (where it processes the data) and ``t < T`` (offloading in the last slot is
+        forbidden, SPEC §2).
+        """
+        T = self.horizon
+        ok = self.link_up & self.active[:, self.src] & self.active[:, self.dst]
+        ok[:-1] &= self.active[1:, self.dst]
+        ok[T - 1] = False
+        return ok
+
+    def effective_proc_cap(self) -> np.ndarray:
+        """``C_i(t)`` with inactive devices at 0 (they process nothing)."""
+        return np.where(self.active, self.proc_cap, 0.0)
+
+    # --------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the scenario losslessly to ``path`` (a ``.npz`` holding the arrays and a TOML header).
+
+        The write is atomic (temporary file + rename).
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "n_devices": self.n_devices,
+                  "horizon": self.horizon, "n_edges": self.n_edges, "info": _toml_safe(self.info)}
+        arrays = {name: getattr(self, name) for name in (*_DEVICE_FIELDS, *_LINK_FIELDS, "src", "dst")}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, header=np.frombuffer(tomli_w.dumps(header).encode(), dtype=np.uint8), **arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Scenario:
+        """Read a scenario written by :meth:`save`; a file that is not one raises :class:`ScenarioError`."""
+        path = Path(path)
+        if not path.exists():
+            raise ScenarioError(f"{path}: no such scenario file")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "header" not in data.files:
+                    raise ScenarioError(f"{path}: not a foglearn scenario (no header)")
+                header = tomllib.loads(data["header"].tobytes().decode())
+                arrays = {k: data[k] for k in data.files if k != "header"}
+        except ScenarioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is "not a scenario"
+            raise ScenarioError(f"{path}: not a foglearn scenario file ({type(exc).__name__}: {exc})") from exc
+        if header.get("format") != FORMAT:
+            raise ScenarioError(f"{path}: not a foglearn scenario (format = {header.get('format')!r})")
+        if header.get("version", 0) > FORMAT_VERSION:
+            raise ScenarioError(f"{path}: scenario format version {header['version']} is newer than this foglearn reads ({FORMAT_VERSION})")
+        missing = [k for k in (*_DEVICE_FIELDS, *_LINK_FIELDS, "src", "dst") if k not in arrays]
+        if missing:
+            raise ScenarioError(f"{path}: scenario file lacks arrays {missing}")
+        return cls(info=header.get("info", {}), **arrays)
+
+    # ------------------------------------------------------------------ helpers
+    def replace(self, **changes: Any) -> Scenario:
+        """A new, validated scenario with some fields changed."""
+        fields = {name: getattr(self, name) for name in
+                  (*_DEVICE_FIELDS, *_LINK_FIELDS, "src", "dst", "info")}
+        fields.update(changes)
+        return Scenario(**fields)
+
+    def window(self, start: int, stop: int) -> Scenario:
+        """Slots ``start..stop-1`` as a scenario of their own (same devices and edges)."""
+        if not 0 <= start < stop <= self.horizon:
+            raise ScenarioError(f"window: need 0 ≤ start < stop ≤ T = {self.horizon}, got {start}..{stop}")
+        sl = slice(start, stop)
+        return self.replace(**{k: getattr(self, k)[sl] for k in (*_DEVICE_FIELDS, *_LINK_FIELDS)},
+                            info={**self.info, "window": [start, stop]})
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers for tables and reports."""
+        return {"n_devices": self.n_devices, "horizon": self.horizon, "n_edges": self.n_edges,
+                "collected": self.total_collected, "capacities": self.has_capacities,
+                "active_fraction": float(self.active.mean()), "links_up_fraction": float(self.link_up.mean()) if self.n_edges else 1.0}
+
+    def __repr__(self) -> str:
+        return (f"Scenario(n_devices={self.n_devices}, horizon={self.horizon}, n_edges={self.n_edges}, "
+                f"collected={self.total_collected}, capacities={self.has_capacities})")
+
+
+def _toml_safe(value: Any) -> Any:
+    """Provenance as TOML can hold it (None dropped, numpy scalars unwrapped, tuples as lists)."""
+    if isinstance(value, dict):
+        return {str(k): _toml_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_toml_safe(v) for v in value if v is not None]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
