@@ -1,0 +1,221 @@
+"""Measured cost traces (SPEC §5): replay a user's own per-slot measurements as a Scenario.
+
+Two CSV files describe a measured fog network:
+
+``nodes.csv``: ``t, node, active, points, proc_time_s, capacity_points`` — one row per node and slot;
+``links.csv``: ``t, src, dst, up, points, transfer_time_s, capacity_points`` — one row per link and slot.
+
+Per-point costs are ``proc_time_s / points`` and ``transfer_time_s / points``, divided by a
+reference time (default: the median per-point processing time, so a typical device costs 1).
+A simulated device ``i`` replays traced node ``i mod N``; slot ``t`` uses trace slot
+``t mod length``; a simulated link replays the traced link between the traced nodes it maps to.
+``capacity_points`` may be empty or ``inf`` for "no capacity".
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from foglearn.network.scenario import Scenario, ScenarioError
+
+NODE_COLUMNS = ("t", "node", "active", "points", "proc_time_s", "capacity_points")
+LINK_COLUMNS = ("t", "src", "dst", "up", "points", "transfer_time_s", "capacity_points")
+
+
+@dataclass(frozen=True, eq=False)
+class Traces:
+    """Measured per-point costs: nodes ``[L, N]`` and links ``[L, K]`` over ``L`` trace slots."""
+
+    proc_time: np.ndarray  # [L, N] seconds per point
+    node_cap: np.ndarray  # [L, N] points (inf = none)
+    node_active: np.ndarray  # [L, N] bool
+    link_src: np.ndarray  # [K] traced node ids (0..N-1)
+    link_dst: np.ndarray  # [K]
+    transfer_time: np.ndarray  # [L, K] seconds per point
+    link_cap: np.ndarray  # [L, K]
+    link_up: np.ndarray  # [L, K] bool
+    node_ids: tuple[str, ...]
+
+    @property
+    def length(self) -> int:
+        return int(self.proc_time.shape[0])
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.proc_time.shape[1])
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.exists():
+        raise ScenarioError(f"{path}: no such trace file")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ScenarioError(f"{path}: missing columns {missing}; expected {list(columns)}")
+        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+def _num(path: Path, line: int, row: dict[str, str], col: str, *, positive: bool = False,
+         allow_inf: bool = False) -> float:
+    text = row[col]
+    if allow_inf and text in ("", "inf", "Inf", "INF"):
+        return float("inf")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be a number") from None
+    if not np.isfinite(value) and not allow_inf:
+        raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be finite")
+    if value < 0 or (positive and value == 0):
+        rule = "> 0" if positive else "≥ 0"
+        raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be {rule}")
+    return value
+
+
+def _flag(path: Path, line: int, row: dict[str, str], col: str) -> bool:
+    text = row[col].lower()
+    if text in ("1", "true", "yes"):
+        return True
+    if text in ("0", "false", "no"):
+        return False
+    raise ScenarioError(f"{path}:{line} {col} = {row[col]!r}: must be 0/1 or true/false")
+
+
+def load_traces(directory: str | os.PathLike[str]) -> Traces:
+    """Read ``nodes.csv`` and ``links.csv`` from ``directory`` (SPEC §5 format), validating every row."""
+    directory = Path(directory)
+    npath, lpath = directory / "nodes.csv", directory / "links.csv"
+    nrows = _read_csv(npath, NODE_COLUMNS)
+    lrows = _read_csv(lpath, LINK_COLUMNS)
+    if not nrows:
+        raise ScenarioError(f"{npath}: no rows")
+    slots = sorted({int(_num(npath, k + 2, r, "t")) for k, r in enumerate(nrows)})
+    if slots != list(range(len(slots))):
+        raise ScenarioError(f"{npath}: slots t must run 0..L-1 without gaps, got {slots[:5]}…")
+    ids = tuple(sorted({r["node"] for r in nrows}))
+    index = {name: k for k, name in enumerate(ids)}
+    L, N = len(slots), len(ids)
+    proc = np.full((L, N), np.nan)
+    cap = np.full((L, N), np.inf)
+    act = np.zeros((L, N), dtype=bool)
+    for k, r in enumerate(nrows):
+        line = k + 2
+        t, i = int(_num(npath, line, r, "t")), index[r["node"]]
+        if not np.isnan(proc[t, i]):
+            raise ScenarioError(f"{npath}:{line}: node {r['node']!r} appears twice in slot {t}")
+        act[t, i] = _flag(npath, line, r, "active")
+        pts = _num(npath, line, r, "points", positive=act[t, i])
+        proc[t, i] = _num(npath, line, r, "proc_time_s") / pts if pts > 0 else 0.0
+        cap[t, i] = _num(npath, line, r, "capacity_points", allow_inf=True)
+    if np.isnan(proc).any():
+        t, i = (int(v) for v in np.argwhere(np.isnan(proc))[0])
+        raise ScenarioError(f"{npath}: node {ids[i]!r} has no row for slot {t} (one row per node and slot)")
+    pairs: dict[tuple[int, int], int] = {}
+    for k, r in enumerate(lrows):
+        for col in ("src", "dst"):
+            if r[col] not in index:
+                raise ScenarioError(f"{lpath}:{k + 2} {col} = {r[col]!r}: not a node of nodes.csv")
+        pairs.setdefault((index[r["src"]], index[r["dst"]]), len(pairs))
+    K = len(pairs)
+    xfer = np.full((L, K), np.nan)
+    lcap = np.full((L, K), np.inf)
+    up = np.zeros((L, K), dtype=bool)
+    for k, r in enumerate(lrows):
+        line = k + 2
+        t = int(_num(lpath, line, r, "t"))
+        if t >= L:
+            raise ScenarioError(f"{lpath}:{line} t = {t}: beyond the {L} slots of nodes.csv")
+        e = pairs[(index[r["src"]], index[r["dst"]])]
+        up[t, e] = _flag(lpath, line, r, "up")
+        pts = _num(lpath, line, r, "points", positive=up[t, e])
+        xfer[t, e] = _num(lpath, line, r, "transfer_time_s") / pts if pts > 0 else 0.0
+        lcap[t, e] = _num(lpath, line, r, "capacity_points", allow_inf=True)
+    xfer = np.where(np.isnan(xfer), 0.0, xfer)  # a link without a row in a slot is down
+    src = np.array([p[0] for p in pairs], dtype=np.int64)
+    dst = np.array([p[1] for p in pairs], dtype=np.int64)
+    return Traces(proc, cap, act, src, dst, xfer, lcap, up, ids)
+
+
+def write_traces(directory: str | os.PathLike[str], scenario: Scenario, seconds_per_unit: float = 0.01,
+                 points: int = 100) -> Path:
+    """Write a scenario's costs as ``nodes.csv``/``links.csv`` measurements (for demos and round trips).
+
+    Each cost ``c`` becomes a measurement of ``points`` datapoints taking ``c · points · seconds_per_unit``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    T = scenario.horizon
+    with (directory / "nodes.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(NODE_COLUMNS)
+        for t in range(T):
+            for i in range(scenario.n_devices):
+                w.writerow([t, f"d{i}", int(scenario.active[t, i]), points,
+                            repr(float(scenario.proc_cost[t, i] * points * seconds_per_unit)),
+                            repr(float(scenario.proc_cap[t, i]))])
+    with (directory / "links.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(LINK_COLUMNS)
+        for t in range(T):
+            for e in range(scenario.n_edges):
+                w.writerow([t, f"d{scenario.src[e]}", f"d{scenario.dst[e]}", int(scenario.link_up[t, e]), points,
+                            repr(float(scenario.link_cost[t, e] * points * seconds_per_unit)),
+                            repr(float(scenario.link_cap[t, e]))])
+    return directory
+
+
+def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None = None, horizon: int = 100,
+                seed: int = 0, max_points: int = 60, error_weight_max: float = 2.0,
+                reference_s: float | None = None) -> Scenario:
+    """A scenario that replays measured traces (SPEC §5).
+
+    Device ``i`` replays traced node ``i mod N`` and slot ``t`` replays trace slot ``t mod L``. The
+    links are the traced links between distinct simulated devices whose traced nodes are linked.
+    Costs are per-point times divided by ``reference_s`` (default: median per-point processing
+    time of active traced nodes). ``D_i(t) ~ U{0..max_points}`` and ``f_i(t) ~ U(0, error_weight_max)``
+    are drawn from ``seed`` (the traces measure costs, not data arrivals).
+    """
+    tr = traces if isinstance(traces, Traces) else load_traces(traces)
+    n = tr.n_nodes if n_devices is None else n_devices
+    if n < 1 or horizon < 1:
+        raise ScenarioError(f"n_devices = {n}, horizon = {horizon}: both must be ≥ 1")
+    if reference_s is None:
+        active_times = tr.proc_time[tr.node_active & (tr.proc_time > 0)]
+        reference_s = float(np.median(active_times)) if active_times.size else 1.0
+    if not reference_s > 0:
+        raise ScenarioError(f"reference_s = {reference_s}: must be > 0")
+    rng = np.random.default_rng(seed)
+    rows = np.arange(horizon) % tr.length
+    node_of = np.arange(n) % tr.n_nodes
+    link_of: dict[tuple[int, int], int] = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(tr.link_src, tr.link_dst))}
+    src, dst, which = [], [], []
+    for i in range(n):
+        for j in range(n):
+            k = link_of.get((int(node_of[i]), int(node_of[j])))
+            if i != j and k is not None:
+                src.append(i)
+                dst.append(j)
+                which.append(k)
+    which_a = np.array(which, dtype=np.int64)
+    active = tr.node_active[rows][:, node_of]
+    collected = np.where(active, rng.integers(0, max_points + 1, size=(horizon, n)), 0)
+    return Scenario(
+        collected=collected,
+        proc_cost=tr.proc_time[rows][:, node_of] / reference_s,
+        error_weight=rng.uniform(0.0, error_weight_max, size=(horizon, n)),
+        src=np.array(src, dtype=np.int64), dst=np.array(dst, dtype=np.int64),
+        link_cost=tr.transfer_time[rows][:, which_a] / reference_s if which else np.zeros((horizon, 0)),
+        proc_cap=tr.node_cap[rows][:, node_of],
+        link_cap=tr.link_cap[rows][:, which_a] if which else None,
+        link_up=tr.link_up[rows][:, which_a] if which else None,
+        active=active,
+        info={"generator": "traces", "n_devices": n, "horizon": horizon, "seed": seed,
+              "max_points": max_points, "reference_s": reference_s, "trace_nodes": list(tr.node_ids)},
+    )
