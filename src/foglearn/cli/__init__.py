@@ -18,6 +18,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Network-aware distributed learning in fog networks (Tu et al., INFOCOM 2020)."""
+
+
 # module -> how it attaches: each module exposes `register(app)`.
 _COMMAND_MODULES = (
     "foglearn.cli.plan",       # foglearn plan
