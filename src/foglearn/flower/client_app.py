@@ -1,0 +1,180 @@
+"""The device: a Flower ClientApp running one slot of the paper's loop per ``train`` message.
+
+Per slot ``t`` the device (paper Sec. III, eqs. 3, 6):
+
+1. collects ``D_i(t)`` new points from its stream (its partition of the dataset);
+2. splits them by the server's fractions into kept (``s_ii``), offloaded per neighbour
+   (``s_ij``) and discarded (``r_i``) with :func:`~foglearn.flower.protocol.split_counts`;
+3. processes ``G_i(t)`` = kept points + the points offloaded to it in ``t-1`` (relayed by the
+   server in this message), capped by ``C_i(t)``: one SGD step (eq. 3), timed;
+4. replies with its counts, its measured costs (seconds per point processed; seconds per point
+   for the relay leg that brought it data), its replayed scenario costs, the offloaded points
+   themselves (the server relays them), and, on aggregation slots, its local model.
+
+The local model and ``H_i`` (points processed since the last global model) live in
+``context.state`` between slots. Message keys are documented in :mod:`foglearn.flower.strategy`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from foglearn.flower import task
+from foglearn.flower.config import FlowerRunConfig
+from foglearn.flower.protocol import split_counts
+
+app = ClientApp()
+
+
+def _device_id(context: Context) -> int:
+    if "partition-id" not in context.node_config:
+        raise RuntimeError("this SuperNode has no 'partition-id' in its node config; start it with "
+                           "--node-config 'partition-id=<device> num-partitions=<n>'")
+    return int(context.node_config["partition-id"])
+
+
+@app.query("hello")
+def hello(msg: Message, context: Context) -> Message:
+    """Tell the server which device this node is (its ``partition-id``)."""
+    dev = _device_id(context)
+    return Message(RecordDict({"hello": MetricRecord({"device": dev})}), reply_to=msg)
+
+
+def _records(arr: dict[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arr.items()})
+
+
+def _numpy(rec: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in rec.items()}
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One slot of the loop for this device (see the module docstring)."""
+    t_enter = time.time()
+    latency_in = max(0.0, t_enter - float(msg.metadata.created_at))
+    run_cfg = dict(msg.content["run"])
+    cfg = FlowerRunConfig.from_user_config(run_cfg)
+    ins = msg.content["cfg"]
+    dev = _device_id(context)
+    slot = int(ins["slot"])
+    if int(ins["device"]) != dev:
+        raise RuntimeError(f"message for device {ins['device']} reached device {dev}")
+    for fault in cfg.fault_list:
+        if fault.hits(dev, slot):
+            if fault.kill:
+                os._exit(17)  # like an OOM kill: the process vanishes without a reply
+            raise RuntimeError(f"injected fault: device {dev} fails in slot {slot}")
+
+    ds = task.dataset(cfg)
+    sc = task.scenario(cfg)
+    n_train = len(ds.y_train)
+
+    # ---- local model: a new global model resets it and H_i (eq. 4's bookkeeping)
+    model = task.new_model(cfg)
+    meta = context.state.get("meta")
+    if "global" in msg.content:
+        task.set_arrays(model, _numpy(msg.content["global"]))
+        h, version = 0, int(ins["version"])
+    elif "local" in context.state and meta is not None:
+        task.set_arrays(model, _numpy(context.state["local"]))
+        h, version = int(meta["h"]), int(meta["version"])
+    else:
+        raise RuntimeError(f"device {dev}: no model (lost its state and got no global model in slot {slot})")
+
+    # ---- 1-2: collect D_i(t) and split it by the plan's fractions
+    idx = task.stream_slice(cfg, sc, dev, slot, n_train)
+    D = int(idx.size)
+    off_dst = [int(j) for j in ins["off-dst"]]
+    off_edge = [int(e) for e in ins["off-edge"]]
+    off_frac = [float(f) for f in ins["off-frac"]]
+    counts = split_counts(D, [float(ins["keep"]), *off_frac])
+    # a link carries at most C_ij(t); the excess stays here and is dropped (SPEC §2)
+    dropped_link = 0
+    for k, e in enumerate(off_edge):
+        cap = sc.link_cap[slot, e]
+        if np.isfinite(cap) and counts[1 + k] > int(np.floor(cap + 1e-9)):
+            over = counts[1 + k] - int(np.floor(cap + 1e-9))
+            counts[1 + k] -= over
+            dropped_link += over
+    kept_n = int(counts[0])
+    x_new, y_new = ds.x_train[idx], ds.y_train[idx]
+    pos = kept_n
+    out_x, out_y, out_dst = [], [], []
+    off_counts = []
+    for k, j in enumerate(off_dst):
+        c = int(counts[1 + k])
+        off_counts.append(c)
+        out_x.append(x_new[pos:pos + c])
+        out_y.append(y_new[pos:pos + c])
+        out_dst.append(np.full(c, j, dtype=np.int64))
+        pos += c
+    discarded = D - kept_n - sum(off_counts)
+
+    # ---- 3: process G_i(t) = kept + received, capped by C_i(t)
+    xs, ys = [x_new[:kept_n]], [y_new[:kept_n]]
+    received, recv_src = 0, np.zeros(0, dtype=np.int64)
+    if "incoming" in msg.content:
+        inc = _numpy(msg.content["incoming"])
+        xs.append(inc["x"])
+        ys.append(inc["y"])
+        recv_src = inc["src"].astype(np.int64)
+        received = int(inc["y"].size)
+    x_proc = np.concatenate(xs) if xs else np.zeros((0, *ds.x_train.shape[1:]), np.float32)
+    y_proc = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    cap = sc.proc_cap[slot, dev]
+    dropped_proc = 0
+    if np.isfinite(cap) and y_proc.size > int(np.floor(cap + 1e-9)):
+        keep_n = int(np.floor(cap + 1e-9))
+        dropped_proc = int(y_proc.size - keep_n)
+        sel = np.sort(np.random.default_rng([cfg.seed, dev, slot]).permutation(y_proc.size)[:keep_n])
+        x_proc, y_proc = x_proc[sel], y_proc[sel]
+    G = int(y_proc.size)
+    proc_seconds = task.sgd_step(model, x_proc, y_proc, cfg.lr) if G > 0 else 0.0
+    h += G
+    arrays = task.get_arrays(model)
+    context.state["local"] = _records(arrays)
+    context.state["meta"] = ConfigRecord({"h": h, "version": version})
+
+    # ---- 4: report what was collected, done and measured
+    out_edges = np.flatnonzero(sc.src == dev)
+    usable = sc.usable_links()[slot, out_edges] if out_edges.size else np.zeros(0, bool)
+    def fin(a: np.ndarray) -> list[float]:
+        return [float(v) if np.isfinite(v) else -1.0 for v in np.atleast_1d(a)]
+    measured_link = []
+    for s in sorted(set(recv_src.tolist())):
+        k = int((recv_src == s).sum())
+        measured_link += [float(s), latency_in / k]
+    report = MetricRecord({
+        "slot": slot, "device": dev, "collected": D, "kept": kept_n, "discarded": int(discarded),
+        "off-count": off_counts or [0], "received": received, "processed": G,
+        "dropped": int(dropped_proc + dropped_link), "h": h, "version": version,
+        "proc-seconds": proc_seconds, "proc-seconds-per-point": proc_seconds / G if G else -1.0,
+        "latency-in": latency_in, "handler-seconds": time.time() - t_enter,
+        # the scenario's values at this device, replayed like a traced device (SPEC §5)
+        "proc-cost": float(sc.proc_cost[slot, dev]), "error-weight": float(sc.error_weight[slot, dev]),
+        "proc-cap": fin(sc.proc_cap[slot, dev])[0],
+        "out-edges": [int(e) for e in out_edges] or [-1],
+        "link-cost": fin(sc.link_cost[slot, out_edges]) or [0.0],
+        "link-cap": fin(sc.link_cap[slot, out_edges]) or [0.0],
+        "link-up": [int(u) for u in usable] or [0],
+        # measured: seconds per point on the relay leg that brought points from each source
+        "measured-link": measured_link or [-1.0, -1.0],
+    })
+    content = RecordDict({"report": report})
+    if sum(off_counts):
+        content["out"] = _records({"x": np.concatenate(out_x), "y": np.concatenate(out_y),
+                                   "dst": np.concatenate(out_dst)})
+    if bool(ins["send-model"]):
+        content["model"] = _records(arrays)
+    return Message(content, reply_to=msg)
+
+
+def make_client_app() -> ClientApp:
+    """The ClientApp (kept as a function for symmetry with :func:`make_server_app`)."""
+    return app

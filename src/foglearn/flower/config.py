@@ -1,0 +1,232 @@
+"""Configuration of a Flower run of the paper's loop: one frozen, validated dataclass.
+
+The same fields are read from Flower's run config (``[tool.flwr.app.config]`` in
+``flower_app/pyproject.toml``, overridden with ``flwr run -c 'key=value'``), whose keys use
+hyphens (``num-devices``), or built directly in Python (``FlowerRunConfig(num_devices=5)``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+INFORMATION = ("estimated", "perfect")
+COST_SOURCES = ("synthetic", "measured")
+TOPOLOGIES = ("full", "random", "hierarchical", "social", "scale-free")
+PROFILES = ("synthetic", "lte", "wifi")
+
+
+class FlowerConfigError(ValueError):
+    """A Flower run-config field breaks a rule; the message names the field and the rule."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected fault: device ``device`` fails in slot ``slot`` (and after, if ``persistent``).
+
+    A failing ClientApp raises (Flower returns an error reply) or, with ``kill``, exits its
+    process (``os._exit``) the way an OOM-killed worker does.
+    """
+
+    device: int
+    slot: int
+    persistent: bool = False
+    kill: bool = False
+
+    def hits(self, device: int, slot: int) -> bool:
+        return device == self.device and (slot == self.slot or (self.persistent and slot > self.slot))
+
+
+def parse_faults(spec: str) -> tuple[Fault, ...]:
+    """Parse ``"2@3,1@4+,0@2!"``: device 2 fails in slot 3; device 1 from slot 4 on; device 0
+    is killed (process exit) in slot 2. Slots are 0-based.
+    """
+    out: list[Fault] = []
+    for raw in (p.strip() for p in spec.split(",")):
+        if not raw:
+            continue
+        kill = raw.endswith("!")
+        body = raw.rstrip("!")
+        persistent = body.endswith("+")
+        body = body.rstrip("+")
+        try:
+            dev, slot = (int(x) for x in body.split("@"))
+        except ValueError as exc:
+            raise FlowerConfigError(f"faults: {raw!r} is not DEVICE@SLOT[+][!] (e.g. '2@3', '1@4+', '0@2!')") from exc
+        if dev < 0 or slot < 0:
+            raise FlowerConfigError(f"faults: {raw!r}: device and slot must be ≥ 0")
+        out.append(Fault(dev, slot, persistent, kill))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class FlowerRunConfig:
+    """Everything a Flower run of the paper's loop needs (SPEC §4 defaults where they apply).
+
+    Parameters
+    ----------
+    num_devices : int
+        ``n``: devices, one SuperNode (ClientApp) each; node ``partition-id`` = device index.
+    horizon : int
+        ``T``: slots; one Flower round per slot.
+    period : int
+        ``τ``: aggregate every ``period`` slots, weighted by ``H_i`` (eq. 4).
+    window : int
+        Estimated information: plan window ``l`` (``window`` slots) from the averages measured in
+        window ``l-1``; the first window moves nothing (SPEC §4). 0 means ``window = period``.
+    lr : float
+        ``η``, the constant SGD step size of eq. (3).
+    dataset, model : str
+        Names given to the dataset and model factories (``"mnist"``, ``"mlp"`` ...).
+    seed : int
+        One seed for the scenario, partitions and the initial model.
+    topology, rho, capacities, profile, max_points :
+        The synthetic scenario the devices replay (:func:`foglearn.network.synthetic`);
+        ``max_points = 0`` uses ``⌊|D_V|/(nT)⌋`` of the dataset's training set.
+    scenario_file : str
+        A saved :class:`~foglearn.network.Scenario` (``.npz``) to replay instead of a synthetic one.
+    information : {"estimated", "perfect"}
+        Plan from the previous window's measurements (the paper's estimated-information
+        scheme, the only one a real deployment can run) or once from the true scenario.
+    movement : bool
+        ``False``: every device keeps all it collects (setting A of Table III).
+    cost_source : {"synthetic", "measured"}
+        Which per-point costs the server plans with: the scenario's (replayed by each device as
+        a traced device) or the wall-clock times the devices measure, divided by
+        ``seconds_per_unit``. Both are always recorded.
+    error : {"linear", "sqrt"}
+        Error model passed to the planner.
+    slot_timeout : float
+        Seconds the server waits for a slot's replies; a device that has not answered by then is
+        inactive for that slot.
+    faults : str
+        Injected faults (:func:`parse_faults`), for tests and demonstrations.
+    run_dir : str
+        Where ``config.toml`` and ``result.json`` go (absolute path recommended under ``flwr run``).
+    eval_points : int
+        Test points for the server's evaluation (0 = the whole test set).
+    dataset_factory, model_factory, planner : str
+        ``module:function`` import paths (defaults: foglearn's own).
+    min_accuracy : float
+        The run fails (raises) when the final accuracy is not above this; default: chance + 0.
+    """
+
+    num_devices: int = 5
+    horizon: int = 20
+    period: int = 10
+    window: int = 0
+    lr: float = 0.01
+    dataset: str = "mnist"
+    model: str = "cnn"
+    seed: int = 0
+    topology: str = "full"
+    rho: float = 0.3
+    capacities: bool = False
+    profile: str = "synthetic"
+    max_points: int = 0
+    scenario_file: str = ""
+    information: str = "estimated"
+    movement: bool = True
+    cost_source: str = "synthetic"
+    seconds_per_unit: float = 0.01
+    error: str = "linear"
+    slot_timeout: float = 120.0
+    faults: str = ""
+    run_dir: str = ""
+    eval_points: int = 0
+    dataset_factory: str = "foglearn.learning.datasets:load_dataset"
+    model_factory: str = "foglearn.learning.models:make_model"
+    planner: str = "foglearn.planning:plan"
+    min_accuracy: float = -1.0
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, name: str, rule: str) -> None:
+            if not cond:
+                raise FlowerConfigError(f"{name} = {getattr(self, name)!r}: {rule}")
+
+        need(self.num_devices >= 1, "num_devices", "need at least one device")
+        need(self.horizon >= 1, "horizon", "need at least one slot")
+        need(self.period >= 1, "period", "the aggregation period τ must be ≥ 1")
+        need(self.window >= 0, "window", "must be ≥ 0 (0 = period)")
+        need(self.lr > 0, "lr", "the step size η must be > 0")
+        need(self.topology in TOPOLOGIES, "topology", f"must be one of {TOPOLOGIES}")
+        need(0.0 <= self.rho <= 1.0, "rho", "a link probability must lie in [0, 1]")
+        need(self.profile in PROFILES, "profile", f"must be one of {PROFILES}")
+        need(self.max_points >= 0, "max_points", "must be ≥ 0 (0 = ⌊|D_V|/(nT)⌋)")
+        need(self.information in INFORMATION, "information", f"must be one of {INFORMATION}")
+        need(self.cost_source in COST_SOURCES, "cost_source", f"must be one of {COST_SOURCES}")
+        need(self.seconds_per_unit > 0, "seconds_per_unit", "must be > 0")
+        need(self.error in ("linear", "sqrt"), "error", "must be 'linear' or 'sqrt'")
+        need(self.slot_timeout > 0, "slot_timeout", "must be > 0 seconds")
+        need(self.eval_points >= 0, "eval_points", "must be ≥ 0 (0 = all)")
+        for name in ("dataset_factory", "model_factory", "planner"):
+            need(":" in getattr(self, name), name, "must be a 'module:function' import path")
+        for f in parse_faults(self.faults):
+            if f.device >= self.num_devices:
+                raise FlowerConfigError(f"faults: device {f.device} does not exist (num_devices = {self.num_devices})")
+
+    @property
+    def plan_window(self) -> int:
+        """Window length of the estimated-information scheme (``period`` unless set)."""
+        return self.window or self.period
+
+    @property
+    def fault_list(self) -> tuple[Fault, ...]:
+        return parse_faults(self.faults)
+
+    # ------------------------------------------------------------ Flower run config
+    def to_user_config(self) -> dict[str, Any]:
+        """Flower run-config form: hyphenated keys, TOML scalars."""
+        return {k.replace("_", "-"): v for k, v in asdict(self).items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_user_config(cls, cfg: Mapping[str, Any], **overrides: Any) -> FlowerRunConfig:
+        """Build from Flower's ``context.run_config`` (hyphenated keys; unknown keys are an error)."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in cfg.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise FlowerConfigError(f"{key}: unknown foglearn run-config key (known: {sorted(k.replace('_', '-') for k in known)})")
+            default = getattr(cls, name) if hasattr(cls, name) else None
+            kwargs[name] = _coerce(name, value, default)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and value != int(value):
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise FlowerConfigError(f"{name.replace('_', '-')} = {value!r}: expected {type(default).__name__}") from exc
+
+
+def load_callable(path: str) -> Callable[..., Any]:
+    """Import ``module:function``; the error names the path."""
+    module, _, attr = path.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise FlowerConfigError(f"{path}: cannot import ({type(exc).__name__}: {exc})") from exc
+    if not callable(obj):
+        raise FlowerConfigError(f"{path}: is not callable")
+    return obj

@@ -1,0 +1,172 @@
+"""The ServerApp: discovers the devices, runs :class:`FogStrategy` for ``T`` slots, writes the run.
+
+Run directory (``run-dir``): ``config.toml`` (the run config), ``result.json`` (per-slot
+movement, the plan and the counts it implies, measured costs, realised costs, accuracy after
+every aggregation, aggregation weights, failures per slot, wall time), ``estimates/`` (each
+window's estimated scenario, ``.npz``).
+
+The run *fails loudly* (raises after writing ``result.json`` with ``status = "failed"``) when
+no aggregation took any update (every device failed or processed nothing) or the final
+accuracy is not above ``min-accuracy``: a Flower run whose ClientApps all died otherwise ends
+"successfully" with the initial model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from logging import INFO, WARNING
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.supercore import log
+
+from foglearn.flower import task
+from foglearn.flower.config import FlowerRunConfig, load_callable
+from foglearn.flower.strategy import FogStrategy
+
+
+class FlowerRunError(RuntimeError):
+    """A Flower run that learned nothing or could not start."""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def discover_devices(grid: Grid, cfg: FlowerRunConfig, wait_s: float) -> dict[int, int]:
+    """Ask every connected node which device it is (``query.hello``); device → node id."""
+    deadline = time.time() + wait_s
+    while len(nodes := list(grid.get_node_ids())) < cfg.num_devices:
+        if time.time() > deadline:
+            raise FlowerRunError(f"only {len(nodes)} of {cfg.num_devices} SuperNodes connected within {wait_s:.0f} s")
+        time.sleep(0.5)
+    msgs = [Message(RecordDict({"hello": MetricRecord({"n": cfg.num_devices})}), node, f"{MessageType.QUERY}.hello",
+                    group_id="hello") for node in nodes]
+    replies = list(grid.send_and_receive(msgs, timeout=wait_s))
+    mapping: dict[int, int] = {}
+    for r in replies:
+        if r.has_error():
+            log(WARNING, "foglearn: node %s failed the hello query: %s", r.metadata.src_node_id, r.error.reason)
+            continue
+        dev = int(r.content["hello"]["device"])
+        if dev in mapping:
+            raise FlowerRunError(f"two SuperNodes claim partition-id {dev} (nodes {mapping[dev]} and {r.metadata.src_node_id})")
+        if not 0 <= dev < cfg.num_devices:
+            raise FlowerRunError(f"node {r.metadata.src_node_id} has partition-id {dev}, outside 0..{cfg.num_devices - 1}")
+        mapping[dev] = r.metadata.src_node_id
+    missing = sorted(set(range(cfg.num_devices)) - set(mapping))
+    if missing:
+        raise FlowerRunError(f"no SuperNode answered for devices {missing}")
+    return mapping
+
+
+def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[str, Any]:
+    """Run the paper's loop on ``grid`` and write the run directory; returns ``result.json``'s content."""
+    t0 = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(1)
+    run_dir = Path(cfg.run_dir or f"runs/flower-{time.strftime('%Y%m%d-%H%M%S')}").expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / "config.toml", tomli_w.dumps({"flower": cfg.to_user_config()}))
+    log(INFO, "foglearn: run directory %s", run_dir)
+
+    ds = task.dataset(cfg)
+    sc = task.scenario(cfg)
+    if planner is None and cfg.movement:
+        planner = load_callable(cfg.planner)
+    node_of_device = discover_devices(grid, cfg, max(cfg.slot_timeout, 30.0))
+    strategy = FogStrategy(cfg, node_of_device, sc.src, sc.dst, planner, true_scenario=sc,
+                           estimates_dir=run_dir / "estimates")
+    model = task.new_model(cfg)
+    n_eval = cfg.eval_points or len(ds.y_test)
+    x_test, y_test = ds.x_test[:n_eval], ds.y_test[:n_eval]
+    curve: list[dict[str, float]] = []
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round > 0 and not strategy.aggregated_now:
+            return None
+        task.set_arrays(model, {k: v.numpy() for k, v in arrays.items()})
+        acc, loss = task.evaluate(model, x_test, y_test)
+        curve.append({"slot": server_round - 1, "accuracy": acc, "loss": loss})
+        return MetricRecord({"accuracy": acc, "loss": loss})
+
+    initial = ArrayRecord({k: Array(v) for k, v in task.get_arrays(model).items()})
+    strategy.start(grid=grid, initial_arrays=initial, num_rounds=cfg.horizon, timeout=cfg.slot_timeout,
+                   evaluate_fn=evaluate_fn)
+
+    failures_per_slot = [sum(1 for f in strategy.failures if f["slot"] == t) for t in range(cfg.horizon)]
+    learned = sum(sum(a["weights"].values()) for a in strategy.aggregations if a.get("applied"))
+    final_acc = curve[-1]["accuracy"] if curve else float("nan")
+    reasons = []
+    if learned == 0:
+        reasons.append("no aggregation took any update (all devices failed or processed nothing)")
+    if cfg.min_accuracy >= 0 and not final_acc > cfg.min_accuracy:
+        reasons.append(f"final accuracy {final_acc:.4f} is not above min-accuracy {cfg.min_accuracy}")
+    result = {
+        "status": "failed" if reasons else "ok",
+        "why_failed": reasons,
+        "config": cfg.as_dict(),
+        "n_devices": cfg.num_devices, "horizon": cfg.horizon, "period": cfg.period,
+        "edges": {"src": sc.src.tolist(), "dst": sc.dst.tolist()},
+        "node_of_device": {str(k): v for k, v in node_of_device.items()},
+        "movement": strategy.movement(),
+        "planned": strategy.planned(),
+        "measured": {"proc_seconds_per_point": strategy.proc_spp, "relay_seconds_per_point": strategy.relay_spp,
+                     "replayed_proc_cost": strategy.replayed_proc_cost},
+        "costs": strategy.realised_costs(),
+        "accuracy": curve,
+        "initial_accuracy": curve[0]["accuracy"] if curve else None,
+        "final_accuracy": final_acc,
+        "aggregations": strategy.aggregations,
+        "failures": strategy.failures,
+        "failures_per_slot": failures_per_slot,
+        "slot_seconds": strategy.slot_seconds,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    _write_atomic(run_dir / "result.json", json.dumps(_jsonable(result), indent=1))
+    log(INFO, "foglearn: %d failures in %d slots; final accuracy %.4f; wrote %s",
+        sum(failures_per_slot), cfg.horizon, final_acc, run_dir / "result.json")
+    if reasons:
+        raise FlowerRunError("foglearn Flower run learned nothing: " + "; ".join(reasons) + f" (see {run_dir / 'result.json'})")
+    return result
+
+
+def make_server_app(cfg: FlowerRunConfig | None = None, planner: Any = None) -> ServerApp:
+    """A ServerApp bound to ``cfg`` (in-process runs) or reading Flower's run config (``flwr run``)."""
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_cfg = cfg if cfg is not None else FlowerRunConfig.from_user_config(context.run_config)
+        run_server(grid, run_cfg, planner=planner)
+
+    return server
+
+
+app = make_server_app()
