@@ -13,7 +13,6 @@ from foglearn.theory import (
     hierarchical_objective,
     hierarchical_optimum,
     hierarchical_scenario,
-    planner_available,
     solve_augmented_numeric,
     solve_hierarchical_numeric,
     solve_hierarchical_with_planner,

@@ -94,7 +94,6 @@ def hierarchy(
         TheoryError,
         hierarchical_objective,
         hierarchical_optimum,
-        planner_available,
         solve_augmented_numeric,
         solve_hierarchical_numeric,
         solve_hierarchical_with_planner,
@@ -110,13 +109,11 @@ def hierarchy(
         if planner:
             if not float(D).is_integer():
                 rows.append(["planner", "needs a whole D", "", ""])
-            elif planner_available():
+            else:
                 aug = solve_augmented_numeric(n, int(D), c, c_server, c_link, gamma)
                 pl = solve_hierarchical_with_planner(n, int(D), c, c_server, c_link, gamma)
                 rows.append(["scipy, server collects 1 point", f"{aug.r:.6f}", f"{aug.s:.6f}", f"{aug.objective:.6f}"])
                 rows.append(["planner (sqrt), same instance", f"{pl.r:.6f}", f"{pl.s:.6f}", f"{pl.objective:.6f}"])
-            else:
-                rows.append(["planner", "foglearn.planning.plan not installed", "", ""])
         _table(f"Theorem 4: n={n}, D={D:g}, c={c:g}, c_n+1={c_server:g}, c_t={c_link:g}, γ={gamma:g} "
                f"(threshold D = {h.threshold:.3f})", ["method", "r*", "s*", "objective"], rows)
         if plot is not None:

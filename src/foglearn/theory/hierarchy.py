@@ -253,15 +253,6 @@ def solve_augmented_numeric(n: int, D: int, c: float, c_server: float, c_link: f
                              info={"server_keep": float(best.x[2]), "server_points": k})
 
 
-def planner_available() -> bool:
-    """Whether ``foglearn.planning.plan`` (the square-root planner) exists in this install."""
-    try:
-        import foglearn.planning as planning
-    except ImportError:
-        return False
-    return callable(getattr(planning, "plan", None))
-
-
 def solve_hierarchical_with_planner(n: int, D: int, c: float, c_server: float, c_link: float,
                                     gamma: float, server_points: int = 1) -> HierarchySolution:
     """Solve the instance with ``foglearn.planning.plan(scenario, error="sqrt")``.
@@ -270,11 +261,8 @@ def solve_hierarchical_with_planner(n: int, D: int, c: float, c_server: float, c
     and the plan's total cost. Each leaf keeps the same fraction (its error term is strictly
     convex), but how the offloaded total splits among the leaves is not unique, so ``r`` and ``s``
     are means over the leaves; ``info["keep_spread"]`` checks the symmetric part. The cost
-    includes the server's ``server_points`` (see :func:`hierarchical_scenario`). Raises :class:`TheoryError` if the
-    planner is not installed.
+    includes the server's ``server_points`` (see :func:`hierarchical_scenario`).
     """
-    if not planner_available():
-        raise TheoryError("foglearn.planning.plan is not available: the square-root planner is not installed")
     import foglearn.planning as planning
 
     scen = hierarchical_scenario(n, D, c, c_server, c_link, gamma, server_points)

@@ -11,7 +11,6 @@ from typing import Any
 from foglearn.theory.hierarchy import (
     HierarchyInstance,
     hierarchical_optimum,
-    planner_available,
     solve_augmented_numeric,
     solve_hierarchical_numeric,
     solve_hierarchical_with_planner,
@@ -86,20 +85,13 @@ def straggler_rows(customers: int, seed: int) -> list[list[str]]:
 
 def hierarchy_rows() -> list[list[str]]:
     rows = []
-    have_planner = planner_available()
     for args, (r_spec, s_spec) in SPEC_HIERARCHY.items():
         h = HierarchyInstance(*args)
         r, s = hierarchical_optimum(*args)
         num = solve_hierarchical_numeric(*args)
         aug = solve_augmented_numeric(*args)
-        if have_planner:
-            try:
-                pl = solve_hierarchical_with_planner(*args)
-                planner = f"({pl.r:.6f}, {pl.s:.6f}) vs scipy ({aug.r:.6f}, {aug.s:.6f})"
-            except Exception as exc:  # noqa: BLE001 - reported, not hidden
-                planner = f"failed: {type(exc).__name__}: {exc}"
-        else:
-            planner = "planner not installed"
+        pl = solve_hierarchical_with_planner(*args)
+        planner = f"({pl.r:.6f}, {pl.s:.6f}) vs scipy ({aug.r:.6f}, {aug.s:.6f})"
         rows.append([", ".join(f"{a:g}" for a in args), f"{h.threshold:.2f}",
                      "(13)-(14)" if h.D >= h.threshold else "r = 0 boundary",
                      f"({r:.6f}, {s:.6f})", f"({r_spec}, {s_spec})", f"({num.r:.6f}, {num.s:.6f})", planner])
