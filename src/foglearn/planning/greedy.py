@@ -8,9 +8,8 @@ each point collected by ``i`` at ``t`` goes to the cheapest of
 * discarding, ``f_i(t)``.
 
 Ties go to local processing, then offloading, then discarding (SPEC §2); among equally cheap
-neighbours the lowest edge index wins. The plan is 0/1. The computation is vectorised per slot
-over the sparse edge list (``np.minimum.reduceat`` over edges grouped by source), so memory is
-linear in ``E``.
+neighbours the lowest edge index wins. The plan is 0/1. One compiled (numba) pass over the
+sparse edge list grouped by source computes it, so time and memory are linear in ``T·E``.
 """
 
 from __future__ import annotations
@@ -18,88 +17,72 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numba import njit
 
 from foglearn.network.scenario import Scenario
-from foglearn.planning.plan import Plan, PlanError, SolverStats, offload_sum, processed_points
+from foglearn.planning.plan import Plan, PlanError, SolverStats
 
-__all__ = ["greedy_fractions", "plan_greedy", "best_offload"]
-
-
-def _src_order(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges grouped by source: ``(order, starts, sources)`` for ``np.minimum.reduceat``."""
-    order = np.argsort(scenario.src, kind="stable")
-    s = scenario.src[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if s.size else np.zeros(0, np.int64)
-    return order, starts, s[starts] if s.size else np.zeros(0, np.int64)
+__all__ = ["greedy_fractions", "plan_greedy"]
 
 
-def best_offload(scenario: Scenario, t: int, order: np.ndarray | None = None,
-                 starts: np.ndarray | None = None, sources: np.ndarray | None = None,
-                 usable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """For slot ``t``: per device, ``min_k c_ik(t) + c_k(t+1)`` over usable links and the edge attaining it.
+@njit(cache=True, nogil=True)
+def _greedy_kernel(D, c, f, indptr, by_src, dst, link_cost, link_up, active, keep, offload):  # pragma: no cover
+    """Theorem 3 (12) per source ``(i, t)``: cheapest of local ``c_i(t)``, best usable neighbour
+    ``c_ik(t) + c_k(t+1)`` (first edge index on ties) and discard ``f_i(t)``; ties local, then
+    offload, then discard. Fills ``keep``/``offload`` with 0/1 and returns the objective."""
+    T, n = D.shape
+    total = 0.0
+    for t in range(T):
+        for i in range(n):
+            if D[t, i] == 0:
+                continue
+            best = np.inf
+            best_e = -1
+            if t < T - 1:
+                for k in range(indptr[i], indptr[i + 1]):
+                    e = by_src[k]
+                    j = dst[e]
+                    if link_up[t, e] and active[t, j] and active[t + 1, j]:
+                        cost = link_cost[t, e] + c[t + 1, j]
+                        if cost < best:
+                            best = cost
+                            best_e = e
+            if c[t, i] <= f[t, i] and c[t, i] <= best:
+                keep[t, i] = 1.0
+                total += D[t, i] * c[t, i]
+            elif best < c[t, i] and best <= f[t, i]:
+                offload[t, best_e] = 1.0
+                total += D[t, i] * best
+            else:
+                total += D[t, i] * f[t, i]
+    return total
 
-    Returns ``(cost[n], edge[n])`` with ``inf`` / ``-1`` where a device has no usable link.
+
+def greedy_fractions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, float]:
+    """Theorem 3's 0/1 fractions ``(keep[T, n], offload[T, E])`` and their cost, without capacities.
+
+    One compiled pass over the edges per slot; memory is the ``[T, E]`` plan itself.
     """
-    n = scenario.n_devices
-    best = np.full(n, np.inf)
-    edge = np.full(n, -1, dtype=np.int64)
-    if scenario.n_edges == 0 or t >= scenario.horizon - 1:
-        return best, edge
-    if order is None or starts is None or sources is None:
-        order, starts, sources = _src_order(scenario)
-    ok = scenario.usable_links()[t] if usable is None else usable
-    cost = scenario.link_cost[t] + scenario.proc_cost[t + 1, scenario.dst]
-    cost = np.where(ok, cost, np.inf)[order]
-    seg_min = np.minimum.reduceat(cost, starts)
-    best[sources] = seg_min
-    # first edge (in group order = edge index order, the sort is stable) attaining the minimum
-    grp = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, cost.size]))
-    hit = np.flatnonzero((cost == seg_min[grp]) & np.isfinite(cost))
-    g, first = np.unique(grp[hit], return_index=True)
-    edge[sources[g]] = order[hit[first]]
-    return best, edge
-
-
-def greedy_fractions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
-    """Theorem 3's 0/1 fractions ``(keep[T, n], offload[T, E])`` for a scenario without capacities."""
     if scenario.has_capacities:
         raise PlanError("solver = 'greedy': Theorem 3 needs a scenario without capacities "
                         "(proc_cap and link_cap all inf); use solver = 'linear'")
     T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
-    D = scenario.collected
-    c, f = scenario.proc_cost, scenario.error_weight
+    by_src = np.argsort(scenario.src, kind="stable")
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(scenario.src, minlength=n), out=indptr[1:])
     keep = np.zeros((T, n))
     offload = np.zeros((T, E))
-    order, starts, sources = _src_order(scenario)
-    usable = scenario.usable_links() if E else None
-    rows = np.arange(n)
-    for t in range(T):
-        best, edge = best_offload(scenario, t, order, starts, sources,
-                                  usable[t] if usable is not None else None)
-        has = D[t] > 0
-        local = has & (c[t] <= np.minimum(f[t], best))
-        off = has & ~local & (best < c[t]) & (best <= f[t])
-        keep[t, local] = 1.0
-        if off.any():
-            offload[t, edge[rows[off]]] = 1.0
-    return keep, offload
+    total = _greedy_kernel(scenario.collected, scenario.proc_cost, scenario.error_weight, indptr, by_src,
+                           scenario.dst, scenario.link_cost, scenario.link_up, scenario.active, keep, offload)
+    return keep, offload, float(total)
 
 
 def plan_greedy(scenario: Scenario, information: str = "perfect", check: bool = True) -> Plan:
-    """Theorem 3's plan with costs and solver statistics (objective = realised total cost)."""
+    """Theorem 3's plan with costs and solver statistics (objective = the rule's total cost)."""
     t0 = time.perf_counter()
-    keep, offload = greedy_fractions(scenario)
+    keep, offload, obj = greedy_fractions(scenario)
     secs = time.perf_counter() - t0
-    D = scenario.collected
-    G = processed_points(scenario, keep, offload)
-    obj = float((G * scenario.proc_cost).sum())
-    if scenario.n_edges:
-        obj += float((offload * D[:, scenario.src] * scenario.link_cost).sum())
-    discard = np.where(D > 0, 1.0 - keep - offload_sum(scenario, offload), 0.0)
-    obj += float((scenario.error_weight * D * discard).sum())
     stats = SolverStats("greedy", "optimal", secs, obj, 0.0,
                         {"rule": "Theorem 3 (ties: local, offload, discard)"})
-    plan = Plan.from_fractions(scenario, keep, offload, error="linear", stats=stats,
+    return Plan.from_fractions(scenario, keep, offload, error="linear", stats=stats,
                                information=information, check=check)
-    return plan
-

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from numba import njit
 
 from foglearn.network.scenario import Scenario
 
@@ -152,31 +153,99 @@ class Plan:
         keep = np.array(keep, dtype=np.float64)
         offload = np.array(offload, dtype=np.float64)
         _check_shapes(scenario, keep, offload)
-        for name, arr in (("keep", keep), ("offload", offload)):
-            if (arr < -1e-9).any():
-                idx = tuple(int(k) for k in np.argwhere(arr < -1e-9)[0])
-                raise PlanError(f"{name}{list(idx)} = {arr[idx]}: fractions must be ≥ 0")
-            np.maximum(arr, 0.0, out=arr)
-        out_sum = offload_sum(scenario, offload)
-        discard = 1.0 - keep - out_sum
+        if (keep < -1e-9).any():
+            idx = tuple(int(k) for k in np.argwhere(keep < -1e-9)[0])
+            raise PlanError(f"keep{list(idx)} = {keep[idx]}: fractions must be ≥ 0")
+        np.maximum(keep, 0.0, out=keep)
+        no_data = scenario.collected == 0
+        keep[no_data] = 0.0
+        totals = edge_totals(scenario, offload, clean=True)
+        if totals.bad[0, 0] >= 0:
+            t, e = (int(k) for k in totals.bad[0])
+            raise PlanError(f"offload[{t}, {e}] = {offload[t, e]}: fractions must lie in [0, 1]")
+        discard = 1.0 - keep - totals.out_sum
         over = discard < -1e-9
         if over.any():
             idx = tuple(int(k) for k in np.argwhere(over)[0])
             raise PlanError(f"keep + Σ offload at {list(idx)} = {1 - discard[idx]:.9g}: fractions must sum to ≤ 1 (eq. 8)")
         np.maximum(discard, 0.0, out=discard)
-        no_data = scenario.collected == 0
-        keep[no_data] = 0.0
         discard[no_data] = 0.0
-        offload[scenario.collected[:, scenario.src] == 0] = 0.0
-        processed = processed_points(scenario, keep, offload)
-        dropped = np.zeros_like(keep)
-        costs = cost_breakdown(scenario, keep, offload, discard, processed, error)
-        plan = cls(keep=keep, offload=offload, discard=discard, processed=processed, dropped=dropped,
+        processed = keep * scenario.collected + totals.inflow
+        costs = _costs(scenario, discard, processed, totals.transfer, totals.sent, error)
+        plan = cls(keep=keep, offload=offload, discard=discard, processed=processed, dropped=np.zeros_like(keep),
                    costs=costs, stats=stats or SolverStats("given", objective=costs.total),
                    error=error, information=information)
         if check:
-            check_feasible(scenario, plan)
+            _check_totals(scenario, plan, totals, FEAS_TOL)
         return plan
+
+
+@njit(cache=True, nogil=True)
+def _edge_pass(offload, D, src, dst, link_cost, link_cap, link_up, active, tol, clean):  # pragma: no cover - numba
+    """One pass over ``[T, E]``: per-device sums, inflows, transfer totals and the first broken rule.
+
+    With ``clean``, round-off below ``-1e-9`` is set to 0 and offloads of sources without data
+    are zeroed, in place. Returns ``(out_sum[T,n], inflow[T,n], transfer, sent_total, bad)``
+    where ``bad[k] = (t, e)`` of the first offload that breaks rule k (-1 if none): 0 fraction
+    outside [0, 1], 1 offload on an unusable link, 2 over the link capacity.
+    """
+    T, E = offload.shape
+    n = D.shape[1]
+    out_sum = np.zeros((T, n))
+    inflow = np.zeros((T, n))
+    transfer = 0.0
+    sent_total = 0.0
+    bad = np.full((3, 2), -1, dtype=np.int64)
+    for t in range(T):
+        for e in range(E):
+            x = offload[t, e]
+            i = src[e]
+            j = dst[e]
+            if clean:
+                if (x < 0.0 and x >= -1e-9) or D[t, i] == 0:
+                    x = 0.0
+                    offload[t, e] = 0.0
+            if not (x >= -tol and x <= 1.0 + tol) and bad[0, 0] < 0:
+                bad[0, 0] = t
+                bad[0, 1] = e
+            if x == 0.0:
+                continue
+            out_sum[t, i] += x
+            usable = link_up[t, e] and active[t, i] and active[t, j] and t < T - 1 and active[t + 1, j]
+            if x > tol and not usable and bad[1, 0] < 0:
+                bad[1, 0] = t
+                bad[1, 1] = e
+            sent = x * D[t, i]
+            if sent > link_cap[t, e] * (1.0 + tol) + tol and bad[2, 0] < 0:
+                bad[2, 0] = t
+                bad[2, 1] = e
+            transfer += sent * link_cost[t, e]
+            sent_total += sent
+            if t < T - 1:
+                inflow[t + 1, j] += sent
+    return out_sum, inflow, transfer, sent_total, bad
+
+
+@dataclass(frozen=True)
+class EdgeTotals:
+    """What one pass over the ``[T, E]`` offloads gives (see :func:`edge_totals`)."""
+
+    out_sum: np.ndarray  # Σ_j s_ij(t), [T, n]
+    inflow: np.ndarray  # Σ_j s_ji(t-1) D_j(t-1), [T, n]
+    transfer: float  # Σ D s_ij c_ij
+    sent: float  # Σ D s_ij
+    bad: np.ndarray  # first (t, e) breaking: fraction range, usable link, link capacity
+
+
+def edge_totals(scenario: Scenario, offload: np.ndarray, tol: float = FEAS_TOL, clean: bool = False) -> EdgeTotals:
+    """Sums over links needed by eqs. (6)-(9), in one compiled pass (memory: no ``[T, E]`` temporaries)."""
+    T, n = scenario.horizon, scenario.n_devices
+    if scenario.n_edges == 0:
+        return EdgeTotals(np.zeros((T, n)), np.zeros((T, n)), 0.0, 0.0, np.full((3, 2), -1))
+    out_sum, inflow, transfer, sent, bad = _edge_pass(
+        offload, scenario.collected, scenario.src, scenario.dst, scenario.link_cost, scenario.link_cap,
+        scenario.link_up, scenario.active, tol, clean)
+    return EdgeTotals(out_sum, inflow, float(transfer), float(sent), bad)
 
 
 def _check_shapes(scenario: Scenario, keep: np.ndarray, offload: np.ndarray) -> None:
@@ -189,25 +258,12 @@ def _check_shapes(scenario: Scenario, keep: np.ndarray, offload: np.ndarray) -> 
 
 def offload_sum(scenario: Scenario, offload: np.ndarray) -> np.ndarray:
     """``Σ_j s_ij(t)`` per device and slot, ``[T, n]``."""
-    T, n = scenario.horizon, scenario.n_devices
-    out = np.zeros((T, n))
-    if scenario.n_edges:
-        # one bincount over (t, src) pairs: fast for wide edge lists
-        idx = (np.arange(T)[:, None] * n + scenario.src[None, :]).ravel()
-        out = np.bincount(idx, weights=offload.ravel(), minlength=T * n).reshape(T, n)
-    return out
+    return edge_totals(scenario, np.asarray(offload, dtype=np.float64)).out_sum
 
 
 def processed_points(scenario: Scenario, keep: np.ndarray, offload: np.ndarray) -> np.ndarray:
     """``G_i(t) = s_ii(t) D_i(t) + Σ_j s_ji(t-1) D_j(t-1)`` (eq. 6), ``[T, n]``."""
-    T, n = scenario.horizon, scenario.n_devices
-    D = scenario.collected
-    G = keep * D
-    if scenario.n_edges and T > 1:
-        sent = offload[:-1] * D[:-1, scenario.src]  # [T-1, E] points sent at t, processed at t+1
-        idx = (np.arange(1, T)[:, None] * n + scenario.dst[None, :]).ravel()
-        G += np.bincount(idx, weights=sent.ravel(), minlength=T * n).reshape(T, n)
-    return G
+    return keep * scenario.collected + edge_totals(scenario, np.asarray(offload, dtype=np.float64)).inflow
 
 
 def error_term(scenario: Scenario, discard: np.ndarray, processed: np.ndarray, error: str) -> float:
@@ -224,28 +280,26 @@ def error_term(scenario: Scenario, discard: np.ndarray, processed: np.ndarray, e
     raise PlanError(f"error = {error!r}: must be one of {ERROR_MODELS}")
 
 
-def cost_breakdown(scenario: Scenario, keep: np.ndarray, offload: np.ndarray, discard: np.ndarray,
-                   processed: np.ndarray, error: str, sent: np.ndarray | None = None,
-                   violations: int = 0) -> CostBreakdown:
-    """Processing ``Σ G c``, transfer ``Σ D s_ij c_ij`` and error terms of objective (5).
-
-    ``sent`` (points per link and slot, ``[T, E]``) overrides ``offload * D`` for the transfer
-    cost when some sent points were dropped on arrival (they were still transferred).
-    """
+def _costs(scenario: Scenario, discard: np.ndarray, processed: np.ndarray, transfer: float, offloaded: float,
+           error: str, violations: int = 0) -> CostBreakdown:
     D = scenario.collected
-    if sent is None:
-        sent = offload * D[:, scenario.src] if scenario.n_edges else np.zeros((scenario.horizon, 0))
-    delivered = offload * D[:, scenario.src] if scenario.n_edges else sent
     return CostBreakdown(
         processing=float((processed * scenario.proc_cost).sum()),
-        transfer=float((sent * scenario.link_cost).sum()),
+        transfer=float(transfer),
         discard=error_term(scenario, discard, processed, error),
         collected=int(D.sum()),
         processed=float(processed.sum()),
-        offloaded=float(delivered.sum()),
+        offloaded=float(offloaded),
         discarded=float((discard * D).sum()),
         violations=int(violations),
     )
+
+
+def cost_breakdown(scenario: Scenario, keep: np.ndarray, offload: np.ndarray, discard: np.ndarray,
+                   processed: np.ndarray, error: str) -> CostBreakdown:
+    """Processing ``Σ G c``, transfer ``Σ D s_ij c_ij`` and error terms of objective (5)."""
+    totals = edge_totals(scenario, np.asarray(offload, dtype=np.float64))
+    return _costs(scenario, discard, processed, totals.transfer, totals.sent, error)
 
 
 def check_feasible(scenario: Scenario, plan: Plan, tol: float = FEAS_TOL) -> None:
@@ -256,30 +310,34 @@ def check_feasible(scenario: Scenario, plan: Plan, tol: float = FEAS_TOL) -> Non
     ``s_ij(t) D_i(t) ≤ C_ij(t)`` (relative tolerance ``tol``); inactive devices process nothing.
     """
     _check_shapes(scenario, plan.keep, plan.offload)
+    _check_totals(scenario, plan, edge_totals(scenario, plan.offload, tol), tol)
+
+
+def _check_totals(scenario: Scenario, plan: Plan, totals: EdgeTotals, tol: float) -> None:
     D = scenario.collected
-    for name, arr in (("keep", plan.keep), ("offload", plan.offload), ("discard", plan.discard)):
+    for name, arr in (("keep", plan.keep), ("discard", plan.discard)):
         bad = (arr < -tol) | (arr > 1 + tol) | ~np.isfinite(arr)
         if bad.any():
             idx = tuple(int(k) for k in np.argwhere(bad)[0])
             raise PlanError(f"{name}{list(idx)} = {arr[idx]}: fractions must lie in [0, 1]")
-    total = plan.keep + plan.discard + offload_sum(scenario, plan.offload)
+    t, e = (int(k) for k in totals.bad[0])
+    if t >= 0:
+        raise PlanError(f"offload[{t}, {e}] = {plan.offload[t, e]}: fractions must lie in [0, 1]")
+    total = plan.keep + plan.discard + totals.out_sum
     bad = (D > 0) & (np.abs(total - 1.0) > 1e-6)
     if bad.any():
         idx = tuple(int(k) for k in np.argwhere(bad)[0])
         raise PlanError(f"keep + Σ offload + discard at {list(idx)} = {total[idx]:.9g}: must equal 1 (eq. 8)")
-    if scenario.n_edges:
-        bad = (plan.offload > tol) & ~scenario.usable_links()
-        if bad.any():
-            t, e = (int(k) for k in np.argwhere(bad)[0])
-            why = "the last slot (offloading at t = T is forbidden)" if t == scenario.horizon - 1 else \
-                "a link that is down or touches an inactive device"
-            raise PlanError(f"offload[{t}, {e}] = {plan.offload[t, e]:.6g}: offloads on {why} (eq. 7)")
-        sent = plan.offload * D[:, scenario.src]
-        bad = sent > scenario.link_cap * (1 + tol) + tol
-        if bad.any():
-            t, e = (int(k) for k in np.argwhere(bad)[0])
-            raise PlanError(f"offload[{t}, {e}] sends {sent[t, e]:.6g} points > link_cap = {scenario.link_cap[t, e]:.6g} (eq. 9)")
-    G = processed_points(scenario, plan.keep, plan.offload)
+    t, e = (int(k) for k in totals.bad[1])
+    if t >= 0:
+        why = "the last slot (offloading at t = T is forbidden)" if t == scenario.horizon - 1 else \
+            "a link that is down or touches an inactive device"
+        raise PlanError(f"offload[{t}, {e}] = {plan.offload[t, e]:.6g}: offloads on {why} (eq. 7)")
+    t, e = (int(k) for k in totals.bad[2])
+    if t >= 0:
+        sent = plan.offload[t, e] * D[t, scenario.src[e]]
+        raise PlanError(f"offload[{t}, {e}] sends {sent:.6g} points > link_cap = {scenario.link_cap[t, e]:.6g} (eq. 9)")
+    G = plan.keep * D + totals.inflow
     cap = scenario.effective_proc_cap()
     bad = G > cap * (1 + tol) + tol
     if bad.any():
@@ -335,8 +393,10 @@ def realise(scenario: Scenario, keep: np.ndarray, offload: np.ndarray, error: st
             with np.errstate(invalid="ignore", divide="ignore"):
                 offload = np.where(D[:, scenario.src] > 0, delivered / D[:, scenario.src], 0.0)
         G = processed_points(scenario, keep, offload)
-    discard = np.where(D > 0, np.maximum(1.0 - keep - offload_sum(scenario, offload), 0.0), 0.0)
-    costs = cost_breakdown(scenario, keep, offload, discard, G, error, sent=sent, violations=violations)
+    totals = edge_totals(scenario, offload)
+    discard = np.where(D > 0, np.maximum(1.0 - keep - totals.out_sum, 0.0), 0.0)
+    transfer = float((sent * scenario.link_cost).sum())  # dropped-on-arrival points were still sent
+    costs = _costs(scenario, discard, G, transfer, totals.sent, error, violations)
     return Plan(keep=keep, offload=offload, discard=discard, processed=G, dropped=dropped, costs=costs,
                 stats=stats, error=error, information=information)
 
