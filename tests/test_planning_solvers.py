@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from foglearn.network.scenario import Scenario
-from foglearn.planning import PlanError, check_feasible, plan, queue_wait_capacity, sojourn_capacity
+from foglearn.planning import PlanError, check_feasible, plan
 from foglearn.planning.capacities import straggler_capacities
 from foglearn.planning.flow import plan_linear
 from foglearn.planning.greedy import plan_greedy
@@ -133,20 +133,18 @@ def test_theorem4_closed_form(case, expected):
     assert np.allclose(p.keep[0, :n], p.keep[0, 0], atol=1e-6)  # every leaf keeps (γ/2c)^(2/3) or all
 
 
-def test_theorem2_capacities():
-    assert queue_wait_capacity(1, 10) == pytest.approx(9.538, abs=5e-4)
-    assert queue_wait_capacity(0.5, 20) == pytest.approx(19.076, abs=5e-4)
-    assert queue_wait_capacity(0.1, 100) == pytest.approx(95.382, abs=5e-4)
-    assert sojourn_capacity(1, 10) == pytest.approx(9.491, abs=5e-4)
-    with pytest.raises(ValueError, match="sigma"):
-        queue_wait_capacity(0, 10)
-    with pytest.raises(ValueError, match="mu"):
-        queue_wait_capacity(1, -1)
-    with pytest.raises(ValueError, match="sojourn"):
-        sojourn_capacity(0.05, 10)
+def test_straggler_capacities_set_theorem2_per_device():
     sc = random_scenario(0, 4, 3, capacities=False)
     sc2 = straggler_capacities(sc, 1.0, np.array([10.0, 20.0, 30.0, 40.0]))
-    assert np.allclose(sc2.proc_cap[0], queue_wait_capacity(1.0, np.array([10.0, 20, 30, 40])))
+    assert sc2.proc_cap[0, 0] == pytest.approx(9.538, abs=5e-4)  # SPEC §3: (σ, μ) = (1, 10)
+    assert np.allclose(sc2.proc_cap, sc2.proc_cap[0])  # every slot
+    assert (np.diff(sc2.proc_cap[0]) > 0).all()  # faster devices take more
+    soj = straggler_capacities(sc, 1.0, 10.0, wait="sojourn")
+    assert soj.proc_cap[0, 0] == pytest.approx(9.491, abs=5e-4)
+    with pytest.raises(ValueError, match="sigma"):
+        straggler_capacities(sc, 0.0, 10.0)
+    with pytest.raises(ValueError, match="sojourn"):
+        straggler_capacities(sc, 0.05, 10.0, wait="sojourn")
     p = plan(sc2)
     check_feasible(sc2, p)
 

@@ -1,6 +1,6 @@
 """Data-movement planning for problem (5)-(9): plans, cost accounting and solvers."""
 
-from foglearn.planning.capacities import queue_wait_capacity, sojourn_capacity, straggler_capacities
+from foglearn.planning.capacities import straggler_capacities
 from foglearn.planning.plan import (
     CostBreakdown,
     Plan,
@@ -13,4 +13,4 @@ from foglearn.planning.plan import (
 from foglearn.planning.solve import SOLVERS, plan
 
 __all__ = ["CostBreakdown", "Plan", "PlanError", "SOLVERS", "SolverStats", "check_feasible", "plan",
-           "processed_points", "queue_wait_capacity", "realise", "sojourn_capacity", "straggler_capacities"]
+           "processed_points", "realise", "straggler_capacities"]
