@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+# Piped output (logs, CI, README examples) gets room for a full cost table instead of 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=120)
 err_console = Console(stderr=True)
 
 
@@ -33,14 +36,14 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def cost_table(rows: list[tuple[str, dict[str, Any]]], title: str, extra: tuple[str, ...] = ()) -> Table:
-    """A rich table of cost breakdowns (one row per setting)."""
-    table = Table(title=title)
-    table.add_column("setting")
-    for col in ("processing", "transfer", "discard", "total", "unit", "offload %", "discard %", "violations", *extra):
-        table.add_column(col, justify="right")
+    """A rich table of cost breakdowns (one row per setting); ``extra`` names more float columns."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("setting", no_wrap=True)
+    for col in ("process", "transfer", "discard", "total", "unit", "offload %", "discard %", "overloads", *extra):
+        table.add_column(col, justify="right", no_wrap=True)
     for name, c in rows:
-        table.add_row(name, f"{c['processing']:.2f}", f"{c['transfer']:.2f}", f"{c['discard']:.2f}",
-                      f"{c['total']:.2f}", f"{c['unit']:.4f}", f"{100 * c['offload_rate']:.1f}",
-                      f"{100 * c['discard_rate']:.1f}", str(c["violations"]),
+        table.add_row(name, f"{c['processing']:.1f}", f"{c['transfer']:.1f}", f"{c['discard']:.1f}",
+                      f"{c['total']:.1f}", f"{c['unit']:.4f}", f"{100 * c['offload_rate']:.1f}%",
+                      f"{100 * c['discard_rate']:.1f}%", str(c["violations"]),
                       *(f"{c[k]:.4f}" if isinstance(c.get(k), float) else str(c.get(k, "")) for k in extra))
     return table

@@ -63,10 +63,10 @@ def plan_command(
     try:
         if compare:
             results.append(("no movement", plan(scen, error=error, movement=False)))
-        results.append((f"network-aware ({error}, {info})", plan(scen, error=error, information=info)))
+        results.append(("network-aware", plan(scen, error=error, information=info)))
     except (PlanError, ScenarioError, ValueError) as exc:
         fail(str(exc))
-    console.print(cost_table([(name, p.costs.as_dict()) for name, p in results], title="Data-movement costs"))
+    console.print(cost_table([(name, p.costs.as_dict()) for name, p in results], title=f"Data-movement costs ({error} error, {info} information)"))
     best = results[-1][1]
     console.print(f"solver: {best.stats.solver}, status {best.stats.status}, {best.stats.seconds:.3f} s, "
                   f"objective {best.stats.objective:.6f}")

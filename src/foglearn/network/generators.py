@@ -36,6 +36,7 @@ def synthetic(
     join_prob: float = 0.5,
     error_decay_period: int | None = None,
     dataset_size: int = DATASET_SIZE,
+    persistence: float = 0.0,
 ) -> Scenario:
     """A synthetic fog network in the paper's setting (Sec. V-A, SPEC §4).
 
@@ -60,6 +61,11 @@ def synthetic(
     leave_prob, join_prob : float
         Device churn: an active device leaves with ``leave_prob`` per slot, an inactive one
         rejoins with ``join_prob``. Inactive devices collect nothing.
+    persistence : float
+        In [0, 1]. 0 (default, SPEC §4): synthetic costs are i.i.d. per slot, so the past says
+        nothing about the future. ``p > 0``: each device/link has a fixed base cost ``b`` drawn
+        once and ``cost(t) = p·b + (1-p)·u(t)`` with ``u(t)`` i.i.d. from the same distribution —
+        same range and mean, but persistent heterogeneity that estimated information can learn.
     error_decay_period : int, optional
         If set, ``f_i(t)`` is divided by ``sqrt(slot within the period)`` (SPEC §4's schedule for
         Fig. 6: discarding grows cheaper late in each aggregation period).
@@ -72,7 +78,8 @@ def synthetic(
         raise ScenarioError(f"topology = {topology!r}: must be one of {topo.TOPOLOGIES}")
     if profile not in PROFILES:
         raise ScenarioError(f"profile = {profile!r}: must be one of {PROFILES}")
-    for name, p in (("link_failure", link_failure), ("leave_prob", leave_prob), ("join_prob", join_prob)):
+    for name, p in (("link_failure", link_failure), ("leave_prob", leave_prob), ("join_prob", join_prob),
+                    ("persistence", persistence)):
         if not 0.0 <= p <= 1.0:
             raise ScenarioError(f"{name} = {p}: a probability must lie in [0, 1]")
     if max_points is None:
@@ -86,9 +93,14 @@ def synthetic(
     rng = np.random.default_rng(seed)
     collected = rng.integers(0, max_points + 1, size=(T, n))
 
+    def persistent(draw: np.ndarray, base_shape: tuple[int, ...], high: float) -> np.ndarray:
+        if persistence == 0.0:
+            return draw
+        return persistence * rng.uniform(0.0, high, size=base_shape) + (1.0 - persistence) * draw
+
     if profile == "synthetic":
-        proc_cost = rng.uniform(0.0, 1.0, size=(T, n))
-        error_weight = rng.uniform(0.0, 1.0, size=(T, n))
+        proc_cost = persistent(rng.uniform(0.0, 1.0, size=(T, n)), (n,), 1.0)
+        error_weight = persistent(rng.uniform(0.0, 1.0, size=(T, n)), (n,), 1.0)
     else:
         strong = np.zeros(n, dtype=bool)
         strong[rng.permutation(n)[: max(1, n // 3)]] = True
@@ -109,7 +121,7 @@ def synthetic(
     E = src.size
 
     if profile == "synthetic":
-        link_cost = rng.uniform(0.0, 1.0 / n, size=(T, E))
+        link_cost = persistent(rng.uniform(0.0, 1.0 / n, size=(T, E)), (E,), 1.0 / n)
     else:
         mu, sigma = (np.log(0.05), 0.5) if profile == "lte" else (np.log(0.5), 0.3)
         link_base = rng.lognormal(mu, sigma, size=E)
@@ -142,7 +154,7 @@ def synthetic(
         "generator": "synthetic", "n_devices": n, "horizon": T, "topology": topology, "rho": rho,
         "capacities": capacities, "seed": seed, "max_points": max_points, "profile": profile,
         "link_failure": link_failure, "leave_prob": leave_prob, "join_prob": join_prob,
-        "error_decay_period": error_decay_period,
+        "error_decay_period": error_decay_period, "persistence": persistence,
     }
     return Scenario(collected=collected, proc_cost=proc_cost, error_weight=error_weight, src=src, dst=dst,
                     link_cost=link_cost, proc_cap=proc_cap, link_cap=link_cap, link_up=link_up,

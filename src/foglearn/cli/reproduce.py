@@ -1,0 +1,106 @@
+"""``foglearn reproduce NAME``: run one of the paper's experiments (or ``all``) into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+NAMES_HELP = "table2, table3, fig4, fig5, fig6, fig7, fig8 or all"
+
+
+def reproduce_command(
+    name: Annotated[str, typer.Argument(help=f"Experiment: {NAMES_HELP}.")],
+    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0, 1, …, N-1); Table III needs ≥ 5.")] = 5,
+    seed_list: Annotated[str | None, typer.Option("--seed-list", help="Explicit comma-separated seeds "
+                                                  "(overrides --seeds).")] = None,
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or tiny (tests only).")] = "mnist",
+    model: Annotated[str, typer.Option(help="cnn or mlp (Table II trains both).")] = "cnn",
+    horizon: Annotated[int, typer.Option(help="Time slots T.")] = 100,
+    quick: Annotated[bool, typer.Option("--quick", help="First look: 2 seeds and T = 20.")] = False,
+    no_train: Annotated[bool, typer.Option("--no-train", help="Costs only: plan but do not train "
+                                           "(Table II and Fig. 4 still train: they are about training).")] = False,
+    train_seeds: Annotated[int | None, typer.Option("--train-seeds", help="Train only the first K seeds' runs "
+                                                    "(costs use all seeds).")] = None,
+    passes: Annotated[int, typer.Option("--passes", help="Training budget: replay the horizon P times "
+                                        "(1 = the paper's one pass).")] = 1,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every k-th aggregation "
+                                            "(0 = final model only).")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
+    traces: Annotated[Path | None, typer.Option("--traces", help="Folder with nodes.csv/links.csv "
+                                                "(SPEC §5) for Fig. 8.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME).")] = None,
+    export: Annotated[Path | None, typer.Option("--export-docs", help="Also copy report.md and its plots "
+                                                "to this Markdown file (e.g. docs/reproduction.md).")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Reproduce a table or figure of the paper's Section V: sweep, raw results, plots, report.md.
+
+    Finished runs are kept (one file per run, keyed by its configuration's hash): rerunning the
+    same command after Ctrl-C resumes where it stopped.
+    """
+    from foglearn.experiments import (
+        NAMES,
+        ConfigError,
+        ExperimentOptions,
+        Interrupted,
+        RunFailed,
+        run_experiment,
+    )
+
+    if name not in NAMES:
+        _fail(f"experiment = {name!r}: must be one of {', '.join(NAMES)}")
+    try:
+        seed_values = tuple(int(s) for s in seed_list.split(",")) if seed_list else tuple(range(seeds))
+    except ValueError:
+        _fail(f"--seed-list = {seed_list!r}: must be comma-separated integers")
+    if traces is not None and not traces.is_dir():
+        _fail(f"--traces {traces}: not a folder")
+    out_dir = out if out is not None else Path("runs") / name
+    try:
+        options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
+                                    jobs=jobs, train=not no_train, out=str(out_dir), train_seeds=train_seeds,
+                                    passes=passes, eval_every=eval_every,
+                                    traces_dir=str(traces) if traces else None, progress=not no_progress)
+        sections = run_experiment(name, options)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except Interrupted as exc:
+        err_console.print(f"[yellow]{exc}[/]")
+        raise typer.Exit(130) from None
+    except (RunFailed, FileNotFoundError) as exc:
+        _fail(str(exc), code=1)
+    for s in sections:
+        held = sum(c.holds for c in s.checks)
+        console.print(f"[bold]{s.name}[/]: {s.runs} runs ({s.computed} computed now, {s.seconds:.0f} s); "
+                      f"{held}/{len(s.checks)} claims hold")
+        for c in s.checks:
+            console.print(f"  {'✓' if c.holds else '✗'} {c.claim}: {c.evidence}")
+    console.print(f"report: {out_dir / 'report.md'}")
+    if export is not None:
+        import sys
+
+        from foglearn.experiments import export_docs
+
+        args, skip = [], False
+        for a in sys.argv[1:]:
+            if skip or a.startswith("--export-docs"):
+                skip = a == "--export-docs"
+                continue
+            args.append(a)
+        command = "foglearn " + " ".join(args)
+        console.print(f"exported: {export_docs(out_dir, export, command=command)}")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce_command)
