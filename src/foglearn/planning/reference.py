@@ -56,10 +56,14 @@ def _fractions(scenario: Scenario, xk: np.ndarray, xa: np.ndarray, arcs) -> tupl
     T, n = scenario.horizon, scenario.n_devices
     D = scenario.collected.astype(np.float64).ravel()
     t_idx, e_idx, a_src = arcs
-    keep = np.where(D > 0, xk / np.where(D > 0, D, 1.0), 0.0).reshape(T, n)
+    keep = np.where(D > 0, xk / np.where(D > 0, D, 1.0), 0.0)
+    frac = xa / D[a_src]
+    # interior-point round-off can leave keep + Σ offload a hair above 1: scale that source back to 1
+    total = keep + np.bincount(a_src, weights=frac, minlength=T * n)
+    scale = np.where(total > 1.0, 1.0 / np.where(total > 1.0, total, 1.0), 1.0)
     offload = np.zeros((T, scenario.n_edges))
-    offload[t_idx, e_idx] = xa / D[a_src]
-    return np.clip(keep, 0, 1), np.clip(offload, 0, 1)
+    offload[t_idx, e_idx] = frac * scale[a_src]
+    return np.clip(keep * scale, 0, 1).reshape(T, n), np.clip(offload, 0, 1)
 
 
 def reference_linear(scenario: Scenario) -> Plan:
