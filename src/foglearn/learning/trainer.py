@@ -1,0 +1,421 @@
+"""The device-parallel trainer: executes a :class:`~foglearn.planning.Plan` at datapoint level.
+
+What happens in a run (paper Sec. III-B, SPEC §4)
+-------------------------------------------------
+1. **Collection.** In slot ``t`` device ``i`` collects ``D_i(t)`` points, taken in ``(t, i)``
+   order from a seeded permutation of the training set, without replacement. If the run asks
+   for more points than the set holds, the stream continues with a fresh permutation (points
+   repeat; the result says ``wrapped=True`` and a warning is issued).
+2. **Movement.** ``D_i(t)`` is split by the plan's fractions ``s_ii(t)``, ``s_ij(t)``, ``r_i(t)``
+   with largest-remainder rounding, so the integer parts add up to ``D_i(t)`` exactly (ties:
+   keep, then offload in edge order, then discard — SPEC §2). Kept points are processed at ``i``
+   in ``t``, offloaded ones at ``j`` in ``t + 1``, discarded ones never.
+3. **Local step (eq. 3).** Every device with ``G_i(t) > 0`` takes one SGD step
+   ``w_i(t) = w_i(t-1) - η ∇ L_i(w_i(t-1) | G_i(t))`` on the mean cross-entropy of its batch.
+4. **Aggregation (eq. 4).** After every ``τ`` slots the server averages
+   ``w = Σ_i H_i w_i / Σ_i H_i`` (``H_i`` = points processed since the last aggregation; devices
+   with ``H_i = 0`` get weight 0; if all are 0 the global model is kept) and synchronises all
+   devices. If ``T`` is not a multiple of ``τ`` a last aggregation closes the run.
+
+All devices advance in **one vectorised step per slot**: parameters are stacked ``[n, ...]``;
+the model is evaluated with :func:`torch.func.functional_call` under :func:`torch.func.vmap`
+over devices; ragged batches are padded and masked, with devices grouped by batch size (the grouping
+minimises padded samples plus a per-call overhead) so padding wastes little; the per-device mean
+losses are summed and **one** backward pass gives every device's gradient (devices are
+independent, so the gradient of the sum w.r.t. device ``i``'s parameters is ``∇ L_i``).
+
+Budget. The paper's protocol is one pass over the horizon (``passes=1``). ``passes = P`` replays
+the horizon ``P`` times with fresh points (the plan's fractions repeat; costs scale by ``P``,
+unit cost does not) — the documented way to give all settings the same larger training budget.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from foglearn.learning.datasets import ArrayDataset, load_dataset
+from foglearn.learning.models import ModelSpec, make_model, model_name
+from foglearn.learning.results import TrainResult
+from foglearn.network.scenario import Scenario
+from foglearn.planning.plan import Plan
+
+ProgressFn = Callable[[int, int], None]
+
+#: Per-call overhead of a vmapped forward, in padded-sample equivalents (device grouping, see _size_groups).
+GROUP_OVERHEAD = 64.0
+EVAL_BATCH = 2000
+
+
+class TrainingError(ValueError):
+    """Bad training arguments; the message names the argument and the rule."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Datapoint-level execution of a plan
+# ---------------------------------------------------------------------------------------------
+
+def largest_remainder(weights: np.ndarray, group: np.ndarray, totals: np.ndarray,
+                      priority: np.ndarray) -> np.ndarray:
+    """Integer counts ``≈ weights`` with ``Σ counts == totals[group]`` exactly, per group.
+
+    ``weights[k]`` is item ``k``'s real-valued share of ``totals[group[k]]`` (shares of a group
+    sum to its total up to round-off). Each item gets ``floor(weight)``; the deficit goes one
+    point at a time to the items with the largest remainders (ties by ``priority``, lower first).
+    """
+    weights = np.maximum(np.asarray(weights, dtype=np.float64), 0.0)
+    base = np.floor(weights + 1e-9).astype(np.int64)
+    rem = weights - base
+    have = np.bincount(group, weights=base, minlength=len(totals)).astype(np.int64)
+    deficit = np.asarray(totals, dtype=np.int64) - have
+    if (deficit < 0).any():  # shares summed to more than the total (bad input): take from the largest
+        g = int(np.argmax(deficit < 0))
+        raise TrainingError(f"fractions of group {g} sum to more than 1 (eq. 8)")
+    order = np.lexsort((priority, -rem, group))
+    g_sorted = group[order]
+    starts = np.searchsorted(g_sorted, g_sorted, side="left")
+    rank = np.arange(len(order)) - starts
+    extra = np.zeros(len(order), dtype=np.int64)
+    extra[order] = (rank < deficit[g_sorted]).astype(np.int64)
+    counts = base + extra
+    short = deficit - np.bincount(group, weights=extra, minlength=len(totals)).astype(np.int64)
+    if (short != 0).any():
+        g = int(np.argmax(short != 0))
+        raise TrainingError(f"fractions of group {g} sum to less than 1 by more than one point per part (eq. 8)")
+    return counts
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which training points each device processes in each slot (one pass of the horizon).
+
+    ``slot``, ``device``, ``pos`` (int, sorted by slot then device): point ``pos`` of the pass's
+    collection stream (``(t, i)`` order) is processed by ``device`` in ``slot``.
+    ``processed[T, n]``: rounded ``G_i(t)``; ``kept[T, n]``, ``discarded[T, n]``: rounded parts of ``D_i(t)``;
+    ``offloaded``: ``(t, e, count)`` triples of the nonzero offloads.
+    """
+
+    slot: np.ndarray
+    device: np.ndarray
+    pos: np.ndarray
+    processed: np.ndarray
+    kept: np.ndarray
+    discarded: np.ndarray
+    offloaded: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def schedule(scenario: Scenario, plan: Plan) -> Schedule:
+    """Split every ``D_i(t)`` by the plan's fractions (largest remainder) and route the points.
+
+    Kept points are processed at ``i`` in ``t``; points offloaded on link ``e`` at ``t`` are
+    processed at ``dst[e]`` in ``t + 1`` (an offload at the last slot, which feasible plans never
+    contain, would fall outside the horizon and is not processed); discarded points never are.
+    """
+    T, n = scenario.horizon, scenario.n_devices
+    if plan.keep.shape != (T, n) or plan.offload.shape != (T, scenario.n_edges):
+        raise TrainingError(f"plan: shapes keep {plan.keep.shape}, offload {plan.offload.shape} do not match "
+                            f"the scenario (T, n, E) = {(T, n, scenario.n_edges)}")
+    D = scenario.collected.astype(np.int64)
+    tt, ee = np.nonzero(plan.offload > 0)
+    n_off = len(tt)
+    # items: keep (t, i) | offload (t, e) | discard (t, i); group = t * n + i (the collecting device)
+    ti = np.arange(T * n)
+    group = np.concatenate([ti, tt * n + scenario.src[ee], ti])
+    share = np.concatenate([plan.keep.ravel() * D.ravel(), plan.offload[tt, ee] * D[tt, scenario.src[ee]],
+                            plan.discard.ravel() * D.ravel()])
+    kind = np.concatenate([np.zeros(T * n, np.int64), np.ones(n_off, np.int64), np.full(T * n, 2, np.int64)])
+    within = np.concatenate([np.zeros(T * n, np.int64), ee.astype(np.int64), np.zeros(T * n, np.int64)])
+    priority = kind * (scenario.n_edges + 1) + within
+    counts = largest_remainder(share, group, D.ravel(), priority)
+    # Lay out each (t, i)'s D_i(t) points: keep chunk, offload chunks (edge order), discard chunk.
+    order = np.lexsort((priority, group))
+    cnt_sorted = counts[order]
+    start_sorted = np.cumsum(cnt_sorted) - cnt_sorted  # positions in the (t, i)-ordered stream
+    start = np.empty_like(start_sorted)
+    start[order] = start_sorted
+    keep_cnt, off_cnt, disc_cnt = counts[:T * n], counts[T * n:T * n + n_off], counts[T * n + n_off:]
+    keep_start, off_start = start[:T * n], start[T * n:T * n + n_off]
+    # processing chunks: (slot, device, start, count)
+    p_slot = np.concatenate([ti // n, tt + 1])
+    p_dev = np.concatenate([ti % n, scenario.dst[ee]])
+    p_start = np.concatenate([keep_start, off_start])
+    p_cnt = np.concatenate([keep_cnt, off_cnt])
+    ok = (p_cnt > 0) & (p_slot < T)
+    p_slot, p_dev, p_start, p_cnt = p_slot[ok], p_dev[ok], p_start[ok], p_cnt[ok]
+    tot = int(p_cnt.sum())
+    rep = np.repeat(np.arange(len(p_cnt)), p_cnt)
+    offs = np.arange(tot) - np.repeat(np.cumsum(p_cnt) - p_cnt, p_cnt)
+    slot, dev, pos = p_slot[rep], p_dev[rep], p_start[rep] + offs
+    o = np.lexsort((pos, dev, slot))
+    slot, dev, pos = slot[o], dev[o], pos[o]
+    processed = np.bincount(slot * n + dev, minlength=T * n).reshape(T, n)
+    return Schedule(slot=slot, device=dev, pos=pos, processed=processed, kept=keep_cnt.reshape(T, n),
+                    discarded=disc_cnt.reshape(T, n), offloaded=(tt, ee, off_cnt))
+
+
+def point_stream(n_points: int, dataset_size: int, seed: int) -> tuple[np.ndarray, bool]:
+    """``n_points`` indices from seeded permutations of ``range(dataset_size)``, no replacement
+    within a permutation; a fresh permutation follows when one runs out (returns whether it did).
+
+    With ``passes > 1`` the stream simply continues, so passes are epochs over the training set."""
+    rng = np.random.default_rng(seed)
+    k = max(1, -(-n_points // dataset_size))
+    stream = np.concatenate([rng.permutation(dataset_size) for _ in range(k)])[:n_points]
+    return stream, k > 1
+
+
+def _warn_wrap(per_pass: int, dataset_size: int) -> bool:
+    """Warn (and return True) when one pass of the horizon needs more points than the set holds."""
+    if per_pass <= dataset_size:
+        return False
+    warnings.warn(f"the scenario collects {per_pass} points but the training set holds {dataset_size}: the point "
+                  "stream wraps to a fresh permutation, so points repeat within one pass", stacklevel=3)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Stacked-parameter SGD
+# ---------------------------------------------------------------------------------------------
+
+def _size_groups(devices: np.ndarray, sizes: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Partition devices (sizes > 0) into groups padded to the group's largest batch.
+
+    Minimises ``Σ_groups (GROUP_OVERHEAD + width · count)`` (padded samples plus a per-call
+    overhead in sample-equivalents) exactly, by dynamic programming over the distinct sizes.
+    """
+    o = np.argsort(-sizes, kind="stable")
+    devices, sizes = devices[o], sizes[o]
+    vals, first = np.unique(-sizes, return_index=True)  # distinct sizes, descending
+    widths = -vals
+    m = len(widths)
+    bounds = np.append(first, len(sizes))  # devices with size widths[k] are bounds[k]:bounds[k+1]
+    best = np.full(m + 1, np.inf)
+    best[m] = 0.0
+    cut = np.zeros(m, dtype=np.int64)
+    for k in range(m - 1, -1, -1):  # group starts at distinct size k (its width), ends before size j
+        j = np.arange(k + 1, m + 1)
+        cost = GROUP_OVERHEAD + widths[k] * (bounds[j] - bounds[k]) + best[j]
+        a = int(np.argmin(cost))
+        best[k], cut[k] = cost[a], j[a]
+    groups = []
+    k = 0
+    while k < m:
+        j = int(cut[k])
+        groups.append((devices[bounds[k]:bounds[j]], int(widths[k])))
+        k = j
+    return groups
+
+
+class _Stacked:
+    """``n`` copies of a module's parameters stacked on a leading device axis."""
+
+    def __init__(self, module: nn.Module, n: int) -> None:
+        self.module = module
+        self.names = [k for k, _ in module.named_parameters()]
+        self.buffers = dict(module.named_buffers())
+        if self.buffers:
+            raise TrainingError("model: modules with buffers (e.g. batch-norm) are not supported: a step must "
+                                "depend only on parameters and batch")
+        self.global_ = {k: p.detach().clone() for k, p in module.named_parameters()}
+        self.params = {k: v.unsqueeze(0).repeat(n, *[1] * v.dim()).requires_grad_(True)
+                       for k, v in self.global_.items()}
+
+    def forward_one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, params, (x,))
+
+
+def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
+              y: torch.Tensor) -> tuple[float, float]:
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for a in range(0, len(x), EVAL_BATCH):
+            out = functional_call(module, params, (x[a:a + EVAL_BATCH],))
+            loss += float(F.cross_entropy(out, y[a:a + EVAL_BATCH], reduction="sum"))
+            correct += int((out.argmax(1) == y[a:a + EVAL_BATCH]).sum())
+    return correct / len(x), loss / len(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry point
+# ---------------------------------------------------------------------------------------------
+
+def _check_args(period: int, lr: float, passes: int, eval_every: int) -> None:
+    if not isinstance(period, (int, np.integer)) or period < 1:
+        raise TrainingError(f"period = {period!r}: the aggregation period τ must be an integer ≥ 1")
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise TrainingError(f"lr = {lr!r}: the learning rate η must be a finite number > 0")
+    if not isinstance(passes, (int, np.integer)) or passes < 1:
+        raise TrainingError(f"passes = {passes!r}: must be an integer ≥ 1")
+    if not isinstance(eval_every, (int, np.integer)) or eval_every < 0:
+        raise TrainingError(f"eval_every = {eval_every!r}: must be an integer ≥ 0 (0: final model only)")
+
+
+def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist", model: ModelSpec = "cnn",
+          period: int = 10, lr: float = 0.01, seed: int = 0, *, passes: int = 1, eval_every: int = 1,
+          threads: int | None = None, name: str = "network-aware",
+          progress: ProgressFn | None = None) -> TrainResult:
+    """Train one model by executing ``plan`` on ``scenario`` at datapoint level (eqs. 3–4).
+
+    Parameters
+    ----------
+    scenario, plan
+        The fog network (``D_i(t)``, links) and a feasible plan for it (``s_ii``, ``s_ij``, ``r_i``).
+    dataset
+        ``"mnist"``, ``"fashion-mnist"``, ``"tiny"`` (tests only), a path, or an :class:`ArrayDataset`.
+    model
+        ``"cnn"``, ``"mlp"`` or a zero-argument factory returning a ``torch.nn.Module``
+        (no buffers; any architecture that :func:`torch.func.vmap` can batch).
+    period
+        ``τ``: aggregate every ``period`` slots (eq. 4).
+    lr
+        ``η`` of eq. (3), constant.
+    seed
+        Seeds the initial model ``w(0)`` and the permutation the points are drawn from.
+    passes
+        Replay the horizon this many times with fresh points (training budget; 1 = the paper).
+    eval_every
+        Evaluate the global model on the test set at every ``eval_every``-th aggregation
+        (1 = every aggregation; 0 = only the final model). The final model is always evaluated.
+    threads
+        ``torch.set_num_threads`` for the run (restored afterwards); ``None`` keeps torch's setting.
+    progress
+        Called as ``progress(slots_done, slots_total)`` after each slot.
+
+    Returns
+    -------
+    TrainResult
+        Final accuracy, test curve per aggregation, per-device loss per slot, rounded ``G_i(t)``,
+        the plan's realised costs and the configuration.
+    """
+    _check_args(period, lr, passes, eval_every)
+    data = load_dataset(dataset)
+    T, n = scenario.horizon, scenario.n_devices
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise TrainingError(f"threads = {threads}: must be ≥ 1")
+        torch.set_num_threads(int(threads))
+    try:
+        t0 = time.perf_counter()
+        sched = schedule(scenario, plan)
+        per_pass = int(scenario.collected.sum())
+        stream, _ = point_stream(per_pass * passes, data.n_train, seed)
+        wrapped = _warn_wrap(per_pass, data.n_train)
+        module = make_model(model, seed=seed)
+        X = torch.from_numpy(data.x_train)
+        Y = torch.from_numpy(data.y_train)
+        Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+        st = _Stacked(module, n)
+        fwd = vmap(st.forward_one)
+        total = T * passes
+        device_loss = np.full((total, n), np.nan, dtype=np.float64)
+        H = np.zeros(n, dtype=np.float64)
+        ev_slot: list[int] = []
+        ev_acc: list[float] = []
+        ev_loss: list[float] = []
+        n_agg = 0
+        slot_bounds = np.searchsorted(sched.slot, np.arange(T + 1))
+        for s in range(total):
+            p, t = divmod(s, T)
+            a, b = slot_bounds[t], slot_bounds[t + 1]
+            if b > a:
+                dev = sched.device[a:b]
+                pts = stream[p * per_pass + sched.pos[a:b]]
+                sizes = np.bincount(dev, minlength=n)
+                starts = np.cumsum(sizes) - sizes
+                active = np.nonzero(sizes)[0]
+                losses = _sgd_step(st, fwd, X, Y, pts, active, sizes, starts, lr)
+                device_loss[s, active] = losses
+                H += sizes
+            if (s + 1) % period == 0 or s + 1 == total:
+                _aggregate(st, H)
+                H[:] = 0
+                n_agg += 1
+                if s + 1 == total or (eval_every and n_agg % eval_every == 0):
+                    acc, loss = _evaluate(module, st.global_, Xt, Yt)
+                    ev_slot.append(s + 1)
+                    ev_acc.append(acc)
+                    ev_loss.append(loss)
+            if progress is not None:
+                progress(s + 1, total)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(old_threads)
+    config = {"dataset": data.name, "model": model_name(model), "period": int(period), "lr": float(lr),
+              "seed": int(seed), "passes": int(passes), "eval_every": int(eval_every),
+              "threads": int(threads or old_threads), "n_devices": n, "horizon": T,
+              "plan": {"error": plan.error, "information": plan.information, "solver": plan.stats.solver}}
+    return TrainResult(name=name, accuracy=ev_acc[-1], test_loss=ev_loss[-1], eval_slot=np.array(ev_slot),
+                       eval_accuracy=np.array(ev_acc), eval_loss=np.array(ev_loss), device_loss=device_loss,
+                       processed=sched.processed, costs=plan.costs.as_dict(), config=config, seconds=seconds,
+                       wrapped=wrapped, final_state={k: v.clone() for k, v in st.global_.items()})
+
+
+def _sgd_step(st: _Stacked, fwd: Any, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray, active: np.ndarray,
+              sizes: np.ndarray, starts: np.ndarray, lr: float) -> np.ndarray:
+    """One SGD step (eq. 3) for every device in ``active`` on its batch; returns their batch losses."""
+    total_loss = None
+    loss_parts = []
+    order = []
+    for devs, width in _size_groups(active, sizes[active]):
+        devs = np.sort(devs)
+        g = len(devs)
+        col = np.arange(width)
+        valid = col[None, :] < sizes[devs][:, None]  # [g, width]
+        flat = np.where(valid, starts[devs][:, None] + col[None, :], 0)
+        idx = torch.from_numpy(pts[flat])  # [g, width] training-set indices (padding: any valid index)
+        mask = torch.from_numpy(valid.astype(np.float32))
+        if g == len(sizes):  # every device, in order: no gather (and no scatter in backward)
+            params = st.params
+        else:
+            didx = torch.from_numpy(devs)
+            params = {k: v.index_select(0, didx) for k, v in st.params.items()}
+        out = fwd(params, X[idx])  # [g, width, classes]
+        ce = F.cross_entropy(out.reshape(g * width, -1), Y[idx].reshape(-1), reduction="none").view(g, width)
+        per_dev = (ce * mask).sum(1) / torch.from_numpy(sizes[devs].astype(np.float32))
+        s = per_dev.sum()
+        total_loss = s if total_loss is None else total_loss + s
+        loss_parts.append(per_dev.detach())
+        order.append(devs)
+    assert total_loss is not None
+    grads = torch.autograd.grad(total_loss, list(st.params.values()))
+    with torch.no_grad():
+        for p, g in zip(st.params.values(), grads):
+            p.sub_(g, alpha=lr)
+    losses = np.empty(len(active))
+    pos = {int(d): k for k, d in enumerate(active)}
+    for devs, part in zip(order, loss_parts):
+        losses[[pos[int(d)] for d in devs]] = part.numpy()
+    return losses
+
+
+def _aggregate(st: _Stacked, H: np.ndarray) -> None:
+    """Eq. (4): ``w = Σ H_i w_i / Σ H_i`` over devices with ``H_i > 0``; then synchronise everyone."""
+    w = aggregation_weights(H)
+    with torch.no_grad():
+        for k, p in st.params.items():
+            if w is not None:
+                wt = torch.from_numpy(w.astype(np.float64)).to(p.dtype)
+                st.global_[k] = torch.tensordot(wt, p, dims=([0], [0]))
+            p.copy_(st.global_[k].unsqueeze(0).expand_as(p))
+
+
+def aggregation_weights(H: np.ndarray) -> np.ndarray | None:
+    """Weights ``H_i / Σ_j H_j`` of eq. (4) (``None`` when every ``H_i = 0``: keep the global model)."""
+    H = np.asarray(H, dtype=np.float64)
+    if (H < 0).any():
+        i = int(np.argmax(H < 0))
+        raise TrainingError(f"H[{i}] = {H[i]}: points processed must be ≥ 0")
+    tot = H.sum()
+    if tot <= 0:
+        return None
+    return H / tot
