@@ -1,0 +1,27 @@
+"""The paper's evaluation (Tu et al., INFOCOM 2020, Sec. V) as reproducible experiments.
+
+``run_experiment("table3", ExperimentOptions(...))`` runs seeds × settings (a process pool,
+resumable, one result file per run keyed by a hash of its :class:`RunConfig`) and writes a run
+directory with ``config.toml``, raw results, mean/spread over seeds, PNG plots and a Markdown
+report beside the paper's numbers. The CLI is ``foglearn reproduce NAME``.
+"""
+
+from foglearn.experiments.config import (
+           ConfigError,
+           ExperimentOptions,
+           RunConfig,
+           SweepSpec,
+           read_config_toml,
+           write_config_toml,
+)
+from foglearn.experiments.core import Interrupted, export_docs, run_experiment
+from foglearn.experiments.definitions import EXPERIMENTS, NAMES, Experiment
+from foglearn.experiments.report import Check, Section
+from foglearn.experiments.runner import RunFailed, SweepOutcome, build_scenario, run_one, run_sweep
+from foglearn.experiments.storage import ResultStore
+from foglearn.experiments.tables import aggregate, flatten
+
+__all__ = ["EXPERIMENTS", "NAMES", "Check", "ConfigError", "Experiment", "ExperimentOptions", "Interrupted",
+           "ResultStore", "RunConfig", "RunFailed", "Section", "SweepOutcome", "SweepSpec", "aggregate",
+           "build_scenario", "export_docs", "flatten", "read_config_toml", "run_experiment", "run_one", "run_sweep",
+           "write_config_toml"]

@@ -1,0 +1,269 @@
+"""Typed configurations of experiment runs and sweeps, their run keys and TOML round trips.
+
+A :class:`RunConfig` fixes *everything* one run depends on (scenario, planner, trainer, seed), so
+its :meth:`RunConfig.key` — a hash of its canonical JSON — names the file its result is stored in
+and lets a sweep skip finished runs when restarted. :class:`ExperimentOptions` are the knobs of a
+whole experiment (seeds, dataset, model, quick mode, jobs, output directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+#: Bump when the meaning of a stored result changes, so old results are not reused.
+SCHEMA = 1
+
+METHODS: tuple[str, ...] = ("network-aware", "federated", "centralised")
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "tiny")
+MODELS: tuple[str, ...] = ("cnn", "mlp")
+TOPOLOGIES: tuple[str, ...] = ("full", "random", "hierarchical", "social", "scale-free")
+PROFILES: tuple[str, ...] = ("synthetic", "lte", "wifi", "traces")
+
+
+class ConfigError(ValueError):
+    """An experiment configuration breaks a rule; the message names the field and the rule."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: a scenario, a data-movement plan and (optionally) training on it.
+
+    Attributes
+    ----------
+    method : {"network-aware", "federated", "centralised"}
+        ``network-aware``: plan (5)-(9) then train with aggregation period ``period`` (τ, eq. 4).
+        ``federated``: no movement (``G_i(t) = D_i(t)``) and τ = 1 (the paper's FedAvg baseline).
+        ``centralised``: all collected data trained at one server (the paper's upper baseline).
+    n_devices, horizon : int
+        ``n`` and ``T``.
+    topology, rho : str, float
+        Edge structure ``E(t)``; ``rho`` is the link probability of the random digraph (Fig. 7).
+    capacities : bool
+        Impose ``C_i(t)``, ``C_ij(t)`` (SPEC §4).
+    profile : {"synthetic", "lte", "wifi", "traces"}
+        Cost distributions (SPEC §4, §5); ``traces`` replays ``traces_dir`` (SPEC §5).
+    movement : bool
+        ``False`` is setting A: every point is processed where it was collected.
+    information : "perfect" or int
+        Perfect knowledge of the horizon, or windows of this length planned from the previous
+        window's averages (Sec. V-A).
+    error : {"linear", "sqrt"}
+        Error model of the planner (Sec. IV-A).
+    error_decay_period : int or None
+        ``f_i(t)`` divided by ``sqrt(slot within the period)`` (SPEC §4's schedule for Fig. 6).
+    train : bool
+        Train a model on the plan (otherwise only the costs are computed).
+    dataset, model, period, lr :
+        Trainer settings: data set, ``"cnn"``/``"mlp"``, τ, η.
+    passes : int
+        Training budget: the horizon is replayed this many times with fresh points (the plan's
+        fractions repeat; 1 = the paper's protocol). Costs are those of one pass.
+    eval_every : int
+        Evaluate the global model at every ``eval_every``-th aggregation (0 = final model only).
+    seed : int
+        The one seed every random draw of the run flows from.
+    traces_dir, traces_digest : str or None
+        Measured traces (``nodes.csv``/``links.csv``) and a digest of their content.
+    """
+
+    method: str = "network-aware"
+    n_devices: int = 10
+    horizon: int = 100
+    topology: str = "full"
+    rho: float = 0.3
+    capacities: bool = False
+    profile: str = "synthetic"
+    movement: bool = True
+    information: str | int = "perfect"
+    error: str = "linear"
+    error_decay_period: int | None = None
+    train: bool = True
+    dataset: str = "mnist"
+    model: str = "cnn"
+    period: int = 10
+    lr: float = 0.01
+    passes: int = 1
+    eval_every: int = 1
+    seed: int = 0
+    traces_dir: str | None = None
+    traces_digest: str | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ConfigError:
+            return ConfigError(f"RunConfig.{name} = {getattr(self, name)!r}: {rule}")
+
+        if self.method not in METHODS:
+            raise bad("method", f"must be one of {METHODS}")
+        for name in ("n_devices", "horizon", "period", "passes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be an integer ≥ 1")
+        if self.topology not in TOPOLOGIES:
+            raise bad("topology", f"must be one of {TOPOLOGIES}")
+        if not 0.0 <= self.rho <= 1.0:
+            raise bad("rho", "a link probability must lie in [0, 1]")
+        if self.profile not in PROFILES:
+            raise bad("profile", f"must be one of {PROFILES}")
+        if (self.profile == "traces") != (self.traces_dir is not None):
+            raise bad("traces_dir", "must be given exactly when profile = 'traces'")
+        if self.information != "perfect" and not (isinstance(self.information, int) and self.information >= 1):
+            raise bad("information", "must be 'perfect' or a window length ≥ 1")
+        if self.error not in ("linear", "sqrt"):
+            raise bad("error", "must be 'linear' or 'sqrt'")
+        if self.error_decay_period is not None and self.error_decay_period < 1:
+            raise bad("error_decay_period", "must be ≥ 1 or None")
+        if self.model not in MODELS:
+            raise bad("model", f"must be one of {MODELS}")
+        if not self.lr > 0:
+            raise bad("lr", "a learning rate must be > 0")
+        if self.seed < 0:
+            raise bad("seed", "must be ≥ 0")
+        if self.eval_every < 0:
+            raise bad("eval_every", "must be ≥ 0")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """A 16-hex-digit hash of the canonical JSON of this configuration (and :data:`SCHEMA`)."""
+        payload = json.dumps({"schema": SCHEMA, **self.as_dict()}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`as_dict`; missing fields take their defaults, unknown fields are errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names - {"key"})
+        if unknown:
+            raise ConfigError(f"RunConfig: unknown field(s) {unknown}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """Knobs shared by every experiment.
+
+    ``seeds`` is the list of seeds; ``quick`` shortens the horizon to ``quick_horizon`` and keeps
+    the first ``quick_seeds`` seeds, for a first look. ``jobs`` is the number of worker processes
+    (1 = run in this process). ``train = False`` computes only the planned costs;
+    ``train_seeds = k`` trains only the runs of the first ``k`` seeds (costs are computed for all
+    seeds, accuracy is averaged over the trained ones). ``passes`` and ``eval_every`` go to the
+    trainer (training budget, evaluation frequency).
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    dataset: str = "mnist"
+    model: str = "cnn"
+    quick: bool = False
+    quick_seeds: int = 2
+    quick_horizon: int = 20
+    horizon: int = 100
+    jobs: int = 2
+    train: bool = True
+    train_seeds: int | None = None
+    passes: int = 1
+    eval_every: int = 1
+    traces_dir: str | None = None
+    out: str = "runs/reproduce"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.seeds:
+            raise ConfigError("ExperimentOptions.seeds = (): need at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"ExperimentOptions.seeds = {self.seeds}: seeds must be distinct")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"ExperimentOptions.dataset = {self.dataset!r}: must be one of {DATASETS}")
+        if self.model not in MODELS:
+            raise ConfigError(f"ExperimentOptions.model = {self.model!r}: must be one of {MODELS}")
+        if self.train_seeds is not None and self.train_seeds < 1:
+            raise ConfigError(f"ExperimentOptions.train_seeds = {self.train_seeds}: must be ≥ 1 or None")
+        if self.eval_every < 0:
+            raise ConfigError(f"ExperimentOptions.eval_every = {self.eval_every}: must be ≥ 0")
+        for name in ("jobs", "quick_seeds", "quick_horizon", "horizon", "passes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ExperimentOptions.{name} = {getattr(self, name)}: must be ≥ 1")
+
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        return self.seeds[: self.quick_seeds] if self.quick else self.seeds
+
+    @property
+    def run_horizon(self) -> int:
+        return min(self.quick_horizon, self.horizon) if self.quick else self.horizon
+
+    def trains(self, seed: int) -> bool:
+        """Whether runs of ``seed`` train a model (``train`` and among the first ``train_seeds``)."""
+        if not self.train:
+            return False
+        return self.train_seeds is None or self.run_seeds.index(seed) < self.train_seeds
+
+    def base(self, **changes: Any) -> RunConfig:
+        """A :class:`RunConfig` with these options' dataset, model, horizon, budget and training flag."""
+        fields: dict[str, Any] = {"dataset": self.dataset, "model": self.model, "horizon": self.run_horizon,
+                                  "train": self.train, "passes": self.passes, "eval_every": self.eval_every}
+        fields.update(changes)
+        return RunConfig(**fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+    def replace(self, **changes: Any) -> ExperimentOptions:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"ExperimentOptions: unknown field(s) {unknown}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a run directory's ``config.toml`` records: the experiment, its options and its runs."""
+
+    experiment: str
+    options: ExperimentOptions
+    runs: tuple[RunConfig, ...] = field(default_factory=tuple)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def write_config_toml(path: str | Path, spec: SweepSpec) -> Path:
+    """Write ``config.toml`` (TOML has no null: ``None`` fields are omitted and read back as defaults)."""
+    path = Path(path)
+    doc = {"experiment": spec.experiment, "schema": SCHEMA, "options": _drop_none(spec.options.as_dict()),
+           "runs": [{"key": r.key(), **_drop_none(r.as_dict())} for r in spec.runs]}
+    from foglearn.experiments.storage import atomic_write_text
+    atomic_write_text(path, tomli_w.dumps(doc))
+    return path
+
+
+def read_config_toml(path: str | Path) -> SweepSpec:
+    """Inverse of :func:`write_config_toml`; checks that each stored key matches its run."""
+    with Path(path).open("rb") as fh:
+        doc = tomllib.load(fh)
+    runs = []
+    for i, raw in enumerate(doc.get("runs", [])):
+        run = RunConfig.from_dict(raw)
+        if "key" in raw and raw["key"] != run.key():
+            raise ConfigError(f"{path}: runs[{i}].key = {raw['key']} does not match its configuration ({run.key()})")
+        runs.append(run)
+    return SweepSpec(doc["experiment"], ExperimentOptions.from_dict(doc.get("options", {})), tuple(runs))

@@ -1,0 +1,356 @@
+"""Execute runs: one configuration (:func:`run_one`) and sweeps of them (:func:`run_sweep`).
+
+A sweep runs seeds × settings in a process pool (``jobs`` workers, each with one torch thread),
+shows progress with rich, writes each finished run atomically to ``results/<key>.json`` *from
+the worker*, skips runs whose file exists when restarted, and on Ctrl-C cancels what has not
+started while keeping everything already finished.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foglearn.experiments.config import RunConfig
+from foglearn.experiments.storage import ResultStore
+
+
+class RunFailed(RuntimeError):
+    """A run raised; the message names its key and configuration and carries the traceback."""
+
+
+# --------------------------------------------------------------------------------------------
+# one run
+# --------------------------------------------------------------------------------------------
+
+def build_scenario(cfg: RunConfig, dataset_size: int | None = None) -> Any:
+    """The run's :class:`~foglearn.network.Scenario` (synthetic, or replayed traces).
+
+    With ``profile = "traces"`` the traced links are intersected with the requested topology
+    (``full`` keeps every traced link), so Fig. 8's topologies also apply to measured traces.
+    """
+    from foglearn.network import from_traces, synthetic
+    from foglearn.network import topology as topo
+
+    if cfg.profile != "traces":
+        kwargs: dict[str, Any] = {}
+        if dataset_size is not None:
+            kwargs["dataset_size"] = dataset_size
+        return synthetic(n_devices=cfg.n_devices, horizon=cfg.horizon, topology=cfg.topology, rho=cfg.rho,
+                         capacities=cfg.capacities, seed=cfg.seed, profile=cfg.profile,
+                         error_decay_period=cfg.error_decay_period, **kwargs)
+    assert cfg.traces_dir is not None
+    max_points = max(1, (dataset_size or 60_000) // (cfg.n_devices * cfg.horizon))
+    scen = from_traces(cfg.traces_dir, n_devices=cfg.n_devices, horizon=cfg.horizon, seed=cfg.seed,
+                       max_points=max_points)
+    if not cfg.capacities:
+        scen = scen.replace(proc_cap=None, link_cap=None)
+    if cfg.topology != "full":
+        rng = np.random.default_rng([cfg.seed, 8])
+        n = scen.n_devices
+        if cfg.topology == "random":
+            src, dst = topo.random_digraph(n, cfg.rho, rng)
+        elif cfg.topology == "hierarchical":
+            src, dst = topo.hierarchical(scen.proc_cost.mean(axis=0), rng)
+        elif cfg.topology == "social":
+            src, dst = topo.social(n, rng)
+        else:
+            src, dst = topo.scale_free(n, rng)
+        wanted = set(zip(src.tolist(), dst.tolist()))
+        keep = np.array([(int(a), int(b)) in wanted for a, b in zip(scen.src, scen.dst)], dtype=bool)
+        scen = scen.replace(src=scen.src[keep], dst=scen.dst[keep], link_cost=scen.link_cost[:, keep],
+                            link_cap=scen.link_cap[:, keep], link_up=scen.link_up[:, keep])
+    if cfg.error_decay_period is not None:
+        within = (np.arange(scen.horizon) % cfg.error_decay_period) + 1
+        scen = scen.replace(error_weight=scen.error_weight / np.sqrt(within)[:, None])
+    return scen
+
+
+def slot_rates(scenario: Any, plan: Any) -> dict[str, list[float]]:
+    """Per-slot offloading, processing-at-source and discard rates (fractions of ``Σ_i D_i(t)``).
+
+    Slots where nothing was collected get ``nan``.
+    """
+    D = scenario.collected.astype(np.float64)
+    per_slot = D.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if scenario.n_edges:
+            off = (plan.offload * D[:, scenario.src]).sum(axis=1)
+        else:
+            off = np.zeros(scenario.horizon)
+        keep = (plan.keep * D).sum(axis=1)
+        disc = (plan.discard * D).sum(axis=1)
+        rates = {"offload_rate": off / per_slot, "keep_rate": keep / per_slot, "discard_rate": disc / per_slot}
+    return {k: [float(x) if per_slot[t] > 0 else float("nan") for t, x in enumerate(v)] for k, v in rates.items()}
+
+
+def _dataset_size(name: str) -> int:
+    """``|D_V|``: the size of the training pool the scenario allocates ``D_i(t)`` from (SPEC §4)."""
+    from foglearn.learning import datasets
+
+    if name in datasets.SIZES:
+        return int(datasets.SIZES[name][0])
+    if name == "tiny":
+        return int(datasets.TINY_SIZES[0])
+    return datasets.load_dataset(name).n_train
+
+
+def run_one(cfg: RunConfig) -> dict[str, Any]:
+    """Run one configuration and return its record (JSON-able dict).
+
+    Steps: build the scenario; plan (``movement = False`` and ``federated`` → no movement); record
+    the realised costs (:class:`~foglearn.planning.CostBreakdown`) and per-slot rates; train if
+    ``cfg.train`` (``federated``: τ = 1; ``centralised``: all data at one server); record accuracy
+    and curves. Timings of each step are in ``seconds``.
+    """
+    from foglearn.planning import plan as make_plan
+
+    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+    size = _dataset_size(cfg.dataset)  # the allocation |D_V|/(nT) depends on the data set, trained or not
+    scenario = build_scenario(cfg, dataset_size=size)
+    seconds["scenario"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    movement = cfg.movement and cfg.method == "network-aware"
+    plan = make_plan(scenario, error=cfg.error, information=cfg.information if movement else "perfect",
+                     movement=movement)
+    seconds["plan"] = time.perf_counter() - t1
+
+    record: dict[str, Any] = {
+        "key": cfg.key(),
+        "config": cfg.as_dict(),
+        "scenario": {"n_devices": scenario.n_devices, "horizon": scenario.horizon, "n_edges": scenario.n_edges,
+                     "collected": int(scenario.total_collected), "info": {k: v for k, v in scenario.info.items()
+                                                                            if isinstance(v, int | float | str | bool)}},
+        "costs": plan.costs.as_dict(),
+        "solver": plan.stats.as_dict(),
+        "slots": slot_rates(scenario, plan),
+        "training": None,
+    }
+    if cfg.train:
+        import warnings
+
+        t2 = time.perf_counter()
+        with warnings.catch_warnings():
+            # passes > 1 reuses points by design; the record keeps the trainer's `wrapped` flag
+            warnings.filterwarnings("ignore", message=".*point stream wraps.*")
+            record["training"] = _train(cfg, scenario, plan)
+        seconds["train"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    record["seconds"] = seconds
+    return record
+
+
+def _train(cfg: RunConfig, scenario: Any, plan: Any) -> dict[str, Any]:
+    """Train per ``cfg.method`` and return accuracy, final test loss, curves and realised costs."""
+    from foglearn.learning.trainer import train
+
+    if cfg.method == "centralised":
+        result = train_centralised(scenario, cfg)
+    else:
+        period = 1 if cfg.method == "federated" else cfg.period
+        result = train(scenario, plan, dataset=cfg.dataset, model=cfg.model, period=period,
+                       lr=cfg.lr, seed=cfg.seed, passes=cfg.passes, eval_every=cfg.eval_every,
+                       name=cfg.method, threads=_threads())
+    return training_record(result)
+
+
+def centralised_scenario(scenario: Any) -> Any:
+    """The centralised baseline's network: one server that collects ``Σ_i D_i(t)`` in slot ``t``.
+
+    Every point the devices collect is processed at the server in the slot it is collected (no
+    links, no discarding), so the server takes one SGD step per slot on all of that slot's data.
+    Costs are not meaningful here (processing cost 1 per point); only the accuracy is reported.
+    """
+    from foglearn.network import Scenario
+
+    D = scenario.collected.sum(axis=1, keepdims=True)
+    T = scenario.horizon
+    return Scenario(collected=D, proc_cost=np.ones((T, 1)), error_weight=np.ones((T, 1)),
+                    src=np.zeros(0, dtype=np.int64), dst=np.zeros(0, dtype=np.int64), link_cost=np.zeros((T, 0)),
+                    info={"generator": "centralised", "from": dict(scenario.info)})
+
+
+def train_centralised(scenario: Any, cfg: RunConfig) -> Any:
+    """Centralised learning (Table II): all collected data trained at one server with the same
+    trainer, η, seed and budget (one step per slot, ``passes`` replays); aggregation is trivial."""
+    from foglearn.learning.trainer import train
+    from foglearn.planning import plan as make_plan
+
+    server = centralised_scenario(scenario)
+    return train(server, make_plan(server, movement=False), dataset=cfg.dataset, model=cfg.model, period=1,
+                 lr=cfg.lr, seed=cfg.seed, passes=cfg.passes, eval_every=cfg.eval_every, name="centralised",
+                 threads=_threads())
+
+
+def _threads() -> int | None:
+    """One torch thread inside a sweep (worker or in-process), torch's own setting otherwise."""
+    return 1 if os.environ.get(_WORKER_ENV) else None
+
+
+def training_record(result: Any) -> dict[str, Any]:
+    """The JSON-able part of a :class:`~foglearn.learning.results.TrainResult`: accuracy, final
+    test loss, the test curve at each aggregation, the per-device training loss per slot (Fig. 4),
+    the realised costs the trainer reports and its wall time."""
+    curves = {
+        "eval_slot": np.asarray(result.eval_slot, dtype=float).tolist(),
+        "eval_accuracy": np.asarray(result.eval_accuracy, dtype=float).tolist(),
+        "eval_loss": np.asarray(result.eval_loss, dtype=float).tolist(),
+        "device_loss": np.asarray(result.device_loss, dtype=float).tolist(),
+    }
+    return {"accuracy": float(result.accuracy), "test_loss": float(result.test_loss), "curves": curves,
+            "points_processed": int(np.asarray(result.processed).sum()), "costs": dict(result.costs),
+            "seconds": float(result.seconds), "wrapped": bool(getattr(result, "wrapped", False))}
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: records in the order of the configurations, which keys it computed and
+    which it found finished, failures, and whether it was interrupted."""
+
+    records: list[dict[str, Any] | None]
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and not self.failed and all(r is not None for r in self.records)
+
+    def finished_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r is not None]
+
+
+def _work(cfg: RunConfig, root: str, runner: Callable[[RunConfig], dict[str, Any]]) -> tuple[str, str | None]:
+    """Worker body: run, then write the result atomically. Returns (key, error or None)."""
+    key = cfg.key()
+    try:
+        record = runner(cfg)
+    except Exception:  # noqa: BLE001 - reported to the parent with its traceback
+        return key, traceback.format_exc()
+    ResultStore(root).save(key, record)
+    return key, None
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Ctrl-C: cancel runs not started and end the workers now (a run in progress is lost; its
+    result file is never half-written because results are written by rename)."""
+    for fut_proc in list(getattr(pool, "_processes", {}).values()):  # the executor keeps no public handle
+        if fut_proc.is_alive():
+            fut_proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker() -> None:
+    """Pool worker set-up: one thread for BLAS/OpenMP and torch (torch itself is imported lazily,
+    only by runs that train, which then call the trainer with ``threads = 1``)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ[_WORKER_ENV] = "1"
+
+
+_WORKER_ENV = "FOGLEARN_SWEEP_WORKER"
+
+
+def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, progress: bool = True,
+              description: str = "runs", runner: Callable[[RunConfig], dict[str, Any]] = run_one,
+              raise_on_failure: bool = True) -> SweepOutcome:
+    """Run every configuration not already finished under ``root`` and return all records.
+
+    ``jobs > 1`` uses a process pool (spawned workers, one torch thread each); ``jobs = 1`` runs
+    in this process (also with one torch thread, restored afterwards). Duplicate configurations
+    run once. A ``KeyboardInterrupt`` cancels pending runs, waits for none, and returns the
+    outcome with ``interrupted = True`` (finished runs stay on disk). A failed run raises
+    :class:`RunFailed` after the others finish, unless ``raise_on_failure`` is false.
+    """
+    t0 = time.perf_counter()
+    store = ResultStore(root)
+    keys = [c.key() for c in configs]
+    unique: dict[str, RunConfig] = {}
+    for k, c in zip(keys, configs):
+        unique.setdefault(k, c)
+    todo = {k: c for k, c in unique.items() if not store.has(k)}
+    outcome = SweepOutcome(records=[None] * len(configs), skipped=[k for k in unique if k not in todo])
+
+    bar = None
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), transient=False)
+        bar.start()
+        task = bar.add_task(description, total=len(unique), completed=len(unique) - len(todo))
+
+    def done(key: str, err: str | None) -> None:
+        if err is None:
+            outcome.computed.append(key)
+        else:
+            outcome.failed[key] = err
+        if bar is not None:
+            bar.advance(task)
+
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            previous = os.environ.get(_WORKER_ENV)
+            os.environ[_WORKER_ENV] = "1"  # runs in this process also train with one torch thread
+            try:
+                for c in todo.values():
+                    done(*_work(c, str(root), runner))
+            finally:
+                if previous is None:
+                    os.environ.pop(_WORKER_ENV, None)
+                else:
+                    os.environ[_WORKER_ENV] = previous
+        else:
+            ctx = mp.get_context("spawn")
+            pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
+                                          initializer=_init_worker)
+            try:
+                futures = {pool.submit(_work, c, str(root), runner): k for k, c in todo.items()}
+                for fut in cf.as_completed(futures):
+                    try:
+                        done(*fut.result())
+                    except Exception as exc:  # a worker died (e.g. killed): report, keep going
+                        done(futures[fut], f"worker failed: {exc!r}")
+            except KeyboardInterrupt:
+                _stop_pool(pool)
+                raise
+            else:
+                pool.shutdown(wait=True)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        if bar is not None:
+            bar.stop()
+
+    for i, k in enumerate(keys):
+        if store.has(k):
+            outcome.records[i] = store.load(k)
+    outcome.seconds = time.perf_counter() - t0
+    if outcome.failed and raise_on_failure and not outcome.interrupted:
+        key, err = next(iter(outcome.failed.items()))
+        raise RunFailed(f"{len(outcome.failed)} run(s) failed; first: {key} {unique[key].as_dict()}\n{err}")
+    return outcome
+

@@ -1,0 +1,205 @@
+"""Every experiment end to end in quick mode on the tiny dataset: outputs exist and are sane."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from foglearn.experiments import (
+    EXPERIMENTS,
+    ExperimentOptions,
+    ResultStore,
+    read_config_toml,
+    run_experiment,
+)
+from foglearn.experiments.config import RunConfig
+from foglearn.experiments.runner import build_scenario, run_one
+
+
+def quick(tmp_path: Path, **kw: object) -> ExperimentOptions:
+    base = dict(seeds=(0, 1), dataset="tiny", model="mlp", quick=True, quick_horizon=10, jobs=1,
+                progress=False, out=str(tmp_path))
+    base.update(kw)
+    return ExperimentOptions(**base)  # type: ignore[arg-type]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_run_dir(out: Path, name: str, trained: bool = True) -> list[dict[str, str]]:
+    for f in ("config.toml", "runs.csv", "summary.csv", "report.md", f"{name}.png"):
+        assert (out / f).is_file(), f"{name}: {f} missing"
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = read_config_toml(out / "config.toml")
+    assert spec.experiment == name
+    rows = read_rows(out / "runs.csv")
+    assert len(rows) == len(spec.runs)
+    for r in rows:
+        p, t, d, tot = (float(r[k]) for k in ("processing", "transfer", "discard", "total"))
+        assert min(p, t, d) >= 0
+        assert p + t + d == pytest.approx(tot, rel=1e-9, abs=1e-9)
+        assert float(r["unit"]) == pytest.approx(tot / float(r["collected"]))
+        for k in ("offload_rate", "discard_rate", "process_rate"):
+            assert -1e-9 <= float(r[k]) <= 1 + 1e-9, (k, r[k])
+        # every collected point is processed (at its source or after offloading) or discarded
+        assert float(r["processed"]) + float(r["discarded"]) == pytest.approx(float(r["collected"]), rel=1e-6)
+        if trained and r["train"] == "True":
+            assert 0.0 <= float(r["accuracy"]) <= 1.0
+    report = (out / "report.md").read_text()
+    assert "Claims checked" in report or name in ("table2",)
+    return rows
+
+
+@pytest.mark.parametrize("name", ["table3", "fig4", "fig5", "fig6", "fig7", "fig8"])
+def test_experiment_quick_on_tiny(tmp_path: Path, name: str) -> None:
+    opts = quick(tmp_path)
+    sections = run_experiment(name, opts)
+    assert len(sections) == 1 and sections[0].name == name
+    rows = check_run_dir(tmp_path, name)
+    assert sections[0].runs == len({r["key"] for r in rows})
+    assert sections[0].checks, "each experiment checks the paper's claims"
+    report = (tmp_path / "report.md").read_text()
+    if name == "table3":
+        assert "2078" in report and "0.26" in report  # the paper's numbers side by side
+        settings = {r["setting"] for r in rows}
+        assert settings == {"A", "B", "C", "D"}
+        a_rows = [r for r in rows if r["setting"] == "A"]
+        assert all(float(r["offload_rate"]) == 0 and float(r["discard_rate"]) == 0 for r in a_rows)
+        assert all(r["capacities"] == "True" for r in rows if r["setting"] == "D")
+    if name == "fig4":
+        assert all(r["train"] == "True" for r in rows)
+    if name == "fig5":
+        assert sorted({int(r["n_devices"]) for r in rows}) == [5, 10, 20, 30, 40, 50]
+    if name == "fig8":
+        assert {r["setting"] for r in rows} == {f"{m}/{t}" for m in ("lte", "wifi")
+                                                for t in ("social", "hierarchical", "full")}
+        assert all(r["train"] == "False" for r in rows)
+
+
+def test_table2_quick_on_tiny(tmp_path: Path) -> None:
+    opts = quick(tmp_path, seeds=(0,))
+    run_experiment("table2", opts)
+    rows = check_run_dir(tmp_path, "table2")
+    assert {r["setting"] for r in rows} == {f"{m}/{k}" for m in ("mlp", "cnn")
+                                            for k in ("centralised", "federated", "network-aware")}
+    fed = [r for r in rows if r["method"] == "federated"]
+    assert all(float(r["offload_rate"]) == 0 for r in fed)
+    report = (tmp_path / "report.md").read_text()
+    assert "98.39" in report and "90.33" in report
+
+
+def test_train_seeds_trains_only_first_seeds(tmp_path: Path) -> None:
+    opts = quick(tmp_path, seeds=(0, 1, 2), quick_seeds=3, train_seeds=1)
+    run_experiment("table3", opts)
+    rows = read_rows(tmp_path / "runs.csv")
+    trained = {(r["seed"], r["train"]) for r in rows}
+    assert trained == {("0", "True"), ("1", "False"), ("2", "False")}
+    assert all(math.isnan(float(r["accuracy"])) for r in rows if r["train"] == "False")
+    summary = read_rows(tmp_path / "summary.csv")
+    assert all(r["runs"] == "3" and math.isfinite(float(r["accuracy"])) for r in summary)
+
+
+def test_resume_after_deleting_one_result(tmp_path: Path) -> None:
+    opts = quick(tmp_path, train=False)
+    first = run_experiment("fig8", opts)[0]
+    assert first.computed == first.runs == 12
+    store = ResultStore(tmp_path)
+    files = sorted(store.folder.glob("*.json"))
+    assert len(files) == 12
+    victim = files[4]
+    mtimes = {f: f.stat().st_mtime_ns for f in files if f != victim}
+    victim.unlink()
+    second = run_experiment("fig8", opts)[0]
+    assert second.computed == 1
+    assert victim.is_file()
+    assert {f: f.stat().st_mtime_ns for f in mtimes} == mtimes
+
+
+def test_all_shares_runs_between_experiments(tmp_path: Path) -> None:
+    opts = quick(tmp_path, seeds=(0,), quick_horizon=6, train_seeds=1)
+    sections = run_experiment("all", opts)
+    assert [s.name for s in sections] == list(EXPERIMENTS)
+    # fig4 reuses Table III's setting-B runs from the shared store
+    fig4 = next(s for s in sections if s.name == "fig4")
+    assert fig4.computed == 0
+    assert (tmp_path / "report.md").is_file()
+    text = (tmp_path / "report.md").read_text()
+    assert "](table3/table3.png)" in text and "Summary of checked claims" in text
+
+
+def test_pool_matches_inline(tmp_path: Path) -> None:
+    a = quick(tmp_path / "a", train=False, seeds=(3,))
+    b = quick(tmp_path / "b", train=False, seeds=(3,), jobs=2)
+    run_experiment("fig8", a)
+    run_experiment("fig8", b)
+    ra = {r["key"]: r for r in read_rows(tmp_path / "a" / "runs.csv")}
+    rb = {r["key"]: r for r in read_rows(tmp_path / "b" / "runs.csv")}
+    assert ra.keys() == rb.keys()
+    for k in ra:
+        assert float(ra[k]["total"]) == float(rb[k]["total"])
+
+
+def test_fig8_with_user_traces(tmp_path: Path) -> None:
+    from foglearn.network import synthetic, write_traces
+
+    traces = write_traces(tmp_path / "traces", synthetic(n_devices=6, horizon=8, profile="lte", seed=4,
+                                                         capacities=True))
+    opts = quick(tmp_path / "out", train=False, seeds=(0,), traces_dir=str(traces))
+    run_experiment("fig8", opts)
+    rows = read_rows(tmp_path / "out" / "runs.csv")
+    tr = [r for r in rows if r["profile"] == "traces"]
+    assert {r["topology"] for r in tr} == {"social", "hierarchical", "full"}
+    full = next(r for r in tr if r["topology"] == "full")
+    social = next(r for r in tr if r["topology"] == "social")
+    assert float(full["total"]) <= float(social["total"]) + 1e-9  # more links can only help the optimum
+
+
+def test_build_scenario_traces_topology_subsets_links(tmp_path: Path) -> None:
+    from foglearn.network import synthetic, write_traces
+
+    write_traces(tmp_path, synthetic(n_devices=5, horizon=4, seed=1, capacities=True))
+    full = build_scenario(RunConfig(profile="traces", traces_dir=str(tmp_path), n_devices=5, horizon=4, train=False))
+    hier = build_scenario(RunConfig(profile="traces", traces_dir=str(tmp_path), n_devices=5, horizon=4,
+                                    topology="hierarchical", train=False))
+    assert full.n_edges == 20 and 0 < hier.n_edges < 20
+    assert not full.has_capacities
+
+
+def test_run_one_record_is_consistent() -> None:
+    rec = run_one(RunConfig(n_devices=4, horizon=6, dataset="tiny", model="mlp", seed=2, period=3))
+    c = rec["costs"]
+    assert c["total"] == pytest.approx(c["processing"] + c["transfer"] + c["discard"])
+    assert len(rec["slots"]["offload_rate"]) == 6
+    assert np.array(rec["training"]["curves"]["device_loss"]).shape == (6, 4)
+    assert 0 <= rec["training"]["accuracy"] <= 1
+
+
+def test_cli_reproduce(tmp_path: Path) -> None:
+    from foglearn.cli import app
+
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["reproduce", "fig8", "--quick", "--no-train", "--seeds", "1", "--jobs", "1",
+                                   "--dataset", "tiny", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "fig8" in res.output and (out / "report.md").is_file()
+    bad = CliRunner().invoke(app, ["reproduce", "fig9", "--out", str(out)])
+    assert bad.exit_code == 2 and "fig9" in bad.output
+
+
+def test_export_docs_copies_plots_and_relinks(tmp_path: Path) -> None:
+    from foglearn.experiments import export_docs
+
+    opts = quick(tmp_path / "run", train=False, seeds=(0,))
+    run_experiment("fig8", opts)
+    md = export_docs(tmp_path / "run", tmp_path / "docs" / "reproduction.md", command="foglearn reproduce fig8")
+    text = md.read_text()
+    assert "](reproduction/fig8.png)" in text and "foglearn reproduce fig8" in text
+    assert (tmp_path / "docs" / "reproduction" / "fig8.png").is_file()
+    assert not (tmp_path / "docs" / "reproduction" / "results").exists()  # raw runs stay in the run dir
