@@ -152,45 +152,22 @@ def run_one(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _train(cfg: RunConfig, scenario: Any, plan: Any) -> dict[str, Any]:
-    """Train per ``cfg.method`` and return accuracy, final test loss, curves and realised costs."""
-    from foglearn.learning.trainer import train
+    """Train per ``cfg.method`` and return accuracy, final test loss, curves and realised costs.
 
-    if cfg.method == "centralised":
-        result = train_centralised(scenario, cfg)
-    else:
-        period = 1 if cfg.method == "federated" else cfg.period
-        result = train(scenario, plan, dataset=cfg.dataset, model=cfg.model, period=period,
-                       lr=cfg.lr, seed=cfg.seed, passes=cfg.passes, eval_every=cfg.eval_every,
-                       name=cfg.method, threads=_threads())
-    return training_record(result)
-
-
-def centralised_scenario(scenario: Any) -> Any:
-    """The centralised baseline's network: one server that collects ``Σ_i D_i(t)`` in slot ``t``.
-
-    Every point the devices collect is processed at the server in the slot it is collected (no
-    links, no discarding), so the server takes one SGD step per slot on all of that slot's data.
-    Costs are not meaningful here (processing cost 1 per point); only the accuracy is reported.
+    ``centralised`` and ``federated`` are :mod:`foglearn.learning`'s baselines (same stream of
+    points, η, seed and budget); every other method executes ``plan`` with period ``cfg.period``.
     """
-    from foglearn.network import Scenario
+    from foglearn.learning import centralised, federated, train
 
-    D = scenario.collected.sum(axis=1, keepdims=True)
-    T = scenario.horizon
-    return Scenario(collected=D, proc_cost=np.ones((T, 1)), error_weight=np.ones((T, 1)),
-                    src=np.zeros(0, dtype=np.int64), dst=np.zeros(0, dtype=np.int64), link_cost=np.zeros((T, 0)),
-                    info={"generator": "centralised", "from": dict(scenario.info)})
-
-
-def train_centralised(scenario: Any, cfg: RunConfig) -> Any:
-    """Centralised learning (Table II): all collected data trained at one server with the same
-    trainer, η, seed and budget (one step per slot, ``passes`` replays); aggregation is trivial."""
-    from foglearn.learning.trainer import train
-    from foglearn.planning import plan as make_plan
-
-    server = centralised_scenario(scenario)
-    return train(server, make_plan(server, movement=False), dataset=cfg.dataset, model=cfg.model, period=1,
-                 lr=cfg.lr, seed=cfg.seed, passes=cfg.passes, eval_every=cfg.eval_every, name="centralised",
-                 threads=_threads())
+    common = dict(dataset=cfg.dataset, model=cfg.model, lr=cfg.lr, seed=cfg.seed, passes=cfg.passes,
+                  eval_every=cfg.eval_every, threads=_threads())
+    if cfg.method == "centralised":
+        result = centralised(scenario, period=cfg.period, **common)
+    elif cfg.method == "federated":
+        result = federated(scenario, **common)
+    else:
+        result = train(scenario, plan, period=cfg.period, name=cfg.method, **common)
+    return training_record(result)
 
 
 def _threads() -> int | None:
