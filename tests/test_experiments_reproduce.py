@@ -69,7 +69,9 @@ def test_experiment_quick_on_tiny(tmp_path: Path, name: str) -> None:
     if name == "table3":
         assert "2078" in report and "0.26" in report  # the paper's numbers side by side
         settings = {r["setting"] for r in rows}
-        assert settings == {"A", "B", "C", "D"}
+        assert settings == {"A", "B", "C", "D", "A·p", "B·p", "C·p", "D·p"}
+        assert all(float(r["persistence"]) == 0.8 and r["train"] == "False" for r in rows if r["setting"].endswith("·p"))
+        assert "Beyond the paper: costs that persist" in report
         a_rows = [r for r in rows if r["setting"] == "A"]
         assert all(float(r["offload_rate"]) == 0 and float(r["discard_rate"]) == 0 for r in a_rows)
         assert all(r["capacities"] == "True" for r in rows if r["setting"] == "D")
@@ -98,7 +100,7 @@ def test_table2_quick_on_tiny(tmp_path: Path) -> None:
 def test_train_seeds_trains_only_first_seeds(tmp_path: Path) -> None:
     opts = quick(tmp_path, seeds=(0, 1, 2), quick_seeds=3, train_seeds=1)
     run_experiment("table3", opts)
-    rows = read_rows(tmp_path / "runs.csv")
+    rows = [r for r in read_rows(tmp_path / "runs.csv") if not r["setting"].endswith("·p")]  # ·p: costs only
     trained = {(r["seed"], r["train"]) for r in rows}
     assert trained == {("0", "True"), ("1", "False"), ("2", "False")}
     assert all(math.isnan(float(r["accuracy"])) for r in rows if r["train"] == "False")

@@ -59,6 +59,9 @@ class RunConfig:
         Error model of the planner (Sec. IV-A).
     error_decay_period : int or None
         ``f_i(t)`` divided by ``sqrt(slot within the period)`` (SPEC §4's schedule for Fig. 6).
+    persistence : float
+        Persistent per-device/per-link cost heterogeneity of :func:`foglearn.network.synthetic`
+        (0 = SPEC §4's i.i.d. per-slot costs).
     train : bool
         Train a model on the plan (otherwise only the costs are computed).
     dataset, model, period, lr :
@@ -85,6 +88,7 @@ class RunConfig:
     information: str | int = "perfect"
     error: str = "linear"
     error_decay_period: int | None = None
+    persistence: float = 0.0
     train: bool = True
     dataset: str = "mnist"
     model: str = "cnn"
@@ -119,6 +123,8 @@ class RunConfig:
             raise bad("error", "must be 'linear' or 'sqrt'")
         if self.error_decay_period is not None and self.error_decay_period < 1:
             raise bad("error_decay_period", "must be ≥ 1 or None")
+        if not 0.0 <= self.persistence <= 1.0:
+            raise bad("persistence", "must lie in [0, 1]")
         if self.model not in MODELS:
             raise bad("model", f"must be one of {MODELS}")
         if not self.lr > 0:
@@ -157,8 +163,8 @@ class ExperimentOptions:
     the first ``quick_seeds`` seeds, for a first look. ``jobs`` is the number of worker processes
     (1 = run in this process). ``train = False`` computes only the planned costs;
     ``train_seeds = k`` trains only the runs of the first ``k`` seeds (costs are computed for all
-    seeds, accuracy is averaged over the trained ones). ``passes`` and ``eval_every`` go to the
-    trainer (training budget, evaluation frequency).
+    seeds, accuracy is averaged over the trained ones). ``passes``, ``lr`` and ``eval_every`` go to
+    the trainer (training budget, learning rate η, evaluation frequency).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -172,6 +178,7 @@ class ExperimentOptions:
     train: bool = True
     train_seeds: int | None = None
     passes: int = 1
+    lr: float = 0.01
     eval_every: int = 1
     traces_dir: str | None = None
     out: str = "runs/reproduce"
@@ -191,6 +198,8 @@ class ExperimentOptions:
             raise ConfigError(f"ExperimentOptions.train_seeds = {self.train_seeds}: must be ≥ 1 or None")
         if self.eval_every < 0:
             raise ConfigError(f"ExperimentOptions.eval_every = {self.eval_every}: must be ≥ 0")
+        if not self.lr > 0:
+            raise ConfigError(f"ExperimentOptions.lr = {self.lr}: a learning rate must be > 0")
         for name in ("jobs", "quick_seeds", "quick_horizon", "horizon", "passes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ExperimentOptions.{name} = {getattr(self, name)}: must be ≥ 1")
@@ -212,7 +221,8 @@ class ExperimentOptions:
     def base(self, **changes: Any) -> RunConfig:
         """A :class:`RunConfig` with these options' dataset, model, horizon, budget and training flag."""
         fields: dict[str, Any] = {"dataset": self.dataset, "model": self.model, "horizon": self.run_horizon,
-                                  "train": self.train, "passes": self.passes, "eval_every": self.eval_every}
+                                  "train": self.train, "passes": self.passes, "lr": self.lr,
+                                  "eval_every": self.eval_every}
         fields.update(changes)
         return RunConfig(**fields)
 

@@ -47,7 +47,7 @@ def build_scenario(cfg: RunConfig, dataset_size: int | None = None) -> Any:
             kwargs["dataset_size"] = dataset_size
         return synthetic(n_devices=cfg.n_devices, horizon=cfg.horizon, topology=cfg.topology, rho=cfg.rho,
                          capacities=cfg.capacities, seed=cfg.seed, profile=cfg.profile,
-                         error_decay_period=cfg.error_decay_period, **kwargs)
+                         error_decay_period=cfg.error_decay_period, persistence=cfg.persistence, **kwargs)
     assert cfg.traces_dir is not None
     max_points = max(1, (dataset_size or 60_000) // (cfg.n_devices * cfg.horizon))
     scen = from_traces(cfg.traces_dir, n_devices=cfg.n_devices, horizon=cfg.horizon, seed=cfg.seed,
