@@ -41,12 +41,7 @@ def compare_with_trainer(n_devices: int = 3, horizon: int = 6, period: int = 3, 
     from foglearn.flower.simulation import run_flower
     from foglearn.learning.trainer import train
 
-    planner = planning.plan if callable(getattr(planning, "plan", None)) else None
-    if planner is None:
-        from foglearn.planning.flow import plan_linear
-
-        def planner(sc, error="linear", information="perfect", movement=True):
-            return plan_linear(sc)
+    planner = planning.plan
     with tempfile.TemporaryDirectory(prefix="flower-cmp-") as tmp:
         cfg = FlowerRunConfig(num_devices=n_devices, horizon=horizon, period=period, dataset=dataset, model=model,
                               lr=lr, seed=seed, max_points=max_points, information="perfect", run_dir=tmp)

@@ -44,10 +44,8 @@ def _scenario(cfg: FlowerRunConfig, n_train: int) -> Scenario:
             raise ValueError(f"scenario_file {cfg.scenario_file}: has n = {sc.n_devices}, T = {sc.horizon}; "
                              f"the run needs n = {cfg.num_devices}, T ≥ {cfg.horizon}")
         return sc.window(0, cfg.horizon) if sc.horizon > cfg.horizon else sc
-    try:
-        from foglearn.network import synthetic
-    except ImportError:  # exported later by the network package
-        from foglearn.network.generators import synthetic
+    from foglearn.network import synthetic
+
     return synthetic(n_devices=cfg.num_devices, horizon=cfg.horizon, topology=cfg.topology, rho=cfg.rho,
                      capacities=cfg.capacities, seed=cfg.seed, max_points=max_points(cfg, n_train),
                      profile=cfg.profile)

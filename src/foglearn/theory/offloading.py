@@ -195,11 +195,9 @@ def as_distribution(obj: Any) -> DegreeDistribution:
         return obj
     if isinstance(obj, Mapping):
         return DegreeDistribution.from_mapping(obj)
-    try:
-        import networkx as nx
-    except ImportError:  # pragma: no cover - networkx is a dependency
-        nx = None
-    if nx is not None and isinstance(obj, nx.Graph):
+    import networkx as nx
+
+    if isinstance(obj, nx.Graph):
         return DegreeDistribution.from_graph(obj)
     raise TheoryError(
         f"graph_or_distribution: expected a networkx graph, a DegreeDistribution or a {{k: N(k)}} mapping, got {type(obj).__name__}"
