@@ -1,12 +1,8 @@
-"""Shared pieces of the command line: clear errors, atomic JSON, cost tables."""
+"""Shared pieces of the command line: clear errors and cost tables."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -24,15 +20,6 @@ def fail(message: str, code: int = 2) -> None:
     """Print a clear error (no traceback) and exit with ``code``."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON via a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=float)
-    os.replace(tmp, path)
 
 
 def cost_table(rows: list[tuple[str, dict[str, Any]]], title: str, extra: tuple[str, ...] = ()) -> Table:

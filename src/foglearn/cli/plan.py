@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from foglearn.cli.common import console, cost_table, fail, write_json_atomic
+from foglearn.cli.common import console, cost_table, fail
+from foglearn.io import write_json
 
 
 def parse_information(value: str) -> str | int:
@@ -70,7 +71,7 @@ def plan_command(
     best = results[-1][1]
     console.print(f"solver: {best.stats.solver}, status {best.stats.status}, {best.stats.seconds:.3f} s, "
                   f"objective {best.stats.objective:.6f}")
-    write_json_atomic(out, {"scenario": {**scen.summary(), "info": scen.info},
+    write_json(out, {"scenario": {**scen.summary(), "info": scen.info},
                             "plans": [{"name": name, **p.summary()} for name, p in results]})
     console.print(f"summary written to {out}")
 

@@ -42,8 +42,9 @@ def run_command(
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
     import numpy as np
 
+    from foglearn.io import atomic_write, write_json
     from foglearn.learning import DatasetError, TrainingError, load_dataset, train
-    from foglearn.learning.results import plot_curves, write_bytes_atomic, write_csv, write_json
+    from foglearn.learning.results import plot_curves, write_csv
     from foglearn.network import synthetic
     from foglearn.planning import plan
 
@@ -87,7 +88,7 @@ def run_command(
     import tomli_w
 
     out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / "config.toml", tomli_w.dumps(config).encode())
+    atomic_write(out / "config.toml", tomli_w.dumps(config))
     write_json(out / "result.json", {
         "settings": [{**r.as_dict(), "name": r.name, "unit_cost": r.costs["unit"], "accuracy": r.accuracy}
                      for r in results],

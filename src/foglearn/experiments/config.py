@@ -261,8 +261,8 @@ def write_config_toml(path: str | Path, spec: SweepSpec) -> Path:
     path = Path(path)
     doc = {"experiment": spec.experiment, "schema": SCHEMA, "options": _drop_none(spec.options.as_dict()),
            "runs": [{"key": r.key(), **_drop_none(r.as_dict())} for r in spec.runs]}
-    from foglearn.experiments.storage import atomic_write_text
-    atomic_write_text(path, tomli_w.dumps(doc))
+    from foglearn.io import atomic_write
+    atomic_write(path, tomli_w.dumps(doc))
     return path
 
 

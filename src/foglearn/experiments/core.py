@@ -12,8 +12,8 @@ from foglearn.experiments.config import ExperimentOptions, RunConfig, SweepSpec,
 from foglearn.experiments.definitions import EXPERIMENTS, NAMES
 from foglearn.experiments.report import Section
 from foglearn.experiments.runner import SweepOutcome, run_one, run_sweep
-from foglearn.experiments.storage import atomic_write_text
 from foglearn.experiments.tables import flatten, write_csv
+from foglearn.io import atomic_write
 
 
 class Interrupted(KeyboardInterrupt):
@@ -100,7 +100,7 @@ def write_report(path: Path, sections: list[Section], options: ExperimentOptions
     if checks:
         held = sum(c.holds for c in checks)
         lines += ["## Summary of checked claims", "", f"{held} of {len(checks)} claims hold on our numbers.", ""]
-    return atomic_write_text(path, "\n".join(lines))
+    return atomic_write(path, "\n".join(lines))
 
 
 def export_docs(run_dir: str | Path, markdown: str | Path, command: str | None = None,
@@ -129,4 +129,4 @@ def export_docs(run_dir: str | Path, markdown: str | Path, command: str | None =
         head, _, rest = text.partition("\n\n")
         intro = f"Produced by `{command}` (raw runs in `{run_dir}`, git-ignored).\n\n" if command else ""
         text = f"{head}\n\n{intro}{preface.strip() + chr(10) * 2 if preface else ''}{rest}"
-    return atomic_write_text(markdown, text)
+    return atomic_write(markdown, text)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from foglearn.io import save_figure
+
 COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("processing", "Process", "#4C72B0"),
     ("transfer", "Transfer", "#DD8452"),
@@ -25,14 +27,8 @@ def _plt() -> Any:
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    _plt().close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def unit_components(row: dict[str, Any]) -> dict[str, float]:

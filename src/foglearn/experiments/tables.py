@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from foglearn.experiments.storage import atomic_write_text
+from foglearn.io import atomic_write
 
 COST_FIELDS: tuple[str, ...] = ("processing", "transfer", "discard", "total", "unit", "collected", "processed",
                                  "offloaded", "discarded", "offload_rate", "discard_rate", "process_rate",
@@ -110,7 +110,7 @@ def _fmt_csv(v: Any) -> Any:
 
 
 def write_csv(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    return atomic_write_text(path, to_csv(rows))
+    return atomic_write(path, to_csv(rows))
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

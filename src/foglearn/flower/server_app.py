@@ -13,15 +13,11 @@ accuracy is not above ``min-accuracy``: a Flower run whose ClientApps all died o
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tomli_w
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -30,32 +26,11 @@ from flwr.supercore import log
 from foglearn.flower import task
 from foglearn.flower.config import FlowerRunConfig, load_callable
 from foglearn.flower.strategy import FogStrategy
+from foglearn.io import atomic_write, write_json
 
 
 class FlowerRunError(RuntimeError):
     """A Flower run that learned nothing or could not start."""
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
 
 
 def discover_devices(grid: Grid, cfg: FlowerRunConfig, wait_s: float) -> dict[int, int]:
@@ -93,7 +68,7 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
     torch.set_num_threads(1)
     run_dir = Path(cfg.run_dir or f"runs/flower-{time.strftime('%Y%m%d-%H%M%S')}").expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run_dir / "config.toml", tomli_w.dumps({"flower": cfg.to_user_config()}))
+    atomic_write(run_dir / "config.toml", tomli_w.dumps({"flower": cfg.to_user_config()}))
     log(INFO, "foglearn: run directory %s", run_dir)
 
     ds = task.dataset(cfg)
@@ -149,7 +124,7 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
         "slot_seconds": strategy.slot_seconds,
         "wall_seconds": time.perf_counter() - t0,
     }
-    _write_atomic(run_dir / "result.json", json.dumps(_jsonable(result), indent=1))
+    write_json(run_dir / "result.json", result, indent=1)
     log(INFO, "foglearn: %d failures in %d slots; final accuracy %.4f; wrote %s",
         sum(failures_per_slot), cfg.horizon, final_acc, run_dir / "result.json")
     if reasons:

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from foglearn.io import atomic_write
+
 IMAGE_SHAPE = (1, 28, 28)
 NAMES = ("mnist", "fashion-mnist", "tiny")
 
@@ -290,17 +292,9 @@ def verify(name: str, arrays: dict[str, np.ndarray], where: str) -> None:
 
 def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
     """Write uint8 arrays atomically (temp file + rename) as an uncompressed ``.npz``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    return atomic_write(path, buf.getvalue())
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

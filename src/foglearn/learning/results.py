@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from foglearn.io import atomic_write, save_figure
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,53 +107,13 @@ class TrainResult:
         return rows
 
 
-# ---------------------------------------------------------------------------------------------
-# Atomic writers for run directories
-# ---------------------------------------------------------------------------------------------
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
-    """JSON, atomically; NaN/inf become null."""
-    return write_bytes_atomic(path, (json.dumps(_jsonable(payload), indent=2) + "\n").encode())
-
-
 def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:
     buf = io.StringIO()
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return write_bytes_atomic(path, buf.getvalue().encode())
+    return atomic_write(path, buf.getvalue())
 
 
 def plot_curves(results: list[TrainResult], loss_png: str | os.PathLike[str],
@@ -180,8 +140,7 @@ def plot_curves(results: list[TrainResult], loss_png: str | os.PathLike[str],
     ax.set_ylabel("device training loss $L_i(w_i(t))$")
     ax.legend()
     fig.tight_layout()
-    _savefig(fig, loss_png)
-    plt.close(fig)
+    save_figure(fig, loss_png)
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
         ax.plot(r.eval_slot, 100 * r.eval_accuracy, marker="o", ms=3, label=f"{r.name} ({100 * r.accuracy:.2f}%)")
@@ -189,11 +148,6 @@ def plot_curves(results: list[TrainResult], loss_png: str | os.PathLike[str],
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
     fig.tight_layout()
-    _savefig(fig, acc_png)
-    plt.close(fig)
+    save_figure(fig, acc_png)
 
 
-def _savefig(fig: Any, path: str | os.PathLike[str]) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    write_bytes_atomic(path, buf.getvalue())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import tomli_w
+
+from foglearn.io import atomic_write
 
 FORMAT = "foglearn-scenario"
 FORMAT_VERSION = 1
@@ -263,12 +264,7 @@ class Scenario:
         arrays = {name: getattr(self, name) for name in (*_DEVICE_FIELDS, *_LINK_FIELDS, "src", "dst")}
         buf = io.BytesIO()
         np.savez_compressed(buf, header=np.frombuffer(tomli_w.dumps(header).encode(), dtype=np.uint8), **arrays)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Scenario:

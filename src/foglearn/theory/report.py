@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from foglearn.io import atomic_write, save_figure
 from foglearn.theory.hierarchy import (
     HierarchyInstance,
     hierarchical_optimum,
@@ -40,27 +39,6 @@ SPEC_VIOLATIONS = {"mean-field": 47.67, "exact": 42.50, "simulation": 42.39}
 # Graph seeds that reproduce SPEC's numbers with networkx 3 generators (found by search; see docs).
 BA_SEED = 1
 WS_SEED = 0
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -218,9 +196,9 @@ def write_report(out: str | os.PathLike[str] = "docs", *, customers: int = 20_00
         }
         md.append("## Plots\n")
         for name, (title, make) in figs.items():
-            _save(make(), fig_dir / name)
+            save_figure(make(), fig_dir / name)
             md.append(f"### {title}\n\n![{title}](theory/{name})\n")
     md.append(f"_Computed in {time.perf_counter() - t0:.1f} s._\n")
     path = out_dir / "theory.md"
-    _atomic_write(path, "\n".join(md))
+    atomic_write(path, "\n".join(md))
     return path
