@@ -46,6 +46,30 @@ def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
     assert "network-aware" in res.output and "accuracy" in res.output
 
 
+def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
+    """A setting finished before an interruption is kept: the same command does not train it again."""
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--dataset", str(tiny_npz),
+            "--threads", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    first = json.loads((out / "result.json").read_text())
+    (out / "result.json").unlink()
+    import foglearn.learning as learning
+
+    def refuse(*a, **k):
+        raise AssertionError("a finished setting was trained again")
+
+    monkeypatch.setattr(learning, "train", refuse)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "(kept)" in res.output
+    assert json.loads((out / "result.json").read_text())["settings"] == first["settings"]
+    monkeypatch.undo()
+    res = runner.invoke(app, [*args[:-2], "--seed", "3", "--out", str(out)])  # another configuration trains anew
+    assert res.exit_code == 0 and "(kept)" not in res.output
+
+
 def test_run_bad_options(tmp_path):
     res = runner.invoke(app, ["run", "--model", "resnet", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--model" in res.output

@@ -40,6 +40,10 @@ def run_command(
     out: Annotated[Path, typer.Option(help="run directory to write")] = Path("runs/default"),
 ) -> None:
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
+    import hashlib
+    import json
+    import pickle
+
     import numpy as np
 
     from foglearn.io import atomic_write, write_json
@@ -62,6 +66,15 @@ def run_command(
     except DatasetError as exc:
         fail(str(exc))
     settings = [("no-movement", plan(scenario, movement=False)), ("network-aware", plan(scenario))]
+    config: dict[str, Any] = {"scenario": {"generator": "synthetic", "n_devices": n, "horizon": horizon,
+                                           "topology": "full", "capacities": capacities, "seed": seed},
+                              "training": {"dataset": data.name, "model": model, "period": period, "lr": lr,
+                                           "seed": seed, "passes": passes},
+                              "settings": [{"name": name, "movement": name != "no-movement",
+                                            "information": "perfect", "error": "linear"} for name, _ in settings]}
+    # Each finished setting is kept in the run directory, keyed by the configuration: after an
+    # interruption the same command resumes with the settings still to train.
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     results = []
@@ -69,25 +82,26 @@ def run_command(
                   TimeElapsedColumn(), console=console, transient=False) as bar:
         for name, p in settings:
             task = bar.add_task(name, total=horizon * passes)
+            done = out / "finished" / f"{name}-{key}.pkl"
+            if done.exists():
+                with done.open("rb") as fh:
+                    results.append(pickle.load(fh))
+                bar.update(task, completed=horizon * passes, description=f"{name} (kept)")
+                continue
             try:
                 r = train(scenario, p, dataset=data, model=model, period=period, lr=lr, seed=seed, passes=passes,
                           threads=threads, name=name,
                           progress=lambda done, total, task=task: bar.update(task, completed=done))
             except TrainingError as exc:
                 fail(str(exc))
+            atomic_write(done, pickle.dumps(r))
             results.append(r)
     rows = [(r.name, {**r.costs, "accuracy": r.accuracy}) for r in results]
     console.print(cost_table(rows, title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
                              f"η = {lr}, passes = {passes}, seed = {seed}", extra=("accuracy",)))
-    config: dict[str, Any] = {"scenario": {"generator": "synthetic", "n_devices": n, "horizon": horizon,
-                                           "topology": "full", "capacities": capacities, "seed": seed},
-                              "training": {"dataset": data.name, "model": model, "period": period, "lr": lr,
-                                           "seed": seed, "passes": passes, "threads": threads},
-                              "settings": [{"name": name, "movement": name != "no-movement",
-                                            "information": "perfect", "error": "linear"} for name, _ in settings]}
+    config["training"]["threads"] = threads
     import tomli_w
 
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.toml", tomli_w.dumps(config))
     write_json(out / "result.json", {
         "settings": [{**r.as_dict(), "name": r.name, "unit_cost": r.costs["unit"], "accuracy": r.accuracy}
