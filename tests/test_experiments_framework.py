@@ -150,3 +150,18 @@ def test_flatten_slot_range_ignores_last_slot_and_empty_slots() -> None:
     assert row["slot_offload_min"] == 0.1 and row["slot_offload_max"] == 0.3
     assert row["processing"] + row["transfer"] + row["discard"] == pytest.approx(row["total"])
     assert math.isnan(row["accuracy"])
+
+
+def test_fields_added_later_keep_old_keys_at_their_default() -> None:
+    """Results stored before ``persistence`` existed are still found; another value is a new run."""
+    import hashlib
+    import json
+
+    from foglearn.experiments.config import SCHEMA, RunConfig
+
+    cfg = RunConfig(seed=3)
+    old = {k: v for k, v in cfg.as_dict().items() if k != "persistence"}
+    old_key = hashlib.sha256(json.dumps({"schema": SCHEMA, **old}, sort_keys=True,
+                                        separators=(",", ":")).encode()).hexdigest()[:16]
+    assert cfg.key() == old_key
+    assert cfg.replace(persistence=0.8).key() != old_key

@@ -20,6 +20,10 @@ import tomli_w
 
 #: Bump when the meaning of a stored result changes, so old results are not reused.
 SCHEMA = 1
+#: Fields added to :class:`RunConfig` after results were first stored, with their defaults. At
+#: the default they are left out of :meth:`RunConfig.key`, so runs stored before the field existed
+#: (which behaved as the default) are still found; any other value makes a new key.
+LATER_FIELDS: dict[str, object] = {"persistence": 0.0}
 
 METHODS: tuple[str, ...] = ("network-aware", "federated", "centralised")
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "tiny")
@@ -138,8 +142,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """A 16-hex-digit hash of the canonical JSON of this configuration (and :data:`SCHEMA`)."""
-        payload = json.dumps({"schema": SCHEMA, **self.as_dict()}, sort_keys=True, separators=(",", ":"))
+        """A 16-hex-digit hash of the canonical JSON of this configuration (and :data:`SCHEMA`).
+
+        Fields in :data:`LATER_FIELDS` are left out while they hold their default.
+        """
+        fields = {k: v for k, v in self.as_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        payload = json.dumps({"schema": SCHEMA, **fields}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:
