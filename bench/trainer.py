@@ -1,19 +1,29 @@
-"""Benchmark: the device-parallel trainer vs a plain per-device PyTorch loop (and Flower, if present).
+"""Benchmark: the device-parallel trainer vs a plain per-device PyTorch loop (and Flower, if asked).
 
-Workload (the paper's, SPEC §4): T = 100 slots, D_i(t) ~ U{0..⌊60000/(nT)⌋} new MNIST points per
-device and slot, one SGD step per device and slot (eq. 3, η = 0.01), aggregation every slot
-(τ = 1, weighted by points, eq. 4), no data movement, CNN; the final model is evaluated once.
-At n = 1000 the paper's allocation gives ⌊0.6⌋ = 0 points, so that row uses D_i(t) ~ U{0..6}
-(the n = 100 per-device load; 300k points, the stream wraps over the 60k training set).
+Workload (the paper's, SPEC §4): T = 100 slots, one SGD step per device and slot (eq. 3,
+η = 0.01) on ~30 new MNIST points per device, i.e. D_i(t) ~ U{0..60} — **max_points = 60 at every
+n** (not ⌊60000/(nT)⌋, which would starve the large runs; at n ≥ 10 the stream wraps over the 60k
+training set, so points repeat), no data movement, CNN, the final model evaluated once on the
+10k test set. Aggregation (eq. 4, weights H_i):
 
-Competitor: a straightforward per-device loop — one model copy and one torch.optim.SGD per device,
-zero_grad/forward/backward/step per device, weighted state averaging and load_state_dict every
-slot. Same threads (``--threads``, default 2), same data, same initial model.
+* τ = 1 — every slot. The trainer then uses the exact union-batch identity (see
+  ``foglearn.learning.trainer._UnionRunner``): one SGD step on the union of the slot's batches.
+* τ = 10 — the paper's default. Devices' weights differ within a period, so this is the
+  **general path** (per-device weights, batched GEMM kernels, ``foglearn.learning.kernels``).
+
+Competitor: a straightforward per-device loop — one model copy and one torch.optim.SGD per
+device, zero_grad/forward/backward/step per device, weighted state averaging and load_state_dict
+every τ slots. Same threads (``--threads``), same data, same initial model.
+"Centralised" is ``foglearn.learning.centralised`` (one torch module, one step per slot on all the
+slot's points) on the same points: the per-sample ratio is ours / centralised per point.
+
+The n = ``--big`` rows run in a fresh subprocess each (peak RSS is that process's); their
+centralised reference is measured on the first ``--central-slots`` slots (per point).
 
 Prints the median of ``--repeats`` runs and the ratios. Other processes may share the machine:
-run it on an idle machine for numbers you quote.
+``uptime`` is printed; quote numbers from an idle machine.
 
-    .venv/bin/python bench/trainer.py [--threads 2] [--repeats 3] [--sizes 10,100] [--big 1000]
+    .venv/bin/python bench/trainer.py [--threads 1] [--repeats 3] [--sizes 10,100] [--big 1000] [--flower]
 """
 
 from __future__ import annotations
@@ -21,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,15 +48,15 @@ from foglearn.network.scenario import Scenario
 HERE = Path(__file__).resolve().parent
 
 
-def workload(n: int, T: int = 100, max_points: int | None = None, seed: int = 0) -> Scenario:
-    m = max_points if max_points is not None else 60000 // (n * T)
+def workload(n: int, T: int = 100, max_points: int = 60, seed: int = 0) -> Scenario:
+    """D_i(t) ~ U{0..max_points} (default 60 at every n: ~30 points per device and slot)."""
     rng = np.random.default_rng(seed)
-    D = rng.integers(0, m + 1, (T, n))
+    D = rng.integers(0, max_points + 1, (T, n))
     return Scenario(collected=D, proc_cost=np.ones((T, n)), error_weight=np.ones((T, n)),
                     src=np.zeros(0, int), dst=np.zeros(0, int), link_cost=np.zeros((T, 0)))
 
 
-def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0) -> tuple[float, float]:
+def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0, period: int = 1) -> tuple[float, float]:
     """The honest competitor: a per-device loop with its own model copies and optimizers."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -58,8 +67,8 @@ def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0) -> 
     nets = [copy.deepcopy(glob) for _ in range(s.n_devices)]
     opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
     k = 0
+    H = np.zeros(s.n_devices)
     for t in range(s.horizon):
-        H = np.zeros(s.n_devices)
         for i in range(s.n_devices):
             d = int(s.collected[t, i])
             if d == 0:
@@ -69,8 +78,8 @@ def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0) -> 
             opts[i].zero_grad()
             F.cross_entropy(nets[i](X[idx]), Y[idx]).backward()
             opts[i].step()
-            H[i] = d
-        if H.sum() > 0:
+            H[i] += d
+        if ((t + 1) % period == 0 or t + 1 == s.horizon) and H.sum() > 0:
             w = H / H.sum()
             with torch.no_grad():
                 states = [m.state_dict() for m in nets]
@@ -79,16 +88,17 @@ def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0) -> 
                 glob.load_state_dict(avg)
                 for m in nets:
                     m.load_state_dict(avg)
+            H[:] = 0
     with torch.no_grad():
         acc = float((glob(torch.from_numpy(ds.x_test)).argmax(1) == torch.from_numpy(ds.y_test)).float().mean())
     return time.perf_counter() - t0, acc
 
 
-def ours(s: Scenario, ds, model: str) -> tuple[float, float]:
+def ours(s: Scenario, ds, model: str, period: int = 1) -> tuple[float, float]:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = train(s, no_movement_plan(s), dataset=ds, model=model, period=1, lr=0.01, seed=0, eval_every=0)
+        r = train(s, no_movement_plan(s), dataset=ds, model=model, period=period, lr=0.01, seed=0, eval_every=0)
     return time.perf_counter() - t0, r.accuracy
 
 
@@ -117,50 +127,101 @@ def flower(n: int, T: int, model: str) -> float | None:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def peak_rss_gb() -> float:
+    """This process's peak RSS (``VmHWM``; ``ru_maxrss`` where /proc is missing), in GiB."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**20
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def reset_peak_rss() -> None:
+    """Reset ``VmHWM``: a forked child starts with its parent's high-water mark (Linux clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def big_run(n: int, T: int, model: str, period: int, threads: int) -> dict:
+    """One ``ours`` run in a fresh process: seconds, accuracy, peak RSS (GiB) of that process."""
+    code = (f"import sys, json, torch; sys.path.insert(0, {str(HERE)!r}); import trainer as b; b.reset_peak_rss(); "
+            f"torch.set_num_threads({threads}); from foglearn.learning import load_dataset; "
+            f"ds = load_dataset('mnist'); t, a = b.ours(b.workload({n}, {T}), ds, {model!r}, {period}); "
+            f"print(json.dumps({{'s': t, 'acc': a, 'rss_gb': b.peak_rss_gb()}}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--horizon", type=int, default=100)
     ap.add_argument("--sizes", default="10,100")
     ap.add_argument("--big", type=int, default=1000, help="devices in the large run (0: skip)")
+    ap.add_argument("--central-slots", type=int, default=10, help="slots of the big run's centralised reference")
     ap.add_argument("--model", default="cnn")
-    ap.add_argument("--flower", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--flower", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset("mnist")
-    out: dict[str, object] = {"threads": args.threads, "model": args.model, "repeats": args.repeats}
-    print(f"model {args.model}, T = 100, τ = 1, torch threads {args.threads}, median of {args.repeats}")
+    T = args.horizon
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    out: dict[str, object] = {"threads": args.threads, "model": args.model, "repeats": args.repeats, "horizon": T,
+                              "max_points": 60, "uptime_before": load}
+    print(f"model {args.model}, T = {T}, D_i(t) ~ U{{0..60}}, torch threads {args.threads}, "
+          f"median of {args.repeats}\nload before: {load}")
     for n in (int(x) for x in args.sizes.split(",") if x):
-        s = workload(n)
-        t_ours, a_ours = median_of(lambda s=s: ours(s, ds, args.model), args.repeats)
-        t_loop, a_loop = median_of(lambda s=s: plain_loop(s, ds, args.model), args.repeats)
-        t_cen = statistics.median(central(s, ds, args.model) for _ in range(args.repeats))
+        s = workload(n, T)
         pts = int(s.collected.sum())
-        print(f"n = {n:4d}: {pts} points | ours {t_ours:7.2f} s (acc {a_ours:.4f}) | plain loop {t_loop:7.2f} s "
-              f"(acc {a_loop:.4f}) | speed-up {t_loop / t_ours:5.2f}x | centralised same points {t_cen:6.2f} s, "
-              f"per-sample ratio ours/centralised {t_ours / t_cen:4.2f}")
-        row = {"points": pts, "ours_s": t_ours, "loop_s": t_loop, "speedup": t_loop / t_ours,
-               "centralised_s": t_cen, "per_sample_ratio": t_ours / t_cen, "acc_ours": a_ours, "acc_loop": a_loop}
+        row: dict[str, float] = {"points": pts}
+        for tau in (1, 10):
+            t_ours, a_ours = median_of(lambda s=s, tau=tau: ours(s, ds, args.model, tau), args.repeats)
+            t_loop, a_loop = median_of(lambda s=s, tau=tau: plain_loop(s, ds, args.model, period=tau), args.repeats)
+            path = "union identity" if tau == 1 else "general path"
+            print(f"n = {n:4d}, τ = {tau:2d} ({path}): {pts} points | ours {t_ours:7.2f} s (acc {a_ours:.4f}) | "
+                  f"plain loop {t_loop:7.2f} s (acc {a_loop:.4f}) | speed-up {t_loop / t_ours:5.2f}x")
+            row.update({f"ours_tau{tau}_s": t_ours, f"loop_tau{tau}_s": t_loop, f"speedup_tau{tau}": t_loop / t_ours,
+                        f"acc_ours_tau{tau}": a_ours, f"acc_loop_tau{tau}": a_loop})
+        t_cen = statistics.median(central(s, ds, args.model) for _ in range(args.repeats))
+        print(f"          centralised same points {t_cen:6.2f} s | per-sample ratio ours/centralised: "
+              f"τ=1 {row['ours_tau1_s'] / t_cen:4.2f}, τ=10 {row['ours_tau10_s'] / t_cen:4.2f}")
+        row.update({"centralised_s": t_cen, "ratio_tau1": row["ours_tau1_s"] / t_cen,
+                    "ratio_tau10": row["ours_tau10_s"] / t_cen})
         if args.flower:
-            t_fl = flower(n, 100, args.model)
+            t_fl = flower(n, T, args.model)
             if t_fl is None:
                 print("        flower: skipped (bench/flower_workload.py missing or failed)")
             else:
-                print(f"        flower simulation {t_fl:7.2f} s | ours is {t_fl / t_ours:5.2f}x faster")
+                print(f"        flower simulation {t_fl:7.2f} s | ours (τ=1) is {t_fl / row['ours_tau1_s']:5.2f}x faster")
                 row["flower_s"] = t_fl
         out[f"n{n}"] = row
     if args.big:
-        s = workload(args.big, max_points=6)
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t_big, a_big = ours(s, ds, args.model)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        t_cen = central(s, ds, args.model)
-        print(f"n = {args.big}: {int(s.collected.sum())} points (D ~ U{{0..6}}) | ours {t_big:.1f} s "
-              f"(goal ≤ 120 s), acc {a_big:.4f}, peak RSS {rss:.2f} GB (goal ≤ 8 GB; {rss0 / 2**20:.2f} GB before) | "
-              f"centralised same points {t_cen:.1f} s, per-sample ratio {t_big / t_cen:.2f}")
-        out[f"n{args.big}"] = {"points": int(s.collected.sum()), "ours_s": t_big, "peak_rss_gb": rss,
-                               "centralised_s": t_cen, "per_sample_ratio": t_big / t_cen, "acc": a_big}
+        n = args.big
+        s = workload(n, T)
+        pts = int(s.collected.sum())
+        sc = workload(n, T).window(0, args.central_slots)
+        t_cen = central(sc, ds, args.model)
+        cen_per_pt = t_cen / int(sc.collected.sum())
+        row = {"points": pts, "centralised_per_point_s": cen_per_pt}
+        for tau in (1, 10):
+            r = big_run(n, T, args.model, tau, args.threads)
+            ratio = r["s"] / pts / cen_per_pt
+            print(f"n = {n}, τ = {tau:2d}: {pts} points | ours {r['s']:.1f} s (goal ≤ 120 s), acc {r['acc']:.4f}, "
+                  f"peak RSS {r['rss_gb']:.2f} GB (goal ≤ 8 GB) | per-sample ratio ours/centralised {ratio:.2f} "
+                  f"(centralised: first {args.central_slots} slots, {cen_per_pt * 1e6:.0f} µs/point)")
+            row.update({f"ours_tau{tau}_s": r["s"], f"rss_tau{tau}_gb": r["rss_gb"], f"ratio_tau{tau}": ratio,
+                        f"acc_tau{tau}": r["acc"]})
+        out[f"n{n}"] = row
+    out["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"load after: {out['uptime_after']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 

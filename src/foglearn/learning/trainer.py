@@ -17,12 +17,22 @@ What happens in a run (paper Sec. III-B, SPEC §4)
    with ``H_i = 0`` get weight 0; if all are 0 the global model is kept) and synchronises all
    devices. If ``T`` is not a multiple of ``τ`` a last aggregation closes the run.
 
-All devices advance in **one vectorised step per slot**: parameters are stacked ``[n, ...]``;
-the model is evaluated with :func:`torch.func.functional_call` under :func:`torch.func.vmap`
-over devices; ragged batches are padded and masked, with devices grouped by batch size (the grouping
-minimises padded samples plus a per-call overhead) so padding wastes little; the per-device mean
-losses are summed and **one** backward pass gives every device's gradient (devices are
-independent, so the gradient of the sum w.r.t. device ``i``'s parameters is ``∇ L_i``).
+All devices advance together, never one Python step per device:
+
+* **Paper models (CNN, MLP): batched kernels** (:mod:`foglearn.learning.kernels`). Each device's
+  parameters are a row of one flat ``[n, P]`` tensor. Active devices are grouped by batch size
+  (padding within a group, :func:`_size_groups`), groups are cut into calls of at most
+  :data:`CHUNK` samples, and each call runs a hand-written forward/backward with batched GEMMs
+  over the devices (convolutions as row-Toeplitz GEMMs). The SGD step is one ``index_add_`` per
+  call and eq. (4) one ``[n] @ [n, P]`` product. Test-set evaluation (only at aggregations)
+  uses the same kernels.
+* **τ = 1 (exact identity).** Every device then starts every slot from the global model, and the
+  ``H``-weighted average of one SGD step each equals one SGD step on the union of the slot's
+  batches (see :class:`_UnionRunner`); the run then costs about as much as centralised SGD on
+  the same points. Equal to the general path to round-off (tests/test_learning_kernels.py).
+* **Any other module** (a factory): parameters stacked ``[n, ...]``, the model evaluated with
+  :func:`torch.func.functional_call` under :func:`torch.func.vmap`, padded and masked, one
+  backward pass for all devices (:class:`_VmapRunner`).
 
 Budget. The paper's protocol is one pass over the horizon (``passes=1``). ``passes = P`` replays
 the horizon ``P`` times with fresh points (the plan's fractions repeat; costs scale by ``P``,
@@ -35,7 +45,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +53,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from foglearn.learning.datasets import ArrayDataset, load_dataset
+from foglearn.learning.kernels import BatchedModel, batched_kernel
 from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
@@ -53,7 +63,11 @@ ProgressFn = Callable[[int, int], None]
 
 #: Per-call overhead of a vmapped forward, in padded-sample equivalents (device grouping, see _size_groups).
 GROUP_OVERHEAD = 64.0
-EVAL_BATCH = 2000
+EVAL_BATCH = 1000
+#: Samples per batched-kernel call (bounds the kernels' working memory, ~170 kB per CNN sample).
+CHUNK = 256
+#: Per-call overhead of a batched-kernel call, in padded-sample equivalents.
+KERNEL_OVERHEAD = 8.0
 
 
 class TrainingError(ValueError):
@@ -186,10 +200,11 @@ def _warn_wrap(per_pass: int, dataset_size: int) -> bool:
 # Stacked-parameter SGD
 # ---------------------------------------------------------------------------------------------
 
-def _size_groups(devices: np.ndarray, sizes: np.ndarray) -> list[tuple[np.ndarray, int]]:
+def _size_groups(devices: np.ndarray, sizes: np.ndarray, overhead: float = GROUP_OVERHEAD
+                 ) -> list[tuple[np.ndarray, int]]:
     """Partition devices (sizes > 0) into groups padded to the group's largest batch.
 
-    Minimises ``Σ_groups (GROUP_OVERHEAD + width · count)`` (padded samples plus a per-call
+    Minimises ``Σ_groups (overhead + width · count)`` (padded samples plus a per-call
     overhead in sample-equivalents) exactly, by dynamic programming over the distinct sizes.
     """
     o = np.argsort(-sizes, kind="stable")
@@ -203,7 +218,7 @@ def _size_groups(devices: np.ndarray, sizes: np.ndarray) -> list[tuple[np.ndarra
     cut = np.zeros(m, dtype=np.int64)
     for k in range(m - 1, -1, -1):  # group starts at distinct size k (its width), ends before size j
         j = np.arange(k + 1, m + 1)
-        cost = GROUP_OVERHEAD + widths[k] * (bounds[j] - bounds[k]) + best[j]
+        cost = overhead + widths[k] * (bounds[j] - bounds[k]) + best[j]
         a = int(np.argmin(cost))
         best[k], cut[k] = cost[a], j[a]
     groups = []
@@ -215,30 +230,206 @@ def _size_groups(devices: np.ndarray, sizes: np.ndarray) -> list[tuple[np.ndarra
     return groups
 
 
-class _Stacked:
-    """``n`` copies of a module's parameters stacked on a leading device axis."""
+class _Runner:
+    """Holds the devices' models; ``step`` does eq. (3) for a slot, ``aggregate`` eq. (4)."""
+
+    def step(self, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray, dev: np.ndarray, active: np.ndarray,
+             sizes: np.ndarray, starts: np.ndarray, lr: float) -> np.ndarray:
+        """One SGD step for every device in ``active`` on its batch (its ``sizes[i]`` points are
+        ``pts[starts[i]:starts[i] + sizes[i]]``; ``dev`` is each point's device); returns their losses."""
+        raise NotImplementedError
+
+    def aggregate(self, H: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def global_state(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def _padded(pts: np.ndarray, starts: np.ndarray, sizes: np.ndarray, devs: np.ndarray, width: int,
+            lo: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``[g, width]`` indices into ``pts`` of devices ``devs`` (their points ``lo, lo+1, …``), and the validity mask."""
+    col = lo + np.arange(width)
+    valid = col[None, :] < sizes[devs][:, None]
+    return pts[np.where(valid, starts[devs][:, None] + col[None, :], 0)], valid
+
+
+class _KernelRunner(_Runner):
+    """General path: per-device parameters stacked as one flat ``[n, P]`` tensor, batched kernels.
+
+    Active devices are grouped by batch size (:func:`_size_groups`, padding within a group) and
+    each group is cut into kernel calls of at most :data:`CHUNK` samples; a device whose batch alone
+    exceeds :data:`CHUNK` is cut into sample chunks whose gradients are summed. The SGD update is
+    one ``index_add_`` per call and eq. (4) one ``[n] @ [n, P]`` product.
+    """
+
+    def __init__(self, kernel: BatchedModel, module: nn.Module, n: int) -> None:
+        self.kernel = kernel
+        self.layout = kernel.layout
+        self.glob = self.layout.flatten(dict(module.named_parameters()))
+        self.flat = self.glob.unsqueeze(0).repeat(n, 1)
+
+    def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
+        losses = np.empty(len(sizes))
+        for devs, width in _size_groups(active, sizes[active], KERNEL_OVERHEAD):
+            devs = np.sort(devs)
+            if width > CHUNK:  # large batches: one device at a time, gradient summed over sample chunks
+                for d in devs:
+                    didx = torch.from_numpy(np.array([d]))
+                    params = self.flat.index_select(0, didx)
+                    grad, tot = None, 0.0
+                    for lo in range(0, int(sizes[d]), CHUNK):
+                        idx, valid = _padded(pts, starts, sizes, np.array([d]), min(CHUNK, int(sizes[d]) - lo), lo)
+                        wt = torch.from_numpy(valid / np.float32(sizes[d])).float()
+                        loss, gr = self.kernel.loss_and_grad(params, X[idx], Y[idx], wt)
+                        grad = gr if grad is None else grad.add_(gr)
+                        tot += float((loss * wt).sum())
+                    assert grad is not None
+                    self.flat.index_add_(0, didx, grad, alpha=-lr)
+                    losses[d] = tot
+                continue
+            per = max(1, CHUNK // width)
+            for c in range(0, len(devs), per):
+                part = devs[c:c + per]
+                idx, valid = _padded(pts, starts, sizes, part, width)
+                wt = torch.from_numpy(valid / sizes[part][:, None].astype(np.float32)).float()
+                didx = torch.from_numpy(part)
+                loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, didx), X[idx], Y[idx], wt)
+                self.flat.index_add_(0, didx, grad, alpha=-lr)
+                losses[part] = (loss * wt).sum(1).numpy()
+        return losses[active]
+
+    def aggregate(self, H):  # type: ignore[no-untyped-def]
+        w = aggregation_weights(H)
+        if w is not None:
+            nz = np.nonzero(w)[0]
+            wt = torch.from_numpy(w[nz].astype(np.float32))
+            self.glob = wt @ self.flat.index_select(0, torch.from_numpy(nz))
+        self.flat.copy_(self.glob.unsqueeze(0).expand_as(self.flat))
+
+    def global_state(self):  # type: ignore[no-untyped-def]
+        return self.layout.unflatten(self.glob)
+
+
+class _UnionRunner(_Runner):
+    """``τ = 1`` fast path (exact identity; only used when ``period == 1``).
+
+    With ``τ = 1`` every device starts every slot from the global model ``w``, takes one step
+    ``w_i = w - η ∇L_i(w | G_i)`` and eq. (4) averages them with weights ``H_i / Σ H = |G_i| / N``:
+
+        ``Σ_i |G_i|/N · (w - η ∇L_i) = w - η ∇ (1/N) Σ_i Σ_{x ∈ G_i} l(w, x)``,
+
+    i.e. **one SGD step on the union of the slot's batches** (mean loss over all ``N`` points;
+    devices with ``G_i = 0`` have weight 0 and contribute no points). So the slot is one
+    shared-weight forward/backward over the union (in :data:`CHUNK`-sample pieces whose gradients
+    are summed); per-device losses come from the per-sample losses. Equal to the general path up
+    to float round-off (tests/test_learning_kernels.py checks 1e-6).
+    """
+
+    def __init__(self, kernel: BatchedModel, module: nn.Module) -> None:
+        self.kernel = kernel
+        self.layout = kernel.layout
+        self.glob = self.layout.flatten(dict(module.named_parameters()))
+
+    def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
+        N = len(pts)
+        params = self.glob.unsqueeze(0)
+        per_sample = np.empty(N, dtype=np.float64)
+        grad = None
+        for lo in range(0, N, CHUNK):
+            idx = torch.from_numpy(pts[lo:lo + CHUNK]).unsqueeze(0)
+            wt = torch.full(idx.shape, 1.0 / N)
+            loss, gr = self.kernel.loss_and_grad(params, X[idx], Y[idx], wt)
+            grad = gr if grad is None else grad.add_(gr)
+            per_sample[lo:lo + CHUNK] = loss[0].numpy()
+        assert grad is not None
+        self.glob = self.glob - lr * grad[0]
+        return np.bincount(dev, weights=per_sample, minlength=len(sizes))[active] / sizes[active]
+
+    def aggregate(self, H):  # type: ignore[no-untyped-def]
+        pass  # the step already applied eq. (4)
+
+    def global_state(self):  # type: ignore[no-untyped-def]
+        return self.layout.unflatten(self.glob)
+
+
+class _VmapRunner(_Runner):
+    """Fallback for arbitrary modules: ``n`` stacked copies of the parameters, evaluated with
+    :func:`torch.func.functional_call` under :func:`torch.func.vmap`; ragged batches are padded
+    and masked, devices grouped by batch size; one backward pass gives every device's gradient."""
 
     def __init__(self, module: nn.Module, n: int) -> None:
         self.module = module
         self.names = [k for k, _ in module.named_parameters()]
-        self.buffers = dict(module.named_buffers())
-        if self.buffers:
+        if dict(module.named_buffers()):
             raise TrainingError("model: modules with buffers (e.g. batch-norm) are not supported: a step must "
                                 "depend only on parameters and batch")
         self.global_ = {k: p.detach().clone() for k, p in module.named_parameters()}
         self.params = {k: v.unsqueeze(0).repeat(n, *[1] * v.dim()).requires_grad_(True)
                        for k, v in self.global_.items()}
+        self.fwd = vmap(self.forward_one)
 
     def forward_one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, params, (x,))
 
+    def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
+        total_loss = None
+        loss_parts = []
+        order = []
+        for devs, width in _size_groups(active, sizes[active]):
+            devs = np.sort(devs)
+            g = len(devs)
+            idx_np, valid = _padded(pts, starts, sizes, devs, width)
+            idx = torch.from_numpy(idx_np)
+            mask = torch.from_numpy(valid.astype(np.float32))
+            if g == len(sizes):  # every device, in order: no gather (and no scatter in backward)
+                params = self.params
+            else:
+                didx = torch.from_numpy(devs)
+                params = {k: v.index_select(0, didx) for k, v in self.params.items()}
+            out = self.fwd(params, X[idx])  # [g, width, classes]
+            ce = F.cross_entropy(out.reshape(g * width, -1), Y[idx].reshape(-1), reduction="none").view(g, width)
+            per_dev = (ce * mask).sum(1) / torch.from_numpy(sizes[devs].astype(np.float32))
+            s = per_dev.sum()
+            total_loss = s if total_loss is None else total_loss + s
+            loss_parts.append(per_dev.detach())
+            order.append(devs)
+        assert total_loss is not None
+        grads = torch.autograd.grad(total_loss, list(self.params.values()))
+        with torch.no_grad():
+            for p, g in zip(self.params.values(), grads):
+                p.sub_(g, alpha=lr)
+        losses = np.empty(len(sizes))
+        for devs, part in zip(order, loss_parts):
+            losses[devs] = part.numpy()
+        return losses[active]
 
-def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
-              y: torch.Tensor) -> tuple[float, float]:
+    def aggregate(self, H):  # type: ignore[no-untyped-def]
+        """Eq. (4): ``w = Σ H_i w_i / Σ H_i`` over devices with ``H_i > 0``; then synchronise everyone."""
+        w = aggregation_weights(H)
+        with torch.no_grad():
+            for k, p in self.params.items():
+                if w is not None:
+                    wt = torch.from_numpy(w.astype(np.float64)).to(p.dtype)
+                    self.global_[k] = torch.tensordot(wt, p, dims=([0], [0]))
+                p.copy_(self.global_[k].unsqueeze(0).expand_as(p))
+
+    def global_state(self):  # type: ignore[no-untyped-def]
+        return self.global_
+
+
+def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+              kernel: BatchedModel | None = None) -> tuple[float, float]:
+    """Test accuracy and mean cross-entropy of the global model (batched kernel forward if given)."""
     correct, loss = 0, 0.0
+    flat = kernel.layout.flatten(params).unsqueeze(0) if kernel is not None else None
     with torch.no_grad():
         for a in range(0, len(x), EVAL_BATCH):
-            out = functional_call(module, params, (x[a:a + EVAL_BATCH],))
+            xb = x[a:a + EVAL_BATCH]
+            if kernel is not None:
+                out = kernel.forward(flat, xb.unsqueeze(0))[0]
+            else:
+                out = functional_call(module, params, (xb,))
             loss += float(F.cross_entropy(out, y[a:a + EVAL_BATCH], reduction="sum"))
             correct += int((out.argmax(1) == y[a:a + EVAL_BATCH]).sum())
     return correct / len(x), loss / len(x)
@@ -314,8 +505,14 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         X = torch.from_numpy(data.x_train)
         Y = torch.from_numpy(data.y_train)
         Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
-        st = _Stacked(module, n)
-        fwd = vmap(st.forward_one)
+        kernel = batched_kernel(module)
+        runner: _Runner
+        if kernel is None:
+            runner = _VmapRunner(module, n)
+        elif period == 1:
+            runner = _UnionRunner(kernel, module)
+        else:
+            runner = _KernelRunner(kernel, module, n)
         total = T * passes
         device_loss = np.full((total, n), np.nan, dtype=np.float64)
         H = np.zeros(n, dtype=np.float64)
@@ -333,15 +530,14 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
                 sizes = np.bincount(dev, minlength=n)
                 starts = np.cumsum(sizes) - sizes
                 active = np.nonzero(sizes)[0]
-                losses = _sgd_step(st, fwd, X, Y, pts, active, sizes, starts, lr)
-                device_loss[s, active] = losses
+                device_loss[s, active] = runner.step(X, Y, pts, dev, active, sizes, starts, lr)
                 H += sizes
             if (s + 1) % period == 0 or s + 1 == total:
-                _aggregate(st, H)
+                runner.aggregate(H)
                 H[:] = 0
                 n_agg += 1
                 if s + 1 == total or (eval_every and n_agg % eval_every == 0):
-                    acc, loss = _evaluate(module, st.global_, Xt, Yt)
+                    acc, loss = _evaluate(module, runner.global_state(), Xt, Yt, kernel)
                     ev_slot.append(s + 1)
                     ev_acc.append(acc)
                     ev_loss.append(loss)
@@ -357,56 +553,7 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
     return TrainResult(name=name, accuracy=ev_acc[-1], test_loss=ev_loss[-1], eval_slot=np.array(ev_slot),
                        eval_accuracy=np.array(ev_acc), eval_loss=np.array(ev_loss), device_loss=device_loss,
                        processed=sched.processed, costs=plan.costs.as_dict(), config=config, seconds=seconds,
-                       wrapped=wrapped, final_state={k: v.clone() for k, v in st.global_.items()})
-
-
-def _sgd_step(st: _Stacked, fwd: Any, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray, active: np.ndarray,
-              sizes: np.ndarray, starts: np.ndarray, lr: float) -> np.ndarray:
-    """One SGD step (eq. 3) for every device in ``active`` on its batch; returns their batch losses."""
-    total_loss = None
-    loss_parts = []
-    order = []
-    for devs, width in _size_groups(active, sizes[active]):
-        devs = np.sort(devs)
-        g = len(devs)
-        col = np.arange(width)
-        valid = col[None, :] < sizes[devs][:, None]  # [g, width]
-        flat = np.where(valid, starts[devs][:, None] + col[None, :], 0)
-        idx = torch.from_numpy(pts[flat])  # [g, width] training-set indices (padding: any valid index)
-        mask = torch.from_numpy(valid.astype(np.float32))
-        if g == len(sizes):  # every device, in order: no gather (and no scatter in backward)
-            params = st.params
-        else:
-            didx = torch.from_numpy(devs)
-            params = {k: v.index_select(0, didx) for k, v in st.params.items()}
-        out = fwd(params, X[idx])  # [g, width, classes]
-        ce = F.cross_entropy(out.reshape(g * width, -1), Y[idx].reshape(-1), reduction="none").view(g, width)
-        per_dev = (ce * mask).sum(1) / torch.from_numpy(sizes[devs].astype(np.float32))
-        s = per_dev.sum()
-        total_loss = s if total_loss is None else total_loss + s
-        loss_parts.append(per_dev.detach())
-        order.append(devs)
-    assert total_loss is not None
-    grads = torch.autograd.grad(total_loss, list(st.params.values()))
-    with torch.no_grad():
-        for p, g in zip(st.params.values(), grads):
-            p.sub_(g, alpha=lr)
-    losses = np.empty(len(active))
-    pos = {int(d): k for k, d in enumerate(active)}
-    for devs, part in zip(order, loss_parts):
-        losses[[pos[int(d)] for d in devs]] = part.numpy()
-    return losses
-
-
-def _aggregate(st: _Stacked, H: np.ndarray) -> None:
-    """Eq. (4): ``w = Σ H_i w_i / Σ H_i`` over devices with ``H_i > 0``; then synchronise everyone."""
-    w = aggregation_weights(H)
-    with torch.no_grad():
-        for k, p in st.params.items():
-            if w is not None:
-                wt = torch.from_numpy(w.astype(np.float64)).to(p.dtype)
-                st.global_[k] = torch.tensordot(wt, p, dims=([0], [0]))
-            p.copy_(st.global_[k].unsqueeze(0).expand_as(p))
+                       wrapped=wrapped, final_state={k: v.detach().clone() for k, v in runner.global_state().items()})
 
 
 def aggregation_weights(H: np.ndarray) -> np.ndarray | None:
