@@ -181,5 +181,7 @@ def test_bad_names():
         plan(sc, error="cubic")
     with pytest.raises(PlanError, match="information"):
         plan(sc, information=0)
+    with pytest.raises(PlanError, match="information = 'soon'"):
+        plan(sc, information="soon", movement=False)
     with pytest.raises(PlanError, match="greedy"):
         plan(random_scenario(1, 3, 2, capacities=True), solver="greedy")

@@ -65,6 +65,9 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     Costs are always the realised ones (SPEC §2).
     """
     chosen = _choose(scenario, error, solver)
+    if information != "perfect" and (isinstance(information, bool) or not isinstance(information, int | np.integer)
+                                     or information < 1):
+        raise PlanError(f"information = {information!r}: must be 'perfect' or a window length ≥ 1")
     if not movement:
         t0 = time.perf_counter()
         keep = np.where(scenario.collected > 0, 1.0, 0.0)
@@ -78,8 +81,6 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
         if p.costs.violations or not np.isfinite(p.costs.total):
             raise PlanError(f"solver {chosen!r} produced an infeasible plan")
         return p
-    if isinstance(information, bool) or not isinstance(information, int | np.integer) or information < 1:
-        raise PlanError(f"information = {information!r}: must be 'perfect' or a window length ≥ 1")
     from foglearn.planning.information import windowed_fractions
 
     W = int(information)
