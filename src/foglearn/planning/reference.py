@@ -21,6 +21,20 @@ from foglearn.planning.plan import Plan, PlanError, SolverStats
 __all__ = ["reference_linear", "reference_sqrt", "lp_matrices"]
 
 
+def _flat_network(scenario: Scenario):
+    """Flattened ``(t, i)`` data and the usable arcs: ``(D, c, f, C, t_idx, e_idx, a_src, a_sink)``.
+
+    Arc ``a`` is link ``e_idx[a]`` in slot ``t_idx[a]``, from source ``a_src[a] = t·n + i`` to the
+    processing sink ``a_sink[a] = (t+1)·n + j``; only usable links of sources with data.
+    """
+    T, n = scenario.horizon, scenario.n_devices
+    usable = scenario.usable_links() if scenario.n_edges else np.zeros((T, 0), bool)
+    t_idx, e_idx = np.nonzero(usable & (scenario.collected[:, scenario.src] > 0))
+    return (scenario.collected.astype(np.float64).ravel(), scenario.proc_cost.ravel(),
+            scenario.error_weight.ravel(), scenario.effective_proc_cap().ravel(), t_idx, e_idx,
+            t_idx * n + scenario.src[e_idx], (t_idx + 1) * n + scenario.dst[e_idx])
+
+
 def lp_matrices(scenario: Scenario):
     """Variables ``[keep-points (T·n), sent-points per usable arc (A)]`` (points, not fractions).
 
@@ -28,14 +42,7 @@ def lp_matrices(scenario: Scenario):
     discard term ``Σ f (D − kept − sent)`` is folded into the cost and the constant.
     """
     T, n = scenario.horizon, scenario.n_devices
-    D = scenario.collected.astype(np.float64).ravel()
-    c = scenario.proc_cost.ravel()
-    f = scenario.error_weight.ravel()
-    cap = scenario.effective_proc_cap().ravel()
-    usable = scenario.usable_links() if scenario.n_edges else np.zeros((T, 0), bool)
-    t_idx, e_idx = np.nonzero(usable & (scenario.collected[:, scenario.src] > 0))
-    a_src = t_idx * n + scenario.src[e_idx]
-    a_sink = (t_idx + 1) * n + scenario.dst[e_idx]
+    D, c, f, cap, t_idx, e_idx, a_src, a_sink = _flat_network(scenario)
     A = t_idx.size
     N = T * n
     cost = np.concatenate([c - f, scenario.link_cost[t_idx, e_idx] + c[a_sink] - f[a_src]])
@@ -89,14 +96,7 @@ def reference_sqrt(scenario: Scenario, solver: str = "CLARABEL", **solver_opts) 
     t0 = time.perf_counter()
     T, n = scenario.horizon, scenario.n_devices
     N = T * n
-    D = scenario.collected.astype(np.float64).ravel()
-    c = scenario.proc_cost.ravel()
-    f = scenario.error_weight.ravel()
-    cap = scenario.effective_proc_cap().ravel()
-    usable = scenario.usable_links() if scenario.n_edges else np.zeros((T, 0), bool)
-    t_idx, e_idx = np.nonzero(usable & (scenario.collected[:, scenario.src] > 0))
-    a_src = t_idx * n + scenario.src[e_idx]
-    a_sink = (t_idx + 1) * n + scenario.dst[e_idx]
+    D, c, f, cap, t_idx, e_idx, a_src, a_sink = _flat_network(scenario)
     A = t_idx.size
     xk = cp.Variable(N, nonneg=True)
     xa = cp.Variable(A, nonneg=True) if A else None
