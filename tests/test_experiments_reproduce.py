@@ -205,3 +205,11 @@ def test_export_docs_copies_plots_and_relinks(tmp_path: Path) -> None:
     assert "](reproduction/fig8.png)" in text and "foglearn reproduce fig8" in text
     assert (tmp_path / "docs" / "reproduction" / "fig8.png").is_file()
     assert not (tmp_path / "docs" / "reproduction" / "results").exists()  # raw runs stay in the run dir
+
+
+def test_table2_models_option_limits_training(tmp_path: Path) -> None:
+    opts = quick(tmp_path, table2_models=("mlp",))
+    run_experiment("table2", opts)
+    rows = read_rows(tmp_path / "runs.csv")
+    assert {r["model"] for r in rows} == {"mlp"}
+    assert "| centralised |" in (tmp_path / "report.md").read_text()

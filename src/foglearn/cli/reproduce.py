@@ -29,6 +29,8 @@ def reproduce_command(
                                                     "(costs use all seeds).")] = None,
     passes: Annotated[int, typer.Option("--passes", help="Training budget: replay the horizon P times "
                                         "(1 = the paper's one pass).")] = 1,
+    table2_models: Annotated[str, typer.Option("--table2-models", help="Models Table II trains, "
+                                               "comma-separated (mlp,cnn).")] = "mlp,cnn",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate η of eq. (3) (the paper: 0.01).")] = 0.01,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every k-th aggregation "
                                             "(0 = final model only).")] = 1,
@@ -67,6 +69,7 @@ def reproduce_command(
         options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
                                     jobs=jobs, train=not no_train, out=str(out_dir), train_seeds=train_seeds,
                                     passes=passes, lr=lr, eval_every=eval_every,
+                                    table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
                                     traces_dir=str(traces) if traces else None, progress=not no_progress)
         sections = run_experiment(name, options)
     except ConfigError as exc:

@@ -188,12 +188,17 @@ class ExperimentOptions:
     passes: int = 1
     lr: float = 0.01
     eval_every: int = 1
+    table2_models: tuple[str, ...] = ("mlp", "cnn")
     traces_dir: str | None = None
     out: str = "runs/reproduce"
     progress: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "table2_models", tuple(self.table2_models))
+        bad_models = [m for m in self.table2_models if m not in MODELS]
+        if bad_models or not self.table2_models:
+            raise ConfigError(f"ExperimentOptions.table2_models = {self.table2_models}: each must be one of {MODELS}")
         if not self.seeds:
             raise ConfigError("ExperimentOptions.seeds = (): need at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -237,6 +242,7 @@ class ExperimentOptions:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["seeds"] = list(self.seeds)
+        d["table2_models"] = list(self.table2_models)
         return d
 
     def replace(self, **changes: Any) -> ExperimentOptions:

@@ -103,7 +103,7 @@ TABLE2_METHODS = ("centralised", "federated", "network-aware")
 
 def table2_configs(opts: ExperimentOptions) -> Grid:
     grid: Grid = []
-    for model in ("mlp", "cnn"):
+    for model in opts.table2_models:
         for method in TABLE2_METHODS:
             cfg = opts.base(method=method, model=model, train=True)
             grid += _seeded(opts.replace(train=True), f"{model}/{method}", cfg, trained_only=True)
