@@ -81,3 +81,13 @@ def test_config_errors_name_the_field(bad, match):
 def test_parse_faults_rejects_garbage():
     with pytest.raises(FlowerConfigError, match="DEVICE@SLOT"):
         parse_faults("two@three")
+
+
+def test_split_counts_rejects_negative_fractions():
+    import pytest
+
+    from foglearn.flower.protocol import split_counts
+
+    with pytest.raises(ValueError, match="each must be a number ≥ 0"):
+        split_counts(10, [0.5, -0.2])
+    assert split_counts(10, [0.5, -1e-12]).sum() == 10  # solver round-off is tolerated

@@ -26,7 +26,10 @@ def split_counts(total: int, fractions: Sequence[float]) -> np.ndarray:
     """
     if total < 0:
         raise ValueError(f"total = {total}: a count of datapoints must be ≥ 0")
-    fr = np.clip(np.asarray(fractions, dtype=np.float64), 0.0, None)
+    fr = np.asarray(fractions, dtype=np.float64)
+    if (fr < -1e-9).any() or not np.isfinite(fr).all():
+        raise ValueError(f"fractions = {fr.tolist()}: each must be a number ≥ 0")
+    fr = np.maximum(fr, 0.0)  # solver round-off only
     s = float(fr.sum())
     if s > 1.0 + 1e-6:
         raise ValueError(f"fractions sum to {s:.9g}: keep + Σ offload must be ≤ 1 (eq. 8)")

@@ -149,7 +149,7 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
                         {"dual_bound": dual, "relative_gap": rel, "oversubscribed_sources": over,
                          "repair_steps": int(steps), "augmentations": int(augs), "largest_tree": int(rmax),
                          "decoupled_seconds": t_dec})
-    return Plan.from_fractions(scenario, np.clip(keep, 0, 1), np.clip(offload, 0, 1), error="sqrt",
+    return Plan.from_fractions(scenario, keep, offload, error="sqrt",
                                stats=stats, information=information, check=check)
 
 
