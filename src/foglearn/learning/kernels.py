@@ -38,11 +38,14 @@ float32 round-off (tests/test_learning_kernels.py checks forward and gradients t
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from foglearn.learning import conv_kernels as ck
 from foglearn.learning.models import CNN, MLP
 
 
@@ -168,37 +171,37 @@ def _toeplitz(W: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor], rows: i
     return T.view(g, rows + 1, cols)
 
 
-def _rows(view: torch.Tensor, g: int, m: int, k: int) -> torch.Tensor:
-    """Copy a strided patch view (``g·m·k`` elements) into ``[g, m, k + 1]`` with a last column of ones."""
-    out = view.new_empty(g, m, k + 1)
-    out[..., :k].view(view.shape).copy_(view)
-    out[..., k] = 1.0
-    return out
-
-
 def _toeplitz_grad(gT: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor], n: int) -> torch.Tensor:
     """Adjoint of :func:`_toeplitz`: sums each tap's entries of ``gT [g, rows, cols]`` → ``[g, n]``."""
     g = gT.shape[0]
     return gT.new_zeros(g, n).index_add_(1, index[1], gT.reshape(g, -1)[:, index[0]])
 
 
-def _pool(out: torch.Tensor, gw: int, half: int, inner: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """2×2 max pooling of a conv output laid out ``[g·w, pr, (dr, dc), inner]`` (row ``2pr+dr``,
-    column ``2pc+dc`` inside ``inner``). Returns ``[g·w, pr, inner]`` and the comparisons that locate
-    each window's **first** maximum in row-major order, which is where
-    :func:`torch.nn.functional.max_pool2d` routes the gradient."""
-    a, b, c, d = out.view(gw, half, 4, inner).unbind(2)
-    m01 = torch.maximum(a, b)
-    m23 = torch.maximum(c, d)
-    return torch.maximum(m01, m23), (m23 > m01, b > a, d > c)
+class _Workspace:
+    """Scratch buffers reused across kernel calls, grown on demand.
 
+    The CNN's activations and patches are megabytes per call; fresh allocations of that size
+    are fresh pages from the OS each time (glibc returns them with ``munmap``), and the page
+    faults cost as much as the copies themselves. Views into these buffers are valid until the
+    next call on the same thread.
+    """
 
-def _pool_back(dm: torch.Tensor, sel: tuple[torch.Tensor, ...], gw: int, half: int, inner: int) -> torch.Tensor:
-    """Backward of :func:`_pool`: ``[g·w, pr, inner]`` → ``[g·w, pr, 4, inner]``."""
-    lower, right_top, right_bottom = sel
-    upper = ~lower
-    hit = torch.stack([upper & ~right_top, upper & right_top, lower & ~right_bottom, lower & right_bottom], 2)
-    return hit * dm.view(gw, half, 1, inner)
+    def __init__(self) -> None:
+        self._buf: dict[str, torch.Tensor] = {}
+
+    def _flat(self, name: str, n: int, dtype: torch.dtype) -> torch.Tensor:
+        buf = self._buf.get(name)
+        if buf is None or buf.numel() < n:
+            buf = self._buf[name] = torch.empty(max(n, 2 * (0 if buf is None else buf.numel())), dtype=dtype)
+        return buf[:n]
+
+    def tensor(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """A float32 view of ``shape`` (uninitialised)."""
+        return self._flat(name, _numel(shape), torch.float32).view(shape)
+
+    def array(self, name: str, n: int) -> np.ndarray:
+        """A ``uint8`` array of ``n`` elements (uninitialised)."""
+        return self._flat(name, n, torch.uint8).numpy()
 
 
 class BatchedCNN:
@@ -208,61 +211,63 @@ class BatchedCNN:
     input rows ``r … r+4`` of a sample (all channels; a block of columns) times
     ``T[(ki, cin, col_in), (dc, o, pc)]`` give every output channel of a block of ``2·pb`` output
     columns of row ``r``. The output columns are cut into blocks of ``pb`` pooling windows (the
-    same ``T`` serves every block: translation invariance), which keeps the band's zeros few
-    while the GEMM stays large. Output rows are ordered ``(pr, block, dr)`` and columns
-    ``(dc, o, pc)`` (row ``2pr + dr``, column ``2pc + dc``) so that 2×2 max pooling is an
-    elementwise maximum of four contiguous blocks. The weight gradient is ``rowsᵀ @ dOut``
-    summed over each tap's band (:func:`_toeplitz_grad`).
+    same ``T`` serves every block: translation invariance): a narrow block wastes few multiplies
+    on the band's zeros, a wide one makes a larger GEMM. Output rows are ordered
+    ``(pr, block, dr)`` and columns ``(dc, o, pc)`` (row ``2pr + dr``, column ``2pc + dc``), so a
+    2×2 pooling window is two adjacent rows × two column blocks. The weight gradient is
+    ``rowsᵀ @ dOut`` summed over each tap's band (:func:`_toeplitz_grad`).
+
+    The GEMMs run in MKL (:func:`torch.bmm`); the patch building, pooling + ReLU, their
+    backward and the col2im run as single compiled passes (:mod:`foglearn.learning.conv_kernels`).
+    Defaults ``pb1 = 4``, ``pb2 = 1`` were the fastest per sample here (``bench/cnn_kernel.py``).
     """
 
     NAMES = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
              "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias")
 
-    def __init__(self, module: CNN, pb1: int = 12, pb2: int = 4) -> None:
+    def __init__(self, module: CNN) -> None:
         self.layout = Layout.of(module)
         shapes = dict(zip(self.layout.names, self.layout.shapes))
         if (self.layout.names != self.NAMES or shapes["conv1.weight"] != (6, 1, 5, 5)
                 or shapes["conv2.weight"] != (16, 6, 5, 5) or shapes["fc1.weight"] != (120, 256)):
             raise TypeError("BatchedCNN: module does not have the paper CNN's parameters")
-        if 12 % pb1 or 4 % pb2:
-            raise ValueError(f"pb1 = {pb1}, pb2 = {pb2}: must divide 12 and 4")
-        self.pb1, self.pb2 = pb1, pb2
-        self.B1, self.B2 = 12 // pb1, 4 // pb2
-        self.K1, self.N1 = 5 * (2 * pb1 + 4), 12 * pb1
-        self.K2, self.N2 = 30 * (2 * pb2 + 4), 32 * pb2
-        self.T1 = _toeplitz_index(6, 1, 2 * pb1 + 4, pb1)
-        self.T2 = _toeplitz_index(16, 6, 2 * pb2 + 4, pb2)
+        self.T1 = _toeplitz_index(6, 1, ck.W1, ck.PB1)
+        self.T2 = _toeplitz_index(16, 6, ck.W2, ck.PB2)
+        self._local = threading.local()
 
-    def _forward(self, p: dict[str, torch.Tensor], x: torch.Tensor, g: int, w: int) -> dict[str, torch.Tensor]:
-        gw = g * w
-        B1, B2, pb1, pb2 = self.B1, self.B2, self.pb1, self.pb2
-        x = x.reshape(g, w, 28, 28).contiguous()
-        # conv1: rows1[g, (s, pr, h, dr), (ki, c)] = x[s, 2pr + dr + ki, 2·pb1·h + c]
-        # (a last column of ones carries the bias: T1's last row is the bias of each output column)
-        rows1 = _rows(x.as_strided((g, w, 12, B1, 2, 5, 2 * pb1 + 4), (w * 784, 784, 56, 2 * pb1, 28, 28, 1),
-                                   x.storage_offset()), g, w * 24 * B1, self.K1)
-        T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, self.K1, self.N1,
-                       p["conv1.bias"].view(g, 1, 6, 1).expand(g, 2, 6, pb1))
-        z1 = torch.bmm(rows1, T1)  # [g, (s, pr, h, dr), (dc, o, pc)]
-        m1, pos1 = _pool(z1, gw, 12 * B1, 6 * pb1)  # [g·w, (pr, h), (o, pc)]
-        # relu(pool(z)) = pool(relu(z)) with the same gradient; h1[g·w, row, (channel, column)]
-        h1 = m1.view(gw, 12, B1, 6, pb1).transpose(2, 3).reshape(gw, 12, 72).clamp_min(0)
-        # conv2: rows2[g, (s, pr, h, dr), (ki, cin, c)] = h1[s, 2pr + dr + ki, cin, 2·pb2·h + c]
-        rows2 = _rows(h1.as_strided((g, w, 4, B2, 2, 5, 6, 2 * pb2 + 4),
-                                    (w * 864, 864, 144, 2 * pb2, 72, 72, 12, 1), h1.storage_offset()),
-                      g, w * 8 * B2, self.K2)
-        T2 = _toeplitz(p["conv2.weight"].reshape(g, 2400), self.T2, self.K2, self.N2,
-                       p["conv2.bias"].view(g, 1, 16, 1).expand(g, 2, 16, pb2))
-        z2 = torch.bmm(rows2, T2)
-        m2, pos2 = _pool(z2, gw, 4 * B2, 16 * pb2)  # [g·w, (pr, h), (o, pc)]
-        # flatten in the module's order (channel, row, column)
-        f = m2.view(gw, 4, B2, 16, pb2).permute(0, 3, 1, 2, 4).reshape(g, w, 256).clamp_min(0)
+    def _workspace(self) -> _Workspace:
+        """This thread's scratch buffers (kernels may run on several threads at once)."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = _Workspace()
+        return ws
+
+    def _forward(self, p: dict[str, torch.Tensor], x: torch.Tensor, g: int, w: int) -> dict:
+        S = g * w
+        ws = self._workspace()
+        xs = x.reshape(S, 28, 28).to(torch.float32).contiguous()
+        rows1 = ws.tensor("rows1", (g, w * 24 * ck.B1, ck.K1 + 1))
+        ck.conv1_rows(xs.numpy(), rows1.view(-1, ck.K1 + 1).numpy())
+        T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, ck.K1, ck.N1,
+                       p["conv1.bias"].view(g, 1, 6, 1).expand(g, 2, 6, ck.PB1))
+        z1 = torch.bmm(rows1, T1, out=ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1)))  # [g, (s, pr, h, dr), (dc, o, pc)]
+        h1 = ws.tensor("h1", (S, 12, 6, 12))  # pooled + ReLU: [s, row, channel, column]
+        code1 = ws.array("code1", S * 864)
+        ck.pool1(z1.view(-1, ck.N1).numpy(), h1.view(-1).numpy(), code1)
+        rows2 = ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2 + 1))
+        ck.conv2_rows(h1.numpy(), rows2.view(-1, ck.K2 + 1).numpy())
+        T2 = _toeplitz(p["conv2.weight"].reshape(g, 2400), self.T2, ck.K2, ck.N2,
+                       p["conv2.bias"].view(g, 1, 16, 1).expand(g, 2, 16, ck.PB2))
+        z2 = torch.bmm(rows2, T2, out=ws.tensor("z2", (g, w * 8 * ck.B2, ck.N2)))
+        f = ws.tensor("f", (g, w, 256))  # pooled + ReLU, flattened in the module's order (channel, row, column)
+        code2 = ws.array("code2", S * 256)
+        ck.pool2(z2.view(-1, ck.N2).numpy(), f.view(-1).numpy(), code2)
         z3 = torch.baddbmm(p["fc1.bias"].unsqueeze(1), f, p["fc1.weight"].transpose(1, 2))
-        h3 = z3.clamp_min(0)
+        h3 = z3.clamp_min_(0)
         z4 = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h3, p["fc2.weight"].transpose(1, 2))
-        h4 = z4.clamp_min(0)
+        h4 = z4.clamp_min_(0)
         z5 = torch.baddbmm(p["fc3.bias"].unsqueeze(1), h4, p["fc3.weight"].transpose(1, 2))
-        return {"rows1": rows1, "pos1": pos1, "h1": h1, "rows2": rows2, "T2": T2, "pos2": pos2, "f": f,
+        return {"rows1": rows1, "code1": code1, "rows2": rows2, "T2": T2, "code2": code2, "f": f,
                 "h3": h3, "h4": h4, "z5": z5}
 
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -273,38 +278,32 @@ class BatchedCNN:
     def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         g, w = y.shape
-        gw = g * w
-        B1, B2, pb1, pb2 = self.B1, self.B2, self.pb1, self.pb2
         p = self.layout.unflatten(flat)
         a = self._forward(p, x, g, w)
+        ws = self._workspace()
+        h4, h3, f = a["h4"], a["h3"], a["f"]
         loss, d5 = _xent(a["z5"], y, weight)
-        h4, h3, f, h1 = a["h4"], a["h3"], a["f"], a["h1"]
         gW5, gb5, dh4 = _linear_back(d5, h4, p["fc3.weight"])
         assert dh4 is not None
         gW4, gb4, dh3 = _linear_back(_relu_back(dh4, h4), h3, p["fc2.weight"])
         assert dh3 is not None
         gW3, gb3, df = _linear_back(_relu_back(dh3, h3), f, p["fc1.weight"])
         assert df is not None
-        dm2 = _relu_back(df, f).view(gw, 16, 4, B2, pb2).permute(0, 2, 3, 1, 4).reshape(gw, 4 * B2, 16 * pb2)
-        dz2 = _pool_back(dm2, a["pos2"], gw, 4 * B2, 16 * pb2).view(g, w * 8 * B2, self.N2)
-        rows2 = a["rows2"]
-        gT2 = torch.bmm(rows2.transpose(1, 2), dz2)
+        # pool2 + ReLU backward (the codes mark where ReLU passes nothing)
+        dz2 = ws.tensor("dz2", (g, w * 8 * ck.B2, ck.N2))
+        ck.unpool2(df.contiguous().view(-1).numpy(), a["code2"], dz2.view(-1, ck.N2).numpy())
+        gT2 = torch.bmm(a["rows2"].transpose(1, 2), dz2)
         gW2 = _toeplitz_grad(gT2, self.T2, 2400)
-        gb2 = gT2[:, -1].view(g, 2, 16, pb2).sum((1, 3))
-        drows2 = torch.bmm(dz2, a["T2"][:, :-1].transpose(1, 2)).view(gw, 4, B2, 2, 5, 6, 2 * pb2 + 4)
-        dh1 = torch.zeros(gw, 12, 6, 12)
-        for h in range(B2):  # col2im: add each row block back where it was read
-            c0 = 2 * pb2 * h
-            for dr in range(2):
-                for ki in range(5):
-                    dh1.as_strided((gw, 4, 6, 2 * pb2 + 4), (864, 144, 12, 1), (dr + ki) * 72 + c0
-                                   ).add_(drows2[:, :, h, dr, ki])
-        dm1 = _relu_back(dh1, h1.view(gw, 12, 6, 12)).view(gw, 12, 6, B1, pb1)
-        dm1 = dm1.transpose(2, 3).reshape(gw, 12 * B1, 6 * pb1)
-        dz1 = _pool_back(dm1, a["pos1"], gw, 12 * B1, 6 * pb1).view(g, w * 24 * B1, self.N1)
+        gb2 = gT2[:, -1].view(g, 2, 16, ck.PB2).sum((1, 3))
+        # d rows2 = dz2 @ T2ᵀ (bias row dropped; a contiguous Tᵀ keeps MKL on its fast path)
+        drows2 = torch.bmm(dz2, a["T2"][:, :-1].transpose(1, 2).contiguous(),
+                           out=ws.tensor("drows2", (g, w * 8 * ck.B2, ck.K2)))
+        # col2im of conv2's patches, then pool1 + ReLU backward, in one pass
+        dz1 = ws.tensor("dz1", (g, w * 24 * ck.B1, ck.N1))
+        ck.col2im_unpool1(drows2.view(-1, ck.K2).numpy(), a["code1"], dz1.view(-1, ck.N1).numpy())
         gT1 = torch.bmm(a["rows1"].transpose(1, 2), dz1)
         gW1 = _toeplitz_grad(gT1, self.T1, 150)
-        gb1 = gT1[:, -1].view(g, 2, 6, pb1).sum((1, 3))
+        gb1 = gT1[:, -1].view(g, 2, 6, ck.PB1).sum((1, 3))
         grad = torch.cat([gW1, gb1, gW2, gb2, gW3.reshape(g, -1), gb3,
                           gW4.reshape(g, -1), gb4, gW5.reshape(g, -1), gb5], dim=1)
         return loss, grad

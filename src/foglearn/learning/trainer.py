@@ -44,6 +44,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,49 +255,74 @@ def _padded(pts: np.ndarray, starts: np.ndarray, sizes: np.ndarray, devs: np.nda
     return pts[np.where(valid, starts[devs][:, None] + col[None, :], 0)], valid
 
 
+class _Workers:
+    """Runs batched-kernel calls on ``k`` threads, each op single-threaded.
+
+    The kernels release the GIL (MKL GEMMs, numba passes with ``nogil``), so ``k`` calls run on
+    ``k`` cores at once; this scales much better than splitting every (small) op across threads.
+    Results come back in task order and are combined in that order, so a run gives the same
+    numbers for any ``k``.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.pool = ThreadPoolExecutor(k, thread_name_prefix="foglearn-kernel") if k > 1 else None
+
+    def map(self, fn: Callable, tasks: list) -> list:
+        if self.pool is None or len(tasks) < 2:
+            return [fn(*t) for t in tasks]
+        return list(self.pool.map(lambda t: fn(*t), tasks))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 class _KernelRunner(_Runner):
     """General path: per-device parameters stacked as one flat ``[n, P]`` tensor, batched kernels.
 
     Active devices are grouped by batch size (:func:`_size_groups`, padding within a group) and
     each group is cut into kernel calls of at most :data:`CHUNK` samples; a device whose batch alone
-    exceeds :data:`CHUNK` is cut into sample chunks whose gradients are summed. The SGD update is
-    one ``index_add_`` per call and eq. (4) one ``[n] @ [n, P]`` product.
+    exceeds :data:`CHUNK` is cut into sample chunks whose gradients are summed. The calls of a slot
+    run on the worker threads; then each SGD update is one ``index_add_`` (in call order) and eq. (4)
+    one ``[n] @ [n, P]`` product.
     """
 
-    def __init__(self, kernel: BatchedModel, module: nn.Module, n: int) -> None:
+    def __init__(self, kernel: BatchedModel, module: nn.Module, n: int, workers: _Workers) -> None:
         self.kernel = kernel
         self.layout = kernel.layout
+        self.workers = workers
         self.glob = self.layout.flatten(dict(module.named_parameters()))
         self.flat = self.glob.unsqueeze(0).repeat(n, 1)
 
+    def _call(self, devs: np.ndarray, X: torch.Tensor, Y: torch.Tensor, idx: np.ndarray, wt: np.ndarray
+              ) -> tuple[torch.Tensor, np.ndarray]:
+        """Gradients ``[g, P]`` of devices ``devs`` on samples ``idx [g, w]`` with loss weights ``wt``,
+        and each device's weighted loss."""
+        w = torch.from_numpy(wt)
+        loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, torch.from_numpy(devs)), X[idx], Y[idx], w)
+        return grad, (loss * w).sum(1).numpy().astype(np.float64)
+
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
-        losses = np.empty(len(sizes))
+        tasks = []  # (devices, X, Y, sample indices [g, w], loss weights [g, w])
         for devs, width in _size_groups(active, sizes[active], KERNEL_OVERHEAD):
             devs = np.sort(devs)
-            if width > CHUNK:  # large batches: one device at a time, gradient summed over sample chunks
+            if width > CHUNK:  # large batches: one device per call, gradient summed over sample chunks
                 for d in devs:
-                    didx = torch.from_numpy(np.array([d]))
-                    params = self.flat.index_select(0, didx)
-                    grad, tot = None, 0.0
+                    one = np.array([d])
                     for lo in range(0, int(sizes[d]), CHUNK):
-                        idx, valid = _padded(pts, starts, sizes, np.array([d]), min(CHUNK, int(sizes[d]) - lo), lo)
-                        wt = torch.from_numpy(valid / np.float32(sizes[d])).float()
-                        loss, gr = self.kernel.loss_and_grad(params, X[idx], Y[idx], wt)
-                        grad = gr if grad is None else grad.add_(gr)
-                        tot += float((loss * wt).sum())
-                    assert grad is not None
-                    self.flat.index_add_(0, didx, grad, alpha=-lr)
-                    losses[d] = tot
+                        idx, valid = _padded(pts, starts, sizes, one, min(CHUNK, int(sizes[d]) - lo), lo)
+                        tasks.append((one, X, Y, idx, (valid / np.float32(sizes[d])).astype(np.float32)))
                 continue
             per = max(1, CHUNK // width)
             for c in range(0, len(devs), per):
                 part = devs[c:c + per]
                 idx, valid = _padded(pts, starts, sizes, part, width)
-                wt = torch.from_numpy(valid / sizes[part][:, None].astype(np.float32)).float()
-                didx = torch.from_numpy(part)
-                loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, didx), X[idx], Y[idx], wt)
-                self.flat.index_add_(0, didx, grad, alpha=-lr)
-                losses[part] = (loss * wt).sum(1).numpy()
+                tasks.append((part, X, Y, idx, (valid / sizes[part][:, None].astype(np.float32)).astype(np.float32)))
+        losses = np.zeros(len(sizes))
+        for (devs, *_), (grad, loss) in zip(tasks, self.workers.map(self._call, tasks)):
+            self.flat.index_add_(0, torch.from_numpy(devs), grad, alpha=-lr)
+            losses[devs] += loss
         return losses[active]
 
     def aggregate(self, H):  # type: ignore[no-untyped-def]
@@ -321,29 +347,31 @@ class _UnionRunner(_Runner):
 
     i.e. **one SGD step on the union of the slot's batches** (mean loss over all ``N`` points;
     devices with ``G_i = 0`` have weight 0 and contribute no points). So the slot is one
-    shared-weight forward/backward over the union (in :data:`CHUNK`-sample pieces whose gradients
-    are summed); per-device losses come from the per-sample losses. Equal to the general path up
-    to float round-off (tests/test_learning_kernels.py checks 1e-6).
+    shared-weight forward/backward over the union, in :data:`CHUNK`-sample pieces that run on the
+    worker threads and whose gradients are summed in order; per-device losses come from the
+    per-sample losses. Equal to the general path up to float round-off
+    (tests/test_learning_kernels.py checks 1e-6).
     """
 
-    def __init__(self, kernel: BatchedModel, module: nn.Module) -> None:
+    def __init__(self, kernel: BatchedModel, module: nn.Module, workers: _Workers) -> None:
         self.kernel = kernel
         self.layout = kernel.layout
+        self.workers = workers
         self.glob = self.layout.flatten(dict(module.named_parameters()))
+
+    def _call(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor, N: int) -> tuple[torch.Tensor, np.ndarray]:
+        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X[idx], Y[idx], torch.full(idx.shape, 1.0 / N))
+        return grad[0], loss[0].numpy()
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
         N = len(pts)
-        params = self.glob.unsqueeze(0)
-        per_sample = np.empty(N, dtype=np.float64)
-        grad = None
-        for lo in range(0, N, CHUNK):
-            idx = torch.from_numpy(pts[lo:lo + CHUNK]).unsqueeze(0)
-            wt = torch.full(idx.shape, 1.0 / N)
-            loss, gr = self.kernel.loss_and_grad(params, X[idx], Y[idx], wt)
-            grad = gr if grad is None else grad.add_(gr)
-            per_sample[lo:lo + CHUNK] = loss[0].numpy()
-        assert grad is not None
-        self.glob = self.glob - lr * grad[0]
+        tasks = [(X, Y, torch.from_numpy(pts[lo:lo + CHUNK]).unsqueeze(0), N) for lo in range(0, N, CHUNK)]
+        out = self.workers.map(self._call, tasks)
+        grad = out[0][0]
+        for g, _ in out[1:]:
+            grad = grad + g
+        per_sample = np.concatenate([loss for _, loss in out]).astype(np.float64)
+        self.glob = self.glob - lr * grad
         return np.bincount(dev, weights=per_sample, minlength=len(sizes))[active] / sizes[active]
 
     def aggregate(self, H):  # type: ignore[no-untyped-def]
@@ -419,20 +447,20 @@ class _VmapRunner(_Runner):
 
 
 def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-              kernel: BatchedModel | None = None) -> tuple[float, float]:
-    """Test accuracy and mean cross-entropy of the global model (batched kernel forward if given)."""
-    correct, loss = 0, 0.0
+              kernel: BatchedModel | None = None, workers: _Workers | None = None) -> tuple[float, float]:
+    """Test accuracy and mean cross-entropy of the global model (batched kernel forward if given,
+    its :data:`EVAL_BATCH`-sample batches on the worker threads)."""
     flat = kernel.layout.flatten(params).unsqueeze(0) if kernel is not None else None
-    with torch.no_grad():
-        for a in range(0, len(x), EVAL_BATCH):
-            xb = x[a:a + EVAL_BATCH]
-            if kernel is not None:
-                out = kernel.forward(flat, xb.unsqueeze(0))[0]
-            else:
-                out = functional_call(module, params, (xb,))
-            loss += float(F.cross_entropy(out, y[a:a + EVAL_BATCH], reduction="sum"))
-            correct += int((out.argmax(1) == y[a:a + EVAL_BATCH]).sum())
-    return correct / len(x), loss / len(x)
+
+    def part(a: int) -> tuple[float, int]:
+        xb, yb = x[a:a + EVAL_BATCH], y[a:a + EVAL_BATCH]
+        with torch.no_grad():
+            out = kernel.forward(flat, xb.unsqueeze(0))[0] if kernel is not None else functional_call(module, params, (xb,))
+            return float(F.cross_entropy(out, yb, reduction="sum")), int((out.argmax(1) == yb).sum())
+
+    tasks = [(a,) for a in range(0, len(x), EVAL_BATCH)]
+    parts = workers.map(part, tasks) if workers is not None else [part(*t) for t in tasks]
+    return sum(c for _, c in parts) / len(x), sum(v for v, _ in parts) / len(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +505,9 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         Evaluate the global model on the test set at every ``eval_every``-th aggregation
         (1 = every aggregation; 0 = only the final model). The final model is always evaluated.
     threads
-        ``torch.set_num_threads`` for the run (restored afterwards); ``None`` keeps torch's setting.
+        Cores to use (``None``: ``torch.get_num_threads()``). The paper's models run their kernel
+        calls on this many threads, each op single-threaded; other modules use this many torch
+        threads. torch's setting is restored afterwards. Results do not depend on it.
     progress
         Called as ``progress(slots_done, slots_total)`` after each slot.
 
@@ -491,28 +521,29 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
     data = load_dataset(dataset)
     T, n = scenario.horizon, scenario.n_devices
     old_threads = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise TrainingError(f"threads = {threads}: must be ≥ 1")
-        torch.set_num_threads(int(threads))
+    if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise TrainingError(f"threads = {threads!r}: must be an integer ≥ 1")
+    cores = int(threads or old_threads)
+    module = make_model(model, seed=seed)
+    kernel = batched_kernel(module)
+    workers = _Workers(cores if kernel is not None else 1)
+    torch.set_num_threads(1 if kernel is not None else cores)
     try:
         t0 = time.perf_counter()
         sched = schedule(scenario, plan)
         per_pass = int(scenario.collected.sum())
         stream, _ = point_stream(per_pass * passes, data.n_train, seed)
         wrapped = _warn_wrap(per_pass, data.n_train)
-        module = make_model(model, seed=seed)
         X = torch.from_numpy(data.x_train)
         Y = torch.from_numpy(data.y_train)
         Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
-        kernel = batched_kernel(module)
         runner: _Runner
         if kernel is None:
             runner = _VmapRunner(module, n)
         elif period == 1:
-            runner = _UnionRunner(kernel, module)
+            runner = _UnionRunner(kernel, module, workers)
         else:
-            runner = _KernelRunner(kernel, module, n)
+            runner = _KernelRunner(kernel, module, n, workers)
         total = T * passes
         device_loss = np.full((total, n), np.nan, dtype=np.float64)
         H = np.zeros(n, dtype=np.float64)
@@ -537,7 +568,7 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
                 H[:] = 0
                 n_agg += 1
                 if s + 1 == total or (eval_every and n_agg % eval_every == 0):
-                    acc, loss = _evaluate(module, runner.global_state(), Xt, Yt, kernel)
+                    acc, loss = _evaluate(module, runner.global_state(), Xt, Yt, kernel, workers)
                     ev_slot.append(s + 1)
                     ev_acc.append(acc)
                     ev_loss.append(loss)
@@ -545,10 +576,11 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
                 progress(s + 1, total)
         seconds = time.perf_counter() - t0
     finally:
+        workers.close()
         torch.set_num_threads(old_threads)
     config = {"dataset": data.name, "model": model_name(model), "period": int(period), "lr": float(lr),
               "seed": int(seed), "passes": int(passes), "eval_every": int(eval_every),
-              "threads": int(threads or old_threads), "n_devices": n, "horizon": T,
+              "threads": cores, "n_devices": n, "horizon": T,
               "plan": {"error": plan.error, "information": plan.information, "solver": plan.stats.solver}}
     return TrainResult(name=name, accuracy=ev_acc[-1], test_loss=ev_loss[-1], eval_slot=np.array(ev_slot),
                        eval_accuracy=np.array(ev_acc), eval_loss=np.array(ev_loss), device_loss=device_loss,

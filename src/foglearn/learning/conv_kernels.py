@@ -1,0 +1,202 @@
+"""Numba kernels for the memory-bound glue around the CNN's GEMMs (:class:`~foglearn.learning.kernels.BatchedCNN`).
+
+The convolutions themselves are GEMMs (MKL through :func:`torch.bmm`); everything between
+them — building the row patches, 2×2 max pooling fused with ReLU, routing the gradient back
+through pooling, and the col2im of the second convolution fused with the first pooling's
+backward — is one compiled pass each, with no temporaries. Every kernel releases the GIL
+(``nogil``) so chunks can run on several threads, and none allocates per sample.
+
+Layouts (``S`` samples, all float32 C-contiguous unless said):
+
+* A conv layer with ``P`` pooled rows, blocks of ``pb`` pooling windows (``B = width / pb``
+  blocks) and ``O`` output channels has its GEMM output ``z[S·P·B·2, 2·O·pb]``: row
+  ``((s·P + pr)·B + h)·2 + dr`` is output row ``2·pr + dr`` of block ``h``; column
+  ``(dc·O + o)·pb + pc`` is channel ``o`` at output column ``2·(h·pb + pc) + dc``.
+* Pooled values go to a flat array at ``s·sS + pr·sR + o·sO + (h·pb + pc)·sC`` (the strides give
+  the next layer's layout); beside each one a ``uint8`` code: the position ``2·dr + dc`` of the
+  window's **first** maximum in row-major order (where :func:`torch.nn.functional.max_pool2d`
+  routes the gradient), or :data:`DEAD` when the maximum is ≤ 0 (ReLU's gradient is 0 there;
+  ``relu(pool(z)) = pool(relu(z))`` with the same gradient).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Pooling code of a window whose maximum is ≤ 0: ReLU passes no gradient.
+DEAD = 4
+#: Pooling windows per column block of conv1 (12 % PB1 == 0) and conv2 (4 % PB2 == 0). They are
+#: compile-time constants so the inner loops unroll and vectorise (5× faster than run-time
+#: bounds here); 4 and 1 give the least GEMM + glue time per sample (``bench/cnn_kernel.py``).
+PB1 = 4
+PB2 = 1
+B1 = 12 // PB1
+B2 = 4 // PB2
+#: Input columns read by one block, and the patch length (without the bias column).
+W1 = 2 * PB1 + 4
+W2 = 2 * PB2 + 4
+K1 = 5 * W1
+K2 = 30 * W2
+#: GEMM output columns (dc, o, pc) of each conv.
+N1 = 12 * PB1
+N2 = 32 * PB2
+
+
+@njit(cache=True, nogil=True)
+def conv1_rows(x, out):  # pragma: no cover - numba
+    """Row patches of the first convolution: ``x[S, 28, 28]`` → ``out[S·24·B1, K1 + 1]``.
+
+    Row ``((s·12 + pr)·B1 + h)·2 + dr`` holds ``x[s, 2pr + dr + ki, 2·PB1·h + c]`` at column
+    ``ki·W1 + c`` and a 1 (the bias) in the last column.
+    """
+    S = x.shape[0]
+    for s in range(S):
+        xs = x[s]
+        for pr in range(12):
+            for h in range(B1):
+                c0 = 2 * PB1 * h
+                for dr in range(2):
+                    o = out[((s * 12 + pr) * B1 + h) * 2 + dr]
+                    r = 2 * pr + dr
+                    for ki in range(5):
+                        src = xs[r + ki]
+                        for c in range(W1):
+                            o[ki * W1 + c] = src[c0 + c]
+                    o[K1] = 1.0
+
+
+@njit(cache=True, nogil=True)
+def conv2_rows(h1, out):  # pragma: no cover - numba
+    """Row patches of the second convolution: ``h1[S, 12, 6, 12]`` (row, channel, column) →
+    ``out[S·8·B2, K2 + 1]``; row ``((s·4 + pr)·B2 + h)·2 + dr`` holds
+    ``h1[s, 2pr + dr + ki, cin, 2·PB2·h + c]`` at column ``(ki·6 + cin)·W2 + c``, then a 1."""
+    S = h1.shape[0]
+    for s in range(S):
+        hs = h1[s]
+        for pr in range(4):
+            for h in range(B2):
+                c0 = 2 * PB2 * h
+                for dr in range(2):
+                    o = out[((s * 4 + pr) * B2 + h) * 2 + dr]
+                    r = 2 * pr + dr
+                    for ki in range(5):
+                        for cin in range(6):
+                            src = hs[r + ki, cin]
+                            base = (ki * 6 + cin) * W2
+                            for c in range(W2):
+                                o[base + c] = src[c0 + c]
+                    o[K2] = 1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pool_window(z, row, ca, cb):  # pragma: no cover - numba
+    """Maximum of one 2×2 window and its code (first maximum in row-major order, or DEAD)."""
+    m = z[row, ca]
+    k = 0
+    v = z[row, cb]
+    if v > m:
+        m = v
+        k = 1
+    v = z[row + 1, ca]
+    if v > m:
+        m = v
+        k = 2
+    v = z[row + 1, cb]
+    if v > m:
+        m = v
+        k = 3
+    if m > 0.0:
+        return m, k
+    return np.float32(0.0), DEAD
+
+
+@njit(cache=True, nogil=True)
+def pool1(z1, h1, code1):  # pragma: no cover - numba
+    """Pool + ReLU of conv1: ``z1[S·24·B1, N1]`` → ``h1`` and ``code1`` (flat ``[S, 12, 6, 12]``:
+    row, channel, column — the layout :func:`conv2_rows` reads)."""
+    S = z1.shape[0] // (24 * B1)
+    for s in range(S):
+        for pr in range(12):
+            for h in range(B1):
+                row = ((s * 12 + pr) * B1 + h) * 2
+                for o in range(6):
+                    for pc in range(PB1):
+                        m, k = _pool_window(z1, row, o * PB1 + pc, (6 + o) * PB1 + pc)
+                        i = s * 864 + pr * 72 + o * 12 + h * PB1 + pc
+                        h1[i] = m
+                        code1[i] = k
+
+
+@njit(cache=True, nogil=True)
+def pool2(z2, f, code2):  # pragma: no cover - numba
+    """Pool + ReLU of conv2: ``z2[S·8·B2, N2]`` → ``f`` and ``code2`` (flat ``[S, 16, 4, 4]``:
+    channel, row, column — the module's flatten order)."""
+    S = z2.shape[0] // (8 * B2)
+    for s in range(S):
+        for pr in range(4):
+            for h in range(B2):
+                row = ((s * 4 + pr) * B2 + h) * 2
+                for o in range(16):
+                    for pc in range(PB2):
+                        m, k = _pool_window(z2, row, o * PB2 + pc, (16 + o) * PB2 + pc)
+                        i = s * 256 + o * 16 + pr * 4 + h * PB2 + pc
+                        f[i] = m
+                        code2[i] = k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unpool_window(dz, row, ca, cb, g, k):  # pragma: no cover - numba
+    """Write one window's four gradients: ``g`` at position ``k``, 0 elsewhere."""
+    dz[row, ca] = g if k == 0 else 0.0
+    dz[row, cb] = g if k == 1 else 0.0
+    dz[row + 1, ca] = g if k == 2 else 0.0
+    dz[row + 1, cb] = g if k == 3 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def unpool2(df, code2, dz2):  # pragma: no cover - numba
+    """Backward of :func:`pool2`: ``df`` (flat ``[S, 256]``) → ``dz2[S·8·B2, N2]`` (every entry written)."""
+    S = dz2.shape[0] // (8 * B2)
+    for s in range(S):
+        for pr in range(4):
+            for h in range(B2):
+                row = ((s * 4 + pr) * B2 + h) * 2
+                for o in range(16):
+                    for pc in range(PB2):
+                        i = s * 256 + o * 16 + pr * 4 + h * PB2 + pc
+                        _unpool_window(dz2, row, o * PB2 + pc, (16 + o) * PB2 + pc, df[i], code2[i])
+
+
+@njit(cache=True, nogil=True)
+def col2im_unpool1(drows2, code1, dz1):  # pragma: no cover - numba
+    """The gradient of conv1's output from that of conv2's row patches, in one pass.
+
+    ``drows2[S·8·B2, K2]`` (:func:`conv2_rows`'s layout without the bias column) is added back
+    where each patch entry was read (col2im) into ``dh1[12, 6, 12]`` per sample, which then goes
+    back through pool + ReLU of conv1 (``code1``, flat ``[S, 12, 6, 12]``) into ``dz1[S·24·B1, N1]``.
+    """
+    S = code1.shape[0] // 864
+    acc = np.empty((12, 6, 12), dtype=np.float32)
+    for s in range(S):
+        acc[:] = 0.0
+        for pr in range(4):
+            for h in range(B2):
+                c0 = 2 * PB2 * h
+                for dr in range(2):
+                    d = drows2[((s * 4 + pr) * B2 + h) * 2 + dr]
+                    r = 2 * pr + dr
+                    for ki in range(5):
+                        for cin in range(6):
+                            a = acc[r + ki, cin]
+                            base = (ki * 6 + cin) * W2
+                            for c in range(W2):
+                                a[c0 + c] += d[base + c]
+        for pr in range(12):
+            for h in range(B1):
+                row = ((s * 12 + pr) * B1 + h) * 2
+                for o in range(6):
+                    for pc in range(PB1):
+                        col = h * PB1 + pc
+                        _unpool_window(dz1, row, o * PB1 + pc, (6 + o) * PB1 + pc, acc[pr, o, col],
+                                       code1[s * 864 + pr * 72 + o * 12 + col])
