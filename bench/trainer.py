@@ -13,9 +13,11 @@ training set, so points repeat), no data movement, CNN, the final model evaluate
 
 Competitor: a straightforward per-device loop — one model copy and one torch.optim.SGD per
 device, zero_grad/forward/backward/step per device, weighted state averaging and load_state_dict
-every τ slots. Same threads (``--threads``), same data, same initial model.
+every τ slots. Same data, same initial model. Both run at every thread count in ``--threads``
+(``train(threads=k)``: k worker threads, each op single-threaded; the loop: ``torch.set_num_threads(k)``),
+and the speed-up is printed at equal threads and best against best.
 "Centralised" is ``foglearn.learning.centralised`` (one torch module, one step per slot on all the
-slot's points) on the same points: the per-sample ratio is ours / centralised per point.
+slot's points) on the same points and threads: the per-sample ratio is ours / centralised per point.
 
 The n = ``--big`` rows run in a fresh subprocess each (peak RSS is that process's); their
 centralised reference is measured on the first ``--central-slots`` slots (per point).
@@ -23,7 +25,7 @@ centralised reference is measured on the first ``--central-slots`` slots (per po
 Prints the median of ``--repeats`` runs and the ratios. Other processes may share the machine:
 ``uptime`` is printed; quote numbers from an idle machine.
 
-    .venv/bin/python bench/trainer.py [--threads 1] [--repeats 3] [--sizes 10,100] [--big 1000] [--flower]
+    .venv/bin/python bench/trainer.py [--threads 1,2] [--repeats 3] [--sizes 10,100] [--big 1000] [--flower]
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ def workload(n: int, T: int = 100, max_points: int = 60, seed: int = 0) -> Scena
                     src=np.zeros(0, int), dst=np.zeros(0, int), link_cost=np.zeros((T, 0)))
 
 
-def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0, period: int = 1) -> tuple[float, float]:
+def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0, period: int = 1,
+               threads: int = 1) -> tuple[float, float]:
     """The honest competitor: a per-device loop with its own model copies and optimizers."""
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     total = int(s.collected.sum())
@@ -94,19 +98,20 @@ def plain_loop(s: Scenario, ds, model: str, lr: float = 0.01, seed: int = 0, per
     return time.perf_counter() - t0, acc
 
 
-def ours(s: Scenario, ds, model: str, period: int = 1) -> tuple[float, float]:
+def ours(s: Scenario, ds, model: str, period: int = 1, threads: int = 1) -> tuple[float, float]:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = train(s, no_movement_plan(s), dataset=ds, model=model, period=period, lr=0.01, seed=0, eval_every=0)
+        r = train(s, no_movement_plan(s), dataset=ds, model=model, period=period, lr=0.01, seed=0, eval_every=0,
+                  threads=threads)
     return time.perf_counter() - t0, r.accuracy
 
 
-def central(s: Scenario, ds, model: str) -> float:
+def central(s: Scenario, ds, model: str, threads: int = 1) -> float:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        centralised(s, dataset=ds, model=model, lr=0.01, seed=0, period=s.horizon, eval_every=0)
+        centralised(s, dataset=ds, model=model, lr=0.01, seed=0, period=s.horizon, eval_every=0, threads=threads)
     return time.perf_counter() - t0
 
 
@@ -149,8 +154,8 @@ def reset_peak_rss() -> None:
 def big_run(n: int, T: int, model: str, period: int, threads: int) -> dict:
     """One ``ours`` run in a fresh process: seconds, accuracy, peak RSS (GiB) of that process."""
     code = (f"import sys, json, torch; sys.path.insert(0, {str(HERE)!r}); import trainer as b; b.reset_peak_rss(); "
-            f"torch.set_num_threads({threads}); from foglearn.learning import load_dataset; "
-            f"ds = load_dataset('mnist'); t, a = b.ours(b.workload({n}, {T}), ds, {model!r}, {period}); "
+            f"from foglearn.learning import load_dataset; "
+            f"ds = load_dataset('mnist'); t, a = b.ours(b.workload({n}, {T}), ds, {model!r}, {period}, {threads}); "
             f"print(json.dumps({{'s': t, 'acc': a, 'rss_gb': b.peak_rss_gb()}}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
@@ -160,7 +165,7 @@ def big_run(n: int, T: int, model: str, period: int, threads: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts, each run by both sides")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--horizon", type=int, default=100)
     ap.add_argument("--sizes", default="10,100")
@@ -170,53 +175,66 @@ def main() -> None:
     ap.add_argument("--flower", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    threads = [int(x) for x in args.threads.split(",") if x]
     ds = load_dataset("mnist")
     T = args.horizon
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    out: dict[str, object] = {"threads": args.threads, "model": args.model, "repeats": args.repeats, "horizon": T,
+    out: dict[str, object] = {"threads": threads, "model": args.model, "repeats": args.repeats, "horizon": T,
                               "max_points": 60, "uptime_before": load}
-    print(f"model {args.model}, T = {T}, D_i(t) ~ U{{0..60}}, torch threads {args.threads}, "
-          f"median of {args.repeats}\nload before: {load}")
+    print(f"model {args.model}, T = {T}, D_i(t) ~ U{{0..60}}, threads {threads}, median of {args.repeats}\n"
+          f"load before: {load}")
     for n in (int(x) for x in args.sizes.split(",") if x):
         s = workload(n, T)
         pts = int(s.collected.sum())
         row: dict[str, float] = {"points": pts}
         for tau in (1, 10):
-            t_ours, a_ours = median_of(lambda s=s, tau=tau: ours(s, ds, args.model, tau), args.repeats)
-            t_loop, a_loop = median_of(lambda s=s, tau=tau: plain_loop(s, ds, args.model, period=tau), args.repeats)
             path = "union identity" if tau == 1 else "general path"
-            print(f"n = {n:4d}, τ = {tau:2d} ({path}): {pts} points | ours {t_ours:7.2f} s (acc {a_ours:.4f}) | "
-                  f"plain loop {t_loop:7.2f} s (acc {a_loop:.4f}) | speed-up {t_loop / t_ours:5.2f}x")
-            row.update({f"ours_tau{tau}_s": t_ours, f"loop_tau{tau}_s": t_loop, f"speedup_tau{tau}": t_loop / t_ours,
-                        f"acc_ours_tau{tau}": a_ours, f"acc_loop_tau{tau}": a_loop})
-        t_cen = statistics.median(central(s, ds, args.model) for _ in range(args.repeats))
-        print(f"          centralised same points {t_cen:6.2f} s | per-sample ratio ours/centralised: "
-              f"τ=1 {row['ours_tau1_s'] / t_cen:4.2f}, τ=10 {row['ours_tau10_s'] / t_cen:4.2f}")
-        row.update({"centralised_s": t_cen, "ratio_tau1": row["ours_tau1_s"] / t_cen,
-                    "ratio_tau10": row["ours_tau10_s"] / t_cen})
+            for th in threads:
+                t_ours, a_ours = median_of(lambda s=s, tau=tau, th=th: ours(s, ds, args.model, tau, th), args.repeats)
+                t_loop, a_loop = median_of(lambda s=s, tau=tau, th=th: plain_loop(s, ds, args.model, period=tau,
+                                                                                   threads=th), args.repeats)
+                print(f"n = {n:4d}, τ = {tau:2d} ({path}), {th} thread(s): {pts} points | ours {t_ours:7.2f} s "
+                      f"(acc {a_ours:.4f}) | plain loop {t_loop:7.2f} s (acc {a_loop:.4f}) | "
+                      f"speed-up {t_loop / t_ours:5.2f}x", flush=True)
+                row.update({f"ours_tau{tau}_t{th}_s": t_ours, f"loop_tau{tau}_t{th}_s": t_loop,
+                            f"acc_ours_tau{tau}_t{th}": a_ours, f"acc_loop_tau{tau}_t{th}": a_loop})
+            best_ours = min(row[f"ours_tau{tau}_t{th}_s"] for th in threads)
+            best_loop = min(row[f"loop_tau{tau}_t{th}_s"] for th in threads)
+            row[f"speedup_tau{tau}_best"] = best_loop / best_ours
+            print(f"          τ = {tau:2d}, best against best: ours {best_ours:.2f} s, loop {best_loop:.2f} s → "
+                  f"{best_loop / best_ours:5.2f}x", flush=True)
+        for th in threads:
+            t_cen = statistics.median(central(s, ds, args.model, th) for _ in range(args.repeats))
+            r1, r10 = row[f"ours_tau1_t{th}_s"] / t_cen, row[f"ours_tau10_t{th}_s"] / t_cen
+            print(f"          {th} thread(s): centralised same points {t_cen:6.2f} s | per-sample ratio "
+                  f"ours/centralised: τ=1 {r1:4.2f}, τ=10 {r10:4.2f}", flush=True)
+            row.update({f"centralised_t{th}_s": t_cen, f"ratio_tau1_t{th}": r1, f"ratio_tau10_t{th}": r10})
         if args.flower:
             t_fl = flower(n, T, args.model)
             if t_fl is None:
                 print("        flower: skipped (bench/flower_workload.py missing or failed)")
             else:
-                print(f"        flower simulation {t_fl:7.2f} s | ours (τ=1) is {t_fl / row['ours_tau1_s']:5.2f}x faster")
-                row["flower_s"] = t_fl
+                best = min(row[f"ours_tau1_t{th}_s"] for th in threads)
+                print(f"        flower simulation {t_fl:7.2f} s | ours (τ=1, best) is {t_fl / best:5.2f}x faster",
+                      flush=True)
+                row.update({"flower_s": t_fl, "flower_speedup": t_fl / best})
         out[f"n{n}"] = row
     if args.big:
         n = args.big
+        th = max(threads)
         s = workload(n, T)
         pts = int(s.collected.sum())
         sc = workload(n, T).window(0, args.central_slots)
-        t_cen = central(sc, ds, args.model)
+        t_cen = central(sc, ds, args.model, th)
         cen_per_pt = t_cen / int(sc.collected.sum())
-        row = {"points": pts, "centralised_per_point_s": cen_per_pt}
+        row = {"points": pts, "centralised_per_point_s": cen_per_pt, "threads": th}
         for tau in (1, 10):
-            r = big_run(n, T, args.model, tau, args.threads)
+            r = big_run(n, T, args.model, tau, th)
             ratio = r["s"] / pts / cen_per_pt
-            print(f"n = {n}, τ = {tau:2d}: {pts} points | ours {r['s']:.1f} s (goal ≤ 120 s), acc {r['acc']:.4f}, "
-                  f"peak RSS {r['rss_gb']:.2f} GB (goal ≤ 8 GB) | per-sample ratio ours/centralised {ratio:.2f} "
-                  f"(centralised: first {args.central_slots} slots, {cen_per_pt * 1e6:.0f} µs/point)")
+            print(f"n = {n}, τ = {tau:2d}, {th} thread(s): {pts} points | ours {r['s']:.1f} s (goal ≤ 120 s), "
+                  f"acc {r['acc']:.4f}, peak RSS {r['rss_gb']:.2f} GB (goal ≤ 8 GB) | per-sample ratio "
+                  f"ours/centralised {ratio:.2f} (centralised: first {args.central_slots} slots, "
+                  f"{cen_per_pt * 1e6:.0f} µs/point)", flush=True)
             row.update({f"ours_tau{tau}_s": r["s"], f"rss_tau{tau}_gb": r["rss_gb"], f"ratio_tau{tau}": ratio,
                         f"acc_tau{tau}": r["acc"]})
         out[f"n{n}"] = row

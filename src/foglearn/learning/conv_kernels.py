@@ -68,64 +68,66 @@ def conv1_rows(x, out):  # pragma: no cover - numba
 
 @njit(cache=True, nogil=True)
 def conv2_rows(h1, out):  # pragma: no cover - numba
-    """Row patches of the second convolution: ``h1[S, 12, 6, 12]`` (row, channel, column) →
+    """Row patches of the second convolution: ``h1[S, 12, 72]`` (row, (column, channel)) →
     ``out[S·8·B2, K2 + 1]``; row ``((s·4 + pr)·B2 + h)·2 + dr`` holds
-    ``h1[s, 2pr + dr + ki, cin, 2·PB2·h + c]`` at column ``(ki·6 + cin)·W2 + c``, then a 1."""
+    ``h1[s, 2pr + dr + ki, (2·PB2·h + c)·6 + cin]`` at column ``(ki·W2 + c)·6 + cin``, then a 1:
+    five contiguous runs of ``6·W2`` floats."""
     S = h1.shape[0]
     for s in range(S):
         hs = h1[s]
         for pr in range(4):
             for h in range(B2):
-                c0 = 2 * PB2 * h
+                c0 = 12 * PB2 * h
                 for dr in range(2):
                     o = out[((s * 4 + pr) * B2 + h) * 2 + dr]
                     r = 2 * pr + dr
                     for ki in range(5):
-                        for cin in range(6):
-                            src = hs[r + ki, cin]
-                            base = (ki * 6 + cin) * W2
-                            for c in range(W2):
-                                o[base + c] = src[c0 + c]
+                        src = hs[r + ki]
+                        for q in range(6 * W2):
+                            o[ki * 6 * W2 + q] = src[c0 + q]
                     o[K2] = 1.0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pool_window(z, row, ca, cb):  # pragma: no cover - numba
-    """Maximum of one 2×2 window and its code (first maximum in row-major order, or DEAD)."""
-    m = z[row, ca]
-    k = 0
-    v = z[row, cb]
-    if v > m:
-        m = v
-        k = 1
-    v = z[row + 1, ca]
-    if v > m:
-        m = v
-        k = 2
-    v = z[row + 1, cb]
-    if v > m:
-        m = v
-        k = 3
-    if m > 0.0:
-        return m, k
-    return np.float32(0.0), DEAD
+def _pool_row(z, row, C, vals, codes):  # pragma: no cover - numba
+    """Pool the ``C`` windows of GEMM rows ``row``, ``row + 1`` (columns ``j`` and ``C + j``) into
+    ``vals[j]`` (ReLU'd maximum) and ``codes[j]`` (first maximum in row-major order, or DEAD).
+    Branch-free, so it vectorises (2× faster than comparisons with branches here)."""
+    top = z[row]
+    bottom = z[row + 1]
+    for j in range(C):
+        a = top[j]
+        b = top[C + j]
+        c = bottom[j]
+        d = bottom[C + j]
+        m01 = max(a, b)
+        k01 = np.uint8(1) if b > a else np.uint8(0)
+        m23 = max(c, d)
+        k23 = np.uint8(3) if d > c else np.uint8(2)
+        lower = m23 > m01
+        m = m23 if lower else m01
+        k = k23 if lower else k01
+        vals[j] = m if m > 0.0 else np.float32(0.0)
+        codes[j] = k if m > 0.0 else np.uint8(DEAD)
 
 
 @njit(cache=True, nogil=True)
 def pool1(z1, h1, code1):  # pragma: no cover - numba
-    """Pool + ReLU of conv1: ``z1[S·24·B1, N1]`` → ``h1`` and ``code1`` (flat ``[S, 12, 6, 12]``:
-    row, channel, column — the layout :func:`conv2_rows` reads)."""
+    """Pool + ReLU of conv1: ``z1[S·24·B1, N1]`` → ``h1`` and ``code1`` (flat ``[S, 12, 12, 6]``:
+    row, column, channel — the layout :func:`conv2_rows` reads)."""
     S = z1.shape[0] // (24 * B1)
+    C = 6 * PB1
+    vals = np.empty(C, dtype=np.float32)
+    codes = np.empty(C, dtype=np.uint8)
     for s in range(S):
         for pr in range(12):
             for h in range(B1):
-                row = ((s * 12 + pr) * B1 + h) * 2
-                for o in range(6):
-                    for pc in range(PB1):
-                        m, k = _pool_window(z1, row, o * PB1 + pc, (6 + o) * PB1 + pc)
-                        i = s * 864 + pr * 72 + o * 12 + h * PB1 + pc
-                        h1[i] = m
-                        code1[i] = k
+                _pool_row(z1, ((s * 12 + pr) * B1 + h) * 2, C, vals, codes)
+                base = s * 864 + pr * 72 + h * PB1 * 6
+                for j in range(C):  # j = o·PB1 + pc → column h·PB1 + pc, channel o
+                    i = base + (j % PB1) * 6 + j // PB1
+                    h1[i] = vals[j]
+                    code1[i] = codes[j]
 
 
 @njit(cache=True, nogil=True)
@@ -133,25 +135,27 @@ def pool2(z2, f, code2):  # pragma: no cover - numba
     """Pool + ReLU of conv2: ``z2[S·8·B2, N2]`` → ``f`` and ``code2`` (flat ``[S, 16, 4, 4]``:
     channel, row, column — the module's flatten order)."""
     S = z2.shape[0] // (8 * B2)
+    C = 16 * PB2
+    vals = np.empty(C, dtype=np.float32)
+    codes = np.empty(C, dtype=np.uint8)
     for s in range(S):
         for pr in range(4):
             for h in range(B2):
-                row = ((s * 4 + pr) * B2 + h) * 2
-                for o in range(16):
-                    for pc in range(PB2):
-                        m, k = _pool_window(z2, row, o * PB2 + pc, (16 + o) * PB2 + pc)
-                        i = s * 256 + o * 16 + pr * 4 + h * PB2 + pc
-                        f[i] = m
-                        code2[i] = k
+                _pool_row(z2, ((s * 4 + pr) * B2 + h) * 2, C, vals, codes)
+                base = s * 256 + pr * 4 + h * PB2
+                for j in range(C):  # j = o·PB2 + pc → channel o, column h·PB2 + pc
+                    i = base + (j // PB2) * 16 + j % PB2
+                    f[i] = vals[j]
+                    code2[i] = codes[j]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _unpool_window(dz, row, ca, cb, g, k):  # pragma: no cover - numba
     """Write one window's four gradients: ``g`` at position ``k``, 0 elsewhere."""
-    dz[row, ca] = g if k == 0 else 0.0
-    dz[row, cb] = g if k == 1 else 0.0
-    dz[row + 1, ca] = g if k == 2 else 0.0
-    dz[row + 1, cb] = g if k == 3 else 0.0
+    dz[row, ca] = g if k == 0 else np.float32(0.0)
+    dz[row, cb] = g if k == 1 else np.float32(0.0)
+    dz[row + 1, ca] = g if k == 2 else np.float32(0.0)
+    dz[row + 1, cb] = g if k == 3 else np.float32(0.0)
 
 
 @njit(cache=True, nogil=True)
@@ -173,30 +177,53 @@ def col2im_unpool1(drows2, code1, dz1):  # pragma: no cover - numba
     """The gradient of conv1's output from that of conv2's row patches, in one pass.
 
     ``drows2[S·8·B2, K2]`` (:func:`conv2_rows`'s layout without the bias column) is added back
-    where each patch entry was read (col2im) into ``dh1[12, 6, 12]`` per sample, which then goes
-    back through pool + ReLU of conv1 (``code1``, flat ``[S, 12, 6, 12]``) into ``dz1[S·24·B1, N1]``.
+    where each patch entry was read (col2im) into ``dh1[12, 72]`` per sample, which then goes
+    back through pool + ReLU of conv1 (``code1``, flat ``[S, 12, 12, 6]``) into ``dz1[S·24·B1, N1]``.
     """
     S = code1.shape[0] // 864
-    acc = np.empty((12, 6, 12), dtype=np.float32)
+    acc = np.empty((12, 72), dtype=np.float32)
     for s in range(S):
         acc[:] = 0.0
         for pr in range(4):
             for h in range(B2):
-                c0 = 2 * PB2 * h
+                c0 = 12 * PB2 * h
                 for dr in range(2):
-                    d = drows2[((s * 4 + pr) * B2 + h) * 2 + dr]
+                    row = ((s * 4 + pr) * B2 + h) * 2 + dr
                     r = 2 * pr + dr
                     for ki in range(5):
-                        for cin in range(6):
-                            a = acc[r + ki, cin]
-                            base = (ki * 6 + cin) * W2
-                            for c in range(W2):
-                                a[c0 + c] += d[base + c]
+                        for q in range(6 * W2):
+                            acc[r + ki, c0 + q] += drows2[row, ki * 6 * W2 + q]
         for pr in range(12):
             for h in range(B1):
                 row = ((s * 12 + pr) * B1 + h) * 2
                 for o in range(6):
                     for pc in range(PB1):
-                        col = h * PB1 + pc
-                        _unpool_window(dz1, row, o * PB1 + pc, (6 + o) * PB1 + pc, acc[pr, o, col],
-                                       code1[s * 864 + pr * 72 + o * 12 + col])
+                        j = (h * PB1 + pc) * 6 + o
+                        _unpool_window(dz1, row, o * PB1 + pc, (6 + o) * PB1 + pc, acc[pr, j],
+                                       code1[s * 864 + pr * 72 + j])
+
+
+@njit(cache=True, nogil=True)
+def toeplitz(W, bias, pos, src, T):  # pragma: no cover - numba
+    """Banded conv matrices ``T[g, rows + 1, cols]`` (zeroed here) from kernels ``W[g, ·]``: tap
+    ``src[k]`` of device ``d``'s kernel goes to flat position ``pos[k]``; the last row is ``bias[g, cols]``."""
+    g, R1, C = T.shape
+    for d in range(g):
+        Td = T[d]
+        Td[:, :] = 0.0
+        for k in range(pos.size):
+            Td[pos[k] // C, pos[k] % C] = W[d, src[k]]
+        for c in range(C):
+            Td[R1 - 1, c] = bias[d, c]
+
+
+@njit(cache=True, nogil=True)
+def toeplitz_grad(gT, pos, src, out):  # pragma: no cover - numba
+    """Adjoint of :func:`toeplitz` for the kernel: ``out[d, src[k]] = Σ gT[d].flat[pos[k]]`` (zeroed here)."""
+    g, R1, C = gT.shape
+    for d in range(g):
+        o = out[d]
+        o[:] = 0.0
+        G = gT[d]
+        for k in range(pos.size):
+            o[src[k]] += G[pos[k] // C, pos[k] % C]

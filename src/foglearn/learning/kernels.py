@@ -144,37 +144,37 @@ class BatchedMLP:
         return loss, grad
 
 
-def _toeplitz_index(out_ch: int, in_ch: int, width_in: int, width_out_half: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _toeplitz_index(out_ch: int, in_ch: int, width_in: int, width_out_half: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions of a 5×5 kernel's taps in the banded (Toeplitz) matrix of a row convolution.
 
-    The matrix ``T[(ki, cin, col_in), (dc, o, pc)]`` (``col_in`` < ``width_in``; output column
+    The matrix ``T[(ki, col_in, cin), (dc, o, pc)]`` (``col_in`` < ``width_in``; output column
     ``2·pc + dc`` with ``pc`` < ``width_out_half``) holds ``W[o, cin, ki, col_in - 2·pc - dc]``
     where that tap exists. Returns (flat position in ``T``, flat index into ``W[o, cin, ki, kj]``).
     """
-    o, c, ki, kj, dc, pc = torch.meshgrid(*(torch.arange(k) for k in (out_ch, in_ch, 5, 5, 2, width_out_half)),
-                                          indexing="ij")
-    row = (ki * in_ch + c) * width_in + 2 * pc + dc + kj
+    o, c, ki, kj, dc, pc = np.meshgrid(*(np.arange(k) for k in (out_ch, in_ch, 5, 5, 2, width_out_half)),
+                                       indexing="ij")
+    row = (ki * width_in + 2 * pc + dc + kj) * in_ch + c
     col = (dc * out_ch + o) * width_out_half + pc
     pos = row * (2 * out_ch * width_out_half) + col
     src = ((o * in_ch + c) * 5 + ki) * 5 + kj
-    return pos.reshape(-1), src.reshape(-1)
+    return pos.reshape(-1).astype(np.int64), src.reshape(-1).astype(np.int64)
 
 
-def _toeplitz(W: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor], rows: int, cols: int,
+def _toeplitz(W: torch.Tensor, index: tuple[np.ndarray, np.ndarray], rows: int, cols: int,
               bias: torch.Tensor) -> torch.Tensor:
     """``[g, O·C·25]`` kernels → ``[g, rows + 1, cols]`` banded matrices (see :func:`_toeplitz_index`)
     whose last row is ``bias`` (``[g, …]`` with ``cols`` elements per device)."""
     g = W.shape[0]
-    T = W.new_zeros(g, (rows + 1) * cols)
-    T[:, index[0]] = W[:, index[1]]
-    T[:, rows * cols:].view(bias.shape).copy_(bias)
-    return T.view(g, rows + 1, cols)
+    T = torch.empty(g, rows + 1, cols)
+    ck.toeplitz(W.contiguous().numpy(), bias.reshape(g, cols).contiguous().numpy(), *index, T.numpy())
+    return T
 
 
-def _toeplitz_grad(gT: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor], n: int) -> torch.Tensor:
+def _toeplitz_grad(gT: torch.Tensor, index: tuple[np.ndarray, np.ndarray], n: int) -> torch.Tensor:
     """Adjoint of :func:`_toeplitz`: sums each tap's entries of ``gT [g, rows, cols]`` → ``[g, n]``."""
-    g = gT.shape[0]
-    return gT.new_zeros(g, n).index_add_(1, index[1], gT.reshape(g, -1)[:, index[0]])
+    out = torch.empty(gT.shape[0], n)
+    ck.toeplitz_grad(gT.contiguous().numpy(), *index, out.numpy())
+    return out
 
 
 class _Workspace:
@@ -251,7 +251,7 @@ class BatchedCNN:
         T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, ck.K1, ck.N1,
                        p["conv1.bias"].view(g, 1, 6, 1).expand(g, 2, 6, ck.PB1))
         z1 = torch.bmm(rows1, T1, out=ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1)))  # [g, (s, pr, h, dr), (dc, o, pc)]
-        h1 = ws.tensor("h1", (S, 12, 6, 12))  # pooled + ReLU: [s, row, channel, column]
+        h1 = ws.tensor("h1", (S, 12, 72))  # pooled + ReLU: [s, row, (column, channel)]
         code1 = ws.array("code1", S * 864)
         ck.pool1(z1.view(-1, ck.N1).numpy(), h1.view(-1).numpy(), code1)
         rows2 = ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2 + 1))
