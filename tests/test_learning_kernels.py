@@ -62,6 +62,22 @@ def test_cnn_kernel_matches_module_ragged_with_empty_devices(counts):
     _check_against_modules(kernel, modules[:1], x[:1, :3], y[:1, :3], [3])
 
 
+@pytest.mark.parametrize("kind", ["cnn", "mlp"])
+def test_kernel_reads_samples_in_place_with_index(kind):
+    """``index`` selects the batch from the whole dataset: same numbers as the gathered batch."""
+    modules = [make_model(kind, seed=s) for s in range(2)]
+    kernel = batched_kernel(modules[0])
+    flat = torch.stack([kernel.layout.flatten(dict(m.named_parameters())) for m in modules])
+    X = torch.from_numpy(TINY.x_train)
+    idx = torch.randint(0, TINY.n_train, (2, 5), generator=torch.Generator().manual_seed(9))
+    y = torch.from_numpy(TINY.y_train)[idx]
+    wt = torch.full((2, 5), 0.2)
+    loss, grad = kernel.loss_and_grad(flat, X[idx], y, wt)
+    loss_i, grad_i = kernel.loss_and_grad(flat, X, y, wt, index=idx)
+    assert torch.equal(loss, loss_i) and torch.equal(grad, grad_i)
+    assert torch.equal(kernel.forward(flat, X[idx]), kernel.forward(flat, X, index=idx))
+
+
 def test_cnn_kernel_pooling_ties_route_like_max_pool2d():
     """Blank borders + positive biases: many 2×2 windows hold equal maxima; max_pool2d sends the
     gradient to the first one (row-major), and so must the kernel."""

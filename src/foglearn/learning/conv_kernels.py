@@ -6,14 +6,16 @@ through pooling, and the col2im of the second convolution fused with the first p
 backward — is one compiled pass each, with no temporaries. Every kernel releases the GIL
 (``nogil``) so chunks can run on several threads, and none allocates per sample.
 
-Layouts (``S`` samples, all float32 C-contiguous unless said):
+Layouts (``S`` samples, all float32 C-contiguous):
 
-* A conv layer with ``P`` pooled rows, blocks of ``pb`` pooling windows (``B = width / pb``
-  blocks) and ``O`` output channels has its GEMM output ``z[S·P·B·2, 2·O·pb]``: row
-  ``((s·P + pr)·B + h)·2 + dr`` is output row ``2·pr + dr`` of block ``h``; column
-  ``(dc·O + o)·pb + pc`` is channel ``o`` at output column ``2·(h·pb + pc) + dc``.
-* Pooled values go to a flat array at ``s·sS + pr·sR + o·sO + (h·pb + pc)·sC`` (the strides give
-  the next layer's layout); beside each one a ``uint8`` code: the position ``2·dr + dc`` of the
+* A conv layer with ``P`` pooled rows, blocks of ``PB`` pooling windows (``B`` blocks) and ``O``
+  output channels has its GEMM output ``z[S·P·B·2, 2·O·PB]``: row ``((s·P + pr)·B + h)·2 + dr``
+  is output row ``2·pr + dr`` of block ``h``; column ``(dc·O + o)·PB + pc`` is channel ``o`` at
+  output column ``2·(h·PB + pc) + dc``. A 2×2 pooling window is two adjacent rows × the columns
+  ``j`` and ``O·PB + j``.
+* Pooled values of conv1 are ``h1[S, 12, 12, 6]`` (row, column, channel: conv2's patch of one
+  input row is then one contiguous run); those of conv2 are ``f[S, 16, 4, 4]`` (the module's
+  flatten order). Beside each pooled value a ``uint8`` code: the position ``2·dr + dc`` of the
   window's **first** maximum in row-major order (where :func:`torch.nn.functional.max_pool2d`
   routes the gradient), or :data:`DEAD` when the maximum is ≤ 0 (ReLU's gradient is 0 there;
   ``relu(pool(z)) = pool(relu(z))`` with the same gradient).
@@ -26,9 +28,12 @@ from numba import njit
 
 #: Pooling code of a window whose maximum is ≤ 0: ReLU passes no gradient.
 DEAD = 4
-#: Pooling windows per column block of conv1 (12 % PB1 == 0) and conv2 (4 % PB2 == 0). They are
-#: compile-time constants so the inner loops unroll and vectorise (5× faster than run-time
-#: bounds here); 4 and 1 give the least GEMM + glue time per sample (``bench/cnn_kernel.py``).
+#: Pooling windows per column block of conv1 (12 % PB1 == 0) and conv2 (4 % PB2 == 0). Narrow
+#: blocks waste fewer multiplies on the band's zeros, wide ones make larger GEMMs; measured here
+#: (1 thread, 64–128 samples per call) the GEMM time per sample is least at PB1 = 4
+#: (4.5 µs vs 9.4 µs at 12) and PB2 = 1 (5.9 µs vs 11.3 µs at 4). They are compile-time
+#: constants so the inner loops unroll and vectorise (the patch copy ran 5× faster than with
+#: run-time bounds).
 PB1 = 4
 PB2 = 1
 B1 = 12 // PB1
@@ -44,15 +49,15 @@ N2 = 32 * PB2
 
 
 @njit(cache=True, nogil=True)
-def conv1_rows(x, out):  # pragma: no cover - numba
-    """Row patches of the first convolution: ``x[S, 28, 28]`` → ``out[S·24·B1, K1 + 1]``.
+def conv1_rows(x, idx, out):  # pragma: no cover - numba
+    """Row patches of the first convolution for samples ``x[idx[s]]`` (``x[N, 28, 28]``, so the
+    batch is never gathered separately) → ``out[S·24·B1, K1 + 1]``.
 
-    Row ``((s·12 + pr)·B1 + h)·2 + dr`` holds ``x[s, 2pr + dr + ki, 2·PB1·h + c]`` at column
+    Row ``((s·12 + pr)·B1 + h)·2 + dr`` holds ``x[idx[s], 2pr + dr + ki, 2·PB1·h + c]`` at column
     ``ki·W1 + c`` and a 1 (the bias) in the last column.
     """
-    S = x.shape[0]
-    for s in range(S):
-        xs = x[s]
+    for s in range(idx.size):
+        xs = x[idx[s]]
         for pr in range(12):
             for h in range(B1):
                 c0 = 2 * PB1 * h
@@ -172,58 +177,72 @@ def unpool2(df, code2, dz2):  # pragma: no cover - numba
                         _unpool_window(dz2, row, o * PB2 + pc, (16 + o) * PB2 + pc, df[i], code2[i])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add(dst, src, n):  # pragma: no cover - numba
+    """``dst[:n] += src[:n]``. ``n`` must stay a run-time value: LLVM then vectorises the loop with
+    a run-time overlap check, while a constant trip count is unrolled to scalar adds (it cannot
+    prove that the two views do not overlap)."""
+    for i in range(n):
+        dst[i] += src[i]
+
+
 @njit(cache=True, nogil=True)
-def col2im_unpool1(drows2, code1, dz1):  # pragma: no cover - numba
+def col2im_unpool1(drows2, code1, dz1, run):  # pragma: no cover - numba
     """The gradient of conv1's output from that of conv2's row patches, in one pass.
 
     ``drows2[S·8·B2, K2]`` (:func:`conv2_rows`'s layout without the bias column) is added back
     where each patch entry was read (col2im) into ``dh1[12, 72]`` per sample, which then goes
     back through pool + ReLU of conv1 (``code1``, flat ``[S, 12, 12, 6]``) into ``dz1[S·24·B1, N1]``.
+    ``run`` is ``6·W2``, the length of one patch run (see :func:`_add`).
     """
     S = code1.shape[0] // 864
-    acc = np.empty((12, 72), dtype=np.float32)
+    acc2 = np.empty((12, 72), dtype=np.float32)
+    acc = acc2.reshape(864)
     for s in range(S):
         acc[:] = 0.0
         for pr in range(4):
             for h in range(B2):
                 c0 = 12 * PB2 * h
                 for dr in range(2):
-                    row = ((s * 4 + pr) * B2 + h) * 2 + dr
+                    d = drows2[((s * 4 + pr) * B2 + h) * 2 + dr]
                     r = 2 * pr + dr
                     for ki in range(5):
-                        for q in range(6 * W2):
-                            acc[r + ki, c0 + q] += drows2[row, ki * 6 * W2 + q]
+                        _add(acc[(r + ki) * 72 + c0:], d[ki * run:], run)
         for pr in range(12):
             for h in range(B1):
                 row = ((s * 12 + pr) * B1 + h) * 2
                 for o in range(6):
                     for pc in range(PB1):
                         j = (h * PB1 + pc) * 6 + o
-                        _unpool_window(dz1, row, o * PB1 + pc, (6 + o) * PB1 + pc, acc[pr, j],
+                        _unpool_window(dz1, row, o * PB1 + pc, (6 + o) * PB1 + pc, acc2[pr, j],
                                        code1[s * 864 + pr * 72 + j])
 
 
 @njit(cache=True, nogil=True)
 def toeplitz(W, bias, pos, src, T):  # pragma: no cover - numba
-    """Banded conv matrices ``T[g, rows + 1, cols]`` (zeroed here) from kernels ``W[g, ·]``: tap
-    ``src[k]`` of device ``d``'s kernel goes to flat position ``pos[k]``; the last row is ``bias[g, cols]``."""
-    g, R1, C = T.shape
+    """Banded conv matrices ``T[g, (rows + 1)·cols]`` (flat; zeroed here) from kernels ``W[g, ·]``:
+    tap ``src[k]`` of device ``d``'s kernel goes to position ``pos[k]``; the last ``cols``
+    entries (the bias row) are ``bias[d]``."""
+    g, n = T.shape
+    C = bias.shape[1]
     for d in range(g):
         Td = T[d]
-        Td[:, :] = 0.0
+        for i in range(n - C):
+            Td[i] = 0.0
         for k in range(pos.size):
-            Td[pos[k] // C, pos[k] % C] = W[d, src[k]]
+            Td[pos[k]] = W[d, src[k]]
         for c in range(C):
-            Td[R1 - 1, c] = bias[d, c]
+            Td[n - C + c] = bias[d, c]
 
 
 @njit(cache=True, nogil=True)
 def toeplitz_grad(gT, pos, src, out):  # pragma: no cover - numba
-    """Adjoint of :func:`toeplitz` for the kernel: ``out[d, src[k]] = Σ gT[d].flat[pos[k]]`` (zeroed here)."""
-    g, R1, C = gT.shape
+    """Adjoint of :func:`toeplitz` for the kernel: ``out[d, src[k]] = Σ gT[d, pos[k]]`` (``gT``
+    flat ``[g, (rows + 1)·cols]``; ``out`` zeroed here)."""
+    g = gT.shape[0]
     for d in range(g):
         o = out[d]
         o[:] = 0.0
         G = gT[d]
         for k in range(pos.size):
-            o[src[k]] += G[pos[k] // C, pos[k] % C]
+            o[src[k]] += G[pos[k]]

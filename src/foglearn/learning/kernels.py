@@ -5,7 +5,9 @@ each with its own parameters ``w_i`` (they differ within an aggregation period, 
 holds ``g`` devices padded to a common batch width ``w``; every kernel here takes
 
 * ``flat``: ``[g, P]`` — each device's parameters, flattened in ``module.named_parameters()`` order;
-* ``x``: ``[g, w, 1, 28, 28]`` (float32), ``y``: ``[g, w]`` (int64);
+* ``x``: ``[g, w, 1, 28, 28]`` (float32) — or, with ``index`` ``[g, w]`` (int64), a whole dataset
+  ``[N, 1, 28, 28]`` whose samples ``x[index]`` make the batch (the CNN then reads them in place);
+* ``y``: ``[g, w]`` (int64);
 * ``weight``: ``[g, w]`` — the weight of each sample's loss (``1/|G_i(t)|`` for real samples,
   ``0`` for padding),
 
@@ -14,22 +16,21 @@ gradients ``∇_{w_i} Σ_s weight_s · l(w_i, x_s, y_s)`` as ``[g, P]``. With ``
 device ``i``'s samples the gradient is ``∇ L_i(w_i | G_i(t))`` of eq. (3). Padded samples (weight 0)
 contribute exactly nothing, and a device with no samples gets a zero gradient.
 
-All work is done with batched GEMMs (:func:`torch.bmm` / :func:`torch.baddbmm`) over the device
-axis; the backward pass is written by hand (no autograd graph):
+All weight-bearing work is batched GEMMs (:func:`torch.bmm` / :func:`torch.baddbmm`, MKL) over
+the device axis; the backward pass is written by hand (no autograd graph):
 
 * **conv** as a row-Toeplitz GEMM (:class:`BatchedCNN`): five consecutive input rows of a
-  sample (a strided view, copied once, plus a column of ones for the bias) times a banded
-  matrix built from the 5×5 kernel give a whole output row, all channels. This keeps GEMMs
-  large (``K`` = 141 / 361, ``N`` = 144 / 128) and the copies small (3.4k / 2.9k floats per
-  sample instead of 14.4k / 9.6k for im2col). Measured on this project's 2-core box, 1 thread,
-  per sample (forward + backward): im2col + ``max_pool2d`` ≈ 180 µs, row-Toeplitz ≈ 50–60 µs;
-  PyTorch's own module (mkldnn) ≈ 90–190 µs.
-* **max pooling**: output rows and columns are ordered so that the four positions of every
-  2×2 window are four contiguous blocks; pooling is three ``torch.maximum`` calls and the gradient goes
-  to the *first* maximum of each window in row-major order, exactly as
-  :func:`torch.nn.functional.max_pool2d`. ReLU is applied after pooling
-  (``pool(relu(z)) = relu(pool(z))``, with the same gradient: where the window's maximum is
-  ≤ 0 both are 0).
+  sample (a narrow block of columns, plus a 1 for the bias) times a banded matrix built from the
+  5×5 kernel give a block of output columns of one output row, all channels. Measured on this
+  project's 2-core box, 1 thread, per sample (forward + backward, ``bench/cnn_kernel.py``):
+  ours ≈ 24 µs at 256 samples per call, PyTorch's own module (oneDNN) ≈ 44–49 µs.
+* the memory-bound glue — patch building, 2×2 max pooling fused with ReLU, its backward, and
+  the second conv's col2im fused with the first pooling's backward — is one compiled pass each
+  (:mod:`foglearn.learning.conv_kernels`, numba, GIL released) into scratch buffers that are reused
+  across calls (:class:`_Workspace`). Pooling routes the gradient to the *first* maximum of each
+  window in row-major order, exactly as :func:`torch.nn.functional.max_pool2d`; ReLU is applied
+  after pooling (``pool(relu(z)) = relu(pool(z))``, with the same gradient: where the window's
+  maximum is ≤ 0 both are 0).
 * the gradient w.r.t. the network input is never computed.
 
 The kernels match the reference :class:`~foglearn.learning.models.CNN` / ``MLP`` modules to
@@ -120,18 +121,19 @@ class BatchedMLP:
         if self.layout.names != ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
             raise TypeError("BatchedMLP: module does not have the MLP's parameters")
 
-    def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[g, w, 10]`` of ``x [g, w, 1, 28, 28]`` under each device's parameters."""
+    def forward(self, flat: torch.Tensor, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[g, w, 10]`` of ``x [g, w, 1, 28, 28]`` (or ``x[index]``) under each device's parameters."""
+        x = x if index is None else x[index]
         g, w = x.shape[:2]
         p = self.layout.unflatten(flat)
         h1 = torch.baddbmm(p["fc1.bias"].unsqueeze(1), x.reshape(g, w, -1), p["fc1.weight"].transpose(1, 2))
         return torch.baddbmm(p["fc2.bias"].unsqueeze(1), h1.clamp_min_(0), p["fc2.weight"].transpose(1, 2))
 
-    def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+                      index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         g, w = y.shape
         p = self.layout.unflatten(flat)
-        xf = x.reshape(g, w, -1)
+        xf = (x if index is None else x[index]).reshape(g, w, -1)
         z1 = torch.baddbmm(p["fc1.bias"].unsqueeze(1), xf, p["fc1.weight"].transpose(1, 2))
         h1 = z1.clamp_min(0)
         z2 = torch.baddbmm(p["fc2.bias"].unsqueeze(1), h1, p["fc2.weight"].transpose(1, 2))
@@ -166,14 +168,14 @@ def _toeplitz(W: torch.Tensor, index: tuple[np.ndarray, np.ndarray], rows: int, 
     whose last row is ``bias`` (``[g, …]`` with ``cols`` elements per device)."""
     g = W.shape[0]
     T = torch.empty(g, rows + 1, cols)
-    ck.toeplitz(W.contiguous().numpy(), bias.reshape(g, cols).contiguous().numpy(), *index, T.numpy())
+    ck.toeplitz(W.contiguous().numpy(), bias.reshape(g, cols).numpy(), *index, T.view(g, -1).numpy())
     return T
 
 
 def _toeplitz_grad(gT: torch.Tensor, index: tuple[np.ndarray, np.ndarray], n: int) -> torch.Tensor:
     """Adjoint of :func:`_toeplitz`: sums each tap's entries of ``gT [g, rows, cols]`` → ``[g, n]``."""
     out = torch.empty(gT.shape[0], n)
-    ck.toeplitz_grad(gT.contiguous().numpy(), *index, out.numpy())
+    ck.toeplitz_grad(gT.reshape(gT.shape[0], -1).numpy(), *index, out.numpy())
     return out
 
 
@@ -218,8 +220,9 @@ class BatchedCNN:
     ``rowsᵀ @ dOut`` summed over each tap's band (:func:`_toeplitz_grad`).
 
     The GEMMs run in MKL (:func:`torch.bmm`); the patch building, pooling + ReLU, their
-    backward and the col2im run as single compiled passes (:mod:`foglearn.learning.conv_kernels`).
-    Defaults ``pb1 = 4``, ``pb2 = 1`` were the fastest per sample here (``bench/cnn_kernel.py``).
+    backward and the col2im run as single compiled passes (:mod:`foglearn.learning.conv_kernels`,
+    whose ``PB1``/``PB2`` set the block widths). Calls on several threads at once are safe: each
+    thread has its own scratch buffers.
     """
 
     NAMES = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
@@ -242,12 +245,17 @@ class BatchedCNN:
             ws = self._local.ws = _Workspace()
         return ws
 
-    def _forward(self, p: dict[str, torch.Tensor], x: torch.Tensor, g: int, w: int) -> dict:
+    def _forward(self, p: dict[str, torch.Tensor], x: torch.Tensor, index: torch.Tensor | None, g: int, w: int
+                 ) -> dict:
         S = g * w
         ws = self._workspace()
-        xs = x.reshape(S, 28, 28).to(torch.float32).contiguous()
+        if index is None:
+            xs, idx = x.reshape(S, 28, 28), np.arange(S)
+        else:
+            xs, idx = x.reshape(-1, 28, 28), np.asarray(index, dtype=np.int64).reshape(S)
+        xs = xs.to(torch.float32).contiguous()  # no copy for the datasets' arrays
         rows1 = ws.tensor("rows1", (g, w * 24 * ck.B1, ck.K1 + 1))
-        ck.conv1_rows(xs.numpy(), rows1.view(-1, ck.K1 + 1).numpy())
+        ck.conv1_rows(xs.numpy(), idx, rows1.view(-1, ck.K1 + 1).numpy())
         T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, ck.K1, ck.N1,
                        p["conv1.bias"].view(g, 1, 6, 1).expand(g, 2, 6, ck.PB1))
         z1 = torch.bmm(rows1, T1, out=ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1)))  # [g, (s, pr, h, dr), (dc, o, pc)]
@@ -270,16 +278,16 @@ class BatchedCNN:
         return {"rows1": rows1, "code1": code1, "rows2": rows2, "T2": T2, "code2": code2, "f": f,
                 "h3": h3, "h4": h4, "z5": z5}
 
-    def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[g, w, 10]`` of ``x [g, w, 1, 28, 28]`` under each device's parameters."""
-        g, w = x.shape[:2]
-        return self._forward(self.layout.unflatten(flat), x, g, w)["z5"]
+    def forward(self, flat: torch.Tensor, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[g, w, 10]`` of ``x [g, w, 1, 28, 28]`` (or ``x[index]``) under each device's parameters."""
+        g, w = x.shape[:2] if index is None else index.shape
+        return self._forward(self.layout.unflatten(flat), x, index, g, w)["z5"]
 
-    def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+                      index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         g, w = y.shape
         p = self.layout.unflatten(flat)
-        a = self._forward(p, x, g, w)
+        a = self._forward(p, x, index, g, w)
         ws = self._workspace()
         h4, h3, f = a["h4"], a["h3"], a["f"]
         loss, d5 = _xent(a["z5"], y, weight)
@@ -300,7 +308,7 @@ class BatchedCNN:
                            out=ws.tensor("drows2", (g, w * 8 * ck.B2, ck.K2)))
         # col2im of conv2's patches, then pool1 + ReLU backward, in one pass
         dz1 = ws.tensor("dz1", (g, w * 24 * ck.B1, ck.N1))
-        ck.col2im_unpool1(drows2.view(-1, ck.K2).numpy(), a["code1"], dz1.view(-1, ck.N1).numpy())
+        ck.col2im_unpool1(drows2.view(-1, ck.K2).numpy(), a["code1"], dz1.view(-1, ck.N1).numpy(), 6 * ck.W2)
         gT1 = torch.bmm(a["rows1"].transpose(1, 2), dz1)
         gW1 = _toeplitz_grad(gT1, self.T1, 150)
         gb1 = gT1[:, -1].view(g, 2, 6, ck.PB1).sum((1, 3))

@@ -23,9 +23,11 @@ All devices advance together, never one Python step per device:
   parameters are a row of one flat ``[n, P]`` tensor. Active devices are grouped by batch size
   (padding within a group, :func:`_size_groups`), groups are cut into calls of at most
   :data:`CHUNK` samples, and each call runs a hand-written forward/backward with batched GEMMs
-  over the devices (convolutions as row-Toeplitz GEMMs). The SGD step is one ``index_add_`` per
-  call and eq. (4) one ``[n] @ [n, P]`` product. Test-set evaluation (only at aggregations)
-  uses the same kernels.
+  over the devices (convolutions as row-Toeplitz GEMMs). A slot's calls run on ``threads``
+  worker threads (:class:`_Workers`; every op single-threaded, the kernels release the GIL) and
+  are combined in call order, so the result does not depend on the thread count. The SGD step is
+  one ``index_add_`` per call and eq. (4) one ``[n] @ [n, P]`` product. Test-set evaluation
+  (only at aggregations) uses the same kernels and workers.
 * **τ = 1 (exact identity).** Every device then starts every slot from the global model, and the
   ``H``-weighted average of one SGD step each equals one SGD step on the union of the slot's
   batches (see :class:`_UnionRunner`); the run then costs about as much as centralised SGD on
@@ -300,7 +302,8 @@ class _KernelRunner(_Runner):
         """Gradients ``[g, P]`` of devices ``devs`` on samples ``idx [g, w]`` with loss weights ``wt``,
         and each device's weighted loss."""
         w = torch.from_numpy(wt)
-        loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, torch.from_numpy(devs)), X[idx], Y[idx], w)
+        ti = torch.from_numpy(idx)
+        loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, torch.from_numpy(devs)), X, Y[ti], w, index=ti)
         return grad, (loss * w).sum(1).numpy().astype(np.float64)
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
@@ -360,12 +363,16 @@ class _UnionRunner(_Runner):
         self.glob = self.layout.flatten(dict(module.named_parameters()))
 
     def _call(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor, N: int) -> tuple[torch.Tensor, np.ndarray]:
-        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X[idx], Y[idx], torch.full(idx.shape, 1.0 / N))
+        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X, Y[idx], torch.full(idx.shape, 1.0 / N),
+                                               index=idx)
         return grad[0], loss[0].numpy()
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
         N = len(pts)
-        tasks = [(X, Y, torch.from_numpy(pts[lo:lo + CHUNK]).unsqueeze(0), N) for lo in range(0, N, CHUNK)]
+        # equal pieces of at most CHUNK samples (balanced across workers; they depend on N only)
+        k = -(-N // CHUNK)
+        cuts = (np.arange(k + 1) * N) // k
+        tasks = [(X, Y, torch.from_numpy(pts[a:b]).unsqueeze(0), N) for a, b in zip(cuts[:-1], cuts[1:])]
         out = self.workers.map(self._call, tasks)
         grad = out[0][0]
         for g, _ in out[1:]:
