@@ -19,6 +19,12 @@ and the speed-up is printed at equal threads and best against best.
 "Centralised" is ``foglearn.learning.centralised`` (one torch module, one step per slot on all the
 slot's points) on the same points and threads: the per-sample ratio is ours / centralised per point.
 
+``--flower`` also runs Flower's simulation runtime (``bench/flower_workload.py``: the same
+ServerApp/ClientApp as ``foglearn.flower``, τ = 1, no movement) and ours on the same slots. The
+Flower app gives each device a disjoint share of the 60k training points and never repeats one,
+so at n = 100 it can run only the first ~12 slots of the workload (:func:`flower_horizon`); both
+sides run those slots.
+
 The n = ``--big`` rows run in a fresh subprocess each (peak RSS is that process's); their
 centralised reference is measured on the first ``--central-slots`` slots (per point).
 
@@ -120,16 +126,26 @@ def median_of(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), runs[-1][1]
 
 
-def flower(n: int, T: int, model: str) -> float | None:
+def flower(n: int, T: int, model: str) -> tuple[float, float] | None:
+    """Flower's simulation of the workload: (total wall seconds, seconds inside the ServerApp)."""
     if not (HERE / "flower_workload.py").exists():
         return None
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from flower_workload import run_flower_workload; "
-            f"print(run_flower_workload({n}, {T}, {model!r}))")
+            f"s = run_flower_workload({n}, {T}, {model!r}); "
+            f"print(s, run_flower_workload.last_result['wall_seconds'])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         print(f"  flower workload failed: {proc.stderr.strip().splitlines()[-1:]}")
         return None
-    return float(proc.stdout.strip().splitlines()[-1])
+    total, server = proc.stdout.strip().splitlines()[-1].split()
+    return float(total), float(server)
+
+
+def flower_horizon(n: int, T: int, n_train: int = 60000) -> int:
+    """Slots Flower can run: its app gives each device a disjoint ``1/n`` share of the training set
+    and never repeats a point, so ``Σ_t D_i(t)`` (≈ 30 per slot) must stay within ``n_train / n``;
+    60 % of that leaves room for the luckiest of ``n`` devices."""
+    return max(1, min(T, int(0.6 * n_train / n / 30)))
 
 
 def peak_rss_gb() -> float:
@@ -210,14 +226,20 @@ def main() -> None:
                   f"ours/centralised: τ=1 {r1:4.2f}, τ=10 {r10:4.2f}", flush=True)
             row.update({f"centralised_t{th}_s": t_cen, f"ratio_tau1_t{th}": r1, f"ratio_tau10_t{th}": r10})
         if args.flower:
-            t_fl = flower(n, T, args.model)
-            if t_fl is None:
+            H = flower_horizon(n, T)
+            fl = flower(n, H, args.model)
+            if fl is None:
                 print("        flower: skipped (bench/flower_workload.py missing or failed)")
             else:
-                best = min(row[f"ours_tau1_t{th}_s"] for th in threads)
-                print(f"        flower simulation {t_fl:7.2f} s | ours (τ=1, best) is {t_fl / best:5.2f}x faster",
-                      flush=True)
-                row.update({"flower_s": t_fl, "flower_speedup": t_fl / best})
+                th = max(threads)
+                sh = workload(n, H)
+                t_us = statistics.median(ours(sh, ds, args.model, 1, th)[0] for _ in range(args.repeats))
+                print(f"        flower simulation, first {H} slots: {fl[0]:7.2f} s ({fl[1]:.2f} s in the ServerApp) | "
+                      f"ours (τ=1, {th} threads) {t_us:.2f} s → {fl[0] / t_us:5.1f}x "
+                      f"({fl[1] / t_us:5.1f}x against the ServerApp alone)", flush=True)
+                row.update({"flower_horizon": H, "flower_s": fl[0], "flower_serverapp_s": fl[1],
+                            "ours_flower_horizon_s": t_us, "flower_speedup": fl[0] / t_us,
+                            "flower_serverapp_speedup": fl[1] / t_us})
         out[f"n{n}"] = row
     if args.big:
         n = args.big
