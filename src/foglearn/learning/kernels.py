@@ -298,16 +298,16 @@ class BatchedCNN:
         gW3, gb3, df = _linear_back(_relu_back(dh3, h3), f, p["fc1.weight"])
         assert df is not None
         # pool2 + ReLU backward (the codes mark where ReLU passes nothing)
-        dz2 = ws.tensor("dz2", (g, w * 8 * ck.B2, ck.N2))
+        dz2 = ws.tensor("z2", (g, w * 8 * ck.B2, ck.N2))  # z2 is dead: reuse its buffer
         ck.unpool2(df.contiguous().view(-1).numpy(), a["code2"], dz2.view(-1, ck.N2).numpy())
         gT2 = torch.bmm(a["rows2"].transpose(1, 2), dz2)
         gW2 = _toeplitz_grad(gT2, self.T2, 2400)
         gb2 = gT2[:, -1].view(g, 2, 16, ck.PB2).sum((1, 3))
         # d rows2 = dz2 @ T2ᵀ (bias row dropped; a contiguous Tᵀ keeps MKL on its fast path)
         drows2 = torch.bmm(dz2, a["T2"][:, :-1].transpose(1, 2).contiguous(),
-                           out=ws.tensor("drows2", (g, w * 8 * ck.B2, ck.K2)))
+                           out=ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2)))  # rows2 is dead after gT2
         # col2im of conv2's patches, then pool1 + ReLU backward, in one pass
-        dz1 = ws.tensor("dz1", (g, w * 24 * ck.B1, ck.N1))
+        dz1 = ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1))  # z1 is dead: reuse its buffer
         ck.col2im_unpool1(drows2.view(-1, ck.K2).numpy(), a["code1"], dz1.view(-1, ck.N1).numpy(), 6 * ck.W2)
         gT1 = torch.bmm(a["rows1"].transpose(1, 2), dz1)
         gW1 = _toeplitz_grad(gT1, self.T1, 150)
