@@ -23,7 +23,7 @@ the device axis; the backward pass is written by hand (no autograd graph):
   sample (a narrow block of columns, plus a 1 for the bias) times a banded matrix built from the
   5×5 kernel give a block of output columns of one output row, all channels. Measured on this
   project's 2-core box, 1 thread, per sample (forward + backward, ``bench/cnn_kernel.py``):
-  ours ≈ 24 µs at 256 samples per call, PyTorch's own module (oneDNN) ≈ 44–49 µs.
+  ours ≈ 24–26 µs at 256 samples per call, PyTorch's own module (oneDNN) 2.1–2.8× slower.
 * the memory-bound glue — patch building, 2×2 max pooling fused with ReLU, its backward, and
   the second conv's col2im fused with the first pooling's backward — is one compiled pass each
   (:mod:`foglearn.learning.conv_kernels`, numba, GIL released) into scratch buffers that are reused
