@@ -3,8 +3,9 @@
 The convolutions themselves are GEMMs (MKL through :func:`torch.bmm`); everything between
 them — building the row patches, 2×2 max pooling fused with ReLU, routing the gradient back
 through pooling, and the col2im of the second convolution fused with the first pooling's
-backward — is one compiled pass each, with no temporaries. Every kernel releases the GIL
-(``nogil``) so chunks can run on several threads, and none allocates per sample.
+backward — is one compiled pass each, with no temporaries; so are the banded matrices' build and
+adjoint and the cross-entropy with its gradient (used by the MLP too). Every kernel releases the
+GIL (``nogil``) so chunks can run on several threads, and none allocates per sample.
 
 Layouts (``S`` samples, all float32 C-contiguous):
 
