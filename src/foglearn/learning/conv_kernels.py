@@ -73,6 +73,25 @@ def cross_entropy(z, y, weight, loss, dz):  # pragma: no cover - numba
         dz[m, y[m]] -= weight[m]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _patch_rows(img, s, P, B, step, run, K, out):  # pragma: no cover - numba
+    """Row patches of one sample's image ``img[rows, ·]`` (rows flattened): GEMM row
+    ``((s·P + pr)·B + h)·2 + dr`` gets, for ``ki`` = 0…4, the ``run`` values of image row
+    ``2pr + dr + ki`` from column ``step·h`` on, at ``ki·run``; then a 1 (the bias) at ``K``.
+    Inlined into its callers with constant arguments, so the loops unroll."""
+    for pr in range(P):
+        for h in range(B):
+            c0 = step * h
+            for dr in range(2):
+                o = out[((s * P + pr) * B + h) * 2 + dr]
+                r = 2 * pr + dr
+                for ki in range(5):
+                    src = img[r + ki]
+                    for q in range(run):
+                        o[ki * run + q] = src[c0 + q]
+                o[K] = 1.0
+
+
 @njit(cache=True, nogil=True)
 def conv1_rows(x, idx, out):  # pragma: no cover - numba
     """Row patches of the first convolution for samples ``x[idx[s]]`` (``x[N, 28, 28]``, so the
@@ -82,18 +101,7 @@ def conv1_rows(x, idx, out):  # pragma: no cover - numba
     ``ki·W1 + c`` and a 1 (the bias) in the last column.
     """
     for s in range(idx.size):
-        xs = x[idx[s]]
-        for pr in range(12):
-            for h in range(B1):
-                c0 = 2 * PB1 * h
-                for dr in range(2):
-                    o = out[((s * 12 + pr) * B1 + h) * 2 + dr]
-                    r = 2 * pr + dr
-                    for ki in range(5):
-                        src = xs[r + ki]
-                        for c in range(W1):
-                            o[ki * W1 + c] = src[c0 + c]
-                    o[K1] = 1.0
+        _patch_rows(x[idx[s]], s, 12, B1, 2 * PB1, W1, K1, out)
 
 
 @njit(cache=True, nogil=True)
@@ -102,20 +110,8 @@ def conv2_rows(h1, out):  # pragma: no cover - numba
     ``out[S·8·B2, K2 + 1]``; row ``((s·4 + pr)·B2 + h)·2 + dr`` holds
     ``h1[s, 2pr + dr + ki, (2·PB2·h + c)·6 + cin]`` at column ``(ki·W2 + c)·6 + cin``, then a 1:
     five contiguous runs of ``6·W2`` floats."""
-    S = h1.shape[0]
-    for s in range(S):
-        hs = h1[s]
-        for pr in range(4):
-            for h in range(B2):
-                c0 = 12 * PB2 * h
-                for dr in range(2):
-                    o = out[((s * 4 + pr) * B2 + h) * 2 + dr]
-                    r = 2 * pr + dr
-                    for ki in range(5):
-                        src = hs[r + ki]
-                        for q in range(6 * W2):
-                            o[ki * 6 * W2 + q] = src[c0 + q]
-                    o[K2] = 1.0
+    for s in range(h1.shape[0]):
+        _patch_rows(h1[s], s, 4, B2, 12 * PB2, 6 * W2, K2, out)
 
 
 @njit(cache=True, nogil=True, inline="always")
