@@ -8,13 +8,23 @@ import torch
 import torch.nn.functional as F
 
 import foglearn.learning.trainer as trainer_mod
-from foglearn.learning import load_dataset, make_model, no_movement_plan, reference_loop, train
+from foglearn.learning import (
+    fused_cnn,
+    load_dataset,
+    make_model,
+    no_movement_plan,
+    reference_loop,
+    train,
+)
 from foglearn.learning.kernels import BatchedCNN, BatchedMLP, Layout, batched_kernel
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan
 
 torch.set_num_threads(1)
 TINY = load_dataset("tiny")
+#: Both CNN kernel paths: layer by layer (torch GEMMs) and the fused single call (BLAS sgemm from numba).
+FUSED = [False, pytest.param(True, marks=pytest.mark.skipif(not fused_cnn.AVAILABLE,
+                                                          reason="PyTorch exports no sgemm_ here"))]
 
 
 def _inputs(g: int, w: int, seed: int, blank_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,21 +62,22 @@ def _check_against_modules(kernel, modules, x, y, counts, atol=1e-5):
         assert torch.allclose(grad[d], ref_grad, atol=atol, rtol=0), float((grad[d] - ref_grad).abs().max())
 
 
-@pytest.mark.parametrize("counts", [[7, 0, 3, 1, 7], [40, 13]])
-def test_cnn_kernel_matches_module_ragged_with_empty_devices(counts):
+@pytest.mark.parametrize("fused", FUSED)
+@pytest.mark.parametrize("counts", [[7, 0, 3, 1, 7], [40, 13], [2 * fused_cnn.BLOCK + 5]])
+def test_cnn_kernel_matches_module_ragged_with_empty_devices(counts, fused):
     modules = [make_model("cnn", seed=s) for s in range(len(counts))]  # genuinely different weights
-    kernel = BatchedCNN(modules[0])
+    kernel = BatchedCNN(modules[0], fused=fused)
     x, y = _inputs(len(counts), max(counts), seed=1)
     _check_against_modules(kernel, modules, x, y, counts)
     # the kernel reuses its scratch buffers: a smaller call after a larger one is still exact
     _check_against_modules(kernel, modules[:1], x[:1, :3], y[:1, :3], [3])
 
 
-@pytest.mark.parametrize("kind", ["cnn", "mlp"])
+@pytest.mark.parametrize("kind", ["cnn", "mlp", "cnn-layered"])
 def test_kernel_reads_samples_in_place_with_index(kind):
     """``index`` selects the batch from the whole dataset: same numbers as the gathered batch."""
-    modules = [make_model(kind, seed=s) for s in range(2)]
-    kernel = batched_kernel(modules[0])
+    modules = [make_model(kind.split("-")[0], seed=s) for s in range(2)]
+    kernel = BatchedCNN(modules[0], fused=False) if kind == "cnn-layered" else batched_kernel(modules[0])
     flat = torch.stack([kernel.layout.flatten(dict(m.named_parameters())) for m in modules])
     X = torch.from_numpy(TINY.x_train)
     idx = torch.randint(0, TINY.n_train, (2, 5), generator=torch.Generator().manual_seed(9))
@@ -78,7 +89,8 @@ def test_kernel_reads_samples_in_place_with_index(kind):
     assert torch.equal(kernel.forward(flat, X[idx]), kernel.forward(flat, X, index=idx))
 
 
-def test_cnn_kernel_pooling_ties_route_like_max_pool2d():
+@pytest.mark.parametrize("fused", FUSED)
+def test_cnn_kernel_pooling_ties_route_like_max_pool2d(fused):
     """Blank borders + positive biases: many 2×2 windows hold equal maxima; max_pool2d sends the
     gradient to the first one (row-major), and so must the kernel."""
     modules = [make_model("cnn", seed=s) for s in range(3)]
@@ -89,7 +101,7 @@ def test_cnn_kernel_pooling_ties_route_like_max_pool2d():
     x, y = _inputs(3, 6, seed=2, blank_rows=10)
     z = modules[0].conv1(x[0])
     assert (z[:, :, :2, 0] == z[:, :, :2, 1]).any()  # ties really occur
-    _check_against_modules(BatchedCNN(modules[0]), modules, x, y, [6, 2, 5])
+    _check_against_modules(BatchedCNN(modules[0], fused=fused), modules, x, y, [6, 2, 5])
 
 
 def test_mlp_kernel_matches_module_ragged_with_empty_devices():
@@ -109,6 +121,7 @@ def test_layout_roundtrip_and_kernel_selection():
         assert torch.equal(back[k][1], p.detach())
     assert isinstance(batched_kernel(m), BatchedCNN) and isinstance(batched_kernel(make_model("mlp")), BatchedMLP)
     assert batched_kernel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))) is None
+    assert batched_kernel(m).fused == fused_cnn.AVAILABLE  # the single-call path wherever it can run
 
 
 def _scenario(T=8, n=5, seed=0, max_d=12):

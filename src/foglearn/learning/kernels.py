@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from foglearn.learning import conv_kernels as ck
+from foglearn.learning import fused_cnn
 from foglearn.learning.models import CNN, MLP
 
 
@@ -201,9 +202,9 @@ class _Workspace:
         """A float32 view of ``shape`` (uninitialised)."""
         return self._flat(name, _numel(shape), torch.float32).view(shape)
 
-    def array(self, name: str, n: int) -> np.ndarray:
-        """A ``uint8`` array of ``n`` elements (uninitialised)."""
-        return self._flat(name, n, torch.uint8).numpy()
+    def array(self, name: str, n: int, dtype: torch.dtype = torch.uint8) -> np.ndarray:
+        """A ``uint8`` (or ``dtype``) array of ``n`` elements (uninitialised)."""
+        return self._flat(name, n, dtype).numpy()
 
 
 class BatchedCNN:
@@ -219,21 +220,28 @@ class BatchedCNN:
     2×2 pooling window is two adjacent rows × two column blocks. The weight gradient is
     ``rowsᵀ @ dOut`` summed over each tap's band (:func:`_toeplitz_grad`).
 
-    The GEMMs run in MKL (:func:`torch.bmm`); the patch building, pooling + ReLU, their
-    backward and the col2im run as single compiled passes (:mod:`foglearn.learning.conv_kernels`,
-    whose ``PB1``/``PB2`` set the block widths). Calls on several threads at once are safe: each
-    thread has its own scratch buffers.
+    The patch building, pooling + ReLU, their backward and the col2im run as single compiled
+    passes (:mod:`foglearn.learning.conv_kernels`, whose ``PB1``/``PB2`` set the block widths).
+    With ``fused`` (the default where PyTorch's BLAS is reachable, :data:`fused_cnn.AVAILABLE`)
+    :meth:`loss_and_grad` is one compiled call that also drives the GEMMs
+    (:mod:`foglearn.learning.fused_cnn`); otherwise, and always for :meth:`forward`, the GEMMs
+    are :func:`torch.bmm` calls between the passes. Both compute the same numbers (to float32
+    round-off). Calls on several threads at once are safe: each thread has its own scratch buffers.
     """
 
     NAMES = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
              "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias")
 
-    def __init__(self, module: CNN) -> None:
+    def __init__(self, module: CNN, fused: bool | None = None) -> None:
         self.layout = Layout.of(module)
         shapes = dict(zip(self.layout.names, self.layout.shapes))
         if (self.layout.names != self.NAMES or shapes["conv1.weight"] != (6, 1, 5, 5)
-                or shapes["conv2.weight"] != (16, 6, 5, 5) or shapes["fc1.weight"] != (120, 256)):
+                or shapes["conv2.weight"] != (16, 6, 5, 5) or shapes["fc1.weight"] != (120, 256)
+                or self.layout.size != fused_cnn.N_PARAMS):
             raise TypeError("BatchedCNN: module does not have the paper CNN's parameters")
+        if fused and not fused_cnn.AVAILABLE:
+            raise RuntimeError("BatchedCNN(fused=True): PyTorch's library exports no sgemm_ to call")
+        self.fused = fused_cnn.AVAILABLE if fused is None else fused
         self.T1 = _toeplitz_index(6, 1, ck.W1, ck.PB1)
         self.T2 = _toeplitz_index(16, 6, ck.W2, ck.PB2)
         self._local = threading.local()
@@ -285,6 +293,8 @@ class BatchedCNN:
 
     def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
                       index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fused:
+            return self._loss_and_grad_fused(flat, x, y, weight, index)
         g, w = y.shape
         p = self.layout.unflatten(flat)
         a = self._forward(p, x, index, g, w)
@@ -314,6 +324,26 @@ class BatchedCNN:
         gb1 = gT1[:, -1].view(g, 2, 6, ck.PB1).sum((1, 3))
         grad = torch.cat([gW1, gb1, gW2, gb2, gW3.reshape(g, -1), gb3,
                           gW4.reshape(g, -1), gb4, gW5.reshape(g, -1), gb5], dim=1)
+        return loss, grad
+
+
+    def _loss_and_grad_fused(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+                             index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`loss_and_grad` as one compiled call (:func:`fused_cnn.loss_and_grad`)."""
+        g, w = y.shape
+        if index is None:
+            xs, idx = x.reshape(g * w, 28, 28), np.arange(g * w, dtype=np.int64).reshape(g, w)
+        else:
+            xs, idx = x.reshape(-1, 28, 28), np.ascontiguousarray(index, dtype=np.int64).reshape(g, w)
+        ws = self._workspace()
+        loss = torch.empty(g, w)
+        grad = torch.empty(g, self.layout.size)
+        fused_cnn.loss_and_grad(
+            xs.to(torch.float32).contiguous().numpy(), idx, np.ascontiguousarray(y, dtype=np.int64),
+            weight.to(torch.float32).contiguous().numpy(), flat.to(torch.float32).contiguous().numpy(),
+            *self.T1, *self.T2, loss.numpy(), grad.numpy(),
+            ws.tensor("fused", (fused_cnn.SCRATCH_FLOATS,)).numpy(), ws.array("fused_codes", fused_cnn.SCRATCH_CODES),
+            ws.array("fused_ints", fused_cnn.SCRATCH_INTS, torch.int64))
         return loss, grad
 
 

@@ -263,12 +263,16 @@ class _Workers:
     The kernels release the GIL (MKL GEMMs, numba passes with ``nogil``), so ``k`` calls run on
     ``k`` cores at once; this scales much better than splitting every (small) op across threads.
     Results come back in task order and are combined in that order, so a run gives the same
-    numbers for any ``k``.
+    numbers for any ``k``. Each worker sets its own thread-local BLAS/OpenMP thread count to 1:
+    a new thread otherwise starts with the process default (all cores), and the fused CNN call,
+    which calls ``sgemm`` directly, then oversubscribed the cores (2 threads ran 1.4× *slower*
+    than 1 here).
     """
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.pool = ThreadPoolExecutor(k, thread_name_prefix="foglearn-kernel") if k > 1 else None
+        self.pool = (ThreadPoolExecutor(k, thread_name_prefix="foglearn-kernel", initializer=torch.set_num_threads,
+                                        initargs=(1,)) if k > 1 else None)
 
     def map(self, fn: Callable, tasks: list) -> list:
         if self.pool is None or len(tasks) < 2:

@@ -1,0 +1,261 @@
+"""The paper CNN's whole forward + backward pass as **one compiled call** (:class:`~foglearn.learning.kernels.BatchedCNN`).
+
+The layer-by-layer kernel (``BatchedCNN`` with ``fused=False``) issues ~40 PyTorch ops and ~10
+numba calls per batch; their fixed cost (≈ 1 ms per call here, measured) is as large as the
+arithmetic of 40–60 samples. This module runs the same computation — the same row-Toeplitz
+GEMMs and the same compiled glue passes of :mod:`foglearn.learning.conv_kernels` — inside a single
+numba function that releases the GIL and calls the BLAS ``sgemm`` that PyTorch itself uses (MKL on
+x86 builds: the Fortran symbol ``sgemm_`` exported by ``libtorch_cpu``) directly. Samples go
+through in blocks of :data:`BLOCK`, so the scratch of one block (≈ 66 kB per sample) stays in cache,
+and the weight gradients accumulate across blocks in the GEMMs (``beta = 1``).
+
+Per device ``d`` of a call, with parameters ``p = params[d]`` (``named_parameters`` order):
+
+1. the banded matrices ``T1 [K1 + 1, N1]``, ``T2 [K2 + 1, N2]`` of the two 5×5 convolutions
+   (taps from :func:`~foglearn.learning.kernels._toeplitz_index`, last row the bias);
+2. per block of samples with non-zero loss weight (padding is skipped: it contributes nothing):
+   conv1 = patches @ T1 → pool + ReLU → conv2 = patches @ T2 → pool + ReLU → fc 256-120-84-10 with
+   ReLU → cross-entropy (eq. 2); then the backward pass, accumulating ``∇_p Σ weight·l``;
+3. the taps' gradients summed out of the banded matrices' gradients (adjoint of step 1).
+
+:data:`AVAILABLE` is false when PyTorch's library exports no ``sgemm_`` (e.g. a build on another
+BLAS); ``BatchedCNN`` then uses its layer-by-layer path, which computes the same numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import llvmlite.binding as llvm
+import numpy as np
+import torch
+from numba import njit, types
+
+from foglearn.learning import conv_kernels as ck
+
+#: Samples per block inside a call (the scratch of a block is ≈ BLOCK · 66 kB).
+BLOCK = 32
+
+# Offsets of the CNN's parameters in the flat vector (named_parameters order; BatchedCNN checks it).
+O_W1, O_B1, O_W2, O_B2 = 0, 150, 156, 2556
+O_W3, O_B3, O_W4, O_B4, O_W5, O_B5 = 2572, 33292, 33412, 43492, 43576, 44416
+N_PARAMS = 44426
+#: GEMM rows per sample of conv1 (24 output rows × B1 blocks) and conv2 (8 × B2).
+R1 = 24 * ck.B1
+R2 = 8 * ck.B2
+
+#: Float32 scratch per block sample, then the fixed part (T1, T2 and their gradients).
+_PER_SAMPLE = (R1 * (ck.K1 + 1) + R1 * ck.N1 + 864 + R2 * (ck.K2 + 1) + R2 * ck.N2 + 256
+               + 120 + 84 + 10 + 10 + 84 + 120 + 256 + 1)
+_FIXED = 2 * ((ck.K1 + 1) * ck.N1 + (ck.K2 + 1) * ck.N2) + 2  # + gemm's alpha, beta
+SCRATCH_FLOATS = BLOCK * _PER_SAMPLE + _FIXED
+#: uint8 scratch (the pooling codes) and int64 scratch (sample indices and labels of a block).
+SCRATCH_CODES = BLOCK * (864 + 256)
+SCRATCH_INTS = 2 * BLOCK + 8
+
+
+def _load_sgemm() -> bool:
+    """Make PyTorch's ``sgemm_`` visible to numba's linker; false if its library has none."""
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))):
+        try:
+            ctypes.CDLL(path).sgemm_  # noqa: B018 - raises AttributeError when not exported
+        except (OSError, AttributeError):
+            continue
+        llvm.load_library_permanently(path)
+        return True
+    return False
+
+
+AVAILABLE = _load_sgemm()
+_sgemm = types.ExternalFunction("sgemm_", types.void(*([types.intp] * 13)))
+
+
+@njit(cache=True, nogil=True)
+def gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ints, floats):  # pragma: no cover - numba
+    """Row-major ``C[M, N] = alpha · op(A) @ op(B) + beta · C`` (``op`` transposes when ``ta``/``tb``);
+    ``A``, ``B``, ``C`` are addresses, ``ld*`` their row strides. Fortran ``sgemm`` is column-major,
+    so it computes ``Cᵀ = op(B)ᵀ op(A)ᵀ``. The integers are passed by reference from int64 slots,
+    read correctly by LP64 (low 32 bits, little-endian) and ILP64 builds alike."""
+    ints[0] = N
+    ints[1] = M
+    ints[2] = K
+    ints[3] = ldb
+    ints[4] = lda
+    ints[5] = ldc
+    ints[6] = 84 if tb else 78  # 'T' / 'N'
+    ints[7] = 84 if ta else 78
+    floats[0] = alpha
+    floats[1] = beta
+    i = ints.ctypes.data
+    f = floats.ctypes.data
+    _sgemm(i + 48, i + 56, i, i + 8, i + 16, f, B, i + 24, A, i + 32, f + 4, C, i + 40)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fc_forward(inp, n_in, W, b, out, n_out, m, relu, ints, floats):  # pragma: no cover - numba
+    """``out[m, n_out] = inp[m, n_in] @ Wᵀ + b`` (``W`` an address of ``[n_out, n_in]``), ReLU'd if asked."""
+    for j in range(m):
+        out[j] = b
+    gemm(False, True, m, n_out, n_in, np.float32(1.0), inp.ctypes.data, n_in, W, n_in, np.float32(1.0),
+         out.ctypes.data, n_out, ints, floats)
+    if relu:
+        for j in range(m):
+            for c in range(n_out):
+                out[j, c] = max(out[j, c], np.float32(0.0))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fc_backward(d, n_out, inp, n_in, W, gW, gb, d_in, m, relu, ints, floats):  # pragma: no cover - numba
+    """Backward of :func:`_fc_forward` for ``d = dL/d out [m, n_out]``: ``gW += dᵀ @ inp``,
+    ``gb += Σ d``, and ``d_in = d @ W``, zeroed where the input is 0 if it is a ReLU's output."""
+    gemm(True, False, n_out, n_in, m, np.float32(1.0), d.ctypes.data, n_out, inp.ctypes.data, n_in,
+         np.float32(1.0), gW, n_in, ints, floats)
+    for j in range(m):
+        for c in range(n_out):
+            gb[c] += d[j, c]
+    gemm(False, False, m, n_in, n_out, np.float32(1.0), d.ctypes.data, n_out, W, n_in, np.float32(0.0),
+         d_in.ctypes.data, n_in, ints, floats)
+    if relu:
+        for j in range(m):
+            for c in range(n_in):
+                d_in[j, c] = d_in[j, c] if inp[j, c] > 0.0 else np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def loss_and_grad(x, idx, y, weight, params, pos1, src1, pos2, src2, loss, grad,
+                  buf, codes, ints):  # pragma: no cover - numba
+    """Per-sample losses ``loss[g, w]`` and gradients ``grad[g, P]`` of ``Σ_s weight[d, s]·l(p_d, x[idx[d, s]], y[d, s])``.
+
+    ``x[N, 28, 28]`` is the dataset (read in place), ``idx``/``y`` ``[g, w]`` int64, ``weight``
+    ``[g, w]`` float32, ``params [g, P]``; ``pos*``/``src*`` the Toeplitz tap positions of
+    the two convolutions; ``buf``/``codes``/``ints`` scratch of :data:`SCRATCH_FLOATS`,
+    :data:`SCRATCH_CODES`, :data:`SCRATCH_INTS` elements. Samples of weight 0 get loss 0.
+    """
+    g, w = idx.shape
+    K1, N1, K2, N2 = ck.K1, ck.N1, ck.K2, ck.N2
+    # carve the scratch
+    o = 0
+    rows1 = buf[o:o + BLOCK * R1 * (K1 + 1)]
+    o += rows1.size
+    z1 = buf[o:o + BLOCK * R1 * N1]  # also dz1
+    o += z1.size
+    h1 = buf[o:o + BLOCK * 864]
+    o += h1.size
+    rows2 = buf[o:o + BLOCK * R2 * (K2 + 1)]  # also d rows2
+    o += rows2.size
+    z2 = buf[o:o + BLOCK * R2 * N2]  # also dz2
+    o += z2.size
+    f = buf[o:o + BLOCK * 256]
+    o += f.size
+    h3 = buf[o:o + BLOCK * 120].reshape(BLOCK, 120)
+    o += BLOCK * 120
+    h4 = buf[o:o + BLOCK * 84].reshape(BLOCK, 84)
+    o += BLOCK * 84
+    z5 = buf[o:o + BLOCK * 10].reshape(BLOCK, 10)
+    o += BLOCK * 10
+    d5 = buf[o:o + BLOCK * 10].reshape(BLOCK, 10)
+    o += BLOCK * 10
+    dh4 = buf[o:o + BLOCK * 84].reshape(BLOCK, 84)
+    o += BLOCK * 84
+    dh3 = buf[o:o + BLOCK * 120].reshape(BLOCK, 120)
+    o += BLOCK * 120
+    df = buf[o:o + BLOCK * 256]
+    o += BLOCK * 256
+    bl = buf[o:o + BLOCK]
+    o += BLOCK
+    T1 = buf[o:o + (K1 + 1) * N1]
+    o += T1.size
+    gT1 = buf[o:o + (K1 + 1) * N1]
+    o += gT1.size
+    T2 = buf[o:o + (K2 + 1) * N2]
+    o += T2.size
+    gT2 = buf[o:o + (K2 + 1) * N2]
+    o += gT2.size
+    gfloats = buf[o:o + 2]
+    code1 = codes[:BLOCK * 864]
+    code2 = codes[BLOCK * 864:BLOCK * (864 + 256)]
+    bi = ints[:BLOCK]
+    by = ints[BLOCK:2 * BLOCK]
+    gints = ints[2 * BLOCK:2 * BLOCK + 8]
+    bw = np.empty(BLOCK, dtype=np.float32)
+    sel = np.empty(w, dtype=np.int64)
+    for d in range(g):
+        p = params[d]
+        gr = grad[d]
+        gr[:] = 0.0
+        # 1. banded conv matrices, bias in the last row (column (dc, o, pc) → channel o)
+        T1[:] = 0.0
+        for k in range(pos1.size):
+            T1[pos1[k]] = p[O_W1 + src1[k]]
+        for c in range(N1):
+            T1[K1 * N1 + c] = p[O_B1 + (c // ck.PB1) % 6]
+        T2[:] = 0.0
+        for k in range(pos2.size):
+            T2[pos2[k]] = p[O_W2 + src2[k]]
+        for c in range(N2):
+            T2[K2 * N2 + c] = p[O_B2 + (c // ck.PB2) % 16]
+        gT1[:] = 0.0
+        gT2[:] = 0.0
+        n = 0
+        for j in range(w):
+            if weight[d, j] != 0.0:
+                sel[n] = j
+                n += 1
+            else:
+                loss[d, j] = 0.0
+        pa = params.ctypes.data + 4 * d * params.shape[1]
+        ga = grad.ctypes.data + 4 * d * grad.shape[1]
+        # 2. blocks of samples
+        for a in range(0, n, BLOCK):
+            m = min(BLOCK, n - a)
+            for j in range(m):
+                bi[j] = idx[d, sel[a + j]]
+                by[j] = y[d, sel[a + j]]
+                bw[j] = weight[d, sel[a + j]]
+            r1 = rows1[:m * R1 * (K1 + 1)].reshape(m * R1, K1 + 1)
+            zz1 = z1[:m * R1 * N1].reshape(m * R1, N1)
+            r2 = rows2[:m * R2 * (K2 + 1)].reshape(m * R2, K2 + 1)
+            zz2 = z2[:m * R2 * N2].reshape(m * R2, N2)
+            ck.conv1_rows(x, bi[:m], r1)
+            gemm(False, False, m * R1, N1, K1 + 1, np.float32(1.0), r1.ctypes.data, K1 + 1, T1.ctypes.data, N1,
+                 np.float32(0.0), zz1.ctypes.data, N1, gints, gfloats)
+            ck.pool1(zz1, h1[:m * 864], code1[:m * 864])
+            ck.conv2_rows(h1[:m * 864].reshape(m, 12, 72), r2)
+            gemm(False, False, m * R2, N2, K2 + 1, np.float32(1.0), r2.ctypes.data, K2 + 1, T2.ctypes.data, N2,
+                 np.float32(0.0), zz2.ctypes.data, N2, gints, gfloats)
+            fm = f[:m * 256].reshape(m, 256)
+            ck.pool2(zz2, f[:m * 256], code2[:m * 256])
+            _fc_forward(fm, 256, pa + 4 * O_W3, p[O_B3:O_B3 + 120], h3, 120, m, True, gints, gfloats)
+            _fc_forward(h3, 120, pa + 4 * O_W4, p[O_B4:O_B4 + 84], h4, 84, m, True, gints, gfloats)
+            _fc_forward(h4, 84, pa + 4 * O_W5, p[O_B5:O_B5 + 10], z5, 10, m, False, gints, gfloats)
+            ck.cross_entropy(z5[:m], by[:m], bw[:m], bl[:m], d5[:m])
+            for j in range(m):
+                loss[d, sel[a + j]] = bl[j]
+            # backward
+            _fc_backward(d5, 10, h4, 84, pa + 4 * O_W5, ga + 4 * O_W5, gr[O_B5:O_B5 + 10], dh4, m, True,
+                         gints, gfloats)
+            _fc_backward(dh4, 84, h3, 120, pa + 4 * O_W4, ga + 4 * O_W4, gr[O_B4:O_B4 + 84], dh3, m, True,
+                         gints, gfloats)
+            dfm = df[:m * 256].reshape(m, 256)
+            _fc_backward(dh3, 120, fm, 256, pa + 4 * O_W3, ga + 4 * O_W3, gr[O_B3:O_B3 + 120], dfm, m, False,
+                         gints, gfloats)
+            ck.unpool2(df[:m * 256], code2[:m * 256], zz2)  # zz2 now holds dz2
+            gemm(True, False, K2 + 1, N2, m * R2, np.float32(1.0), r2.ctypes.data, K2 + 1, zz2.ctypes.data, N2,
+                 np.float32(1.0), gT2.ctypes.data, N2, gints, gfloats)
+            dr2 = rows2[:m * R2 * K2].reshape(m * R2, K2)  # rows2 is dead after gT2
+            gemm(False, True, m * R2, K2, N2, np.float32(1.0), zz2.ctypes.data, N2, T2.ctypes.data, N2,
+                 np.float32(0.0), dr2.ctypes.data, K2, gints, gfloats)
+            ck.col2im_unpool1(dr2, code1[:m * 864], zz1, 6 * ck.W2)  # zz1 now holds dz1
+            gemm(True, False, K1 + 1, N1, m * R1, np.float32(1.0), r1.ctypes.data, K1 + 1, zz1.ctypes.data, N1,
+                 np.float32(1.0), gT1.ctypes.data, N1, gints, gfloats)
+        # 3. taps and biases out of the banded matrices' gradients
+        for k in range(pos1.size):
+            gr[O_W1 + src1[k]] += gT1[pos1[k]]
+        for c in range(N1):
+            gr[O_B1 + (c // ck.PB1) % 6] += gT1[K1 * N1 + c]
+        for k in range(pos2.size):
+            gr[O_W2 + src2[k]] += gT2[pos2[k]]
+        for c in range(N2):
+            gr[O_B2 + (c // ck.PB2) % 16] += gT2[K2 * N2 + c]
