@@ -124,14 +124,18 @@ def _fc_backward(d, n_out, inp, n_in, W, gW, gb, d_in, m, relu, ints, floats):  
 
 
 @njit(cache=True, nogil=True)
-def loss_and_grad(x, idx, y, weight, params, pos1, src1, pos2, src2, loss, grad,
+def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss, grad, lr,
                   buf, codes, ints):  # pragma: no cover - numba
-    """Per-sample losses ``loss[g, w]`` and gradients ``grad[g, P]`` of ``Σ_s weight[d, s]·l(p_d, x[idx[d, s]], y[d, s])``.
+    """Per-sample losses ``loss[g, w]`` and gradients of ``Σ_s weight[d, s]·l(p_d, x[idx[d, s]], y[d, s])``
+    for the parameters ``p_d = params[rows[d]]`` (``params [n, P]``).
 
     ``x[N, 28, 28]`` is the dataset (read in place), ``idx``/``y`` ``[g, w]`` int64, ``weight``
-    ``[g, w]`` float32, ``params [g, P]``; ``pos*``/``src*`` the Toeplitz tap positions of
-    the two convolutions; ``buf``/``codes``/``ints`` scratch of :data:`SCRATCH_FLOATS`,
-    :data:`SCRATCH_CODES`, :data:`SCRATCH_INTS` elements. Samples of weight 0 get loss 0.
+    ``[g, w]`` float32; ``pos*``/``src*`` the Toeplitz tap positions of the two convolutions;
+    ``buf``/``codes``/``ints`` scratch of :data:`SCRATCH_FLOATS`, :data:`SCRATCH_CODES`,
+    :data:`SCRATCH_INTS` elements. Samples of weight 0 get loss 0.
+
+    ``lr = 0``: the gradients go to ``grad[g, P]``. ``lr > 0``: the SGD step of eq. (3) is taken in
+    place, ``params[rows[d]] -= lr · ∇`` (``grad[1, P]`` is scratch; ``rows`` must not repeat).
     """
     g, w = idx.shape
     K1, N1, K2, N2 = ck.K1, ck.N1, ck.K2, ck.N2
@@ -181,9 +185,11 @@ def loss_and_grad(x, idx, y, weight, params, pos1, src1, pos2, src2, loss, grad,
     gints = ints[2 * BLOCK:2 * BLOCK + 8]
     bw = np.empty(BLOCK, dtype=np.float32)
     sel = np.empty(w, dtype=np.int64)
+    P = params.shape[1]
     for d in range(g):
-        p = params[d]
-        gr = grad[d]
+        p = params[rows[d]]
+        gd = 0 if lr > 0.0 else d
+        gr = grad[gd]
         gr[:] = 0.0
         # 1. banded conv matrices, bias in the last row (column (dc, o, pc) → channel o)
         T1[:] = 0.0
@@ -205,8 +211,8 @@ def loss_and_grad(x, idx, y, weight, params, pos1, src1, pos2, src2, loss, grad,
                 n += 1
             else:
                 loss[d, j] = 0.0
-        pa = params.ctypes.data + 4 * d * params.shape[1]
-        ga = grad.ctypes.data + 4 * d * grad.shape[1]
+        pa = params.ctypes.data + 4 * rows[d] * P
+        ga = grad.ctypes.data + 4 * gd * P
         # 2. blocks of samples
         for a in range(0, n, BLOCK):
             m = min(BLOCK, n - a)
@@ -259,3 +265,6 @@ def loss_and_grad(x, idx, y, weight, params, pos1, src1, pos2, src2, loss, grad,
             gr[O_W2 + src2[k]] += gT2[pos2[k]]
         for c in range(N2):
             gr[O_B2 + (c // ck.PB2) % 16] += gT2[K2 * N2 + c]
+        if lr > 0.0:
+            for j in range(P):
+                p[j] -= lr * gr[j]

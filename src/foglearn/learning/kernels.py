@@ -121,6 +121,13 @@ class BatchedMLP:
         self.layout = Layout.of(module)
         if self.layout.names != ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
             raise TypeError("BatchedMLP: module does not have the MLP's parameters")
+        #: Padded samples are computed (and weighted 0), so callers should pad little.
+        self.skips_padding = False
+
+    def sgd_step(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 weight: torch.Tensor, lr: float, index: torch.Tensor | None = None) -> torch.Tensor:
+        """See :func:`sgd_step`."""
+        return sgd_step(self, params, rows, x, y, weight, lr, index)
 
     def forward(self, flat: torch.Tensor, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[g, w, 10]`` of ``x [g, w, 1, 28, 28]`` (or ``x[index]``) under each device's parameters."""
@@ -242,6 +249,8 @@ class BatchedCNN:
         if fused and not fused_cnn.AVAILABLE:
             raise RuntimeError("BatchedCNN(fused=True): PyTorch's library exports no sgemm_ to call")
         self.fused = fused_cnn.AVAILABLE if fused is None else fused
+        #: The fused call skips samples of weight 0, so padding a batch costs nothing.
+        self.skips_padding = self.fused
         self.T1 = _toeplitz_index(6, 1, ck.W1, ck.PB1)
         self.T2 = _toeplitz_index(16, 6, ck.W2, ck.PB2)
         self._local = threading.local()
@@ -327,9 +336,20 @@ class BatchedCNN:
         return loss, grad
 
 
+    def sgd_step(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 weight: torch.Tensor, lr: float, index: torch.Tensor | None = None) -> torch.Tensor:
+        """See :func:`sgd_step`; with ``fused`` the step is taken inside the compiled call."""
+        if not self.fused:
+            return sgd_step(self, params, rows, x, y, weight, lr, index)
+        return self._fused(params, rows, x, y, weight, index, lr)[0]
+
     def _loss_and_grad_fused(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
                              index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`loss_and_grad` as one compiled call (:func:`fused_cnn.loss_and_grad`)."""
+        return self._fused(flat.to(torch.float32).contiguous(), torch.arange(y.shape[0]), x, y, weight, index, 0.0)
+
+    def _fused(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+               index: torch.Tensor | None, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         g, w = y.shape
         if index is None:
             xs, idx = x.reshape(g * w, 28, 28), np.arange(g * w, dtype=np.int64).reshape(g, w)
@@ -337,17 +357,29 @@ class BatchedCNN:
             xs, idx = x.reshape(-1, 28, 28), np.ascontiguousarray(index, dtype=np.int64).reshape(g, w)
         ws = self._workspace()
         loss = torch.empty(g, w)
-        grad = torch.empty(g, self.layout.size)
+        grad = torch.empty(1 if lr > 0 else g, self.layout.size)
+        if params.dtype != torch.float32 or not params.is_contiguous():
+            raise ValueError("BatchedCNN: params must be a contiguous float32 tensor")
         fused_cnn.loss_and_grad(
             xs.to(torch.float32).contiguous().numpy(), idx, np.ascontiguousarray(y, dtype=np.int64),
-            weight.to(torch.float32).contiguous().numpy(), flat.to(torch.float32).contiguous().numpy(),
-            *self.T1, *self.T2, loss.numpy(), grad.numpy(),
+            weight.to(torch.float32).contiguous().numpy(), params.numpy(),
+            np.ascontiguousarray(rows, dtype=np.int64), *self.T1, *self.T2, loss.numpy(), grad.numpy(), np.float32(lr),
             ws.tensor("fused", (fused_cnn.SCRATCH_FLOATS,)).numpy(), ws.array("fused_codes", fused_cnn.SCRATCH_CODES),
             ws.array("fused_ints", fused_cnn.SCRATCH_INTS, torch.int64))
         return loss, grad
 
 
 BatchedModel = BatchedCNN | BatchedMLP
+
+
+def sgd_step(kernel: BatchedModel, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+             weight: torch.Tensor, lr: float, index: torch.Tensor | None = None) -> torch.Tensor:
+    """One SGD step (eq. 3) in place for the devices whose parameters are ``params[rows]``
+    (``rows`` distinct): ``params[rows[d]] -= lr · ∇ Σ_s weight[d, s]·l``; returns the per-sample
+    losses ``[g, w]``. Rows not in ``rows`` are untouched, so calls on other rows may run at once."""
+    loss, grad = kernel.loss_and_grad(params.index_select(0, rows), x, y, weight, index=index)
+    params.index_add_(0, rows, grad, alpha=-lr)
+    return loss
 
 
 def batched_kernel(module: nn.Module) -> BatchedModel | None:

@@ -287,11 +287,14 @@ class _Workers:
 class _KernelRunner(_Runner):
     """General path: per-device parameters stacked as one flat ``[n, P]`` tensor, batched kernels.
 
-    Active devices are grouped by batch size (:func:`_size_groups`, padding within a group) and
-    each group is cut into kernel calls of at most :data:`CHUNK` samples; a device whose batch alone
-    exceeds :data:`CHUNK` is cut into sample chunks whose gradients are summed. The calls of a slot
-    run on the worker threads; then each SGD update is one ``index_add_`` (in call order) and eq. (4)
-    one ``[n] @ [n, P]`` product.
+    Active devices are cut into kernel calls of about :data:`CHUNK` samples: for a kernel that
+    skips padding (the fused CNN), runs of consecutive devices with equal shares of the slot's
+    points; otherwise groups of equal-ish batch size (:func:`_size_groups`, padding within a
+    group). A call whose devices are whole takes their SGD steps in place
+    (:meth:`~foglearn.learning.kernels.BatchedCNN.sgd_step`; calls touch disjoint rows, so they run
+    at once on the worker threads). A device whose batch alone exceeds :data:`CHUNK` is cut into
+    sample chunks whose gradients are summed and applied with ``index_add_`` in call order. Eq. (4)
+    is one ``[n] @ [n, P]`` product.
     """
 
     def __init__(self, kernel: BatchedModel, module: nn.Module, n: int, workers: _Workers) -> None:
@@ -301,34 +304,58 @@ class _KernelRunner(_Runner):
         self.glob = self.layout.flatten(dict(module.named_parameters()))
         self.flat = self.glob.unsqueeze(0).repeat(n, 1)
 
-    def _call(self, devs: np.ndarray, X: torch.Tensor, Y: torch.Tensor, idx: np.ndarray, wt: np.ndarray
-              ) -> tuple[torch.Tensor, np.ndarray]:
-        """Gradients ``[g, P]`` of devices ``devs`` on samples ``idx [g, w]`` with loss weights ``wt``,
-        and each device's weighted loss."""
+    def _call(self, devs: np.ndarray, X: torch.Tensor, Y: torch.Tensor, idx: np.ndarray, wt: np.ndarray,
+              lr: float) -> tuple[torch.Tensor | None, np.ndarray]:
+        """Devices ``devs`` on samples ``idx [g, w]`` with loss weights ``wt``: with ``lr > 0`` their
+        SGD steps, taken in place (returns no gradient), else their gradients ``[g, P]``; and each
+        device's weighted loss."""
         w = torch.from_numpy(wt)
         ti = torch.from_numpy(idx)
-        loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, torch.from_numpy(devs)), X, Y[ti], w, index=ti)
+        rows = torch.from_numpy(devs)
+        if lr > 0:
+            loss, grad = self.kernel.sgd_step(self.flat, rows, X, Y[ti], w, lr, index=ti), None
+        else:
+            loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, rows), X, Y[ti], w, index=ti)
         return grad, (loss * w).sum(1).numpy().astype(np.float64)
 
+    def _task(self, part: np.ndarray, X, Y, pts, sizes, starts, width: int, lo: int = 0,  # type: ignore[no-untyped-def]
+              lr: float = 0.0) -> tuple:
+        """A call for devices ``part`` on their points ``lo … lo + width`` (padded; loss weights
+        1/|G_i|); ``lr`` > 0 when the devices are whole (their steps are taken in the call)."""
+        idx, valid = _padded(pts, starts, sizes, part, width, lo)
+        return part, X, Y, idx, (valid / sizes[part][:, None].astype(np.float32)).astype(np.float32), lr
+
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
-        tasks = []  # (devices, X, Y, sample indices [g, w], loss weights [g, w])
-        for devs, width in _size_groups(active, sizes[active], KERNEL_OVERHEAD):
-            devs = np.sort(devs)
+        tasks = []  # (devices, X, Y, sample indices [g, w], loss weights [g, w], in-place lr or 0)
+        if self.kernel.skips_padding:
+            # padding is free: runs of consecutive devices with about CHUNK real points each
+            big = active[sizes[active] > CHUNK]
+            small = active[sizes[active] <= CHUNK]
+            groups = [(big, CHUNK + 1)] if len(big) else []
+            if len(small):
+                cum = np.cumsum(sizes[small])
+                k = -(-int(cum[-1]) // CHUNK)
+                cuts = np.concatenate([[0], np.searchsorted(cum, np.arange(1, k) * cum[-1] / k) + 1, [len(small)]])
+                for a, b in zip(cuts[:-1], cuts[1:]):
+                    if b > a:
+                        tasks.append(self._task(small[a:b], X, Y, pts, sizes, starts, int(sizes[small[a:b]].max()),
+                                                lr=lr))
+        else:
+            groups = [(np.sort(d), w) for d, w in _size_groups(active, sizes[active], KERNEL_OVERHEAD)]
+        for devs, width in groups:
             if width > CHUNK:  # large batches: one device per call, gradient summed over sample chunks
                 for d in devs:
-                    one = np.array([d])
                     for lo in range(0, int(sizes[d]), CHUNK):
-                        idx, valid = _padded(pts, starts, sizes, one, min(CHUNK, int(sizes[d]) - lo), lo)
-                        tasks.append((one, X, Y, idx, (valid / np.float32(sizes[d])).astype(np.float32)))
+                        tasks.append(self._task(np.array([d]), X, Y, pts, sizes, starts,
+                                                min(CHUNK, int(sizes[d]) - lo), lo))
                 continue
             per = max(1, CHUNK // width)
             for c in range(0, len(devs), per):
-                part = devs[c:c + per]
-                idx, valid = _padded(pts, starts, sizes, part, width)
-                tasks.append((part, X, Y, idx, (valid / sizes[part][:, None].astype(np.float32)).astype(np.float32)))
+                tasks.append(self._task(devs[c:c + per], X, Y, pts, sizes, starts, width, lr=lr))
         losses = np.zeros(len(sizes))
         for (devs, *_), (grad, loss) in zip(tasks, self.workers.map(self._call, tasks)):
-            self.flat.index_add_(0, torch.from_numpy(devs), grad, alpha=-lr)
+            if grad is not None:
+                self.flat.index_add_(0, torch.from_numpy(devs), grad, alpha=-lr)
             losses[devs] += loss
         return losses[active]
 
