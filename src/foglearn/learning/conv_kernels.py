@@ -73,6 +73,23 @@ def cross_entropy(z, y, weight, loss, dz):  # pragma: no cover - numba
         dz[m, y[m]] -= weight[m]
 
 
+#: Patch runs are copied 12 floats at a time (:func:`_copy12`).
+assert W1 % 12 == 0 and (6 * W2) % 12 == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy12(src, i, dst, j):  # pragma: no cover - numba
+    """``dst[j:j + 12] = src[i:i + 12]``: all loads, then all stores. LLVM cannot prove that the two
+    arrays do not overlap, so an element-by-element loop stays scalar; loads grouped ahead of the
+    stores become vector moves (patch building 1.4 → 0.9 µs per sample here)."""
+    a0, a1, a2, a3 = src[i], src[i + 1], src[i + 2], src[i + 3]
+    a4, a5, a6, a7 = src[i + 4], src[i + 5], src[i + 6], src[i + 7]
+    a8, a9, a10, a11 = src[i + 8], src[i + 9], src[i + 10], src[i + 11]
+    dst[j], dst[j + 1], dst[j + 2], dst[j + 3] = a0, a1, a2, a3
+    dst[j + 4], dst[j + 5], dst[j + 6], dst[j + 7] = a4, a5, a6, a7
+    dst[j + 8], dst[j + 9], dst[j + 10], dst[j + 11] = a8, a9, a10, a11
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _patch_rows(img, s, P, B, step, run, K, out):  # pragma: no cover - numba
     """Row patches of one sample's image ``img[rows, ·]`` (rows flattened): GEMM row
@@ -87,8 +104,8 @@ def _patch_rows(img, s, P, B, step, run, K, out):  # pragma: no cover - numba
                 r = 2 * pr + dr
                 for ki in range(5):
                     src = img[r + ki]
-                    for q in range(run):
-                        o[ki * run + q] = src[c0 + q]
+                    for q in range(0, run, 12):
+                        _copy12(src, c0 + q, o, ki * run + q)
                 o[K] = 1.0
 
 
