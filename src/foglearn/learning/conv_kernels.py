@@ -11,9 +11,10 @@ Layouts (``S`` samples, all float32 C-contiguous):
 
 * A conv layer with ``P`` pooled rows, blocks of ``PB`` pooling windows (``B`` blocks) and ``O``
   output channels has its GEMM output ``z[S·P·B·2, 2·O·PB]``: row ``((s·P + pr)·B + h)·2 + dr``
-  is output row ``2·pr + dr`` of block ``h``; column ``(dc·O + o)·PB + pc`` is channel ``o`` at
+  is output row ``2·pr + dr`` of block ``h``; column ``(dc·PB + pc)·O + o`` is channel ``o`` at
   output column ``2·(h·PB + pc) + dc``. A 2×2 pooling window is two adjacent rows × the columns
-  ``j`` and ``O·PB + j``.
+  ``j`` and ``O·PB + j``; its pooled value ``j = pc·O + o`` is (column, channel) ordered, as conv2's
+  patches want it, so pooling and its backward read and write contiguous runs.
 * Pooled values of conv1 are ``h1[S, 12, 12, 6]`` (row, column, channel: conv2's patch of one
   input row is then one contiguous run); those of conv2 are ``f[S, 16, 4, 4]`` (the module's
   flatten order). Beside each pooled value a ``uint8`` code: the position ``2·dr + dc`` of the
@@ -44,7 +45,7 @@ W1 = 2 * PB1 + 4
 W2 = 2 * PB2 + 4
 K1 = 5 * W1
 K2 = 30 * W2
-#: GEMM output columns (dc, o, pc) of each conv.
+#: GEMM output columns (dc, pc, o) of each conv.
 N1 = 12 * PB1
 N2 = 32 * PB2
 
@@ -160,17 +161,11 @@ def pool1(z1, h1, code1):  # pragma: no cover - numba
     row, column, channel — the layout :func:`conv2_rows` reads)."""
     S = z1.shape[0] // (24 * B1)
     C = 6 * PB1
-    vals = np.empty(C, dtype=np.float32)
-    codes = np.empty(C, dtype=np.uint8)
     for s in range(S):
         for pr in range(12):
-            for h in range(B1):
-                _pool_row(z1, ((s * 12 + pr) * B1 + h) * 2, C, vals, codes)
-                base = s * 864 + pr * 72 + h * PB1 * 6
-                for j in range(C):  # j = o·PB1 + pc → column h·PB1 + pc, channel o
-                    i = base + (j % PB1) * 6 + j // PB1
-                    h1[i] = vals[j]
-                    code1[i] = codes[j]
+            for h in range(B1):  # window j = pc·6 + o → column h·PB1 + pc, channel o: h1's own order
+                base = s * 864 + pr * 72 + h * C
+                _pool_row(z1, ((s * 12 + pr) * B1 + h) * 2, C, h1[base:base + C], code1[base:base + C])
 
 
 @njit(cache=True, nogil=True)
@@ -186,8 +181,8 @@ def pool2(z2, f, code2):  # pragma: no cover - numba
             for h in range(B2):
                 _pool_row(z2, ((s * 4 + pr) * B2 + h) * 2, C, vals, codes)
                 base = s * 256 + pr * 4 + h * PB2
-                for j in range(C):  # j = o·PB2 + pc → channel o, column h·PB2 + pc
-                    i = base + (j // PB2) * 16 + j % PB2
+                for j in range(C):  # j = pc·16 + o → channel o, column h·PB2 + pc
+                    i = base + (j % 16) * 16 + j // 16
                     f[i] = vals[j]
                     code2[i] = codes[j]
 
@@ -209,10 +204,10 @@ def unpool2(df, code2, dz2):  # pragma: no cover - numba
         for pr in range(4):
             for h in range(B2):
                 row = ((s * 4 + pr) * B2 + h) * 2
-                for o in range(16):
-                    for pc in range(PB2):
+                for pc in range(PB2):
+                    for o in range(16):
                         i = s * 256 + o * 16 + pr * 4 + h * PB2 + pc
-                        _unpool_window(dz2, row, o * PB2 + pc, (16 + o) * PB2 + pc, df[i], code2[i])
+                        _unpool_window(dz2, row, pc * 16 + o, (PB2 + pc) * 16 + o, df[i], code2[i])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -246,14 +241,13 @@ def col2im_unpool1(drows2, code1, dz1, run):  # pragma: no cover - numba
                     r = 2 * pr + dr
                     for ki in range(5):
                         _add(acc[(r + ki) * 72 + c0:], d[ki * run:], run)
+        C = 6 * PB1
         for pr in range(12):
-            for h in range(B1):
+            for h in range(B1):  # window j = pc·6 + o, as in pool1
                 row = ((s * 12 + pr) * B1 + h) * 2
-                for o in range(6):
-                    for pc in range(PB1):
-                        j = (h * PB1 + pc) * 6 + o
-                        _unpool_window(dz1, row, o * PB1 + pc, (6 + o) * PB1 + pc, acc2[pr, j],
-                                       code1[s * 864 + pr * 72 + j])
+                base = pr * 72 + h * C
+                for j in range(C):
+                    _unpool_window(dz1, row, j, C + j, acc[base + j], code1[s * 864 + base + j])
 
 
 @njit(cache=True, nogil=True)

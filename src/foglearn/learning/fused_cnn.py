@@ -123,6 +123,81 @@ def _fc_backward(d, n_out, inp, n_in, W, gW, gb, d_in, m, relu, ints, floats):  
                 d_in[j, c] = d_in[j, c] if inp[j, c] > 0.0 else np.float32(0.0)
 
 
+#: Scratch layout: (name, float32 elements). Backward reuses dead forward buffers: ``z1`` holds
+#: dz1, ``rows2`` d rows2 and ``z2`` dz2.
+_LAYOUT = (("rows1", BLOCK * R1 * (ck.K1 + 1)), ("z1", BLOCK * R1 * ck.N1), ("h1", BLOCK * 864),
+           ("rows2", BLOCK * R2 * (ck.K2 + 1)), ("z2", BLOCK * R2 * ck.N2), ("f", BLOCK * 256),
+           ("h3", BLOCK * 120), ("h4", BLOCK * 84), ("z5", BLOCK * 10), ("d5", BLOCK * 10), ("dh4", BLOCK * 84),
+           ("dh3", BLOCK * 120), ("df", BLOCK * 256), ("bl", BLOCK), ("T1", (ck.K1 + 1) * ck.N1),
+           ("gT1", (ck.K1 + 1) * ck.N1), ("T2", (ck.K2 + 1) * ck.N2), ("gT2", (ck.K2 + 1) * ck.N2), ("ab", 2))
+_OFF = np.cumsum([0] + [n for _, n in _LAYOUT])
+assert _OFF[-1] == SCRATCH_FLOATS
+(_rows1, _z1, _h1, _rows2, _z2, _f, _h3, _h4, _z5, _d5, _dh4, _dh3, _df, _bl, _T1, _gT1, _T2, _gT2,
+ _ab, _end) = (int(v) for v in _OFF)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _build_conv_matrices(p, pos1, src1, pos2, src2, T1, T2):  # pragma: no cover - numba
+    """The banded matrices of device parameters ``p``: taps at ``pos*`` (from ``p``'s kernels at
+    ``src*``), the bias in the last row (column ``(dc, pc, o)`` → channel ``o``)."""
+    T1[:] = 0.0
+    for k in range(pos1.size):
+        T1[pos1[k]] = p[O_W1 + src1[k]]
+    for c in range(ck.N1):
+        T1[ck.K1 * ck.N1 + c] = p[O_B1 + c % 6]
+    T2[:] = 0.0
+    for k in range(pos2.size):
+        T2[pos2[k]] = p[O_W2 + src2[k]]
+    for c in range(ck.N2):
+        T2[ck.K2 * ck.N2 + c] = p[O_B2 + c % 16]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _forward_block(x, bi, m, p, pa, buf, codes, ints):  # pragma: no cover - numba
+    """Forward pass of the ``m`` samples ``x[bi[:m]]`` under ``p`` (address ``pa``; ``T1``/``T2``
+    built): every activation of the block is left in the scratch, the logits in ``z5[:m]``."""
+    K1, N1, K2, N2 = ck.K1, ck.N1, ck.K2, ck.N2
+    ab = buf[_ab:_ab + 2]
+    r1 = buf[_rows1:_rows1 + m * R1 * (K1 + 1)].reshape(m * R1, K1 + 1)
+    zz1 = buf[_z1:_z1 + m * R1 * N1].reshape(m * R1, N1)
+    r2 = buf[_rows2:_rows2 + m * R2 * (K2 + 1)].reshape(m * R2, K2 + 1)
+    zz2 = buf[_z2:_z2 + m * R2 * N2].reshape(m * R2, N2)
+    h1 = buf[_h1:_h1 + m * 864]
+    f = buf[_f:_f + m * 256]
+    h3 = buf[_h3:_h3 + BLOCK * 120].reshape(BLOCK, 120)
+    h4 = buf[_h4:_h4 + BLOCK * 84].reshape(BLOCK, 84)
+    z5 = buf[_z5:_z5 + BLOCK * 10].reshape(BLOCK, 10)
+    ck.conv1_rows(x, bi[:m], r1)
+    gemm(False, False, m * R1, N1, K1 + 1, np.float32(1.0), r1.ctypes.data, K1 + 1, buf[_T1:].ctypes.data, N1,
+         np.float32(0.0), zz1.ctypes.data, N1, ints, ab)
+    ck.pool1(zz1, h1, codes[:m * 864])
+    ck.conv2_rows(h1.reshape(m, 12, 72), r2)
+    gemm(False, False, m * R2, N2, K2 + 1, np.float32(1.0), r2.ctypes.data, K2 + 1, buf[_T2:].ctypes.data, N2,
+         np.float32(0.0), zz2.ctypes.data, N2, ints, ab)
+    ck.pool2(zz2, f, codes[BLOCK * 864:BLOCK * 864 + m * 256])
+    _fc_forward(f.reshape(m, 256), 256, pa + 4 * O_W3, p[O_B3:O_B3 + 120], h3, 120, m, True, ints, ab)
+    _fc_forward(h3, 120, pa + 4 * O_W4, p[O_B4:O_B4 + 84], h4, 84, m, True, ints, ab)
+    _fc_forward(h4, 84, pa + 4 * O_W5, p[O_B5:O_B5 + 10], z5, 10, m, False, ints, ab)
+
+
+@njit(cache=True, nogil=True)
+def forward(x, idx, params, pos1, src1, pos2, src2, logits, buf, codes, ints):  # pragma: no cover - numba
+    """Logits ``logits[g, w, 10]`` of samples ``x[idx[d, s]]`` under ``params[d]`` (arguments as in
+    :func:`loss_and_grad`)."""
+    g, w = idx.shape
+    bi = ints[:BLOCK]
+    gints = ints[2 * BLOCK:2 * BLOCK + 8]
+    z5 = buf[_z5:_z5 + BLOCK * 10].reshape(BLOCK, 10)
+    for d in range(g):
+        p = params[d]
+        _build_conv_matrices(p, pos1, src1, pos2, src2, buf[_T1:_gT1], buf[_T2:_gT2])
+        for a in range(0, w, BLOCK):
+            m = min(BLOCK, w - a)
+            bi[:m] = idx[d, a:a + m]
+            _forward_block(x, bi, m, p, params.ctypes.data + 4 * d * params.shape[1], buf, codes, gints)
+            logits[d, a:a + m] = z5[:m]
+
+
 @njit(cache=True, nogil=True)
 def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss, grad, lr,
                   buf, codes, ints):  # pragma: no cover - numba
@@ -139,45 +214,15 @@ def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss,
     """
     g, w = idx.shape
     K1, N1, K2, N2 = ck.K1, ck.N1, ck.K2, ck.N2
-    # carve the scratch
-    o = 0
-    rows1 = buf[o:o + BLOCK * R1 * (K1 + 1)]
-    o += rows1.size
-    z1 = buf[o:o + BLOCK * R1 * N1]  # also dz1
-    o += z1.size
-    h1 = buf[o:o + BLOCK * 864]
-    o += h1.size
-    rows2 = buf[o:o + BLOCK * R2 * (K2 + 1)]  # also d rows2
-    o += rows2.size
-    z2 = buf[o:o + BLOCK * R2 * N2]  # also dz2
-    o += z2.size
-    f = buf[o:o + BLOCK * 256]
-    o += f.size
-    h3 = buf[o:o + BLOCK * 120].reshape(BLOCK, 120)
-    o += BLOCK * 120
-    h4 = buf[o:o + BLOCK * 84].reshape(BLOCK, 84)
-    o += BLOCK * 84
-    z5 = buf[o:o + BLOCK * 10].reshape(BLOCK, 10)
-    o += BLOCK * 10
-    d5 = buf[o:o + BLOCK * 10].reshape(BLOCK, 10)
-    o += BLOCK * 10
-    dh4 = buf[o:o + BLOCK * 84].reshape(BLOCK, 84)
-    o += BLOCK * 84
-    dh3 = buf[o:o + BLOCK * 120].reshape(BLOCK, 120)
-    o += BLOCK * 120
-    df = buf[o:o + BLOCK * 256]
-    o += BLOCK * 256
-    bl = buf[o:o + BLOCK]
-    o += BLOCK
-    T1 = buf[o:o + (K1 + 1) * N1]
-    o += T1.size
-    gT1 = buf[o:o + (K1 + 1) * N1]
-    o += gT1.size
-    T2 = buf[o:o + (K2 + 1) * N2]
-    o += T2.size
-    gT2 = buf[o:o + (K2 + 1) * N2]
-    o += gT2.size
-    gfloats = buf[o:o + 2]
+    ab = buf[_ab:_ab + 2]
+    T1, gT1, T2, gT2 = buf[_T1:_gT1], buf[_gT1:_T2], buf[_T2:_gT2], buf[_gT2:_ab]
+    h3 = buf[_h3:_h3 + BLOCK * 120].reshape(BLOCK, 120)
+    h4 = buf[_h4:_h4 + BLOCK * 84].reshape(BLOCK, 84)
+    z5 = buf[_z5:_z5 + BLOCK * 10].reshape(BLOCK, 10)
+    d5 = buf[_d5:_d5 + BLOCK * 10].reshape(BLOCK, 10)
+    dh4 = buf[_dh4:_dh4 + BLOCK * 84].reshape(BLOCK, 84)
+    dh3 = buf[_dh3:_dh3 + BLOCK * 120].reshape(BLOCK, 120)
+    bl = buf[_bl:_bl + BLOCK]
     code1 = codes[:BLOCK * 864]
     code2 = codes[BLOCK * 864:BLOCK * (864 + 256)]
     bi = ints[:BLOCK]
@@ -191,17 +236,7 @@ def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss,
         gd = 0 if lr > 0.0 else d
         gr = grad[gd]
         gr[:] = 0.0
-        # 1. banded conv matrices, bias in the last row (column (dc, o, pc) → channel o)
-        T1[:] = 0.0
-        for k in range(pos1.size):
-            T1[pos1[k]] = p[O_W1 + src1[k]]
-        for c in range(N1):
-            T1[K1 * N1 + c] = p[O_B1 + (c // ck.PB1) % 6]
-        T2[:] = 0.0
-        for k in range(pos2.size):
-            T2[pos2[k]] = p[O_W2 + src2[k]]
-        for c in range(N2):
-            T2[K2 * N2 + c] = p[O_B2 + (c // ck.PB2) % 16]
+        _build_conv_matrices(p, pos1, src1, pos2, src2, T1, T2)
         gT1[:] = 0.0
         gT2[:] = 0.0
         n = 0
@@ -213,58 +248,47 @@ def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss,
                 loss[d, j] = 0.0
         pa = params.ctypes.data + 4 * rows[d] * P
         ga = grad.ctypes.data + 4 * gd * P
-        # 2. blocks of samples
         for a in range(0, n, BLOCK):
             m = min(BLOCK, n - a)
             for j in range(m):
                 bi[j] = idx[d, sel[a + j]]
                 by[j] = y[d, sel[a + j]]
                 bw[j] = weight[d, sel[a + j]]
-            r1 = rows1[:m * R1 * (K1 + 1)].reshape(m * R1, K1 + 1)
-            zz1 = z1[:m * R1 * N1].reshape(m * R1, N1)
-            r2 = rows2[:m * R2 * (K2 + 1)].reshape(m * R2, K2 + 1)
-            zz2 = z2[:m * R2 * N2].reshape(m * R2, N2)
-            ck.conv1_rows(x, bi[:m], r1)
-            gemm(False, False, m * R1, N1, K1 + 1, np.float32(1.0), r1.ctypes.data, K1 + 1, T1.ctypes.data, N1,
-                 np.float32(0.0), zz1.ctypes.data, N1, gints, gfloats)
-            ck.pool1(zz1, h1[:m * 864], code1[:m * 864])
-            ck.conv2_rows(h1[:m * 864].reshape(m, 12, 72), r2)
-            gemm(False, False, m * R2, N2, K2 + 1, np.float32(1.0), r2.ctypes.data, K2 + 1, T2.ctypes.data, N2,
-                 np.float32(0.0), zz2.ctypes.data, N2, gints, gfloats)
-            fm = f[:m * 256].reshape(m, 256)
-            ck.pool2(zz2, f[:m * 256], code2[:m * 256])
-            _fc_forward(fm, 256, pa + 4 * O_W3, p[O_B3:O_B3 + 120], h3, 120, m, True, gints, gfloats)
-            _fc_forward(h3, 120, pa + 4 * O_W4, p[O_B4:O_B4 + 84], h4, 84, m, True, gints, gfloats)
-            _fc_forward(h4, 84, pa + 4 * O_W5, p[O_B5:O_B5 + 10], z5, 10, m, False, gints, gfloats)
+            _forward_block(x, bi, m, p, pa, buf, codes, gints)
             ck.cross_entropy(z5[:m], by[:m], bw[:m], bl[:m], d5[:m])
             for j in range(m):
                 loss[d, sel[a + j]] = bl[j]
-            # backward
+            # backward: fc layers, then pool2, conv2 (weights, then its input), col2im + pool1, conv1
+            r1 = buf[_rows1:_rows1 + m * R1 * (K1 + 1)].reshape(m * R1, K1 + 1)
+            zz1 = buf[_z1:_z1 + m * R1 * N1].reshape(m * R1, N1)
+            r2 = buf[_rows2:_rows2 + m * R2 * (K2 + 1)].reshape(m * R2, K2 + 1)
+            zz2 = buf[_z2:_z2 + m * R2 * N2].reshape(m * R2, N2)
+            fm = buf[_f:_f + m * 256].reshape(m, 256)
+            dfm = buf[_df:_df + m * 256].reshape(m, 256)
             _fc_backward(d5, 10, h4, 84, pa + 4 * O_W5, ga + 4 * O_W5, gr[O_B5:O_B5 + 10], dh4, m, True,
-                         gints, gfloats)
+                         gints, ab)
             _fc_backward(dh4, 84, h3, 120, pa + 4 * O_W4, ga + 4 * O_W4, gr[O_B4:O_B4 + 84], dh3, m, True,
-                         gints, gfloats)
-            dfm = df[:m * 256].reshape(m, 256)
+                         gints, ab)
             _fc_backward(dh3, 120, fm, 256, pa + 4 * O_W3, ga + 4 * O_W3, gr[O_B3:O_B3 + 120], dfm, m, False,
-                         gints, gfloats)
-            ck.unpool2(df[:m * 256], code2[:m * 256], zz2)  # zz2 now holds dz2
+                         gints, ab)
+            ck.unpool2(dfm.reshape(m * 256), code2[:m * 256], zz2)  # zz2 now holds dz2
             gemm(True, False, K2 + 1, N2, m * R2, np.float32(1.0), r2.ctypes.data, K2 + 1, zz2.ctypes.data, N2,
-                 np.float32(1.0), gT2.ctypes.data, N2, gints, gfloats)
-            dr2 = rows2[:m * R2 * K2].reshape(m * R2, K2)  # rows2 is dead after gT2
+                 np.float32(1.0), gT2.ctypes.data, N2, gints, ab)
+            dr2 = buf[_rows2:_rows2 + m * R2 * K2].reshape(m * R2, K2)  # rows2 is dead after gT2
             gemm(False, True, m * R2, K2, N2, np.float32(1.0), zz2.ctypes.data, N2, T2.ctypes.data, N2,
-                 np.float32(0.0), dr2.ctypes.data, K2, gints, gfloats)
+                 np.float32(0.0), dr2.ctypes.data, K2, gints, ab)
             ck.col2im_unpool1(dr2, code1[:m * 864], zz1, 6 * ck.W2)  # zz1 now holds dz1
             gemm(True, False, K1 + 1, N1, m * R1, np.float32(1.0), r1.ctypes.data, K1 + 1, zz1.ctypes.data, N1,
-                 np.float32(1.0), gT1.ctypes.data, N1, gints, gfloats)
-        # 3. taps and biases out of the banded matrices' gradients
+                 np.float32(1.0), gT1.ctypes.data, N1, gints, ab)
+        # taps and biases out of the banded matrices' gradients (adjoint of _build_conv_matrices)
         for k in range(pos1.size):
             gr[O_W1 + src1[k]] += gT1[pos1[k]]
         for c in range(N1):
-            gr[O_B1 + (c // ck.PB1) % 6] += gT1[K1 * N1 + c]
+            gr[O_B1 + c % 6] += gT1[K1 * N1 + c]
         for k in range(pos2.size):
             gr[O_W2 + src2[k]] += gT2[pos2[k]]
         for c in range(N2):
-            gr[O_B2 + (c // ck.PB2) % 16] += gT2[K2 * N2 + c]
+            gr[O_B2 + c % 16] += gT2[K2 * N2 + c]
         if lr > 0.0:
             for j in range(P):
                 p[j] -= lr * gr[j]

@@ -157,14 +157,14 @@ class BatchedMLP:
 def _toeplitz_index(out_ch: int, in_ch: int, width_in: int, width_out_half: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions of a 5×5 kernel's taps in the banded (Toeplitz) matrix of a row convolution.
 
-    The matrix ``T[(ki, col_in, cin), (dc, o, pc)]`` (``col_in`` < ``width_in``; output column
+    The matrix ``T[(ki, col_in, cin), (dc, pc, o)]`` (``col_in`` < ``width_in``; output column
     ``2·pc + dc`` with ``pc`` < ``width_out_half``) holds ``W[o, cin, ki, col_in - 2·pc - dc]``
     where that tap exists. Returns (flat position in ``T``, flat index into ``W[o, cin, ki, kj]``).
     """
     o, c, ki, kj, dc, pc = np.meshgrid(*(np.arange(k) for k in (out_ch, in_ch, 5, 5, 2, width_out_half)),
                                        indexing="ij")
     row = (ki * width_in + 2 * pc + dc + kj) * in_ch + c
-    col = (dc * out_ch + o) * width_out_half + pc
+    col = (dc * width_out_half + pc) * out_ch + o
     pos = row * (2 * out_ch * width_out_half) + col
     src = ((o * in_ch + c) * 5 + ki) * 5 + kj
     return pos.reshape(-1).astype(np.int64), src.reshape(-1).astype(np.int64)
@@ -219,11 +219,11 @@ class BatchedCNN:
 
     Each 5×5 convolution is a GEMM of image *rows* with a banded (Toeplitz) weight matrix: the
     input rows ``r … r+4`` of a sample (all channels; a block of columns) times
-    ``T[(ki, cin, col_in), (dc, o, pc)]`` give every output channel of a block of ``2·pb`` output
+    ``T[(ki, col_in, cin), (dc, pc, o)]`` give every output channel of a block of ``2·pb`` output
     columns of row ``r``. The output columns are cut into blocks of ``pb`` pooling windows (the
     same ``T`` serves every block: translation invariance): a narrow block wastes few multiplies
     on the band's zeros, a wide one makes a larger GEMM. Output rows are ordered
-    ``(pr, block, dr)`` and columns ``(dc, o, pc)`` (row ``2pr + dr``, column ``2pc + dc``), so a
+    ``(pr, block, dr)`` and columns ``(dc, pc, o)`` (row ``2pr + dr``, column ``2pc + dc``), so a
     2×2 pooling window is two adjacent rows × two column blocks. The weight gradient is
     ``rowsᵀ @ dOut`` summed over each tap's band (:func:`_toeplitz_grad`).
 
@@ -274,15 +274,15 @@ class BatchedCNN:
         rows1 = ws.tensor("rows1", (g, w * 24 * ck.B1, ck.K1 + 1))
         ck.conv1_rows(xs.numpy(), idx, rows1.view(-1, ck.K1 + 1).numpy())
         T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, ck.K1, ck.N1,
-                       p["conv1.bias"].view(g, 1, 6, 1).expand(g, 2, 6, ck.PB1))
-        z1 = torch.bmm(rows1, T1, out=ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1)))  # [g, (s, pr, h, dr), (dc, o, pc)]
+                       p["conv1.bias"].view(g, 1, 1, 6).expand(g, 2, ck.PB1, 6))
+        z1 = torch.bmm(rows1, T1, out=ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1)))  # [g, (s, pr, h, dr), (dc, pc, o)]
         h1 = ws.tensor("h1", (S, 12, 72))  # pooled + ReLU: [s, row, (column, channel)]
         code1 = ws.array("code1", S * 864)
         ck.pool1(z1.view(-1, ck.N1).numpy(), h1.view(-1).numpy(), code1)
         rows2 = ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2 + 1))
         ck.conv2_rows(h1.numpy(), rows2.view(-1, ck.K2 + 1).numpy())
         T2 = _toeplitz(p["conv2.weight"].reshape(g, 2400), self.T2, ck.K2, ck.N2,
-                       p["conv2.bias"].view(g, 1, 16, 1).expand(g, 2, 16, ck.PB2))
+                       p["conv2.bias"].view(g, 1, 1, 16).expand(g, 2, ck.PB2, 16))
         z2 = torch.bmm(rows2, T2, out=ws.tensor("z2", (g, w * 8 * ck.B2, ck.N2)))
         f = ws.tensor("f", (g, w, 256))  # pooled + ReLU, flattened in the module's order (channel, row, column)
         code2 = ws.array("code2", S * 256)
@@ -298,7 +298,13 @@ class BatchedCNN:
     def forward(self, flat: torch.Tensor, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[g, w, 10]`` of ``x [g, w, 1, 28, 28]`` (or ``x[index]``) under each device's parameters."""
         g, w = x.shape[:2] if index is None else index.shape
-        return self._forward(self.layout.unflatten(flat), x, index, g, w)["z5"]
+        if not self.fused:
+            return self._forward(self.layout.unflatten(flat), x, index, g, w)["z5"]
+        xs, idx = self._samples(x, index, g, w)
+        logits = torch.empty(g, w, 10)
+        fused_cnn.forward(xs, idx, flat.to(torch.float32).contiguous().numpy(), *self.T1, *self.T2, logits.numpy(),
+                          *self._fused_scratch())
+        return logits
 
     def loss_and_grad(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
                       index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,7 +327,7 @@ class BatchedCNN:
         ck.unpool2(df.contiguous().view(-1).numpy(), a["code2"], dz2.view(-1, ck.N2).numpy())
         gT2 = torch.bmm(a["rows2"].transpose(1, 2), dz2)
         gW2 = _toeplitz_grad(gT2, self.T2, 2400)
-        gb2 = gT2[:, -1].view(g, 2, 16, ck.PB2).sum((1, 3))
+        gb2 = gT2[:, -1].view(g, 2, ck.PB2, 16).sum((1, 2))
         # d rows2 = dz2 @ T2ᵀ (bias row dropped; a contiguous Tᵀ keeps MKL on its fast path)
         drows2 = torch.bmm(dz2, a["T2"][:, :-1].transpose(1, 2).contiguous(),
                            out=ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2)))  # rows2 is dead after gT2
@@ -330,7 +336,7 @@ class BatchedCNN:
         ck.col2im_unpool1(drows2.view(-1, ck.K2).numpy(), a["code1"], dz1.view(-1, ck.N1).numpy(), 6 * ck.W2)
         gT1 = torch.bmm(a["rows1"].transpose(1, 2), dz1)
         gW1 = _toeplitz_grad(gT1, self.T1, 150)
-        gb1 = gT1[:, -1].view(g, 2, 6, ck.PB1).sum((1, 3))
+        gb1 = gT1[:, -1].view(g, 2, ck.PB1, 6).sum((1, 2))
         grad = torch.cat([gW1, gb1, gW2, gb2, gW3.reshape(g, -1), gb3,
                           gW4.reshape(g, -1), gb4, gW5.reshape(g, -1), gb5], dim=1)
         return loss, grad
@@ -348,24 +354,32 @@ class BatchedCNN:
         """:meth:`loss_and_grad` as one compiled call (:func:`fused_cnn.loss_and_grad`)."""
         return self._fused(flat.to(torch.float32).contiguous(), torch.arange(y.shape[0]), x, y, weight, index, 0.0)
 
-    def _fused(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
-               index: torch.Tensor | None, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        g, w = y.shape
+    @staticmethod
+    def _samples(x: torch.Tensor, index: torch.Tensor | None, g: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fused calls' sample source ``[N, 28, 28]`` and indices ``[g, w]`` into it."""
         if index is None:
             xs, idx = x.reshape(g * w, 28, 28), np.arange(g * w, dtype=np.int64).reshape(g, w)
         else:
             xs, idx = x.reshape(-1, 28, 28), np.ascontiguousarray(index, dtype=np.int64).reshape(g, w)
+        return xs.to(torch.float32).contiguous().numpy(), idx  # no copy for the datasets' arrays
+
+    def _fused_scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ws = self._workspace()
-        loss = torch.empty(g, w)
-        grad = torch.empty(1 if lr > 0 else g, self.layout.size)
+        return (ws.tensor("fused", (fused_cnn.SCRATCH_FLOATS,)).numpy(), ws.array("fused_codes", fused_cnn.SCRATCH_CODES),
+                ws.array("fused_ints", fused_cnn.SCRATCH_INTS, torch.int64))
+
+    def _fused(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+               index: torch.Tensor | None, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        g, w = y.shape
         if params.dtype != torch.float32 or not params.is_contiguous():
             raise ValueError("BatchedCNN: params must be a contiguous float32 tensor")
+        xs, idx = self._samples(x, index, g, w)
+        loss = torch.empty(g, w)
+        grad = torch.empty(1 if lr > 0 else g, self.layout.size)
         fused_cnn.loss_and_grad(
-            xs.to(torch.float32).contiguous().numpy(), idx, np.ascontiguousarray(y, dtype=np.int64),
-            weight.to(torch.float32).contiguous().numpy(), params.numpy(),
-            np.ascontiguousarray(rows, dtype=np.int64), *self.T1, *self.T2, loss.numpy(), grad.numpy(), np.float32(lr),
-            ws.tensor("fused", (fused_cnn.SCRATCH_FLOATS,)).numpy(), ws.array("fused_codes", fused_cnn.SCRATCH_CODES),
-            ws.array("fused_ints", fused_cnn.SCRATCH_INTS, torch.int64))
+            xs, idx, np.ascontiguousarray(y, dtype=np.int64), weight.to(torch.float32).contiguous().numpy(),
+            params.numpy(), np.ascontiguousarray(rows, dtype=np.int64), *self.T1, *self.T2, loss.numpy(), grad.numpy(),
+            np.float32(lr), *self._fused_scratch())
         return loss, grad
 
 
