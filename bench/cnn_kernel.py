@@ -2,10 +2,12 @@
 
 Both compute the mean cross-entropy's gradient for the paper's CNN on real MNIST points, one
 torch thread: ours is :class:`foglearn.learning.kernels.BatchedCNN` (Toeplitz GEMMs in MKL, numba
-glue), the competitor the same :class:`foglearn.learning.models.CNN` run by autograd (oneDNN
-convolutions), in both memory formats. ``g`` devices × ``w`` samples per call; the module runs each
-device's ``w`` samples as one batch. Prints the median µs per sample of ``--repeats`` calls and
-the ratio.
+glue) in its two paths — ``fused`` (one compiled call that drives MKL's ``sgemm`` itself, the
+default) and ``layered`` (torch GEMMs between compiled passes) — the competitor the same
+:class:`foglearn.learning.models.CNN` run by autograd (oneDNN convolutions), in both memory
+formats. ``g`` devices × ``w`` samples per call; the module runs each device's ``w`` samples as one
+batch. Prints the median µs per sample of ``--repeats`` calls and the module's time over the
+fused path's; then the forward pass alone (test-set evaluation) of 1000 samples.
 
     .venv/bin/python bench/cnn_kernel.py [--repeats 30]
 """
@@ -19,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from foglearn.learning import load_dataset, make_model
+from foglearn.learning import fused_cnn, load_dataset, make_model
 from foglearn.learning.kernels import BatchedCNN
 
 
@@ -42,16 +44,20 @@ def main() -> None:
     ds = load_dataset("mnist")
     X, Y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
     net = make_model("cnn", seed=0)
-    kernel = BatchedCNN(net)
-    flat = kernel.layout.flatten(dict(net.named_parameters()))
+    kernels = {"layered": BatchedCNN(net, fused=False)}
+    if fused_cnn.AVAILABLE:
+        kernels = {"fused": BatchedCNN(net, fused=True), **kernels}
+    flat = kernels["layered"].layout.flatten(dict(net.named_parameters()))
     print("µs per sample, forward + backward, 1 thread, median of", args.repeats)
     for g, w in [(1, 256), (1, 64), (8, 32)]:
         idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(g * w))[:g * w].view(g, w)
         x, y = X[idx], Y[idx]
         wt = torch.full((g, w), 1.0 / w)
         params = flat.unsqueeze(0).repeat(g, 1)
-        ours = _median_us(lambda p=params, x=x, y=y, wt=wt: kernel.loss_and_grad(p, x, y, wt), g * w, args.repeats)
-        row = f"g = {g}, w = {w:3d}: ours {ours:6.1f}"
+        ours = {name: _median_us(lambda k=k, p=params, x=x, y=y, wt=wt: k.loss_and_grad(p, x, y, wt), g * w,
+                                 args.repeats) for name, k in kernels.items()}
+        best = next(iter(ours.values()))
+        row = f"g = {g}, w = {w:3d}: " + " | ".join(f"ours {name} {t:5.1f}" for name, t in ours.items())
         for fmt, label in [(torch.contiguous_format, "module"), (torch.channels_last, "module channels_last")]:
             m = make_model("cnn", seed=0).to(memory_format=fmt)
             xs = [x[d].contiguous(memory_format=fmt) for d in range(g)]
@@ -62,8 +68,16 @@ def main() -> None:
                     F.cross_entropy(m(xs[d]), y[d]).backward()
 
             theirs = _median_us(step, g * w, args.repeats)
-            row += f" | {label} {theirs:6.1f} ({theirs / ours:4.2f}x)"
+            row += f" | {label} {theirs:5.1f} ({theirs / best:4.2f}x)"
         print(row, flush=True)
+    xt = torch.from_numpy(ds.x_test[:1000])
+    fwd = {name: _median_us(lambda k=k: k.forward(flat.unsqueeze(0), xt.unsqueeze(0)), 1000, args.repeats)
+           for name, k in kernels.items()}
+    with torch.no_grad():
+        theirs = _median_us(lambda: net(xt), 1000, args.repeats)
+    best = next(iter(fwd.values()))
+    print("forward only, 1000 test samples: " + " | ".join(f"ours {name} {t:5.1f}" for name, t in fwd.items())
+          + f" | module {theirs:5.1f} ({theirs / best:4.2f}x)", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,12 @@ gradients ``∇_{w_i} Σ_s weight_s · l(w_i, x_s, y_s)`` as ``[g, P]``. With ``
 device ``i``'s samples the gradient is ``∇ L_i(w_i | G_i(t))`` of eq. (3). Padded samples (weight 0)
 contribute exactly nothing, and a device with no samples gets a zero gradient.
 
-All weight-bearing work is batched GEMMs (:func:`torch.bmm` / :func:`torch.baddbmm`, MKL) over
-the device axis; the backward pass is written by hand (no autograd graph):
+All weight-bearing work is GEMMs in MKL over the device axis; the backward pass is written by
+hand (no autograd graph):
 
 * **conv** as a row-Toeplitz GEMM (:class:`BatchedCNN`): five consecutive input rows of a
   sample (a narrow block of columns, plus a 1 for the bias) times a banded matrix built from the
-  5×5 kernel give a block of output columns of one output row, all channels. Measured on this
-  project's 2-core box, 1 thread, per sample (forward + backward, ``bench/cnn_kernel.py``):
-  ours ≈ 24–26 µs at 256 samples per call, PyTorch's own module (oneDNN) 2.1–2.8× slower.
+  5×5 kernel give a block of output columns of one output row, all channels.
 * the memory-bound glue — patch building, 2×2 max pooling fused with ReLU, its backward, and
   the second conv's col2im fused with the first pooling's backward — is one compiled pass each
   (:mod:`foglearn.learning.conv_kernels`, numba, GIL released) into scratch buffers that are reused
@@ -31,6 +29,12 @@ the device axis; the backward pass is written by hand (no autograd graph):
   window in row-major order, exactly as :func:`torch.nn.functional.max_pool2d`; ReLU is applied
   after pooling (``pool(relu(z)) = relu(pool(z))``, with the same gradient: where the window's
   maximum is ≤ 0 both are 0).
+* for the CNN the whole pass is by default **one compiled call** that drives MKL's ``sgemm``
+  itself (:mod:`foglearn.learning.fused_cnn`); the layer-by-layer path (``fused=False``: the
+  GEMMs are :func:`torch.bmm` calls between the passes) computes the same numbers. Measured on
+  this project's 2-core box, 1 thread, per sample, forward + backward at 256 samples per call
+  (``bench/cnn_kernel.py``): fused 22.9 µs, layered 28.5 µs, PyTorch's own module (oneDNN) 64.8 µs.
+  The MLP's GEMMs are :func:`torch.bmm` / :func:`torch.baddbmm`.
 * the gradient w.r.t. the network input is never computed.
 
 The kernels match the reference :class:`~foglearn.learning.models.CNN` / ``MLP`` modules to
