@@ -9,14 +9,17 @@ x86 builds: the Fortran symbol ``sgemm_`` exported by ``libtorch_cpu``) directly
 through in blocks of :data:`BLOCK`, so the scratch of one block (≈ 66 kB per sample) stays in cache,
 and the weight gradients accumulate across blocks in the GEMMs (``beta = 1``).
 
-Per device ``d`` of a call, with parameters ``p = params[d]`` (``named_parameters`` order):
+Per device ``d`` of a call, with parameters ``p = params[rows[d]]`` (``named_parameters`` order):
 
 1. the banded matrices ``T1 [K1 + 1, N1]``, ``T2 [K2 + 1, N2]`` of the two 5×5 convolutions
    (taps from :func:`~foglearn.learning.kernels._toeplitz_index`, last row the bias);
 2. per block of samples with non-zero loss weight (padding is skipped: it contributes nothing):
    conv1 = patches @ T1 → pool + ReLU → conv2 = patches @ T2 → pool + ReLU → fc 256-120-84-10 with
    ReLU → cross-entropy (eq. 2); then the backward pass, accumulating ``∇_p Σ weight·l``;
-3. the taps' gradients summed out of the banded matrices' gradients (adjoint of step 1).
+3. the taps' gradients summed out of the banded matrices' gradients (adjoint of step 1); then
+   either the gradient is returned or the SGD step of eq. (3) is taken in place.
+
+:func:`forward` runs step 2's forward half alone (test-set evaluation).
 
 :data:`AVAILABLE` is false when PyTorch's library exports no ``sgemm_`` (e.g. a build on another
 BLAS); ``BatchedCNN`` then uses its layer-by-layer path, which computes the same numbers.
@@ -46,11 +49,17 @@ N_PARAMS = 44426
 R1 = 24 * ck.B1
 R2 = 8 * ck.B2
 
-#: Float32 scratch per block sample, then the fixed part (T1, T2 and their gradients).
-_PER_SAMPLE = (R1 * (ck.K1 + 1) + R1 * ck.N1 + 864 + R2 * (ck.K2 + 1) + R2 * ck.N2 + 256
-               + 120 + 84 + 10 + 10 + 84 + 120 + 256 + 1)
-_FIXED = 2 * ((ck.K1 + 1) * ck.N1 + (ck.K2 + 1) * ck.N2) + 2  # + gemm's alpha, beta
-SCRATCH_FLOATS = BLOCK * _PER_SAMPLE + _FIXED
+#: Float32 scratch layout: (name, elements); the first 14 scale with BLOCK (≈ 66 kB per sample),
+#: then the banded matrices, their gradients and gemm's (alpha, beta). The backward pass reuses
+#: dead forward buffers: ``z1`` holds dz1, ``rows2`` d rows2 and ``z2`` dz2.
+_LAYOUT = (("rows1", BLOCK * R1 * (ck.K1 + 1)), ("z1", BLOCK * R1 * ck.N1), ("h1", BLOCK * 864),
+           ("rows2", BLOCK * R2 * (ck.K2 + 1)), ("z2", BLOCK * R2 * ck.N2), ("f", BLOCK * 256),
+           ("h3", BLOCK * 120), ("h4", BLOCK * 84), ("z5", BLOCK * 10), ("d5", BLOCK * 10), ("dh4", BLOCK * 84),
+           ("dh3", BLOCK * 120), ("df", BLOCK * 256), ("bl", BLOCK), ("T1", (ck.K1 + 1) * ck.N1),
+           ("gT1", (ck.K1 + 1) * ck.N1), ("T2", (ck.K2 + 1) * ck.N2), ("gT2", (ck.K2 + 1) * ck.N2), ("ab", 2))
+_OFF = np.cumsum([0] + [n for _, n in _LAYOUT])
+(_rows1, _z1, _h1, _rows2, _z2, _f, _h3, _h4, _z5, _d5, _dh4, _dh3, _df, _bl, _T1, _gT1, _T2, _gT2,
+ _ab, SCRATCH_FLOATS) = (int(v) for v in _OFF)
 #: uint8 scratch (the pooling codes) and int64 scratch (sample indices and labels of a block).
 SCRATCH_CODES = BLOCK * (864 + 256)
 SCRATCH_INTS = 2 * BLOCK + 8
@@ -121,19 +130,6 @@ def _fc_backward(d, n_out, inp, n_in, W, gW, gb, d_in, m, relu, ints, floats):  
         for j in range(m):
             for c in range(n_in):
                 d_in[j, c] = d_in[j, c] if inp[j, c] > 0.0 else np.float32(0.0)
-
-
-#: Scratch layout: (name, float32 elements). Backward reuses dead forward buffers: ``z1`` holds
-#: dz1, ``rows2`` d rows2 and ``z2`` dz2.
-_LAYOUT = (("rows1", BLOCK * R1 * (ck.K1 + 1)), ("z1", BLOCK * R1 * ck.N1), ("h1", BLOCK * 864),
-           ("rows2", BLOCK * R2 * (ck.K2 + 1)), ("z2", BLOCK * R2 * ck.N2), ("f", BLOCK * 256),
-           ("h3", BLOCK * 120), ("h4", BLOCK * 84), ("z5", BLOCK * 10), ("d5", BLOCK * 10), ("dh4", BLOCK * 84),
-           ("dh3", BLOCK * 120), ("df", BLOCK * 256), ("bl", BLOCK), ("T1", (ck.K1 + 1) * ck.N1),
-           ("gT1", (ck.K1 + 1) * ck.N1), ("T2", (ck.K2 + 1) * ck.N2), ("gT2", (ck.K2 + 1) * ck.N2), ("ab", 2))
-_OFF = np.cumsum([0] + [n for _, n in _LAYOUT])
-assert _OFF[-1] == SCRATCH_FLOATS
-(_rows1, _z1, _h1, _rows2, _z2, _f, _h3, _h4, _z5, _d5, _dh4, _dh3, _df, _bl, _T1, _gT1, _T2, _gT2,
- _ab, _end) = (int(v) for v in _OFF)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -234,9 +234,9 @@ class BatchedCNN:
     The patch building, pooling + ReLU, their backward and the col2im run as single compiled
     passes (:mod:`foglearn.learning.conv_kernels`, whose ``PB1``/``PB2`` set the block widths).
     With ``fused`` (the default where PyTorch's BLAS is reachable, :data:`fused_cnn.AVAILABLE`)
-    :meth:`loss_and_grad` is one compiled call that also drives the GEMMs
-    (:mod:`foglearn.learning.fused_cnn`); otherwise, and always for :meth:`forward`, the GEMMs
-    are :func:`torch.bmm` calls between the passes. Both compute the same numbers (to float32
+    :meth:`loss_and_grad`, :meth:`sgd_step` and :meth:`forward` are each one compiled call that
+    also drives the GEMMs (:mod:`foglearn.learning.fused_cnn`); otherwise the GEMMs are
+    :func:`torch.bmm` calls between the passes. Both compute the same numbers (to float32
     round-off). Calls on several threads at once are safe: each thread has its own scratch buffers.
     """
 
