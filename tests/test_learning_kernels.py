@@ -104,6 +104,26 @@ def test_cnn_kernel_pooling_ties_route_like_max_pool2d(fused):
     _check_against_modules(BatchedCNN(modules[0], fused=fused), modules, x, y, [6, 2, 5])
 
 
+@pytest.mark.parametrize("kind", ["cnn", "mlp", "cnn-layered"])
+def test_sgd_step_updates_only_its_rows_in_place(kind):
+    """``sgd_step`` = ``params[rows] -= lr · grad`` (eq. 3), other rows untouched, same losses."""
+    modules = [make_model(kind.split("-")[0], seed=s) for s in range(4)]
+    kernel = BatchedCNN(modules[0], fused=False) if kind == "cnn-layered" else batched_kernel(modules[0])
+    params = torch.stack([kernel.layout.flatten(dict(m.named_parameters())) for m in modules])
+    X = torch.from_numpy(TINY.x_train)
+    idx = torch.randint(0, TINY.n_train, (2, 6), generator=torch.Generator().manual_seed(3))
+    y = torch.from_numpy(TINY.y_train)[idx]
+    wt = torch.full((2, 6), 1 / 6)
+    wt[1, 4:] = 0.0  # padding
+    rows = torch.tensor([3, 1])
+    loss, grad = kernel.loss_and_grad(params[rows], X, y, wt, index=idx)
+    before = params.clone()
+    step_loss = kernel.sgd_step(params, rows, X, y, wt, 0.3, index=idx)
+    assert torch.equal(params[[0, 2]], before[[0, 2]])
+    assert torch.allclose(params[rows], before[rows] - 0.3 * grad, atol=1e-6, rtol=0)
+    assert torch.allclose((step_loss * wt).sum(1), (loss * wt).sum(1), atol=1e-6)
+
+
 def test_mlp_kernel_matches_module_ragged_with_empty_devices():
     counts = [0, 5, 2, 9]
     modules = [make_model("mlp", seed=s) for s in range(len(counts))]
