@@ -73,15 +73,23 @@ def test_cnn_kernel_matches_module_ragged_with_empty_devices(counts, fused):
     _check_against_modules(kernel, modules[:1], x[:1, :3], y[:1, :3], [3])
 
 
-@pytest.mark.parametrize("kind", ["cnn", "mlp", "cnn-layered"])
-def test_kernel_reads_samples_in_place_with_index(kind):
-    """``index`` selects the batch from the whole dataset: same numbers as the gathered batch."""
-    modules = [make_model(kind.split("-")[0], seed=s) for s in range(2)]
+#: Kernel variants: the CNN's default (fused where available), the MLP, the CNN layer by layer.
+KINDS = ["cnn", "mlp", "cnn-layered"]
+
+
+def _kernel_setup(kind: str, n_models: int, g: int, w: int, seed: int):
+    """A kernel of ``kind``, ``n_models`` stacked parameter rows, the TINY training set and a ``[g, w]`` batch."""
+    modules = [make_model(kind.split("-")[0], seed=s) for s in range(n_models)]
     kernel = BatchedCNN(modules[0], fused=False) if kind == "cnn-layered" else batched_kernel(modules[0])
     flat = torch.stack([kernel.layout.flatten(dict(m.named_parameters())) for m in modules])
-    X = torch.from_numpy(TINY.x_train)
-    idx = torch.randint(0, TINY.n_train, (2, 5), generator=torch.Generator().manual_seed(9))
-    y = torch.from_numpy(TINY.y_train)[idx]
+    idx = torch.randint(0, TINY.n_train, (g, w), generator=torch.Generator().manual_seed(seed))
+    return kernel, flat, torch.from_numpy(TINY.x_train), idx, torch.from_numpy(TINY.y_train)[idx]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_kernel_reads_samples_in_place_with_index(kind):
+    """``index`` selects the batch from the whole dataset: same numbers as the gathered batch."""
+    kernel, flat, X, idx, y = _kernel_setup(kind, 2, 2, 5, seed=9)
     wt = torch.full((2, 5), 0.2)
     loss, grad = kernel.loss_and_grad(flat, X[idx], y, wt)
     loss_i, grad_i = kernel.loss_and_grad(flat, X, y, wt, index=idx)
@@ -104,15 +112,10 @@ def test_cnn_kernel_pooling_ties_route_like_max_pool2d(fused):
     _check_against_modules(BatchedCNN(modules[0], fused=fused), modules, x, y, [6, 2, 5])
 
 
-@pytest.mark.parametrize("kind", ["cnn", "mlp", "cnn-layered"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_sgd_step_updates_only_its_rows_in_place(kind):
     """``sgd_step`` = ``params[rows] -= lr · grad`` (eq. 3), other rows untouched, same losses."""
-    modules = [make_model(kind.split("-")[0], seed=s) for s in range(4)]
-    kernel = BatchedCNN(modules[0], fused=False) if kind == "cnn-layered" else batched_kernel(modules[0])
-    params = torch.stack([kernel.layout.flatten(dict(m.named_parameters())) for m in modules])
-    X = torch.from_numpy(TINY.x_train)
-    idx = torch.randint(0, TINY.n_train, (2, 6), generator=torch.Generator().manual_seed(3))
-    y = torch.from_numpy(TINY.y_train)[idx]
+    kernel, params, X, idx, y = _kernel_setup(kind, 4, 2, 6, seed=3)
     wt = torch.full((2, 6), 1 / 6)
     wt[1, 4:] = 0.0  # padding
     rows = torch.tensor([3, 1])
