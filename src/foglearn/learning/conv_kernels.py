@@ -251,30 +251,36 @@ def col2im_unpool1(drows2, code1, dz1, run):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def toeplitz(W, bias, pos, src, T):  # pragma: no cover - numba
-    """Banded conv matrices ``T[g, (rows + 1)·cols]`` (flat; zeroed here) from kernels ``W[g, ·]``:
-    tap ``src[k]`` of device ``d``'s kernel goes to position ``pos[k]``; the last ``cols``
-    entries (the bias row) are ``bias[d]``."""
+def toeplitz(W, bias, pos, src, cols, T):  # pragma: no cover - numba
+    """Banded conv matrices ``T[g, (rows + 1)·cols]`` (flat; zeroed here) from kernels ``W[g, ·]``
+    and biases ``bias[g, O]``: tap ``src[k]`` of device ``d``'s kernel goes to position ``pos[k]``;
+    the last ``cols`` entries are the bias row (column ``(dc, pc, o)`` holds ``bias[d, o]``)."""
     g, n = T.shape
-    C = bias.shape[1]
+    n_out = bias.shape[1]
     for d in range(g):
         Td = T[d]
-        for i in range(n - C):
+        for i in range(n - cols):
             Td[i] = 0.0
         for k in range(pos.size):
             Td[pos[k]] = W[d, src[k]]
-        for c in range(C):
-            Td[n - C + c] = bias[d, c]
+        for c in range(cols):
+            Td[n - cols + c] = bias[d, c % n_out]
 
 
 @njit(cache=True, nogil=True)
-def toeplitz_grad(gT, pos, src, out):  # pragma: no cover - numba
-    """Adjoint of :func:`toeplitz` for the kernel: ``out[d, src[k]] = Σ gT[d, pos[k]]`` (``gT``
-    flat ``[g, (rows + 1)·cols]``; ``out`` zeroed here)."""
-    g = gT.shape[0]
+def toeplitz_grad(gT, pos, src, cols, out, out_bias):  # pragma: no cover - numba
+    """Adjoint of :func:`toeplitz`: ``out[d, src[k]] = Σ gT[d, pos[k]]`` and ``out_bias[d, o]`` the
+    sum of the bias row's columns of channel ``o`` (``gT`` flat ``[g, (rows + 1)·cols]``; both
+    outputs zeroed here)."""
+    g, n = gT.shape
+    n_out = out_bias.shape[1]
     for d in range(g):
         o = out[d]
         o[:] = 0.0
+        ob = out_bias[d]
+        ob[:] = 0.0
         G = gT[d]
         for k in range(pos.size):
             o[src[k]] += G[pos[k]]
+        for c in range(cols):
+            ob[c % n_out] += G[n - cols + c]

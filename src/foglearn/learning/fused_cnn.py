@@ -133,19 +133,12 @@ def _fc_backward(d, n_out, inp, n_in, W, gW, gb, d_in, m, relu, ints, floats):  
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _build_conv_matrices(p, pos1, src1, pos2, src2, T1, T2):  # pragma: no cover - numba
-    """The banded matrices of device parameters ``p``: taps at ``pos*`` (from ``p``'s kernels at
-    ``src*``), the bias in the last row (column ``(dc, pc, o)`` → channel ``o``)."""
-    T1[:] = 0.0
-    for k in range(pos1.size):
-        T1[pos1[k]] = p[O_W1 + src1[k]]
-    for c in range(ck.N1):
-        T1[ck.K1 * ck.N1 + c] = p[O_B1 + c % 6]
-    T2[:] = 0.0
-    for k in range(pos2.size):
-        T2[pos2[k]] = p[O_W2 + src2[k]]
-    for c in range(ck.N2):
-        T2[ck.K2 * ck.N2 + c] = p[O_B2 + c % 16]
+def _build_conv_matrices(p, pos1, src1, pos2, src2, buf):  # pragma: no cover - numba
+    """The banded matrices ``T1``, ``T2`` (in ``buf``) of device parameters ``p`` (:func:`conv_kernels.toeplitz`)."""
+    ck.toeplitz(p[O_W1:O_B1].reshape(1, -1), p[O_B1:O_W2].reshape(1, -1), pos1, src1, ck.N1,
+                buf[_T1:_gT1].reshape(1, -1))
+    ck.toeplitz(p[O_W2:O_B2].reshape(1, -1), p[O_B2:O_W3].reshape(1, -1), pos2, src2, ck.N2,
+                buf[_T2:_gT2].reshape(1, -1))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -186,7 +179,7 @@ def forward(x, idx, params, pos1, src1, pos2, src2, logits, buf, codes, ints):  
     z5 = buf[_z5:_z5 + BLOCK * 10].reshape(BLOCK, 10)
     for d in range(g):
         p = params[d]
-        _build_conv_matrices(p, pos1, src1, pos2, src2, buf[_T1:_gT1], buf[_T2:_gT2])
+        _build_conv_matrices(p, pos1, src1, pos2, src2, buf)
         for a in range(0, w, BLOCK):
             m = min(BLOCK, w - a)
             bi[:m] = idx[d, a:a + m]
@@ -211,7 +204,7 @@ def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss,
     g, w = idx.shape
     K1, N1, K2, N2 = ck.K1, ck.N1, ck.K2, ck.N2
     ab = buf[_ab:_ab + 2]
-    T1, gT1, T2, gT2 = buf[_T1:_gT1], buf[_gT1:_T2], buf[_T2:_gT2], buf[_gT2:_ab]
+    gT1, T2, gT2 = buf[_gT1:_T2], buf[_T2:_gT2], buf[_gT2:_ab]
     h3 = buf[_h3:_h3 + BLOCK * 120].reshape(BLOCK, 120)
     h4 = buf[_h4:_h4 + BLOCK * 84].reshape(BLOCK, 84)
     z5 = buf[_z5:_z5 + BLOCK * 10].reshape(BLOCK, 10)
@@ -232,7 +225,7 @@ def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss,
         gd = 0 if lr > 0.0 else d
         gr = grad[gd]
         gr[:] = 0.0
-        _build_conv_matrices(p, pos1, src1, pos2, src2, T1, T2)
+        _build_conv_matrices(p, pos1, src1, pos2, src2, buf)
         gT1[:] = 0.0
         gT2[:] = 0.0
         n = 0
@@ -277,14 +270,8 @@ def loss_and_grad(x, idx, y, weight, params, rows, pos1, src1, pos2, src2, loss,
             gemm(True, False, K1 + 1, N1, m * R1, np.float32(1.0), r1.ctypes.data, K1 + 1, zz1.ctypes.data, N1,
                  np.float32(1.0), gT1.ctypes.data, N1, gints, ab)
         # taps and biases out of the banded matrices' gradients (adjoint of _build_conv_matrices)
-        for k in range(pos1.size):
-            gr[O_W1 + src1[k]] += gT1[pos1[k]]
-        for c in range(N1):
-            gr[O_B1 + c % 6] += gT1[K1 * N1 + c]
-        for k in range(pos2.size):
-            gr[O_W2 + src2[k]] += gT2[pos2[k]]
-        for c in range(N2):
-            gr[O_B2 + c % 16] += gT2[K2 * N2 + c]
+        ck.toeplitz_grad(gT1.reshape(1, -1), pos1, src1, N1, gr[O_W1:O_B1].reshape(1, -1), gr[O_B1:O_W2].reshape(1, -1))
+        ck.toeplitz_grad(gT2.reshape(1, -1), pos2, src2, N2, gr[O_W2:O_B2].reshape(1, -1), gr[O_B2:O_W3].reshape(1, -1))
         if lr > 0.0:
             for j in range(P):
                 p[j] -= lr * gr[j]

@@ -176,19 +176,22 @@ def _toeplitz_index(out_ch: int, in_ch: int, width_in: int, width_out_half: int)
 
 def _toeplitz(W: torch.Tensor, index: tuple[np.ndarray, np.ndarray], rows: int, cols: int,
               bias: torch.Tensor) -> torch.Tensor:
-    """``[g, O·C·25]`` kernels → ``[g, rows + 1, cols]`` banded matrices (see :func:`_toeplitz_index`)
-    whose last row is ``bias`` (``[g, …]`` with ``cols`` elements per device)."""
+    """``[g, O·C·25]`` kernels and ``[g, O]`` biases → ``[g, rows + 1, cols]`` banded matrices
+    (see :func:`_toeplitz_index`) whose last row is each output column's bias."""
     g = W.shape[0]
     T = torch.empty(g, rows + 1, cols)
-    ck.toeplitz(W.contiguous().numpy(), bias.reshape(g, cols).numpy(), *index, T.view(g, -1).numpy())
+    ck.toeplitz(W.contiguous().numpy(), bias.contiguous().numpy(), *index, cols, T.view(g, -1).numpy())
     return T
 
 
-def _toeplitz_grad(gT: torch.Tensor, index: tuple[np.ndarray, np.ndarray], n: int) -> torch.Tensor:
-    """Adjoint of :func:`_toeplitz`: sums each tap's entries of ``gT [g, rows, cols]`` → ``[g, n]``."""
-    out = torch.empty(gT.shape[0], n)
-    ck.toeplitz_grad(gT.reshape(gT.shape[0], -1).numpy(), *index, out.numpy())
-    return out
+def _toeplitz_grad(gT: torch.Tensor, index: tuple[np.ndarray, np.ndarray], n: int, out_ch: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adjoint of :func:`_toeplitz`: ``gT [g, rows + 1, cols]`` → the kernels' ``[g, n]`` and the
+    biases' ``[g, out_ch]`` gradients."""
+    g, cols = gT.shape[0], gT.shape[2]
+    out, out_bias = torch.empty(g, n), torch.empty(g, out_ch)
+    ck.toeplitz_grad(gT.reshape(g, -1).numpy(), *index, cols, out.numpy(), out_bias.numpy())
+    return out, out_bias
 
 
 class _Workspace:
@@ -270,23 +273,17 @@ class BatchedCNN:
                  ) -> dict:
         S = g * w
         ws = self._workspace()
-        if index is None:
-            xs, idx = x.reshape(S, 28, 28), np.arange(S)
-        else:
-            xs, idx = x.reshape(-1, 28, 28), np.asarray(index, dtype=np.int64).reshape(S)
-        xs = xs.to(torch.float32).contiguous()  # no copy for the datasets' arrays
+        xs, idx = self._samples(x, index, g, w)
         rows1 = ws.tensor("rows1", (g, w * 24 * ck.B1, ck.K1 + 1))
-        ck.conv1_rows(xs.numpy(), idx, rows1.view(-1, ck.K1 + 1).numpy())
-        T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, ck.K1, ck.N1,
-                       p["conv1.bias"].view(g, 1, 1, 6).expand(g, 2, ck.PB1, 6))
+        ck.conv1_rows(xs, idx.reshape(S), rows1.view(-1, ck.K1 + 1).numpy())
+        T1 = _toeplitz(p["conv1.weight"].reshape(g, 150), self.T1, ck.K1, ck.N1, p["conv1.bias"])
         z1 = torch.bmm(rows1, T1, out=ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1)))  # [g, (s, pr, h, dr), (dc, pc, o)]
         h1 = ws.tensor("h1", (S, 12, 72))  # pooled + ReLU: [s, row, (column, channel)]
         code1 = ws.array("code1", S * 864)
         ck.pool1(z1.view(-1, ck.N1).numpy(), h1.view(-1).numpy(), code1)
         rows2 = ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2 + 1))
         ck.conv2_rows(h1.numpy(), rows2.view(-1, ck.K2 + 1).numpy())
-        T2 = _toeplitz(p["conv2.weight"].reshape(g, 2400), self.T2, ck.K2, ck.N2,
-                       p["conv2.bias"].view(g, 1, 1, 16).expand(g, 2, ck.PB2, 16))
+        T2 = _toeplitz(p["conv2.weight"].reshape(g, 2400), self.T2, ck.K2, ck.N2, p["conv2.bias"])
         z2 = torch.bmm(rows2, T2, out=ws.tensor("z2", (g, w * 8 * ck.B2, ck.N2)))
         f = ws.tensor("f", (g, w, 256))  # pooled + ReLU, flattened in the module's order (channel, row, column)
         code2 = ws.array("code2", S * 256)
@@ -330,8 +327,7 @@ class BatchedCNN:
         dz2 = ws.tensor("z2", (g, w * 8 * ck.B2, ck.N2))  # z2 is dead: reuse its buffer
         ck.unpool2(df.contiguous().view(-1).numpy(), a["code2"], dz2.view(-1, ck.N2).numpy())
         gT2 = torch.bmm(a["rows2"].transpose(1, 2), dz2)
-        gW2 = _toeplitz_grad(gT2, self.T2, 2400)
-        gb2 = gT2[:, -1].view(g, 2, ck.PB2, 16).sum((1, 2))
+        gW2, gb2 = _toeplitz_grad(gT2, self.T2, 2400, 16)
         # d rows2 = dz2 @ T2ᵀ (bias row dropped; a contiguous Tᵀ keeps MKL on its fast path)
         drows2 = torch.bmm(dz2, a["T2"][:, :-1].transpose(1, 2).contiguous(),
                            out=ws.tensor("rows2", (g, w * 8 * ck.B2, ck.K2)))  # rows2 is dead after gT2
@@ -339,8 +335,7 @@ class BatchedCNN:
         dz1 = ws.tensor("z1", (g, w * 24 * ck.B1, ck.N1))  # z1 is dead: reuse its buffer
         ck.col2im_unpool1(drows2.view(-1, ck.K2).numpy(), a["code1"], dz1.view(-1, ck.N1).numpy(), 6 * ck.W2)
         gT1 = torch.bmm(a["rows1"].transpose(1, 2), dz1)
-        gW1 = _toeplitz_grad(gT1, self.T1, 150)
-        gb1 = gT1[:, -1].view(g, 2, ck.PB1, 6).sum((1, 2))
+        gW1, gb1 = _toeplitz_grad(gT1, self.T1, 150, 6)
         grad = torch.cat([gW1, gb1, gW2, gb2, gW3.reshape(g, -1), gb3,
                           gW4.reshape(g, -1), gb4, gW5.reshape(g, -1), gb5], dim=1)
         return loss, grad
@@ -360,7 +355,7 @@ class BatchedCNN:
 
     @staticmethod
     def _samples(x: torch.Tensor, index: torch.Tensor | None, g: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """The fused calls' sample source ``[N, 28, 28]`` and indices ``[g, w]`` into it."""
+        """The sample source ``[N, 28, 28]`` the compiled passes read and indices ``[g, w]`` into it."""
         if index is None:
             xs, idx = x.reshape(g * w, 28, 28), np.arange(g * w, dtype=np.int64).reshape(g, w)
         else:

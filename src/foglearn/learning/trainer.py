@@ -25,8 +25,9 @@ All devices advance together, never one Python step per device:
   :data:`CHUNK` samples, and each call runs a hand-written forward/backward with batched GEMMs
   over the devices (convolutions as row-Toeplitz GEMMs). A slot's calls run on ``threads``
   worker threads (:class:`_Workers`; every op single-threaded, the kernels release the GIL) and
-  are combined in call order, so the result does not depend on the thread count. The SGD step is
-  one ``index_add_`` per call and eq. (4) one ``[n] @ [n, P]`` product. Test-set evaluation
+  are combined in call order, so the result does not depend on the thread count. A call takes its
+  devices' SGD steps in place (or, for a device split across calls, one ``index_add_`` of the
+  summed gradient) and eq. (4) is one ``[n] @ [n, P]`` product. Test-set evaluation
   (only at aggregations) uses the same kernels and workers.
 * **τ = 1 (exact identity).** Every device then starts every slot from the global model, and the
   ``H``-weighted average of one SGD step each equals one SGD step on the union of the slot's
@@ -326,32 +327,29 @@ class _KernelRunner(_Runner):
         return part, X, Y, idx, (valid / sizes[part][:, None].astype(np.float32)).astype(np.float32), lr
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
-        tasks = []  # (devices, X, Y, sample indices [g, w], loss weights [g, w], in-place lr or 0)
+        calls: list[tuple[np.ndarray, int]] = []  # whole devices: (devices, padded width)
         if self.kernel.skips_padding:
             # padding is free: runs of consecutive devices with about CHUNK real points each
-            big = active[sizes[active] > CHUNK]
+            split = active[sizes[active] > CHUNK]
             small = active[sizes[active] <= CHUNK]
-            groups = [(big, CHUNK + 1)] if len(big) else []
             if len(small):
                 cum = np.cumsum(sizes[small])
                 k = -(-int(cum[-1]) // CHUNK)
                 cuts = np.concatenate([[0], np.searchsorted(cum, np.arange(1, k) * cum[-1] / k) + 1, [len(small)]])
-                for a, b in zip(cuts[:-1], cuts[1:]):
-                    if b > a:
-                        tasks.append(self._task(small[a:b], X, Y, pts, sizes, starts, int(sizes[small[a:b]].max()),
-                                                lr=lr))
+                calls = [(small[a:b], int(sizes[small[a:b]].max())) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
         else:
-            groups = [(np.sort(d), w) for d, w in _size_groups(active, sizes[active], KERNEL_OVERHEAD)]
-        for devs, width in groups:
-            if width > CHUNK:  # large batches: one device per call, gradient summed over sample chunks
-                for d in devs:
-                    for lo in range(0, int(sizes[d]), CHUNK):
-                        tasks.append(self._task(np.array([d]), X, Y, pts, sizes, starts,
-                                                min(CHUNK, int(sizes[d]) - lo), lo))
-                continue
-            per = max(1, CHUNK // width)
-            for c in range(0, len(devs), per):
-                tasks.append(self._task(devs[c:c + per], X, Y, pts, sizes, starts, width, lr=lr))
+            split = np.zeros(0, dtype=np.int64)
+            for devs, width in _size_groups(active, sizes[active], KERNEL_OVERHEAD):
+                devs = np.sort(devs)
+                if width > CHUNK:
+                    split = np.concatenate([split, devs])
+                    continue
+                per = max(1, CHUNK // width)
+                calls += [(devs[c:c + per], width) for c in range(0, len(devs), per)]
+        tasks = [self._task(part, X, Y, pts, sizes, starts, width, lr=lr) for part, width in calls]
+        for d in split:  # large batches: one device per call, gradient summed over sample chunks
+            for lo in range(0, int(sizes[d]), CHUNK):
+                tasks.append(self._task(np.array([d]), X, Y, pts, sizes, starts, min(CHUNK, int(sizes[d]) - lo), lo))
         losses = np.zeros(len(sizes))
         for (devs, *_), (grad, loss) in zip(tasks, self.workers.map(self._call, tasks)):
             if grad is not None:
