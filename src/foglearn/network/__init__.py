@@ -1,9 +1,21 @@
-"""Fog networks over time: :class:`Scenario`, topology and cost generators, traces (SPEC §1, §4, §5)."""
+"""Fog networks over time: :class:`Scenario`, topology and cost generators, traces (docs/model.md §1,
+§4, §5).
 
-from foglearn.network.generators import PROFILES, default_max_points, synthetic
+:data:`TOPOLOGIES` and :data:`PROFILES` are the registries of topologies and cost profiles
+(``docs/extending.md``).
+"""
+
+from foglearn.network.generators import (
+           PROFILES,
+           Costs,
+           ProfileInputs,
+           default_max_points,
+           synthetic,
+)
 from foglearn.network.scenario import Scenario, ScenarioError
-from foglearn.network.topology import TOPOLOGIES
+from foglearn.network.topology import TOPOLOGIES, TopologyInputs
 from foglearn.network.traces import Traces, from_traces, load_traces, write_traces
 
-__all__ = ["PROFILES", "TOPOLOGIES", "Scenario", "ScenarioError", "Traces", "default_max_points",
-           "from_traces", "load_traces", "synthetic", "write_traces"]
+__all__ = ["PROFILES", "TOPOLOGIES", "Costs", "ProfileInputs", "Scenario", "ScenarioError",
+           "TopologyInputs", "Traces", "default_max_points", "from_traces", "load_traces", "synthetic",
+           "write_traces"]

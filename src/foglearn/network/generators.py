@@ -1,20 +1,96 @@
-"""Synthetic fog networks: the paper's distributions (SPEC §4) and LTE/WiFi-like profiles (SPEC §5).
+"""Synthetic fog networks: the paper's distributions (docs/model.md §4) and LTE/WiFi-like cost
+profiles (docs/model.md §5).
 
 ``synthetic`` draws everything from one seed, so a scenario is repeatable from its ``info``.
+:data:`PROFILES` maps each cost profile's name to a function of one :class:`ProfileInputs`
+returning the scenario's :class:`Costs`; registering a profile here makes it available to
+``synthetic``, the experiments, the Flower app and the CLI (``docs/extending.md``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from foglearn.network import topology as topo
 from foglearn.network.scenario import Scenario, ScenarioError
+from foglearn.registry import Registry
 
 #: Size of the training pool ``|D_V|`` the paper allocates from (MNIST's 60,000).
 DATASET_SIZE = 60_000
-PROFILES: tuple[str, ...] = ("synthetic", "lte", "wifi")
+
+
+@dataclass(frozen=True)
+class ProfileInputs:
+    """What a cost profile draws from: ``T`` slots, ``n`` devices, the scenario's ``rng`` (draw
+    from it only, so the scenario stays repeatable from its seed) and ``persistence``."""
+
+    horizon: int
+    n: int
+    rng: np.random.Generator
+    persistence: float = 0.0
+
+    def persistent(self, draw: np.ndarray, high: float) -> np.ndarray:
+        """``p·b + (1-p)·draw`` with a base ``b ~ U(0, high)`` per device/link, drawn once
+        (``draw`` itself when ``persistence`` = 0); see :func:`synthetic`'s ``persistence``."""
+        p = self.persistence
+        if p == 0.0:
+            return draw
+        return p * self.rng.uniform(0.0, high, size=draw.shape[1:]) + (1.0 - p) * draw
+
+
+class Costs(NamedTuple):
+    """A profile's costs: ``c_i(t)`` and ``f_i(t)`` as ``[T, n]`` arrays, and ``link_cost(E)``
+    drawing ``c_ij(t)`` ``[T, E]`` once the topology (drawn from the same ``rng``) is known."""
+
+    proc_cost: np.ndarray
+    error_weight: np.ndarray
+    link_cost: Callable[[int], np.ndarray]
+
+
+#: Cost profile name → ``f(inputs: ProfileInputs, **params) -> Costs``.
+PROFILES: Registry[Callable[..., Costs]] = Registry("profile")
+
+
+@PROFILES.register("synthetic", "c_i ~ U(0,1), c_ij ~ U(0,1/n), f_i ~ U(0,1), i.i.d. per slot (Sec. V-A)")
+def synthetic_costs(g: ProfileInputs) -> Costs:
+    """The paper's synthetic costs (Sec. V-A), made persistent by ``g.persistence``."""
+    T, n, rng = g.horizon, g.n, g.rng
+    proc_cost = g.persistent(rng.uniform(0.0, 1.0, size=(T, n)), 1.0)
+    error_weight = g.persistent(rng.uniform(0.0, 1.0, size=(T, n)), 1.0)
+    return Costs(proc_cost, error_weight,
+                 lambda E: g.persistent(rng.uniform(0.0, 1.0 / n, size=(T, E)), 1.0 / n))
+
+
+def testbed_costs(g: ProfileInputs, link_median: float, link_sigma: float) -> Costs:
+    """docs/model.md §5's stand-in for the paper's Raspberry-Pi measurements (Sec. V-A).
+
+    One third "strong" devices with per-point cost ``~U(0.05, 0.15)``, the rest
+    ``~U(0.8, 1.2)``, ±5 % per-slot noise; ``f_i(t) ~ U(0, 2)``; link cost per point
+    ``LogNormal(ln link_median, link_sigma)`` per link, ±5 % per slot. Ignores ``persistence``
+    (these costs persist by construction).
+    """
+    T, n, rng = g.horizon, g.n, g.rng
+    strong = np.zeros(n, dtype=bool)
+    strong[rng.permutation(n)[: max(1, n // 3)]] = True
+    base = np.where(strong, rng.uniform(0.05, 0.15, n), rng.uniform(0.8, 1.2, n))
+    proc_cost = base[None, :] * rng.uniform(0.95, 1.05, size=(T, n))
+    error_weight = rng.uniform(0.0, 2.0, size=(T, n))
+
+    def link_cost(E: int) -> np.ndarray:
+        link_base = rng.lognormal(np.log(link_median), link_sigma, size=E)
+        return link_base[None, :] * rng.uniform(0.95, 1.05, size=(T, E))
+
+    return Costs(proc_cost, error_weight, link_cost)
+
+
+PROFILES.add("lte", testbed_costs, "testbed-like devices; LTE links, cost LogNormal(ln 0.05, 0.5)",
+             link_median=0.05, link_sigma=0.5)
+PROFILES.add("wifi", testbed_costs, "testbed-like devices; WiFi links, cost LogNormal(ln 0.5, 0.3)",
+             link_median=0.5, link_sigma=0.3)
 
 
 def default_max_points(n_devices: int, horizon: int, dataset_size: int = DATASET_SIZE) -> int:
@@ -44,40 +120,41 @@ def synthetic(
     ----------
     n_devices, horizon : int
         ``n`` and ``T``.
-    topology : {"full", "random", "hierarchical", "social", "scale-free"}
-        Edge structure (``random`` uses link probability ``rho``, drawn once per run).
+    topology : str
+        Edge structure: a name in :data:`~foglearn.network.topology.TOPOLOGIES` (``full``,
+        ``random`` with link probability ``rho`` drawn once per run, ``hierarchical``, …).
     capacities : bool
         Impose ``C_i(t) ~ U(0, 4·max D)`` and ``C_ij(t) ~ U(0, 4·max D / n)``, redrawn per slot.
     max_points : int, optional
-        ``D_i(t) ~ U{0, …, max_points}``; default ``⌊dataset_size/(nT)⌋`` (SPEC §4). At least 1.
-    profile : {"synthetic", "lte", "wifi"}
-        ``synthetic``: ``c_i ~ U(0,1)``, ``c_ij ~ U(0,1/n)``, ``f ~ U(0,1)`` i.i.d. per slot.
-        ``lte`` / ``wifi``: SPEC §5's stand-in for the paper's Raspberry Pi measurements — one
-        third "strong" devices with per-point cost ``~U(0.05, 0.15)``, the rest ``~U(0.8, 1.2)``,
-        ±5 % per-slot noise; link cost LogNormal(ln 0.05, 0.5) (LTE) or LogNormal(ln 0.5, 0.3)
-        (WiFi); ``f ~ U(0, 2)``.
+        ``D_i(t) ~ U{0, …, max_points}``; default ``⌊dataset_size/(nT)⌋`` (docs/model.md §4).
+        At least 1.
+    profile : str
+        Costs: a name in :data:`PROFILES`. ``synthetic`` (:func:`synthetic_costs`):
+        ``c_i ~ U(0,1)``, ``c_ij ~ U(0,1/n)``, ``f ~ U(0,1)`` i.i.d. per slot. ``lte`` / ``wifi``
+        (:func:`testbed_costs`): docs/model.md §5's stand-in for the paper's Raspberry Pi
+        measurements.
     link_failure : float
         Probability that a link is down in a slot (independently per link and slot).
     leave_prob, join_prob : float
         Device churn: an active device leaves with ``leave_prob`` per slot, an inactive one
         rejoins with ``join_prob``. Inactive devices collect nothing.
     persistence : float
-        In [0, 1]. 0 (default, SPEC §4): synthetic costs are i.i.d. per slot, so the past says
+        In [0, 1]. 0 (default, docs/model.md §4): synthetic costs are i.i.d. per slot, so the past says
         nothing about the future. ``p > 0``: each device/link has a fixed base cost ``b`` drawn
         once and ``cost(t) = p·b + (1-p)·u(t)`` with ``u(t)`` i.i.d. from the same distribution —
         same range and mean, but persistent heterogeneity that estimated information can learn.
     error_decay_period : int, optional
-        If set, ``f_i(t)`` is divided by ``sqrt(slot within the period)`` (SPEC §4's schedule for
+        If set, ``f_i(t)`` is divided by ``sqrt(slot within the period)`` (docs/model.md §4's schedule for
         Fig. 6: discarding grows cheaper late in each aggregation period).
+
+    Unknown ``topology`` or ``profile`` names are a :class:`ScenarioError` listing the known ones.
     """
     if n_devices < 1:
         raise ScenarioError(f"n_devices = {n_devices}: need at least one device")
     if horizon < 1:
         raise ScenarioError(f"horizon = {horizon}: need at least one slot")
-    if topology not in topo.TOPOLOGIES:
-        raise ScenarioError(f"topology = {topology!r}: must be one of {topo.TOPOLOGIES}")
-    if profile not in PROFILES:
-        raise ScenarioError(f"profile = {profile!r}: must be one of {PROFILES}")
+    topo.TOPOLOGIES.get_entry(topology, "topology", ScenarioError)
+    costs_of = PROFILES.get_entry(profile, "profile", ScenarioError)
     for name, p in (("link_failure", link_failure), ("leave_prob", leave_prob), ("join_prob", join_prob),
                     ("persistence", persistence)):
         if not 0.0 <= p <= 1.0:
@@ -93,39 +170,11 @@ def synthetic(
     rng = np.random.default_rng(seed)
     collected = rng.integers(0, max_points + 1, size=(T, n))
 
-    def persistent(draw: np.ndarray, base_shape: tuple[int, ...], high: float) -> np.ndarray:
-        if persistence == 0.0:
-            return draw
-        return persistence * rng.uniform(0.0, high, size=base_shape) + (1.0 - persistence) * draw
-
-    if profile == "synthetic":
-        proc_cost = persistent(rng.uniform(0.0, 1.0, size=(T, n)), (n,), 1.0)
-        error_weight = persistent(rng.uniform(0.0, 1.0, size=(T, n)), (n,), 1.0)
-    else:
-        strong = np.zeros(n, dtype=bool)
-        strong[rng.permutation(n)[: max(1, n // 3)]] = True
-        base = np.where(strong, rng.uniform(0.05, 0.15, n), rng.uniform(0.8, 1.2, n))
-        proc_cost = base[None, :] * rng.uniform(0.95, 1.05, size=(T, n))
-        error_weight = rng.uniform(0.0, 2.0, size=(T, n))
-
-    if topology == "full":
-        src, dst = topo.full(n)
-    elif topology == "random":
-        src, dst = topo.random_digraph(n, rho, rng)
-    elif topology == "hierarchical":
-        src, dst = topo.hierarchical(proc_cost.mean(axis=0), rng)
-    elif topology == "social":
-        src, dst = topo.social(n, rng)
-    else:
-        src, dst = topo.scale_free(n, rng)
+    costs = costs_of.obj(ProfileInputs(T, n, rng, persistence), **costs_of.params)
+    proc_cost, error_weight = costs.proc_cost, costs.error_weight
+    src, dst = topo.build(topology, topo.TopologyInputs(n, rng, rho, proc_cost.mean(axis=0)))
     E = src.size
-
-    if profile == "synthetic":
-        link_cost = persistent(rng.uniform(0.0, 1.0 / n, size=(T, E)), (E,), 1.0 / n)
-    else:
-        mu, sigma = (np.log(0.05), 0.5) if profile == "lte" else (np.log(0.5), 0.3)
-        link_base = rng.lognormal(mu, sigma, size=E)
-        link_cost = link_base[None, :] * rng.uniform(0.95, 1.05, size=(T, E))
+    link_cost = costs.link_cost(E)
 
     proc_cap = link_cap = None
     if capacities:
