@@ -1,47 +1,84 @@
-"""``plan``: the one entry point to data-movement planning (problem (5)-(9), SPEC §2, §4)."""
+"""``plan``: the one entry point to data-movement planning (problem (5)-(9), docs/model.md §2, §4).
+
+:data:`SOLVERS` maps each solver's name to ``f(scenario, error) -> Plan`` with two parameters:
+``errors``, the error models it solves, and ``capacities``, whether it honours capacities.
+``solver="auto"`` takes the first registered solver that fits the problem; registering a solver
+here makes it available to :func:`plan`, the experiments and the CLI (``docs/extending.md``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
+from foglearn.errors import SolverError
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import ERROR_MODELS, Plan, PlanError, SolverStats, realise
+from foglearn.registry import Registry
 
-SOLVERS: tuple[str, ...] = ("auto", "greedy", "linear", "sqrt", "reference")
+#: Solver name → ``f(scenario, error) -> Plan`` solving problem (5)-(9) with perfect information
+#: (``params``: ``errors``, the error models it solves; ``capacities``, whether it honours
+#: ``C_i(t)``, ``C_ij(t)``). Registration order is ``auto``'s order of preference.
+SOLVERS: Registry[Callable[[Scenario, str], Plan]] = Registry("solver")
 
-__all__ = ["plan", "SOLVERS"]
+__all__ = ["SOLVERS", "plan"]
+
+
+@SOLVERS.register("greedy", "Theorem 3's closed form, O(nT + E): linear error, no capacities",
+                  errors=("linear",), capacities=False)
+def _greedy(scenario: Scenario, error: str) -> Plan:
+    from foglearn.planning.greedy import plan_greedy
+    return plan_greedy(scenario)
+
+
+@SOLVERS.register("linear", "exact min-cost flow (successive shortest paths): linear error, capacities",
+                  errors=("linear",), capacities=True)
+def _linear(scenario: Scenario, error: str) -> Plan:
+    from foglearn.planning.flow import plan_linear
+    return plan_linear(scenario)
+
+
+@SOLVERS.register("sqrt", "exact certified solver for the square-root error (Lemma 1), capacities",
+                  errors=("sqrt",), capacities=True)
+def _sqrt(scenario: Scenario, error: str) -> Plan:
+    from foglearn.planning.sqrt import plan_sqrt
+    return plan_sqrt(scenario)
+
+
+@SOLVERS.register("reference", "HiGHS (linear) or CVXPY+Clarabel (sqrt): slow cross-check",
+                  errors=ERROR_MODELS, capacities=True)
+def _reference(scenario: Scenario, error: str) -> Plan:
+    from foglearn.planning.reference import reference_linear, reference_sqrt
+    return reference_linear(scenario) if error == "linear" else reference_sqrt(scenario)
+
+
+def _fits(name: str, scenario: Scenario, error: str) -> bool:
+    params = SOLVERS[name].params
+    return error in params["errors"] and (params["capacities"] or not scenario.has_capacities)
 
 
 def _choose(scenario: Scenario, error: str, solver: str) -> str:
-    if solver not in SOLVERS:
-        raise PlanError(f"solver = {solver!r}: must be one of {SOLVERS}")
+    """The registered solver to run: ``solver`` itself, checked to fit, or ``auto``'s choice."""
     if error not in ERROR_MODELS:
         raise PlanError(f"error = {error!r}: must be one of {ERROR_MODELS}")
+    fitting = [name for name in SOLVERS if _fits(name, scenario, error)]
     if solver == "auto":
-        if error == "sqrt":
-            return "sqrt"
-        return "linear" if scenario.has_capacities else "greedy"
-    if error == "sqrt" and solver in ("greedy", "linear"):
-        raise PlanError(f"solver = {solver!r} solves the linear error model; use 'sqrt' for error = 'sqrt'")
-    if error == "linear" and solver == "sqrt":
-        raise PlanError("solver = 'sqrt' solves the square-root error model; use error = 'sqrt'")
+        if not fitting:
+            raise PlanError(f"error = {error!r}: no registered solver solves it")
+        return fitting[0]
+    try:
+        entry = SOLVERS.get_entry(solver, "solver", PlanError)
+    except PlanError as exc:
+        raise PlanError(f"{exc}, or auto") from None
+    if error not in entry.params["errors"]:
+        raise PlanError(f"solver = {solver!r} solves the {' and '.join(entry.params['errors'])} error "
+                        f"model, not error = {error!r}; use one of: auto, {', '.join(fitting)}")
+    if solver not in fitting:
+        raise PlanError(f"solver = {solver!r} ignores capacities and this scenario has them; "
+                        f"use one of: auto, {', '.join(fitting)}")
     return solver
-
-
-def _solve_perfect(scenario: Scenario, error: str, solver: str, information: str = "perfect") -> Plan:
-    if solver == "greedy":
-        from foglearn.planning.greedy import plan_greedy
-        return plan_greedy(scenario, information=information)
-    if solver == "linear":
-        from foglearn.planning.flow import plan_linear
-        return plan_linear(scenario, information=information)
-    if solver == "sqrt":
-        from foglearn.planning.sqrt import plan_sqrt
-        return plan_sqrt(scenario, information=information)
-    from foglearn.planning.reference import reference_linear, reference_sqrt
-    return reference_linear(scenario) if error == "linear" else reference_sqrt(scenario)
 
 
 def plan(scenario: Scenario, error: str = "linear", information: str | int = "perfect",
@@ -54,15 +91,19 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
         Error model: linear discard cost ``f D r`` (Thm 3) or ``f/sqrt(G)`` (Lemma 1, Thm 4).
     information : "perfect" or int
         Perfect knowledge of the whole horizon, or windows of that length planned from the
-        averages of the previous window (SPEC §4; the first window does not move data).
+        averages of the previous window (docs/model.md §4; the first window does not move data).
     movement : bool
         ``False``: the no-movement baseline — every device keeps all it collects; capacity
         excess is dropped by :func:`realise` (Table III, A).
-    solver : {"auto", "greedy", "linear", "sqrt", "reference"}
-        ``auto``: greedy (Thm 3) without capacities, the exact min-cost flow with them, the
-        square-root solver for ``error="sqrt"``; ``reference`` uses HiGHS / CVXPY+Clarabel.
+    solver : str
+        ``"auto"`` or a name in :data:`SOLVERS`. ``auto``: the first registered solver that
+        solves ``error`` and honours the scenario's capacities — greedy (Thm 3) without
+        capacities, the exact min-cost flow with them, the square-root solver for
+        ``error="sqrt"``; ``reference`` uses HiGHS / CVXPY+Clarabel.
 
-    Costs are always the realised ones (SPEC §2).
+    Costs are always the realised ones (docs/model.md §2). Bad input (an unknown solver, one that
+    does not fit the problem) is a :class:`PlanError`; a solver whose plan violates a constraint
+    is a :class:`~foglearn.errors.SolverError`.
     """
     chosen = _choose(scenario, error, solver)
     if information != "perfect" and (isinstance(information, bool) or not isinstance(information, int | np.integer)
@@ -77,9 +118,9 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
                     else f"estimated(window={information})")
         return p
     if information == "perfect":
-        p = _solve_perfect(scenario, error, chosen)
+        p = SOLVERS[chosen].obj(scenario, error)
         if p.costs.violations or not np.isfinite(p.costs.total):
-            raise PlanError(f"solver {chosen!r} produced an infeasible plan")
+            raise SolverError(f"solver {chosen!r} produced an infeasible plan")
         return p
     from foglearn.planning.information import windowed_fractions
 
@@ -88,8 +129,7 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     objs = []
 
     def solve(est: Scenario):
-        s = _choose(est, error, solver)
-        p = _solve_perfect(est, error, s)
+        p = SOLVERS[_choose(est, error, solver)].obj(est, error)
         objs.append(p.stats.objective)
         return p.keep, p.offload
 
