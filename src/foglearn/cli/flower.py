@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from foglearn.network import TOPOLOGIES
+
 flower_app = typer.Typer(help="Run the paper's loop on Flower (simulation runtime or SuperLink/SuperNodes).",
                          no_args_is_help=True)
 
@@ -21,12 +23,13 @@ def run(
     slots: Annotated[int, typer.Option("--slots", "-T", help="T: slots (one Flower round each)")] = 20,
     period: Annotated[int, typer.Option("--period", help="τ: aggregate every τ slots (eq. 4)")] = 10,
     dataset: Annotated[str, typer.Option(help="mnist | fashion-mnist | tiny | a path")] = "mnist",
-    model: Annotated[str, typer.Option(help="cnn | mlp")] = "cnn",
+    model: Annotated[str, typer.Option(help="a model registered in foglearn.learning.models.MODELS "
+                                       "(an unknown name lists them)")] = "cnn",
     lr: Annotated[float, typer.Option(help="η, SGD step size")] = 0.01,
     seed: Annotated[int, typer.Option(help="seed of scenario, partitions, model")] = 0,
     information: Annotated[str, typer.Option(help="estimated | perfect")] = "estimated",
     movement: Annotated[bool, typer.Option("--movement/--no-movement", help="plan data movement")] = True,
-    topology: Annotated[str, typer.Option(help="full | random | hierarchical | social | scale-free")] = "full",
+    topology: Annotated[str, typer.Option(help=" | ".join(TOPOLOGIES))] = "full",
     capacities: Annotated[bool, typer.Option("--capacities/--no-capacities")] = False,
     max_points: Annotated[int, typer.Option(help="D_i(t) ~ U{0..max}; 0 = ⌊N/(nT)⌋")] = 0,
     faults: Annotated[str, typer.Option(help="inject faults: '2@3' (slot), '1@4+' (from), '0@2!' (kill)")] = "",

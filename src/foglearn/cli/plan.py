@@ -9,6 +9,7 @@ import typer
 
 from foglearn.cli.common import console, cost_table, fail
 from foglearn.io import write_json
+from foglearn.network import PROFILES, TOPOLOGIES
 
 
 def parse_information(value: str) -> str | int:
@@ -25,14 +26,16 @@ def parse_information(value: str) -> str | int:
 
 
 def plan_command(
-    topology: Annotated[str, typer.Option(help="full | random | hierarchical | social | scale-free")] = "full",
+    topology: Annotated[str, typer.Option(help=" | ".join(TOPOLOGIES))] = "full",
     n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots")] = 100,
     rho: Annotated[float, typer.Option(help="link probability of the random topology")] = 0.3,
     capacities: Annotated[bool, typer.Option(help="impose node and link capacities (SPEC §4)")] = False,
     error: Annotated[str, typer.Option(help="error model: linear | sqrt")] = "linear",
     information: Annotated[str, typer.Option(help="'perfect' or a window length for estimated information")] = "perfect",
-    profile: Annotated[str, typer.Option(help="cost profile: synthetic | lte | wifi")] = "synthetic",
+    profile: Annotated[str, typer.Option(help="cost profile: " + " | ".join(PROFILES))] = "synthetic",
+    solver: Annotated[str, typer.Option(help="auto, or a solver registered in foglearn.planning.SOLVERS "
+                                        "(an unknown name lists them)")] = "auto",
     max_points: Annotated[int | None, typer.Option(help="D_i(t) ~ U{0..max_points} (default ⌊60000/(nT)⌋)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     scenario: Annotated[Path | None, typer.Option(help="load this scenario (.npz) instead of generating one")] = None,
@@ -64,7 +67,7 @@ def plan_command(
     try:
         if compare:
             results.append(("no movement", plan(scen, error=error, movement=False)))
-        results.append(("network-aware", plan(scen, error=error, information=info)))
+        results.append(("network-aware", plan(scen, error=error, information=info, solver=solver)))
     except (PlanError, ScenarioError, ValueError) as exc:
         fail(str(exc))
     console.print(cost_table([(name, p.costs.as_dict()) for name, p in results], title=f"Data-movement costs ({error} error, {info} information)"))

@@ -3,6 +3,11 @@
 The same fields are read from Flower's run config (``[tool.flwr.app.config]`` in
 ``flower_app/pyproject.toml``, overridden with ``flwr run -c 'key=value'``), whose keys use
 hyphens (``num-devices``), or built directly in Python (``FlowerRunConfig(num_devices=5)``).
+
+The run config names code only by registry name — ``model`` in
+:data:`foglearn.learning.models.MODELS`, ``topology`` and ``profile`` in
+:data:`foglearn.network.TOPOLOGIES` / :data:`~foglearn.network.PROFILES` — so a device runs only
+code installed on it, never a function the run's submitter names.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from foglearn.errors import InputError
+from foglearn.network import PROFILES, TOPOLOGIES
+
 INFORMATION = ("estimated", "perfect")
 COST_SOURCES = ("synthetic", "measured")
-TOPOLOGIES = ("full", "random", "hierarchical", "social", "scale-free")
-PROFILES = ("synthetic", "lte", "wifi")
 
 
-class FlowerConfigError(ValueError):
+class FlowerConfigError(InputError):
     """A Flower run-config field breaks a rule; the message names the field and the rule."""
 
 
@@ -78,13 +84,17 @@ class FlowerRunConfig:
         window ``l-1``; the first window moves nothing (SPEC §4). 0 means ``window = period``.
     lr : float
         ``η``, the constant SGD step size of eq. (3).
-    dataset, model : str
-        Names given to the dataset and model factories (``"mnist"``, ``"mlp"`` ...).
+    dataset : str
+        ``"mnist"``, ``"fashion-mnist"``, ``"tiny"`` or a data file/folder on every device
+        (:func:`foglearn.learning.load_dataset`).
+    model : str
+        A registered model (:data:`foglearn.learning.models.MODELS`: ``"cnn"``, ``"mlp"`` …).
     seed : int
         One seed for the scenario, partitions and the initial model.
     topology, rho, capacities, profile, max_points :
-        The synthetic scenario the devices replay (:func:`foglearn.network.synthetic`);
-        ``max_points = 0`` uses ``⌊|D_V|/(nT)⌋`` of the dataset's training set.
+        The synthetic scenario the devices replay (:func:`foglearn.network.synthetic`; topology
+        and profile are registered names); ``max_points = 0`` uses ``⌊|D_V|/(nT)⌋`` of the
+        dataset's training set.
     scenario_file : str
         A saved :class:`~foglearn.network.Scenario` (``.npz``) to replay instead of a synthetic one.
     information : {"estimated", "perfect"}
@@ -107,8 +117,9 @@ class FlowerRunConfig:
         Where ``config.toml`` and ``result.json`` go (absolute path recommended under ``flwr run``).
     eval_points : int
         Test points for the server's evaluation (0 = the whole test set).
-    dataset_factory, model_factory, planner : str
-        ``module:function`` import paths (defaults: foglearn's own).
+    planner : str
+        ``module:function`` import path of the server's planner (default foglearn's own); only
+        the ServerApp imports it.
     min_accuracy : float
         The run fails (raises) when the final accuracy is not above this; default: chance + 0.
     """
@@ -136,8 +147,6 @@ class FlowerRunConfig:
     faults: str = ""
     run_dir: str = ""
     eval_points: int = 0
-    dataset_factory: str = "foglearn.learning.datasets:load_dataset"
-    model_factory: str = "foglearn.learning.models:make_model"
     planner: str = "foglearn.planning:plan"
     min_accuracy: float = -1.0
 
@@ -151,9 +160,12 @@ class FlowerRunConfig:
         need(self.period >= 1, "period", "the aggregation period τ must be ≥ 1")
         need(self.window >= 0, "window", "must be ≥ 0 (0 = period)")
         need(self.lr > 0, "lr", "the step size η must be > 0")
-        need(self.topology in TOPOLOGIES, "topology", f"must be one of {TOPOLOGIES}")
+        from foglearn.learning.models import MODELS
+
+        MODELS.get_entry(self.model, "model", FlowerConfigError)
+        TOPOLOGIES.get_entry(self.topology, "topology", FlowerConfigError)
         need(0.0 <= self.rho <= 1.0, "rho", "a link probability must lie in [0, 1]")
-        need(self.profile in PROFILES, "profile", f"must be one of {PROFILES}")
+        PROFILES.get_entry(self.profile, "profile", FlowerConfigError)
         need(self.max_points >= 0, "max_points", "must be ≥ 0 (0 = ⌊|D_V|/(nT)⌋)")
         need(self.information in INFORMATION, "information", f"must be one of {INFORMATION}")
         need(self.cost_source in COST_SOURCES, "cost_source", f"must be one of {COST_SOURCES}")
@@ -161,8 +173,7 @@ class FlowerRunConfig:
         need(self.error in ("linear", "sqrt"), "error", "must be 'linear' or 'sqrt'")
         need(self.slot_timeout > 0, "slot_timeout", "must be > 0 seconds")
         need(self.eval_points >= 0, "eval_points", "must be ≥ 0 (0 = all)")
-        for name in ("dataset_factory", "model_factory", "planner"):
-            need(":" in getattr(self, name), name, "must be a 'module:function' import path")
+        need(":" in self.planner, "planner", "must be a 'module:function' import path")
         for f in parse_faults(self.faults):
             if f.device >= self.num_devices:
                 raise FlowerConfigError(f"faults: device {f.device} does not exist (num_devices = {self.num_devices})")
@@ -221,7 +232,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 
 def load_callable(path: str) -> Callable[..., Any]:
-    """Import ``module:function``; the error names the path."""
+    """Import ``module:function`` (the server's planner); the error names the path."""
     module, _, attr = path.partition(":")
     try:
         obj = getattr(importlib.import_module(module), attr)

@@ -3,6 +3,9 @@
 Everything is derived deterministically from the run config, so every process (a Ray worker
 in simulation, a Raspberry Pi in deployment) rebuilds the same partition and scenario without
 shipping them. torch runs with one thread per process (``torch.set_num_threads(1)``).
+The dataset and the model are looked up by name in foglearn's own loaders and registry
+(:func:`foglearn.learning.load_dataset`, :data:`foglearn.learning.models.MODELS`): nothing in
+the run config makes a device import code.
 """
 
 from __future__ import annotations
@@ -13,22 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from foglearn.flower.config import FlowerRunConfig, load_callable
+from foglearn.flower.config import FlowerRunConfig
 from foglearn.network.scenario import Scenario
 
 
 @lru_cache(maxsize=4)
-def _dataset(factory: str, name: str) -> Any:
-    ds = load_callable(factory)(name)
-    for attr in ("x_train", "y_train", "x_test", "y_test"):
-        if not hasattr(ds, attr):
-            raise TypeError(f"{factory}({name!r}) returned {type(ds).__name__} without .{attr}")
-    return ds
+def _dataset(name: str) -> Any:
+    from foglearn.learning.datasets import load_dataset
+
+    return load_dataset(name)
 
 
 def dataset(cfg: FlowerRunConfig) -> Any:
     """The run's dataset (``x_train [N,1,28,28] float32``, ``y_train int64``, test split)."""
-    return _dataset(cfg.dataset_factory, cfg.dataset)
+    return _dataset(cfg.dataset)
 
 
 def max_points(cfg: FlowerRunConfig, n_train: int) -> int:
@@ -78,12 +79,14 @@ def stream_slice(cfg: FlowerRunConfig, sc: Scenario, device: int, slot: int, n_t
 
 
 def new_model(cfg: FlowerRunConfig) -> Any:
-    """The initial global model (seeded, identical on every process)."""
+    """The initial global model: the registered ``cfg.model`` (seeded, identical on every process)."""
     import torch
+
+    from foglearn.learning.models import make_model
 
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
-    return load_callable(cfg.model_factory)(cfg.model)
+    return make_model(cfg.model)
 
 
 def get_arrays(model: Any) -> dict[str, np.ndarray]:
