@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.foglearn-installed
 TORCH := torch==2.13.0
 
-.PHONY: run test bench lint reproduce clean
+.PHONY: run test bench lint reproduce clean fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
+
+# make fuzz -> the property tests explored widely: hypothesis profile `fuzz` (random seeds, the
+#   example database .hypothesis/ on, each test's max_examples times FUZZ_FACTOR); `make test` and
+#   CI use the deterministic `ci` profile (tests/conftest.py). To keep what fuzz finds: copy the
+#   arguments of the "Falsifying example: test_x(a=..., b=...)" it prints into
+#   `@example(a=..., b=...)` (from hypothesis import example) above the test's @given, and commit.
+FUZZ_FACTOR ?= 10
+fuzz: $(STAMP)
+	FOGLEARN_FUZZ_FACTOR=$(FUZZ_FACTOR) $(BIN)/python -m pytest -q -n 2 -m hypothesis --hypothesis-profile=fuzz
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

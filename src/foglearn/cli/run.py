@@ -5,17 +5,36 @@ connected network) it plans both settings, trains a real model for each by execu
 at datapoint level, prints costs and accuracy, and writes a run directory:
 ``config.toml``, ``result.json``, ``slots.csv`` (per-slot loss and test metrics), ``loss.png``
 and ``accuracy.png``. Every file is written atomically.
+
+The run directory is checked before any work: ``--out`` that is a file, or a folder that cannot
+be written, is an error (exit 2) before the data set is read. Each finished setting is kept as
+``finished/<setting>-<key>.json`` + ``.npz`` (:func:`~foglearn.learning.results.save_result`: JSON
+and arrays, never pickle), where ``key`` hashes the configuration together with the sha256 of the
+data set's content, so the same command resumes after an interruption, and changed data under
+the same path trains anew. A kept file that is truncated or malformed counts as unfinished: a
+one-line notice, and the setting is trained again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from foglearn.cli.common import console, cost_table, fail
+from foglearn.errors import InputError
+
+if TYPE_CHECKING:
+    from foglearn.learning import ArrayDataset, TrainResult
+
+#: What a run writes into its directory (besides ``finished/``).
+OUTPUTS = ("config.toml", "result.json", "slots.csv", "device_loss.csv", "loss.png", "accuracy.png")
 
 
 def _default_threads() -> int:
@@ -25,37 +44,80 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _check_out(out: Path) -> None:
+    """Exit 2 unless ``out`` is (or can be created as) a folder this process can write into."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out = {out}: is a file; must be a run directory (a folder, created if missing)")
+    for name in OUTPUTS:
+        if (out / name).exists() and not (out / name).is_file():
+            fail(f"--out = {out}: {name} exists and is not a file, so the run could not write it")
+    for folder in (out, out / "finished"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".foglearn-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            fail(f"--out = {out}: cannot write into {folder} ({exc.strerror or exc})")
+
+
+def dataset_sha256(data: ArrayDataset) -> str:
+    """sha256 of a data set's content: dtype, shape and bytes of its four arrays, in order."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a)
+    return h.hexdigest()
+
+
+def _kept(path: Path, name: str) -> TrainResult | None:
+    """The kept result of setting ``name``; ``None`` (with a notice if the file is damaged) if none."""
+    from foglearn.learning.results import ResultFileError, load_result
+
+    if not path.exists():
+        return None
+    try:
+        return load_result(path)
+    except ResultFileError as exc:
+        console.print(f"notice: {escape(str(exc))}; training {name} again", highlight=False)
+        return None
+
+
 def run_command(
     n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots T")] = 100,
     period: Annotated[int, typer.Option(help="aggregation period τ (eq. 4)")] = 10,
-    model: Annotated[str, typer.Option(help="cnn | mlp")] = "cnn",
+    model: Annotated[str, typer.Option(help="model: cnn | mlp (the names of the models registry)")] = "cnn",
     dataset: Annotated[str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")] = "mnist",
     seed: Annotated[int, typer.Option(help="seed of the scenario, the data stream and w(0)")] = 0,
     lr: Annotated[float, typer.Option(help="learning rate η (eq. 3)")] = 0.01,
-    capacities: Annotated[bool, typer.Option(help="impose node and link capacities (SPEC §4)")] = False,
+    capacities: Annotated[bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")] = False,
     passes: Annotated[int, typer.Option(help="replay the horizon this many times with fresh points (training "
                                         "budget; 1 = the paper's protocol)")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
     out: Annotated[Path, typer.Option(help="run directory to write")] = Path("runs/default"),
 ) -> None:
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
-    import hashlib
-    import json
-    import pickle
-
     import numpy as np
+    import tomli_w
 
     from foglearn.io import atomic_write, write_json
     from foglearn.learning import DatasetError, TrainingError, load_dataset, train
-    from foglearn.learning.results import plot_curves, write_csv
+    from foglearn.learning.models import MODELS
+    from foglearn.learning.results import plot_curves, save_result, write_csv
     from foglearn.network import synthetic
     from foglearn.planning import plan
 
     if n < 1 or horizon < 1:
         fail(f"--n = {n}, --T = {horizon}: both must be ≥ 1")
-    if model not in ("cnn", "mlp"):
-        fail(f"--model = {model!r}: must be cnn or mlp")
+    try:
+        MODELS.get_entry(model, "--model")
+    except InputError as exc:
+        fail(str(exc))
+    _check_out(out)
     threads = threads or _default_threads()
     try:
         scenario = synthetic(n_devices=n, horizon=horizon, topology="full", capacities=capacities, seed=seed)
@@ -68,13 +130,19 @@ def run_command(
     settings = [("no-movement", plan(scenario, movement=False)), ("network-aware", plan(scenario))]
     config: dict[str, Any] = {"scenario": {"generator": "synthetic", "n_devices": n, "horizon": horizon,
                                            "topology": "full", "capacities": capacities, "seed": seed},
-                              "training": {"dataset": data.name, "model": model, "period": period, "lr": lr,
-                                           "seed": seed, "passes": passes},
+                              "training": {"dataset": data.name, "dataset_sha256": dataset_sha256(data),
+                                           "model": model, "period": period, "lr": lr, "seed": seed,
+                                           "passes": passes},
                               "settings": [{"name": name, "movement": name != "no-movement",
                                             "information": "perfect", "error": "linear"} for name, _ in settings]}
-    # Each finished setting is kept in the run directory, keyed by the configuration: after an
-    # interruption the same command resumes with the settings still to train.
+    # Each finished setting is kept in the run directory, keyed by the configuration and the data
+    # set's content: after an interruption the same command resumes with the settings still to train.
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    finished = out / "finished"
+    if old := sorted(finished.glob("*.pkl")):
+        console.print(f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored (an older "
+                      "format; pickle files are never loaded)", highlight=False)
+    kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     results = []
@@ -82,10 +150,8 @@ def run_command(
                   TimeElapsedColumn(), console=console, transient=False) as bar:
         for name, p in settings:
             task = bar.add_task(name, total=horizon * passes)
-            done = out / "finished" / f"{name}-{key}.pkl"
-            if done.exists():
-                with done.open("rb") as fh:
-                    results.append(pickle.load(fh))
+            if (r := kept[name]) is not None:
+                results.append(r)
                 bar.update(task, completed=horizon * passes, description=f"{name} (kept)")
                 continue
             try:
@@ -94,14 +160,12 @@ def run_command(
                           progress=lambda done, total, task=task: bar.update(task, completed=done))
             except TrainingError as exc:
                 fail(str(exc))
-            atomic_write(done, pickle.dumps(r))
+            save_result(r, finished / f"{name}-{key}.json")
             results.append(r)
     rows = [(r.name, {**r.costs, "accuracy": r.accuracy}) for r in results]
     console.print(cost_table(rows, title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
                              f"η = {lr}, passes = {passes}, seed = {seed}", extra=("accuracy",)))
     config["training"]["threads"] = threads
-    import tomli_w
-
     atomic_write(out / "config.toml", tomli_w.dumps(config))
     write_json(out / "result.json", {
         "settings": [{**r.as_dict(), "name": r.name, "unit_cost": r.costs["unit"], "accuracy": r.accuracy}
@@ -114,7 +178,7 @@ def run_command(
                                             for i, v in enumerate(r.device_loss[s])}}
                                         for r in results for s in range(r.device_loss.shape[0])])
     plot_curves(results, out / "loss.png", out / "accuracy.png")
-    console.print(f"run directory: {out} (config.toml, result.json, slots.csv, device_loss.csv, loss.png, accuracy.png)")
+    console.print(f"run directory: {out} ({', '.join(OUTPUTS)})")
 
 
 def register(app: typer.Typer) -> None:
