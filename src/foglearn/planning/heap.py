@@ -1,0 +1,113 @@
+"""One binary min-heap for numba kernels (the searches of :mod:`foglearn.planning.flow_kernels`
+and :mod:`foglearn.planning.sqrt_kernels`).
+
+An entry is a ``float64`` key and ``width`` ``int64`` payload fields. The heap is a
+:class:`Heap`, a named tuple of two arrays, plus a ``size`` the caller keeps in a local variable:
+
+- ``key[0:size]`` (``float64[capacity]``) in heap order: ``key[(i - 1) // 2] <= key[i]``;
+- ``item[0:size]`` (``int64[capacity, width]``): row ``i`` is the payload of ``key[i]``.
+
+API (all ``@njit(inline="always")``: numba pastes them into the caller, so a push or pop costs
+no call and no reference counting of the two arrays)::
+
+    h = new_heap(capacity, width)               # empty heap (also callable from Python)
+    h, size = push(h, size, key, (a, b, c))     # one entry; the tuple has ``width`` ints
+    d, a = h.key[0], h.item[0, 0]               # the minimum (when size > 0) ...
+    size = pop(h, size)                         # ... then remove it
+
+**Growth policy (the only one):** :func:`push` doubles the capacity when the heap is full,
+copying both arrays, and returns the new :class:`Heap`. Callers therefore always rebind ``h``
+from :func:`push` and keep no other reference to its arrays; :func:`pop` never reallocates.
+``capacity`` of :func:`new_heap` is only a starting size.
+
+Ties: a pushed entry stops below a parent with an equal key, and :func:`pop` prefers the left
+child on equal keys, so equal keys come out in an order that depends only on the sequence of
+pushes and pops (the solvers' results are deterministic).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+__all__ = ["Heap", "new_heap", "pop", "push"]
+
+
+class Heap(NamedTuple):
+    """A binary min-heap's storage: ``key[capacity]`` (float64), ``item[capacity, width]`` (int64)."""
+
+    key: np.ndarray
+    item: np.ndarray
+
+
+@njit(cache=True, inline="always")
+def new_heap(capacity, width):
+    """An empty heap with room for ``capacity`` entries of ``width`` payload ints."""
+    capacity = max(capacity, 1)
+    return Heap(np.empty(capacity), np.empty((capacity, width), dtype=np.int64))
+
+
+@njit(cache=True, inline="always")
+def _grown(h, size):
+    """``h`` with twice the capacity (the first ``size`` entries copied)."""
+    key = np.empty(2 * h.key.size)
+    item = np.empty((2 * h.key.size, h.item.shape[1]), dtype=np.int64)
+    key[:size] = h.key[:size]
+    item[:size] = h.item[:size]
+    return Heap(key, item)
+
+
+@njit(cache=True, inline="always")
+def push(h, size, key, item):
+    """Add ``(key, item)``; ``item`` is a tuple of ``width`` ints. Returns ``(h, size + 1)``.
+
+    The returned heap is a new one when ``h`` was full (capacity doubled).
+    """
+    if size == h.key.size:
+        h = _grown(h, size)
+    keys = h.key
+    items = h.item
+    i = size
+    while i > 0:
+        p = (i - 1) >> 1
+        if keys[p] <= key:
+            break
+        keys[i] = keys[p]
+        for j in range(len(item)):
+            items[i, j] = items[p, j]
+        i = p
+    keys[i] = key
+    for j in range(len(item)):
+        items[i, j] = item[j]
+    return h, size + 1
+
+
+@njit(cache=True, inline="always")
+def pop(h, size):
+    """Remove the minimum ``(h.key[0], h.item[0])`` of a non-empty heap; returns ``size - 1``."""
+    size -= 1
+    if size == 0:
+        return 0
+    keys = h.key
+    items = h.item
+    width = items.shape[1]
+    last = keys[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and keys[c + 1] < keys[c]:
+            c += 1
+        if last <= keys[c]:
+            break
+        keys[i] = keys[c]
+        for j in range(width):
+            items[i, j] = items[c, j]
+        i = c
+    keys[i] = last
+    for j in range(width):
+        items[i, j] = items[size, j]
+    return size
