@@ -1,4 +1,4 @@
-"""Fast tests of the Flower app's pure pieces: counting, estimation, eq. (4), config."""
+"""Fast tests of the Flower app's pure pieces: counting, reports to estimates, eq. (4), config."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from foglearn.flower.config import FlowerConfigError, FlowerRunConfig, parse_faults
 from foglearn.flower.protocol import (
     aggregate_weighted,
-    empty_window,
-    estimate_scenario,
+    record_report,
     split_counts,
 )
+from foglearn.planning.information import estimated_scenario
+from foglearn.planning.rules import WindowMeasurements
 
 
 @settings(max_examples=200, deadline=None)
@@ -45,21 +46,27 @@ def test_aggregate_weighted_is_eq4():
         aggregate_weighted([a, b], [0, 0])
 
 
-def test_estimate_scenario_averages_previous_window():
+def _report(D, c, f=0.7, cap=-1.0, edges=(-1,), lc=(0.0,), lcap=(0.0,), up=(0,)):
+    return {"collected": D, "proc-cost": c, "error-weight": f, "proc-cap": cap, "out-edges": list(edges),
+            "link-cost": list(lc), "link-cap": list(lcap), "link-up": list(up)}
+
+
+def test_reports_become_the_window_estimate():
+    """Reports booked by the server give the estimate of docs/model.md §4 (rules: planning.rules)."""
     src, dst = np.array([0, 1]), np.array([1, 0])
-    m = empty_window(2, 3, 2)
-    m.collected[:, 0] = [10, 20]
-    m.collected[0, 1] = 4          # device 1 reported once, device 2 never
-    m.proc_cost[:, 0] = [0.2, 0.4]
-    m.proc_cost[0, 1] = 0.5
-    m.error_weight[:, :2] = 0.7
-    m.link_cost[:, 0] = [0.01, 0.03]
-    m.link_up[1, 0] = True
-    est = estimate_scenario(m, src, dst, slots=3)
-    assert est.horizon == 3 and est.collected[:, 0].tolist() == [15, 15, 15]
-    assert est.collected[0, 1] == 4 and est.collected[0, 2] == 0 and not est.active[0, 2]
-    assert np.isclose(est.proc_cost[0, 0], 0.3) and np.isclose(est.link_cost[0, 0], 0.02)
-    assert est.link_up[0, 0] and not est.link_up[0, 1]
+    m = WindowMeasurements.empty(3, 3, 2, slots=[3, 4, 5])
+    for w, (D, c, lc, up) in enumerate([(10, 0.2, 0.01, 1), (20, 0.4, 0.03, 1), (0, 0.6, 0.05, 0)]):
+        record_report(m, w, 0, _report(D, c, edges=[0], lc=[lc], lcap=[-1.0], up=[up]))
+    for w in (0, 1):  # device 1 reports in 2 of 3 slots (active), its link up in 1 (down)
+        record_report(m, w, 1, _report(4, 0.5, cap=30.0, edges=[1], lc=[0.1], lcap=[5.0], up=[w == 0]))
+    est = estimated_scenario(m, src, dst, slots=4)  # device 2 never reports
+    assert est.horizon == 4 and est.info["estimated_from"] == [3, 4, 5]
+    assert est.collected[0].tolist() == [10, 3, 0]  # rint((10+20+0)/3), rint(8/3), nothing
+    assert est.active[0].tolist() == [True, True, False]
+    assert np.isclose(est.proc_cost[0, 0], 0.4) and np.isclose(est.proc_cost[0, 1], 0.5)
+    assert np.isclose(est.link_cost[0, 0], 0.03) and est.link_cap[0, 0] == np.inf and est.proc_cap[0, 0] == np.inf
+    assert est.proc_cap[0, 1] == 30.0 and est.link_cap[0, 1] == 5.0
+    assert est.link_up[0].tolist() == [True, False]
 
 
 def test_config_round_trips_through_flower_run_config():

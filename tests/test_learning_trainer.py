@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foglearn.errors import InputError
 from foglearn.learning import (
     TrainingError,
     aggregation_weights,
@@ -155,7 +156,7 @@ def test_aggregation_weights_rule():
     w = aggregation_weights(np.array([0.0, 3.0, 1.0, 0.0]))
     assert w is not None and np.isclose(w.sum(), 1.0) and w[0] == 0 and w[3] == 0 and np.isclose(w[1], 0.75)
     assert aggregation_weights(np.zeros(3)) is None
-    with pytest.raises(TrainingError, match=r"H\[1\]"):
+    with pytest.raises(InputError, match=r"H\[1\]"):
         aggregation_weights(np.array([1.0, -1.0]))
 
 

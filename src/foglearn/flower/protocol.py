@@ -1,132 +1,65 @@
-"""Pure pieces of the Flower protocol: counting, estimation, aggregation (no Flower, no torch).
+"""What the Flower ServerApp and ClientApps exchange, as pure functions (no Flower, no torch).
 
-Kept apart so that the rules the ServerApp and the ClientApps must agree on are one function
-each and can be tested directly.
+The rules both sides apply are those of the in-process simulator, from
+:mod:`foglearn.planning.rules` (one place): a ClientApp splits its ``D_i(t)`` points with
+:func:`~foglearn.planning.rules.split_counts`, the server aggregates with
+:func:`~foglearn.planning.rules.aggregate_weighted` (eq. 4), estimates each window with
+:func:`~foglearn.planning.rules.estimate_window` (through :func:`foglearn.planning.information.plan_window`)
+and prices what was realised with :func:`~foglearn.planning.rules.realised_costs`. This module adds
+the format of a device's per-slot report of the values it replays (:func:`scenario_report`) and
+how the server books such a report into the window's measurements (:func:`record_report`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from foglearn.network.scenario import Scenario
+from foglearn.planning.rules import WindowMeasurements, aggregate_weighted, split_counts
+
+__all__ = ["aggregate_weighted", "record_report", "scenario_report", "split_counts"]
 
 
-def split_counts(total: int, fractions: Sequence[float]) -> np.ndarray:
-    """Whole datapoints for each part of ``total`` given fractions ``[s_ii, s_ij..., ]``.
+def _finite_or_minus_one(a: np.ndarray) -> list[float]:
+    return [float(v) if np.isfinite(v) else -1.0 for v in np.atleast_1d(a)]
 
-    The remainder ``r_i = 1 - Σ fractions`` is the discarded part and comes last in the result
-    (length ``len(fractions) + 1``). Largest-remainder rounding, so the counts sum to ``total``;
-    ties go to the earlier part (process, then offload, then discard: SPEC §2's tie rule).
 
-    >>> split_counts(10, [0.5, 0.26]).tolist()
-    [5, 3, 2]
+def scenario_report(sc: Scenario, slot: int, device: int) -> dict[str, Any]:
+    """The scenario's values at ``device`` in ``slot``, as a traced device reports them (docs/model.md §5).
+
+    Keys: ``proc-cost`` ``c_i(t)``, ``error-weight`` ``f_i(t)``, ``proc-cap`` ``C_i(t)``, and per
+    out-link (``out-edges``, in edge order) ``link-cost`` ``c_ij(t)``, ``link-cap`` ``C_ij(t)``,
+    ``link-up`` (usable: :meth:`Scenario.usable_links`). An unlimited capacity is sent as ``-1``;
+    a device without out-links sends ``out-edges = [-1]`` (records cannot hold empty lists).
     """
-    if total < 0:
-        raise ValueError(f"total = {total}: a count of datapoints must be ≥ 0")
-    fr = np.asarray(fractions, dtype=np.float64)
-    if (fr < -1e-9).any() or not np.isfinite(fr).all():
-        raise ValueError(f"fractions = {fr.tolist()}: each must be a number ≥ 0")
-    fr = np.maximum(fr, 0.0)  # solver round-off only
-    s = float(fr.sum())
-    if s > 1.0 + 1e-6:
-        raise ValueError(f"fractions sum to {s:.9g}: keep + Σ offload must be ≤ 1 (eq. 8)")
-    parts = np.append(fr, max(0.0, 1.0 - s))
-    parts = parts / parts.sum() if parts.sum() > 0 else parts
-    exact = parts * total
-    base = np.floor(exact + 1e-9).astype(np.int64)
-    left = int(total - base.sum())
-    if left > 0:
-        rem = exact - base
-        order = sorted(range(parts.size), key=lambda k: (-round(rem[k], 9), k))
-        for k in order[:left]:
-            base[k] += 1
-    return base
+    out_edges = np.flatnonzero(sc.src == device)
+    usable = sc.usable_links()[slot, out_edges] if out_edges.size else np.zeros(0, bool)
+    return {"proc-cost": float(sc.proc_cost[slot, device]), "error-weight": float(sc.error_weight[slot, device]),
+            "proc-cap": _finite_or_minus_one(sc.proc_cap[slot, device])[0],
+            "out-edges": [int(e) for e in out_edges] or [-1],
+            "link-cost": _finite_or_minus_one(sc.link_cost[slot, out_edges]) or [0.0],
+            "link-cap": _finite_or_minus_one(sc.link_cap[slot, out_edges]) or [0.0],
+            "link-up": [int(u) for u in usable] or [0]}
 
 
-def aggregate_weighted(models: Sequence[Sequence[np.ndarray]], weights: Sequence[float]) -> list[np.ndarray]:
-    """Eq. (4): ``w = Σ_i H_i w_i / Σ_i H_i``. Devices with ``H_i = 0`` take no part.
+def record_report(m: WindowMeasurements, w: int, device: int, report: Mapping[str, Any]) -> None:
+    """Book one device's report for slot ``w`` of the window into ``m`` (``-1`` capacities: unlimited).
 
-    Raises ``ValueError`` when all weights are 0 (the caller keeps the global model).
+    ``report`` holds ``collected`` and the keys of :func:`scenario_report`.
     """
-    w = np.asarray(weights, dtype=np.float64)
-    if w.size != len(models):
-        raise ValueError(f"weights: {w.size} weights for {len(models)} models")
-    if (w < 0).any():
-        raise ValueError(f"weights: H_i must be ≥ 0, got {w.tolist()}")
-    total = float(w.sum())
-    if total <= 0:
-        raise ValueError("weights: all H_i are 0, nothing to aggregate")
-    out = [np.zeros_like(np.asarray(a), dtype=np.float64) for a in models[0]]
-    for wi, model in zip(w, models):
-        if wi == 0:
-            continue
-        for k, a in enumerate(model):
-            out[k] += (wi / total) * np.asarray(a, dtype=np.float64)
-    return [o.astype(np.asarray(a).dtype) for o, a in zip(out, models[0])]
-
-
-@dataclass
-class WindowMeasurements:
-    """What the devices reported in one window (the server's observed scenario).
-
-    Arrays are ``[W, n]`` / ``[W, E]``; ``nan`` marks "not reported" (a device inactive in that
-    slot, a link that carried nothing).
-    """
-
-    collected: np.ndarray
-    proc_cost: np.ndarray
-    error_weight: np.ndarray
-    proc_cap: np.ndarray
-    link_cost: np.ndarray
-    link_cap: np.ndarray
-    link_up: np.ndarray
-    slots: list[int] = field(default_factory=list)
-
-
-def _mean_or(arr: np.ndarray, fallback: np.ndarray | float) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        seen = ~np.isnan(arr)
-        count = seen.sum(axis=0)
-        total = np.where(seen, arr, 0.0).sum(axis=0)
-        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    fb = np.broadcast_to(np.asarray(fallback, dtype=np.float64), mean.shape)
-    return np.where(np.isnan(mean), fb, mean)
-
-
-def estimate_scenario(m: WindowMeasurements, src: np.ndarray, dst: np.ndarray, slots: int,
-                      info: dict | None = None) -> Scenario:
-    """The scenario the server plans window ``l`` on: window ``l-1``'s averages, repeated.
-
-    Paper Sec. V-A / SPEC §4 (imperfect information): each device's ``D_i``, ``c_i``, ``f_i``,
-    ``C_i`` and each link's ``c_ij``, ``C_ij`` are the means of what was reported in the
-    previous window; ``D_i`` is rounded to whole points. A device that never reported is
-    assumed inactive (collects nothing, so nothing is planned for it); a link never observed up
-    is assumed down.
-    """
-    n = m.collected.shape[1]
-    E = src.size
-    reported = ~np.isnan(m.collected)
-    ever = reported.any(axis=0)
-    D = np.rint(_mean_or(m.collected, 0.0)).astype(np.int64)
-    c = _mean_or(m.proc_cost, 0.0)
-    f = _mean_or(m.error_weight, 0.0)
-    cap = _mean_or(m.proc_cap, np.inf)
-    lc = _mean_or(m.link_cost, 0.0) if E else np.zeros(0)
-    lcap = _mean_or(m.link_cap, np.inf) if E else np.zeros(0)
-    up = (m.link_up.any(axis=0) & ever[src] & ever[dst]) if E else np.zeros(0, dtype=bool)
-    rep = lambda a: np.repeat(a[None, :], slots, axis=0)  # noqa: E731
-    return Scenario(collected=rep(np.where(ever, D, 0)), proc_cost=rep(c), error_weight=rep(f),
-                    src=src, dst=dst, link_cost=rep(lc), proc_cap=rep(cap), link_cap=rep(lcap),
-                    link_up=rep(up), active=rep(ever) if n else None,
-                    info={"estimated_from": list(m.slots), **(info or {})})
-
-
-def empty_window(window: int, n: int, E: int) -> WindowMeasurements:
-    nan = lambda *s: np.full(s, np.nan)  # noqa: E731
-    return WindowMeasurements(collected=nan(window, n), proc_cost=nan(window, n),
-                              error_weight=nan(window, n), proc_cap=nan(window, n),
-                              link_cost=nan(window, E), link_cap=nan(window, E),
-                              link_up=np.zeros((window, E), dtype=bool))
+    m.collected[w, device] = int(report["collected"])
+    m.proc_cost[w, device] = float(report["proc-cost"])
+    m.error_weight[w, device] = float(report["error-weight"])
+    cap = float(report["proc-cap"])
+    m.proc_cap[w, device] = cap if cap >= 0 else np.inf
+    edges = [int(e) for e in report["out-edges"]]
+    if edges == [-1]:
+        return
+    lc, lcap, up = list(report["link-cost"]), list(report["link-cap"]), list(report["link-up"])
+    for k, e in enumerate(edges):
+        m.link_cost[w, e] = float(lc[k])
+        m.link_cap[w, e] = float(lcap[k]) if lcap[k] >= 0 else np.inf
+        m.link_up[w, e] = bool(up[k])

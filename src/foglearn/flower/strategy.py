@@ -40,13 +40,17 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from foglearn.flower.config import FlowerRunConfig
-from foglearn.flower.protocol import (
-    aggregate_weighted,
-    empty_window,
-    estimate_scenario,
-    split_counts,
-)
+from foglearn.flower.protocol import record_report
 from foglearn.network.scenario import Scenario
+from foglearn.planning.information import plan_window
+from foglearn.planning.rules import (
+    WindowMeasurements,
+    aggregate_weighted,
+    keep_unplanned,
+    realised_costs,
+    split_counts,
+    transfer_cost,
+)
 
 
 def _short(reason: str, limit: int = 300) -> str:
@@ -90,6 +94,7 @@ class FogStrategy(Strategy):
         # realised movement, per slot and device / link
         self.collected, self.kept, self.discarded = z(T, n), z(T, n), z(T, n)
         self.received, self.processed, self.dropped, self.lost = z(T, n), z(T, n), z(T, n), z(T, n)
+        self.lost_from = z(T, n)  # lost in relay, by the device and slot that collected the points
         self.sent = z(T, E)
         self.active = np.zeros((T, n), dtype=bool)
         # the plan and the counts it implies for what each device reported
@@ -100,11 +105,11 @@ class FogStrategy(Strategy):
         self.proc_spp = np.full((T, n), np.nan)   # measured seconds per processed point
         self.relay_spp = np.full((T, E), np.nan)  # measured seconds per point on the relay leg
         self.replayed_proc_cost = np.full((T, n), np.nan)
-        self.window_meas = empty_window(cfg.plan_window, n, E)
+        self.window_meas = WindowMeasurements.empty(cfg.plan_window, n, E)
         self.window_plans: list[dict[str, Any]] = []
         # relay and model bookkeeping
         self.pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {i: [] for i in range(n)}
-        self.inflight: dict[int, int] = {}
+        self.inflight: dict[int, np.ndarray] = {}  # receiver -> source of each relayed point
         self.version = 0
         self.synced = {i: -1 for i in range(n)}
         self.h_server = {i: 0 for i in range(n)}
@@ -131,26 +136,25 @@ class FogStrategy(Strategy):
                 p = self.planner(self.true_scenario, error=cfg.error, information="perfect", movement=True)
                 self._perfect = (np.asarray(p.keep), np.asarray(p.offload), self.true_scenario.collected)
             pk, po, D = self._perfect
-            keep, offload = pk[t:stop].copy(), po[t:stop].copy()
-            keep = np.where(D[t:stop] == 0, 1.0, keep)  # no data planned: process whatever arrives
+            keep, offload = keep_unplanned(pk[t:stop], D[t:stop]), po[t:stop].copy()
             how = "perfect information"
         elif cfg.movement and win > 0:
-            # plan W+1 slots (so the window's last slot may offload into the next one); use W
-            horizon = rows + (1 if stop < self.T else 0)
-            est = estimate_scenario(self.window_meas, self.src, self.dst, horizon,
-                                    info={"window": win, "slots": [t, stop]})
+            plans: list[Any] = []
+
+            def solve(est: Scenario) -> tuple[np.ndarray, np.ndarray]:
+                plans.append(self.planner(est, error=cfg.error, information="perfect", movement=True))
+                return plans[-1].keep, plans[-1].offload
+
+            keep, offload, est = plan_window(self.window_meas, self.src, self.dst, t, stop, self.T, solve,
+                                             info={"window": win, "slots": [t, stop]})
             if self.estimates_dir is not None:
                 est.save(self.estimates_dir / f"window_{win}.npz")
-            p = self.planner(est, error=cfg.error, information="perfect", movement=True)
-            keep, offload = np.asarray(p.keep)[:rows].copy(), np.asarray(p.offload)[:rows].copy()
-            keep = np.where(est.collected[:rows] == 0, 1.0, keep)
             how = f"estimated from window {win - 1}"
-            self.window_plans.append({"window": win, "slots": [t, stop], "planned_cost": p.costs.as_dict(),
-                                      "solver": p.stats.as_dict()})
+            self.window_plans.append({"window": win, "slots": [t, stop], "planned_cost": plans[0].costs.as_dict(),
+                                      "solver": plans[0].stats.as_dict()})
         self.plan_keep[t:stop] = keep
         self.plan_offload[t:stop] = offload
-        self.window_meas = empty_window(W, self.n, self.E)
-        self.window_meas.slots = list(range(t, stop))
+        self.window_meas = WindowMeasurements.empty(W, self.n, self.E, slots=range(t, stop))
         log(INFO, "foglearn: window %d (slots %d..%d) planned: %s", win, t, stop - 1, how)
 
     # ------------------------------------------------------------- Strategy API
@@ -180,7 +184,7 @@ class FogStrategy(Strategy):
                 xs, ys, ss = zip(*self.pending[i])
                 content["incoming"] = ArrayRecord({"x": Array(np.concatenate(xs)), "y": Array(np.concatenate(ys)),
                                                    "src": Array(np.concatenate(ss))})
-                self.inflight[i] = int(sum(y.size for y in ys))
+                self.inflight[i] = np.concatenate(ss)
                 self.pending[i] = []
             node = self.node_of_device[i]
             self._sent_to[node] = i
@@ -202,9 +206,10 @@ class FogStrategy(Strategy):
         for dev in self._sent_to.values():
             if dev not in replied and not any(f["slot"] == t and f["device"] == dev for f in self.failures):
                 self.failures.append({"slot": t, "device": dev, "reason": "no reply before the slot timeout"})
-        for dev, k in self.inflight.items():
-            if dev not in replied:
-                self.lost[t, dev] += k  # relayed points that reached a device that missed the slot
+        for dev, sources in self.inflight.items():
+            if dev not in replied:  # relayed points that reached a device that missed the slot
+                self.lost[t, dev] += sources.size
+                np.add.at(self.lost_from[t - 1], sources, 1)
 
         for dev, msg in replied.items():
             self._book(t, dev, msg)
@@ -251,6 +256,11 @@ class FogStrategy(Strategy):
         if int(r["version"]) == self.version:
             self.synced[dev] = self.version
             self.h_server[dev] = int(r["h"])
+        self._measure(t, dev, r)
+
+    def _measure(self, t: int, dev: int, r: Any) -> None:
+        """Book device ``dev``'s slot-``t`` report (``collected`` and the measurements it sends) into
+        the window's observations (the server's scenario estimate, docs/model.md §4)."""
         spp = float(r["proc-seconds-per-point"])
         self.proc_spp[t, dev] = spp if spp >= 0 else np.nan
         self.replayed_proc_cost[t, dev] = float(r["proc-cost"])
@@ -259,24 +269,11 @@ class FogStrategy(Strategy):
             s = int(ml[a])
             if s >= 0 and (s, dev) in self.edge_of:
                 self.relay_spp[t - 1, self.edge_of[(s, dev)]] = float(ml[a + 1])
-        # the window's observations (the server's scenario estimate, SPEC §4)
         w = t - self.window_meas.slots[0] if self.window_meas.slots else t % self.cfg.plan_window
         m = self.window_meas
-        m.collected[w, dev] = D
+        record_report(m, w, dev, r)
         if self.cfg.cost_source == "measured":
             m.proc_cost[w, dev] = (spp if spp >= 0 else np.nan) / self.cfg.seconds_per_unit
-        else:
-            m.proc_cost[w, dev] = float(r["proc-cost"])
-        m.error_weight[w, dev] = float(r["error-weight"])
-        cap = float(r["proc-cap"])
-        m.proc_cap[w, dev] = cap if cap >= 0 else np.inf
-        edges = [int(e) for e in r["out-edges"]]
-        if edges != [-1]:
-            lc, lcap, up = list(r["link-cost"]), list(r["link-cap"]), list(r["link-up"])
-            for k, e in enumerate(edges):
-                m.link_cost[w, e] = float(lc[k])
-                m.link_cap[w, e] = float(lcap[k]) if lcap[k] >= 0 else np.inf
-                m.link_up[w, e] = bool(up[k]) or m.link_up[w, e]
         if self.cfg.cost_source == "measured" and t >= 1:
             for e in np.flatnonzero(self.dst == dev):
                 v = self.relay_spp[t - 1, e]
@@ -339,18 +336,23 @@ class FogStrategy(Strategy):
                 "discarded": self.expect_discarded.tolist(), "windows": self.window_plans}
 
     def realised_costs(self) -> dict[str, float] | None:
-        """Costs of what was realised, priced with the scenario's costs (objective (5), linear model)."""
+        """Objective (5) on what was realised (:func:`~foglearn.planning.rules.realised_costs`), priced
+        with the scenario's costs under the run's error model.
+
+        Points never processed — discarded by plan, dropped by a capacity, or lost in relay to a
+        device that missed the slot — are charged ``f`` of the device and slot that collected
+        them; sent points pay their transfer whether delivered or not. ``violations``: device-slots
+        that dropped points. ``discarded`` counts only the planned discards; ``dropped`` and
+        ``lost_in_relay`` the others.
+        """
         sc = self.true_scenario
         if sc is None:
             return None
-        proc = float((self.processed * sc.proc_cost).sum())
-        transfer = float((self.sent * sc.link_cost).sum()) if self.E else 0.0
-        lost_discard = self.discarded + self.dropped
-        discard = float((lost_discard * sc.error_weight).sum())
-        collected = int(self.collected.sum())
-        total = proc + transfer + discard
-        return {"processing": proc, "transfer": transfer, "discard": discard, "total": total,
-                "unit": total / collected if collected else 0.0, "collected": collected,
-                "processed": int(self.processed.sum()), "offloaded": int(self.sent.sum()),
+        costs = realised_costs(collected=self.collected, processed=self.processed,
+                               discarded=self.discarded + self.dropped + self.lost_from,
+                               proc_cost=sc.proc_cost, error_weight=sc.error_weight,
+                               transfer=transfer_cost(self.sent, sc.link_cost), offloaded=float(self.sent.sum()),
+                               error=self.cfg.error, violations=int((self.dropped > 0).sum()))
+        return {**costs.as_dict(), "processed": int(self.processed.sum()), "offloaded": int(self.sent.sum()),
                 "discarded": int(self.discarded.sum()), "dropped": int(self.dropped.sum()),
                 "lost_in_relay": int(self.lost.sum())}

@@ -1,20 +1,22 @@
 """The device-parallel trainer: executes a :class:`~foglearn.planning.Plan` at datapoint level.
 
-What happens in a run (paper Sec. III-B, SPEC §4)
+What happens in a run (paper Sec. III-B, docs/model.md §4, §6)
 -------------------------------------------------
 1. **Collection.** In slot ``t`` device ``i`` collects ``D_i(t)`` points, taken in ``(t, i)``
    order from a seeded permutation of the training set, without replacement. If the run asks
    for more points than the set holds, the stream continues with a fresh permutation (points
    repeat; the result says ``wrapped=True`` and a warning is issued).
 2. **Movement.** ``D_i(t)`` is split by the plan's fractions ``s_ii(t)``, ``s_ij(t)``, ``r_i(t)``
-   with largest-remainder rounding, so the integer parts add up to ``D_i(t)`` exactly (ties:
-   keep, then offload in edge order, then discard — SPEC §2). Kept points are processed at ``i``
+   with largest-remainder rounding (:func:`foglearn.planning.rules.largest_remainder`, the rule the
+   Flower app applies too), so the integer parts add up to ``D_i(t)`` exactly (ties: keep, then
+   offload in edge order, then discard — docs/model.md §6). Kept points are processed at ``i``
    in ``t``, offloaded ones at ``j`` in ``t + 1``, discarded ones never.
 3. **Local step (eq. 3).** Every device with ``G_i(t) > 0`` takes one SGD step
    ``w_i(t) = w_i(t-1) - η ∇ L_i(w_i(t-1) | G_i(t))`` on the mean cross-entropy of its batch.
 4. **Aggregation (eq. 4).** After every ``τ`` slots the server averages
    ``w = Σ_i H_i w_i / Σ_i H_i`` (``H_i`` = points processed since the last aggregation; devices
-   with ``H_i = 0`` get weight 0; if all are 0 the global model is kept) and synchronises all
+   with ``H_i = 0`` get weight 0; if all are 0 the global model is kept;
+   :func:`foglearn.planning.rules.aggregation_weights`) and synchronises all
    devices. If ``T`` is not a multiple of ``τ`` a last aggregation closes the run.
 
 All devices advance together, never one Python step per device:
@@ -56,12 +58,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from foglearn.errors import InputError
 from foglearn.learning.datasets import ArrayDataset, load_dataset
 from foglearn.learning.kernels import BatchedModel, batched_kernel
 from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan
+from foglearn.planning.rules import aggregation_weights, largest_remainder
 
 ProgressFn = Callable[[int, int], None]
 
@@ -74,43 +78,13 @@ CHUNK = 256
 KERNEL_OVERHEAD = 8.0
 
 
-class TrainingError(ValueError):
+class TrainingError(InputError):
     """Bad training arguments; the message names the argument and the rule."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Datapoint-level execution of a plan
 # ---------------------------------------------------------------------------------------------
-
-def largest_remainder(weights: np.ndarray, group: np.ndarray, totals: np.ndarray,
-                      priority: np.ndarray) -> np.ndarray:
-    """Integer counts ``≈ weights`` with ``Σ counts == totals[group]`` exactly, per group.
-
-    ``weights[k]`` is item ``k``'s real-valued share of ``totals[group[k]]`` (shares of a group
-    sum to its total up to round-off). Each item gets ``floor(weight)``; the deficit goes one
-    point at a time to the items with the largest remainders (ties by ``priority``, lower first).
-    """
-    weights = np.maximum(np.asarray(weights, dtype=np.float64), 0.0)
-    base = np.floor(weights + 1e-9).astype(np.int64)
-    rem = weights - base
-    have = np.bincount(group, weights=base, minlength=len(totals)).astype(np.int64)
-    deficit = np.asarray(totals, dtype=np.int64) - have
-    if (deficit < 0).any():  # shares summed to more than the total (bad input): take from the largest
-        g = int(np.argmax(deficit < 0))
-        raise TrainingError(f"fractions of group {g} sum to more than 1 (eq. 8)")
-    order = np.lexsort((priority, -rem, group))
-    g_sorted = group[order]
-    starts = np.searchsorted(g_sorted, g_sorted, side="left")
-    rank = np.arange(len(order)) - starts
-    extra = np.zeros(len(order), dtype=np.int64)
-    extra[order] = (rank < deficit[g_sorted]).astype(np.int64)
-    counts = base + extra
-    short = deficit - np.bincount(group, weights=extra, minlength=len(totals)).astype(np.int64)
-    if (short != 0).any():
-        g = int(np.argmax(short != 0))
-        raise TrainingError(f"fractions of group {g} sum to less than 1 by more than one point per part (eq. 8)")
-    return counts
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -514,6 +488,15 @@ def _check_args(period: int, lr: float, passes: int, eval_every: int) -> None:
         raise TrainingError(f"eval_every = {eval_every!r}: must be an integer ≥ 0 (0: final model only)")
 
 
+def _kernel_path(kernel: BatchedModel | None) -> str:
+    """The compute path of a run (``config["kernel"]``): ``"cnn-fused"`` (one compiled call per
+    batch), ``"cnn-layered"`` (``FOGLEARN_FUSED=0`` or no ``sgemm_``), ``"mlp"`` or ``"vmap"``."""
+    fused = getattr(kernel, "fused", None)
+    if kernel is None:
+        return "vmap"
+    return "mlp" if fused is None else "cnn-fused" if fused else "cnn-layered"
+
+
 def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist", model: ModelSpec = "cnn",
           period: int = 10, lr: float = 0.01, seed: int = 0, *, passes: int = 1, eval_every: int = 1,
           threads: int | None = None, name: str = "network-aware",
@@ -561,7 +544,7 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         raise TrainingError(f"threads = {threads!r}: must be an integer ≥ 1")
     cores = int(threads or old_threads)
     module = make_model(model, seed=seed)
-    kernel = batched_kernel(module)
+    kernel = batched_kernel(module)  # the CNN's fused path where fused_cnn.enabled()
     workers = _Workers(cores if kernel is not None else 1)
     torch.set_num_threads(1 if kernel is not None else cores)
     try:
@@ -616,21 +599,10 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         torch.set_num_threads(old_threads)
     config = {"dataset": data.name, "model": model_name(model), "period": int(period), "lr": float(lr),
               "seed": int(seed), "passes": int(passes), "eval_every": int(eval_every),
-              "threads": cores, "n_devices": n, "horizon": T,
+              "threads": cores, "n_devices": n, "horizon": T, "kernel": _kernel_path(kernel),
               "plan": {"error": plan.error, "information": plan.information, "solver": plan.stats.solver}}
     return TrainResult(name=name, accuracy=ev_acc[-1], test_loss=ev_loss[-1], eval_slot=np.array(ev_slot),
                        eval_accuracy=np.array(ev_acc), eval_loss=np.array(ev_loss), device_loss=device_loss,
                        processed=sched.processed, costs=plan.costs.as_dict(), config=config, seconds=seconds,
                        wrapped=wrapped, final_state={k: v.detach().clone() for k, v in runner.global_state().items()})
 
-
-def aggregation_weights(H: np.ndarray) -> np.ndarray | None:
-    """Weights ``H_i / Σ_j H_j`` of eq. (4) (``None`` when every ``H_i = 0``: keep the global model)."""
-    H = np.asarray(H, dtype=np.float64)
-    if (H < 0).any():
-        i = int(np.argmax(H < 0))
-        raise TrainingError(f"H[{i}] = {H[i]}: points processed must be ≥ 0")
-    tot = H.sum()
-    if tot <= 0:
-        return None
-    return H / tot

@@ -1,79 +1,41 @@
-"""A data-movement plan and its cost accounting (problem (5)-(9), SPEC §2).
+"""A data-movement plan and its cost accounting (problem (5)-(9), docs/model.md §2).
 
 A :class:`Plan` holds, per slot, the fractions of ``D_i(t)`` that device ``i`` keeps
 (``s_ii(t)``), offloads on each link (``s_ij(t)``) and discards (``r_i(t)``), the points each
 device processes (``G_i(t)``, eq. (6)), the realised costs and the solver's statistics.
 
-Costs are always accounted on what is realised (SPEC §2): :func:`realise` turns any plan —
+Costs are always accounted on what is realised (docs/model.md §2, priced by
+:func:`foglearn.planning.rules.realised_costs`): :func:`realise` turns any plan —
 e.g. one made from estimates — into a feasible one by dropping what overloads a link or a
 device, charging the dropped points as discarded and counting each overload as a violation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numba import njit
 
+from foglearn.errors import InputError
 from foglearn.network.scenario import Scenario
+from foglearn.planning.rules import ERROR_MODELS, CostBreakdown, realised_costs
+
+__all__ = ["ERROR_MODELS", "INFINITE_COST", "CostBreakdown", "EdgeTotals", "Plan", "PlanError", "SolverStats", "check_feasible",
+           "cost_breakdown", "edge_totals", "offload_sum", "processed_points", "realise"]
 
 ErrorModel = Literal["linear", "sqrt"]
-ERROR_MODELS: tuple[str, ...] = ("linear", "sqrt")
 
 #: Relative tolerance of the feasibility check (solvers work in floating point).
 FEAS_TOL = 1e-7
+#: The status a plan reports instead of "optimal" when its realised cost is not finite.
+INFINITE_COST = "infinite-cost"
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """A plan is malformed or infeasible; the message names the array, index and rule."""
-
-
-@dataclass(frozen=True)
-class CostBreakdown:
-    """Realised costs of a plan (the three terms of objective (5)) and movement rates.
-
-    ``discard`` is the error term: ``Σ f_i(t) D_i(t) r_i(t)`` under the linear model,
-    ``Σ_{D_i(t)>0} f_i(t)/sqrt(G_i(t))`` under the square-root model (SPEC §2).
-    ``unit = total / collected``; the rates are fractions of all collected points.
-    """
-
-    processing: float
-    transfer: float
-    discard: float
-    collected: int
-    processed: float
-    offloaded: float
-    discarded: float
-    violations: int = 0
-
-    @property
-    def total(self) -> float:
-        return self.processing + self.transfer + self.discard
-
-    @property
-    def unit(self) -> float:
-        return self.total / self.collected if self.collected else 0.0
-
-    @property
-    def offload_rate(self) -> float:
-        return self.offloaded / self.collected if self.collected else 0.0
-
-    @property
-    def discard_rate(self) -> float:
-        return self.discarded / self.collected if self.collected else 0.0
-
-    @property
-    def process_rate(self) -> float:
-        return self.processed / self.collected if self.collected else 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {"processing": self.processing, "transfer": self.transfer, "discard": self.discard,
-                "total": self.total, "unit": self.unit, "collected": self.collected,
-                "processed": self.processed, "offloaded": self.offloaded, "discarded": self.discarded,
-                "offload_rate": self.offload_rate, "discard_rate": self.discard_rate,
-                "process_rate": self.process_rate, "violations": self.violations}
 
 
 @dataclass(frozen=True)
@@ -128,6 +90,15 @@ class Plan:
     stats: SolverStats
     error: str = "linear"
     information: str = "perfect"
+
+    def __post_init__(self) -> None:
+        # docs/model.md §2: a plan whose realised cost is not finite is never reported as optimal
+        # (under the square-root model: a device that collected data processed none of it).
+        if not math.isfinite(self.costs.total) and self.stats.status == "optimal":
+            reason = ("the realised cost is not finite: a device that collected data processes none of it "
+                      "(f / sqrt(0) under the square-root model)")
+            object.__setattr__(self, "stats", replace(self.stats, status=INFINITE_COST,
+                                                      extra={**self.stats.extra, "reason": reason}))
 
     @property
     def horizon(self) -> int:
@@ -266,33 +237,14 @@ def processed_points(scenario: Scenario, keep: np.ndarray, offload: np.ndarray) 
     return keep * scenario.collected + edge_totals(scenario, np.asarray(offload, dtype=np.float64)).inflow
 
 
-def error_term(scenario: Scenario, discard: np.ndarray, processed: np.ndarray, error: str) -> float:
-    """The error term of (5): linear ``Σ f D r`` or square-root ``Σ_{D>0} f / sqrt(G)``."""
-    f, D = scenario.error_weight, scenario.collected
-    if error == "linear":
-        return float((f * D * discard).sum())
-    if error == "sqrt":
-        mask = (D > 0) & (f > 0)
-        G = processed[mask]
-        if (G <= 0).any():
-            return float("inf")
-        return float((f[mask] / np.sqrt(G)).sum())
-    raise PlanError(f"error = {error!r}: must be one of {ERROR_MODELS}")
-
-
 def _costs(scenario: Scenario, discard: np.ndarray, processed: np.ndarray, transfer: float, offloaded: float,
            error: str, violations: int = 0) -> CostBreakdown:
-    D = scenario.collected
-    return CostBreakdown(
-        processing=float((processed * scenario.proc_cost).sum()),
-        transfer=float(transfer),
-        discard=error_term(scenario, discard, processed, error),
-        collected=int(D.sum()),
-        processed=float(processed.sum()),
-        offloaded=float(offloaded),
-        discarded=float((discard * D).sum()),
-        violations=int(violations),
-    )
+    """:func:`~foglearn.planning.rules.realised_costs` of fractions: ``r_i(t) D_i(t)`` points discarded."""
+    if error not in ERROR_MODELS:
+        raise PlanError(f"error = {error!r}: must be one of {ERROR_MODELS}")
+    return realised_costs(collected=scenario.collected, processed=processed, discarded=discard * scenario.collected,
+                          proc_cost=scenario.proc_cost, error_weight=scenario.error_weight, transfer=transfer,
+                          offloaded=offloaded, error=error, violations=violations)
 
 
 def cost_breakdown(scenario: Scenario, keep: np.ndarray, offload: np.ndarray, discard: np.ndarray,
@@ -347,7 +299,7 @@ def _check_totals(scenario: Scenario, plan: Plan, totals: EdgeTotals, tol: float
 
 def realise(scenario: Scenario, keep: np.ndarray, offload: np.ndarray, error: str,
             stats: SolverStats, information: str) -> Plan:
-    """Execute planned fractions on the real scenario; drop what overloads (SPEC §2).
+    """Execute planned fractions on the real scenario; drop what overloads (docs/model.md §2).
 
     1. A link asked to carry more than ``C_ij(t)`` sends only ``C_ij(t)``; the rest stays at the
        source and is discarded (one violation).

@@ -1,0 +1,106 @@
+"""The in-process trainer and the Flower app apply the same rules (planning.rules) to the same scenario.
+
+The Flower side is driven through its own pieces without the Flower runtime: the server's
+:class:`FogStrategy` books each device's report and plans each window, every device splits its
+points with ``split_counts`` as the ClientApp does, and the strategy prices what was realised.
+The simulator side is ``foglearn.plan`` and the trainer. Movement, eq. (4) weights and costs must
+be identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import foglearn
+from foglearn.flower.config import FlowerRunConfig
+from foglearn.flower.protocol import scenario_report, split_counts
+from foglearn.flower.strategy import FogStrategy
+from foglearn.learning import load_dataset, schedule, train
+from foglearn.network import synthetic
+from foglearn.planning.information import windowed_fractions
+from foglearn.planning.rules import aggregation_weights
+
+torch.set_num_threads(1)
+N, T, TAU = 4, 12, 3
+
+
+def _flower(s, error):
+    """Run the Flower server's planning and bookkeeping and the clients' split for every slot."""
+    cfg = FlowerRunConfig(num_devices=N, horizon=T, period=TAU, information="estimated", error=error)
+    strat = FogStrategy(cfg, {i: 100 + i for i in range(N)}, s.src, s.dst, planner=foglearn.plan, true_scenario=s)
+    received = np.zeros((T + 1, N), dtype=np.int64)
+    h = np.zeros(N, dtype=np.int64)
+    weights = []
+    for t in range(T):
+        if t % cfg.plan_window == 0:
+            strat._plan_window(t)
+        for i in range(N):  # the ClientApp of device i in slot t
+            out = np.flatnonzero(s.src == i)
+            D = int(s.collected[t, i])
+            counts = split_counts(D, [strat.plan_keep[t, i], *strat.plan_offload[t, out]])
+            strat.active[t, i] = True
+            strat.collected[t, i], strat.kept[t, i], strat.discarded[t, i] = D, counts[0], counts[-1]
+            strat.sent[t, out] = counts[1:-1]
+            np.add.at(received[t + 1], s.dst[out], counts[1:-1])
+            strat.received[t, i] = received[t, i]
+            strat.processed[t, i] = counts[0] + received[t, i]
+            h[i] += strat.processed[t, i]
+            strat._measure(t, i, {"collected": D, "proc-seconds-per-point": -1.0, "measured-link": [-1.0, -1.0],
+                                  **scenario_report(s, t, i)})
+        if (t + 1) % TAU == 0 or t == T - 1:  # the server aggregates by eq. (4); devices resync
+            weights.append(h.copy())
+            h[:] = 0
+    return strat, weights
+
+
+@pytest.mark.parametrize("error", ["linear", "sqrt"])
+def test_trainer_and_flower_move_weight_and_charge_alike(error):
+    s = synthetic(N, T, seed=3, max_points=6)
+    strat, flower_weights = _flower(s, error)
+
+    # the same planned fractions from the same measurements
+    def solve(est):
+        p = foglearn.plan(est, error=error)
+        return p.keep, p.offload
+
+    keep, offload = windowed_fractions(s, TAU, solve)
+    assert np.allclose(strat.plan_keep, keep, rtol=0, atol=1e-12)
+    assert np.allclose(strat.plan_offload, offload, rtol=0, atol=1e-12)
+
+    # the same movement: the trainer's schedule of the simulator's plan vs the clients' split
+    plan = foglearn.plan(s, error=error, information=TAU)
+    assert plan.costs.violations == 0 and plan.stats.status == "optimal"
+    sched = schedule(s, plan)
+    sent = np.zeros((T, s.n_edges), dtype=np.int64)
+    sent[sched.offloaded[0], sched.offloaded[1]] = sched.offloaded[2]
+    if error == "linear":
+        assert sent.sum() > 0, "the scenario should move data"
+    else:  # the square-root plans keep part of D: the split has remainders to round
+        assert ((plan.keep > 0.01) & (plan.keep < 0.99) & (s.collected > 1)).any()
+    assert np.array_equal(sched.kept, strat.kept) and np.array_equal(sched.discarded, strat.discarded)
+    assert np.array_equal(sent, strat.sent) and np.array_equal(sched.processed, strat.processed)
+
+    # the trainer processes exactly that and weights eq. (4) by the same H_i
+    r = train(s, plan, dataset=load_dataset("tiny"), model="mlp", period=TAU, lr=0.1, seed=0, eval_every=0)
+    assert np.array_equal(r.processed, strat.processed)
+    trainer_H = [r.processed[a:a + TAU].sum(axis=0) for a in range(0, T, TAU)]
+    for hf, ht in zip(flower_weights, trainer_H, strict=True):
+        assert np.array_equal(hf, ht)
+        assert np.array_equal(aggregation_weights(hf), aggregation_weights(ht))
+
+    # the same realised costs
+    flower = strat.realised_costs()
+    assert flower is not None and flower["violations"] == 0
+    if error == "linear":  # Theorem 3's plans are all-or-nothing: the fractions are whole points
+        want = r.costs
+    else:  # fractional plans: price the trainer's whole points with the same rule
+        from foglearn.planning.rules import realised_costs, transfer_cost
+
+        want = realised_costs(collected=s.collected, processed=sched.processed, discarded=sched.discarded,
+                              proc_cost=s.proc_cost, error_weight=s.error_weight,
+                              transfer=transfer_cost(sent, s.link_cost), offloaded=float(sent.sum()),
+                              error=error).as_dict()
+    for key in ("processing", "transfer", "discard", "total", "collected", "processed", "offloaded", "discarded"):
+        assert np.isclose(flower[key], want[key], rtol=1e-12, atol=1e-12), key
