@@ -70,6 +70,13 @@ class Registry(Mapping[str, Entry[F]]):
     def __getitem__(self, name: str) -> Entry[F]:
         return self.get_entry(name)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The entry for ``name``, or ``default`` (``Mapping.get``; never raises)."""
+        return self._entries.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
