@@ -94,7 +94,7 @@ def train(msg: Message, context: Context) -> Message:
     off_edge = [int(e) for e in ins["off-edge"]]
     off_frac = [float(f) for f in ins["off-frac"]]
     counts = split_counts(D, [float(ins["keep"]), *off_frac])
-    # a link carries at most C_ij(t); the excess stays here and is dropped (SPEC §2)
+    # a link carries at most C_ij(t); the excess stays here and is dropped (docs/model.md §2)
     dropped_link = 0
     for k, e in enumerate(off_edge):
         cap = sc.link_cap[slot, e]
@@ -156,7 +156,7 @@ def train(msg: Message, context: Context) -> Message:
         "dropped": int(dropped_proc + dropped_link), "h": h, "version": version,
         "proc-seconds": proc_seconds, "proc-seconds-per-point": proc_seconds / G if G else -1.0,
         "latency-in": latency_in, "handler-seconds": time.time() - t_enter,
-        # the scenario's values at this device, replayed like a traced device (SPEC §5)
+        # the scenario's values at this device, replayed like a traced device (docs/model.md §5)
         "proc-cost": float(sc.proc_cost[slot, dev]), "error-weight": float(sc.error_weight[slot, dev]),
         "proc-cap": fin(sc.proc_cap[slot, dev])[0],
         "out-edges": [int(e) for e in out_edges] or [-1],

@@ -69,7 +69,7 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
 
 @dataclass(frozen=True)
 class FlowerRunConfig:
-    """Everything a Flower run of the paper's loop needs (SPEC §4 defaults where they apply).
+    """Everything a Flower run of the paper's loop needs (docs/model.md §4 defaults where they apply).
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ class FlowerRunConfig:
         ``τ``: aggregate every ``period`` slots, weighted by ``H_i`` (eq. 4).
     window : int
         Estimated information: plan window ``l`` (``window`` slots) from the averages measured in
-        window ``l-1``; the first window moves nothing (SPEC §4). 0 means ``window = period``.
+        window ``l-1``; the first window moves nothing (docs/model.md §4). 0 means ``window = period``.
     lr : float
         ``η``, the constant SGD step size of eq. (3).
     dataset : str

@@ -33,7 +33,7 @@ def dataset(cfg: FlowerRunConfig) -> Any:
 
 
 def max_points(cfg: FlowerRunConfig, n_train: int) -> int:
-    """``⌊|D_V|/(nT)⌋`` (SPEC §4) unless the config sets it."""
+    """``⌊|D_V|/(nT)⌋`` (docs/model.md §4) unless the config sets it."""
     return cfg.max_points or max(1, n_train // (cfg.num_devices * cfg.horizon))
 
 
@@ -61,7 +61,7 @@ def partition(cfg: FlowerRunConfig, device: int, n_train: int) -> np.ndarray:
     """Device ``i``'s data stream: its share of a seeded permutation of the training set.
 
     Points are drawn without replacement; a device collects the next ``D_i(t)`` of its share
-    in slot ``t`` (SPEC §4), so a stream never runs out when ``Σ_t D_i(t) ≤ N/n``.
+    in slot ``t`` (docs/model.md §4), so a stream never runs out when ``Σ_t D_i(t) ≤ N/n``.
     """
     perm = np.random.default_rng([cfg.seed, 7919]).permutation(n_train)
     return np.array_split(perm, cfg.num_devices)[device]

@@ -94,7 +94,7 @@ PROFILES.add("wifi", testbed_costs, "testbed-like devices; WiFi links, cost LogN
 
 
 def default_max_points(n_devices: int, horizon: int, dataset_size: int = DATASET_SIZE) -> int:
-    """``⌊|D_V| / (nT)⌋``: the top of ``D_i(t) ~ U{0, …, ⌊|D_V|/(nT)⌋}`` (SPEC §4)."""
+    """``⌊|D_V| / (nT)⌋``: the top of ``D_i(t) ~ U{0, …, ⌊|D_V|/(nT)⌋}`` (docs/model.md §4)."""
     return dataset_size // (n_devices * horizon)
 
 
@@ -114,7 +114,7 @@ def synthetic(
     dataset_size: int = DATASET_SIZE,
     persistence: float = 0.0,
 ) -> Scenario:
-    """A synthetic fog network in the paper's setting (Sec. V-A, SPEC §4).
+    """A synthetic fog network in the paper's setting (Sec. V-A, docs/model.md §4).
 
     Parameters
     ----------
