@@ -7,15 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foglearn.experiments.theorems import hierarchical_scenario, solve_hierarchical_with_planner
 from foglearn.theory import (
     HierarchyInstance,
     TheoryError,
     hierarchical_objective,
     hierarchical_optimum,
-    hierarchical_scenario,
     solve_augmented_numeric,
     solve_hierarchical_numeric,
-    solve_hierarchical_with_planner,
 )
 
 SPEC = [

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from foglearn.errors import FoglearnError, InputError, RunError, SolverError
+
 __version__ = "0.1.0"
-__all__ = ["Scenario", "plan", "train", "synthetic", "__version__"]
+__all__ = ["FoglearnError", "InputError", "RunError", "Scenario", "SolverError", "plan", "synthetic", "train",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,9 +6,15 @@ import (e.g. an optional dependency missing) only disables its own commands.
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 import typer
+
+from foglearn.cli.common import fail
+from foglearn.errors import FoglearnError, InputError
 
 app = typer.Typer(
     name="foglearn",
@@ -43,6 +49,33 @@ for _name in _COMMAND_MODULES:
             raise
         continue
     _mod.register(app)
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The one CLI error printer: bad input exits 2, a failure 1, Ctrl-C 130, each without a traceback."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            fail(str(exc) or "interrupted (Ctrl-C); finished work is kept", 130)
+        except InputError as exc:
+            fail(str(exc), 2)
+        except FoglearnError as exc:
+            fail(str(exc), 1)
+    return run
+
+
+def _guard_all(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.callback is not None:
+            command.callback = _guarded(command.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _guard_all(group.typer_instance)
+
+
+_guard_all(app)
 
 
 def main() -> None:

@@ -7,16 +7,13 @@ from typing import Annotated
 
 import typer
 
+from foglearn.cli.common import fail
+
 theory_app = typer.Typer(
     name="theory",
     help="Theorems 2, 4, 5 and 6: closed forms, their Monte Carlo / numerical checks, plots and a report.",
     no_args_is_help=True,
 )
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -74,7 +71,7 @@ def straggler(
 
             _save_plot(plot_straggler(mus=(mu / 2, mu, 2 * mu), seed=seed), plot)
     except TheoryError as exc:
-        _fail(exc)
+        fail(str(exc))
 
 
 @theory_app.command("hierarchy")
@@ -89,6 +86,7 @@ def hierarchy(
     plot: Annotated[Path | None, typer.Option(help="write the r*, s* vs D plot here (PNG)")] = None,
 ) -> None:
     """Theorem 4: the optimal discard r* and offload s* fractions, with scipy (and the planner) beside."""
+    from foglearn.experiments.theorems import solve_hierarchical_with_planner
     from foglearn.theory import (
         HierarchyInstance,
         TheoryError,
@@ -96,7 +94,6 @@ def hierarchy(
         hierarchical_optimum,
         solve_augmented_numeric,
         solve_hierarchical_numeric,
-        solve_hierarchical_with_planner,
     )
 
     try:
@@ -121,7 +118,7 @@ def hierarchy(
 
             _save_plot(plot_hierarchy(n, c, c_server, c_link, gamma), plot)
     except TheoryError as exc:
-        _fail(exc)
+        fail(str(exc))
 
 
 @theory_app.command("offloading")
@@ -164,7 +161,7 @@ def offloading(
 
             _save_plot(plot_offloading(seed=seed), plot)
     except TheoryError as exc:
-        _fail(exc)
+        fail(str(exc))
 
 
 @theory_app.command("violations")
@@ -203,7 +200,7 @@ def violations(
 
             _save_plot(plot_violations(g, D, seed=seed), plot)
     except TheoryError as exc:
-        _fail(exc)
+        fail(str(exc))
 
 
 @theory_app.command("report")
@@ -215,12 +212,13 @@ def report(
     plots: Annotated[bool, typer.Option(help="draw the PNG plots")] = True,
 ) -> None:
     """Every SPEC §3 number beside ours, with plots, as Markdown."""
-    from foglearn.theory import TheoryError, write_report
+    from foglearn.experiments.theory_report import write_report
+    from foglearn.theory import TheoryError
 
     try:
         path = write_report(out, customers=customers, replications=replications, seed=seed, plots=plots)
     except TheoryError as exc:
-        _fail(exc)
+        fail(str(exc))
     typer.echo(f"report written to {path}")
 
 

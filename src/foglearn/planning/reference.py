@@ -10,13 +10,14 @@ correctness, not the production path (SPEC §2).
 
 from __future__ import annotations
 
+from foglearn.errors import SolverError
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
 from foglearn.network.scenario import Scenario
-from foglearn.planning.plan import Plan, PlanError, SolverStats
+from foglearn.planning.plan import Plan, SolverStats
 
 __all__ = ["reference_linear", "reference_sqrt", "lp_matrices"]
 
@@ -82,7 +83,7 @@ def reference_linear(scenario: Scenario) -> Plan:
     ub = np.where(np.isfinite(ub), ub, None)
     res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=list(zip([0.0] * cost.size, ub)), method="highs")
     if res.status != 0:
-        raise PlanError(f"reference_linear: HiGHS failed: {res.message}")
+        raise SolverError(f"reference_linear: HiGHS failed: {res.message}")
     N = scenario.horizon * scenario.n_devices
     keep, offload = _fractions(scenario, res.x[:N], res.x[N:], arcs)
     stats = SolverStats("highs-lp", "optimal", time.perf_counter() - t0, float(res.fun + const))
@@ -121,9 +122,9 @@ def reference_sqrt(scenario: Scenario, solver: str = "CLARABEL", **solver_opts) 
     try:
         prob.solve(solver=solver, **solver_opts)
     except cp.error.SolverError as exc:
-        raise PlanError(f"reference_sqrt: {solver} failed: {exc}") from exc
+        raise SolverError(f"reference_sqrt: {solver} failed: {exc}") from exc
     if prob.status not in ("optimal", "optimal_inaccurate"):
-        raise PlanError(f"reference_sqrt: {solver} status {prob.status}")
+        raise SolverError(f"reference_sqrt: {solver} status {prob.status}")
     keep, offload = _fractions(scenario, np.maximum(xk.value, 0), np.maximum(xa.value, 0) if A else np.zeros(0),
                                (t_idx, e_idx, a_src))
     stats = SolverStats(f"cvxpy-{solver.lower()}", prob.status, time.perf_counter() - t0, float(prob.value))

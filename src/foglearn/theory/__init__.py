@@ -5,21 +5,20 @@ theorem    closed form                                 counterpart
 =========  ==========================================  =============================================
 2          :func:`straggler_capacity`, :func:`phi`,    :func:`simulate_queue_wait` (D/M/1, Lindley)
            :func:`queue_wait`, :func:`sojourn_time`
-4          :func:`hierarchical_optimum`                :func:`solve_hierarchical_numeric` (scipy),
-                                                       :func:`solve_hierarchical_with_planner`
+4          :func:`hierarchical_optimum`                :func:`solve_hierarchical_numeric` (scipy)
 5          :func:`offloading_value`,                   :func:`simulate_offloading_value`
            :func:`printed_bracket` (the printed (15))
 6          :func:`expected_violations` (mean-field,    :func:`simulate_violations`
            exact)
 =========  ==========================================  =============================================
 
-SPEC §3 is authoritative where it corrects the paper. This package needs numpy, scipy, numba and
-networkx only (never torch); :func:`write_report` adds matplotlib.
+docs/model.md §3 is authoritative where it corrects the paper. This package is mathematics only:
+numpy, scipy, numba and networkx (plots add matplotlib); it imports neither the network model nor
+the planner. Comparisons of a theorem with the planner, and the report that prints every number,
+live above both, in :mod:`foglearn.experiments.theorems` and :mod:`foglearn.experiments.theory_report`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from foglearn.theory._checks import TheoryError
 from foglearn.theory.hierarchy import (
@@ -27,10 +26,8 @@ from foglearn.theory.hierarchy import (
     HierarchySolution,
     hierarchical_objective,
     hierarchical_optimum,
-    hierarchical_scenario,
     solve_augmented_numeric,
     solve_hierarchical_numeric,
-    solve_hierarchical_with_planner,
 )
 from foglearn.theory.offloading import (
     DegreeDistribution,
@@ -74,7 +71,6 @@ __all__ = [
     "expected_violations",
     "hierarchical_objective",
     "hierarchical_optimum",
-    "hierarchical_scenario",
     "mean_field_loads",
     "named_graph",
     "offload_probability",
@@ -90,17 +86,8 @@ __all__ = [
     "sojourn_time",
     "solve_augmented_numeric",
     "solve_hierarchical_numeric",
-    "solve_hierarchical_with_planner",
     "straggler_capacity",
     "target_phi",
     "uniform_capacity",
     "violation_probabilities",
-    "write_report",
 ]
-
-
-def write_report(out: Any, **kwargs: Any) -> Any:
-    """Write ``theory.md`` and ``theory/*.png`` under ``out`` (see :func:`foglearn.theory.report.write_report`)."""
-    from foglearn.theory.report import write_report as _write
-
-    return _write(out, **kwargs)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from foglearn.errors import InputError
 import math
 from numbers import Integral, Real
 
 
-class TheoryError(ValueError):
+class TheoryError(InputError):
     """An argument of a theorem function breaks the theorem's assumptions; the message says which."""
 
 

@@ -50,13 +50,16 @@ class Capacity:
     ``scipy.stats`` distribution (e.g. ``scipy.stats.uniform(0, 4 * D)``).
     """
 
+    _fixed: float | None
+    _dist: Any
+
     def __init__(self, spec: Any) -> None:
         self.spec = spec
         if isinstance(spec, Capacity):
             self._fixed, self._dist = spec._fixed, spec._dist
             return
         if isinstance(spec, Real) and not isinstance(spec, bool):
-            self._fixed: float | None = nonnegative("capacity", spec)
+            self._fixed = nonnegative("capacity", spec)
             self._dist = None
             return
         dist = getattr(spec, "dist", None)

@@ -6,13 +6,13 @@ import os
 import time
 from pathlib import Path
 
+from foglearn.experiments.theorems import solve_hierarchical_with_planner
 from foglearn.io import atomic_write, save_figure
 from foglearn.theory.hierarchy import (
     HierarchyInstance,
     hierarchical_optimum,
     solve_augmented_numeric,
     solve_hierarchical_numeric,
-    solve_hierarchical_with_planner,
 )
 from foglearn.theory.offloading import (
     named_graph,
