@@ -23,13 +23,14 @@ from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRe
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+from foglearn.errors import RunError
 from foglearn.flower import task
 from foglearn.flower.config import FlowerRunConfig, load_callable
 from foglearn.flower.strategy import FogStrategy
 from foglearn.io import atomic_write, write_json
 
 
-class FlowerRunError(RuntimeError):
+class FlowerRunError(RunError):
     """A Flower run that learned nothing or could not start."""
 
 
