@@ -18,14 +18,70 @@ synthetic costs, seed 0 (network-aware = ``planning.plan(s)``, linear error, per
 * MLP, η = 0.01, 40 passes: centralised 91.12 %, network-aware 87.83 %
 * MLP, η = 0.1, 20 passes: centralised 94.79 %, network-aware 92.10 %
 * paper (Table II): MLP 92.58 / 90.34 %, CNN 98.39 / 96.49 % (centralised / network-aware)
+
+Importing this package is cheap: the names below are loaded from their submodules on first use
+(PyTorch, numba and the solvers come with them); the fused CNN kernel binds its BLAS routine and
+compiles on its first call, never at import (:mod:`foglearn.learning.fused_cnn`).
 """
 
-from foglearn.learning.baselines import centralised, federated, no_movement_plan, reference_loop
-from foglearn.learning.datasets import ArrayDataset, DatasetError, load_dataset
-from foglearn.learning.models import CNN, MLP, make_model
-from foglearn.learning.results import TrainResult
-from foglearn.learning.trainer import TrainingError, aggregation_weights, schedule, train
+from __future__ import annotations
 
-__all__ = ["ArrayDataset", "CNN", "DatasetError", "MLP", "TrainResult", "TrainingError", "aggregation_weights",
-           "centralised", "federated", "load_dataset", "make_model", "no_movement_plan", "reference_loop",
-           "schedule", "train"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from foglearn.learning.baselines import centralised, federated, no_movement_plan, reference_loop
+    from foglearn.learning.datasets import ArrayDataset, DatasetError, load_dataset
+    from foglearn.learning.models import CNN, MLP, make_model
+    from foglearn.learning.results import TrainResult
+    from foglearn.learning.trainer import TrainingError, aggregation_weights, schedule, train
+
+#: Public name → the submodule that defines it.
+_EXPORTS = {
+    "ArrayDataset": "datasets",
+    "CNN": "models",
+    "DatasetError": "datasets",
+    "MLP": "models",
+    "TrainResult": "results",
+    "TrainingError": "trainer",
+    "aggregation_weights": "trainer",
+    "centralised": "baselines",
+    "federated": "baselines",
+    "load_dataset": "datasets",
+    "make_model": "models",
+    "no_movement_plan": "baselines",
+    "reference_loop": "baselines",
+    "schedule": "trainer",
+    "train": "trainer",
+}
+
+__all__ = [
+    "ArrayDataset",
+    "CNN",
+    "DatasetError",
+    "MLP",
+    "TrainResult",
+    "TrainingError",
+    "aggregation_weights",
+    "centralised",
+    "federated",
+    "load_dataset",
+    "make_model",
+    "no_movement_plan",
+    "reference_loop",
+    "schedule",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

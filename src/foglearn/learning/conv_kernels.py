@@ -54,9 +54,13 @@ N2 = 32 * PB2
 def cross_entropy(z, y, weight, loss, dz):  # pragma: no cover - numba
     """Per-sample cross-entropy of logits ``z[M, C]`` (eq. 2) into ``loss[M]`` and the gradient of
     ``Σ weight·loss`` into ``dz[M, C]`` (``weight · (softmax − onehot(y))``), max-shifted, float32.
-    (``torch.log_softmax`` + ``exp`` cost ~40 µs each on a 256×10 batch here; this is one pass.)"""
+    (``torch.log_softmax`` + ``exp`` cost ~40 µs each on a 256×10 batch here; this is one pass.)
+    A label outside ``[0, C)`` raises ``IndexError`` before its row is touched (it would index
+    outside ``z`` and ``dz``)."""
     M, C = z.shape
     for m in range(M):
+        if y[m] < 0 or y[m] >= C:
+            raise IndexError("cross_entropy: a label is outside the classes [0, C)")
         zm = z[m]
         mx = zm[0]
         for c in range(1, C):
@@ -116,9 +120,12 @@ def conv1_rows(x, idx, out):  # pragma: no cover - numba
     batch is never gathered separately) → ``out[S·24·B1, K1 + 1]``.
 
     Row ``((s·12 + pr)·B1 + h)·2 + dr`` holds ``x[idx[s], 2pr + dr + ki, 2·PB1·h + c]`` at column
-    ``ki·W1 + c`` and a 1 (the bias) in the last column.
+    ``ki·W1 + c`` and a 1 (the bias) in the last column. An index outside ``x`` raises
+    ``IndexError`` (before that sample is read).
     """
     for s in range(idx.size):
+        if idx[s] < 0 or idx[s] >= x.shape[0]:
+            raise IndexError("conv1_rows: a sample index is outside x")
         _patch_rows(x[idx[s]], s, 12, B1, 2 * PB1, W1, K1, out)
 
 
