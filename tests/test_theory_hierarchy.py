@@ -1,4 +1,4 @@
-"""Theorem 4 (SPEC §3): the hierarchical optimum, its small-D correction, scipy and the planner."""
+"""Theorem 4 (docs/model.md §3): the hierarchical optimum, its small-D correction, scipy and the planner."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from foglearn.theory import (
     solve_hierarchical_numeric,
 )
 
-SPEC = [
+REFERENCE = [
     ((10, 1000, 0.5, 0.1, 0.05, 50), (0.983399, 0.003029)),
     ((5, 200, 0.3, 0.05, 0.1, 100), (0.800498, 0.048075)),
     ((5, 15, 0.2, 0.1, 0.05, 20), (0.0, 0.189883)),
@@ -25,13 +25,13 @@ SPEC = [
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), SPEC)
+@pytest.mark.parametrize(("args", "expected"), REFERENCE)
 def test_optimum_matches_spec(args, expected):
     r, s = hierarchical_optimum(*args)
     assert (round(r, 6), round(s, 6)) == expected
 
 
-@pytest.mark.parametrize(("args", "_expected"), SPEC)
+@pytest.mark.parametrize(("args", "_expected"), REFERENCE)
 def test_scipy_agrees(args, _expected):
     r, s = hierarchical_optimum(*args)
     num = solve_hierarchical_numeric(*args)
@@ -96,7 +96,7 @@ def test_scenario_encodes_the_instance():
     assert np.allclose(scen.proc_cost[:, :4], 0.5) and np.allclose(scen.proc_cost[:, 4], 0.1)
 
 
-@pytest.mark.parametrize(("args", "_expected"), SPEC[:2])
+@pytest.mark.parametrize(("args", "_expected"), REFERENCE[:2])
 def test_augmented_interior_shift_is_exact(args, _expected):
     # One server point moves exactly 1/(nD) from s to r in the interior regime.
     n, D = args[0], args[1]
@@ -106,7 +106,7 @@ def test_augmented_interior_shift_is_exact(args, _expected):
     assert aug.r == pytest.approx(r + 1 / (n * D), abs=1e-6)
 
 
-@pytest.mark.parametrize(("args", "_expected"), SPEC)
+@pytest.mark.parametrize(("args", "_expected"), REFERENCE)
 def test_planner_agrees_with_scipy(args, _expected):
     pl = solve_hierarchical_with_planner(*args)
     aug = solve_augmented_numeric(*args)

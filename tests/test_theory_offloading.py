@@ -1,4 +1,4 @@
-"""Theorem 5 (SPEC §3): value of offloading, the printed sum's failure, Monte Carlo on graphs."""
+"""Theorem 5 (docs/model.md §3): value of offloading, the printed sum's failure, Monte Carlo on graphs."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_value_is_linear_in_C():
 
 def test_printed_sum_fails_in_floating_point():
     v = printed_bracket(100, 1.0)
-    assert v == pytest.approx(-7.9e11, rel=0.01)  # SPEC: "at k = 100 it returns -7.9e11"
+    assert v == pytest.approx(-7.9e11, rel=0.01)  # REFERENCE: "at k = 100 it returns -7.9e11"
     assert offloading_bracket(100, 1.0) == pytest.approx(100 / 204)
     assert abs(printed_bracket(20, 1.0) - offloading_bracket(20, 1.0)) < 1e-9  # fine for small k
 

@@ -1,4 +1,4 @@
-"""Theorem 2 (SPEC §3): C*(σ, μ), φ(C) and the D/M/1 queue simulation."""
+"""Theorem 2 (docs/model.md §3): C*(σ, μ), φ(C) and the D/M/1 queue simulation."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from foglearn.theory import (
     target_phi,
 )
 
-SPEC = [((1.0, 10.0), 9.538, 1.005), ((0.5, 20.0), 19.076, 0.503), ((0.1, 100.0), 95.382, 0.1005)]
+REFERENCE = [((1.0, 10.0), 9.538, 1.005), ((0.5, 20.0), 19.076, 0.503), ((0.1, 100.0), 95.382, 0.1005)]
 
 
-@pytest.mark.parametrize(("args", "c_spec", "_w"), SPEC)
+@pytest.mark.parametrize(("args", "c_spec", "_w"), REFERENCE)
 def test_capacity_matches_spec(args, c_spec, _w):
     assert round(straggler_capacity(*args), 3) == c_spec
 
@@ -30,7 +30,7 @@ def test_sojourn_capacity_matches_spec():
     assert round(straggler_capacity(1, 10, wait="sojourn"), 3) == 9.491
 
 
-@pytest.mark.parametrize(("args", "c_spec", "w_spec"), SPEC)
+@pytest.mark.parametrize(("args", "c_spec", "w_spec"), REFERENCE)
 def test_simulated_wait_confirms_theorem(args, c_spec, w_spec):
     sigma, mu = args
     C = straggler_capacity(sigma, mu)
@@ -38,15 +38,15 @@ def test_simulated_wait_confirms_theorem(args, c_spec, w_spec):
     # Monte Carlo tolerance: 4 batch-means standard errors (about 3% at 20M points, rho = 0.954).
     assert sim.stderr < 0.01 * sigma
     assert abs(sim.mean_wait - sigma) < 4 * sim.stderr
-    assert abs(sim.mean_wait - w_spec) < 4 * sim.stderr  # SPEC's simulated value, same tolerance
+    assert abs(sim.mean_wait - w_spec) < 4 * sim.stderr  # the reference simulated value, same tolerance
     assert abs(sim.mean_sojourn - (sigma + 1 / mu)) < 4 * sim.sojourn_stderr
     assert sim.theory_wait == pytest.approx(sigma, rel=1e-12)
 
 
 def test_simulation_scales_with_time_unit():
-    # The three SPEC cases are one queue (σμ = 10) in different time units: same seed, same scaled waits.
-    sims = [simulate_queue_wait(straggler_capacity(s, m), m, customers=200_000, seed=3) for (s, m), _, _ in SPEC]
-    scaled = [sim.mean_wait / s for sim, ((s, _m), _, _) in zip(sims, SPEC)]
+    # The three reference cases are one queue (σμ = 10) in different time units: same seed, same scaled waits.
+    sims = [simulate_queue_wait(straggler_capacity(s, m), m, customers=200_000, seed=3) for (s, m), _, _ in REFERENCE]
+    scaled = [sim.mean_wait / s for sim, ((s, _m), _, _) in zip(sims, REFERENCE)]
     assert scaled[1] == pytest.approx(scaled[0], rel=1e-9)
     assert scaled[2] == pytest.approx(scaled[0], rel=1e-9)
 

@@ -1,4 +1,4 @@
-"""Theorem 6 (SPEC §3): printed mean-field, corrected exact form and a simulation on the same graph."""
+"""Theorem 6 (docs/model.md §3): printed mean-field, corrected exact form and a simulation on the same graph."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ from foglearn.theory import (
 
 @pytest.fixture(scope="module")
 def ba():
-    return nx.barabasi_albert_graph(200, 2, seed=1)  # the seed that reproduces SPEC's numbers
+    return nx.barabasi_albert_graph(200, 2, seed=1)  # the seed that reproduces the reference numbers
 
 
 def test_printed_and_corrected_match_spec(ba):
     cap = uniform_capacity(0, 4)
     assert round(expected_violations(ba, 1.0, cap, "mean-field"), 2) == 47.67
-    # SPEC rounds our 42.4945 to 42.50 (their quadrature); the Gauss-Legendre value is exact.
+    # docs/model.md §3 rounds our 42.4945 to 42.50 (their quadrature); the Gauss-Legendre value is exact.
     assert expected_violations(ba, 1.0, cap, "exact") == pytest.approx(42.50, abs=0.01)
 
 

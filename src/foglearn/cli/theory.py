@@ -211,7 +211,7 @@ def report(
     seed: Annotated[int, typer.Option()] = 0,
     plots: Annotated[bool, typer.Option(help="draw the PNG plots")] = True,
 ) -> None:
-    """Every SPEC §3 number beside ours, with plots, as Markdown."""
+    """Every docs/model.md §3 number beside ours, with plots, as Markdown."""
     from foglearn.experiments.theory_report import write_report
     from foglearn.theory import TheoryError
 

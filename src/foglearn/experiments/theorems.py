@@ -26,7 +26,7 @@ def hierarchical_scenario(n: int, D: int, c: float, c_server: float, c_link: flo
     server over link ``leaf -> server`` (cost ``c_t``); the server processes what it receives
     at ``t = 1`` (cost ``c_{n+1}``, error weight ``γ``).
 
-    The planner (SPEC §2) counts ``f/sqrt(G)`` only where ``D_i(t) > 0``; for the server's term
+    The planner (docs/model.md §2) counts ``f/sqrt(G)`` only where ``D_i(t) > 0``; for the server's term
     ``γ/sqrt(snD)`` to count, the server must collect something at ``t = 1``: it collects
     ``server_points`` (default 1). The planner's instance therefore has the objective
     ``J(r, s) + k c_{n+1}`` with the server error ``γ / sqrt(snD + k)``, ``k ∈ [0, server_points]``

@@ -1,4 +1,4 @@
-"""``foglearn theory report``: every SPEC §3 number beside ours, with plots, as Markdown."""
+"""``foglearn theory report``: every docs/model.md §3 number beside ours, with plots, as Markdown."""
 
 from __future__ import annotations
 
@@ -25,18 +25,18 @@ from foglearn.theory.offloading import (
 from foglearn.theory.straggler import phi, simulate_queue_wait, straggler_capacity, target_phi
 from foglearn.theory.violations import expected_violations, simulate_violations, uniform_capacity
 
-# SPEC §3 reference numbers (printed beside ours; the tests check them).
-SPEC_STRAGGLER = {(1.0, 10.0): (9.538, 1.005), (0.5, 20.0): (19.076, 0.503), (0.1, 100.0): (95.382, 0.1005)}
-SPEC_SOJOURN = {(1.0, 10.0): 9.491}
-SPEC_HIERARCHY = {
+# docs/model.md §3 reference numbers (printed beside ours; the tests check them).
+REFERENCE_STRAGGLER = {(1.0, 10.0): (9.538, 1.005), (0.5, 20.0): (19.076, 0.503), (0.1, 100.0): (95.382, 0.1005)}
+REFERENCE_SOJOURN = {(1.0, 10.0): 9.491}
+REFERENCE_HIERARCHY = {
     (10, 1000, 0.5, 0.1, 0.05, 50): (0.983399, 0.003029),
     (5, 200, 0.3, 0.05, 0.1, 100): (0.800498, 0.048075),
     (5, 15, 0.2, 0.1, 0.05, 20): (0.0, 0.189883),
     (10, 10, 0.5, 0.1, 0.05, 50): (0.0, 0.119319),
 }
-SPEC_OFFLOADING = {"ba": 0.2986, "ws": 0.4160, "complete": 0.4091}
-SPEC_VIOLATIONS = {"mean-field": 47.67, "exact": 42.50, "simulation": 42.39}
-# Graph seeds that reproduce SPEC's numbers with networkx 3 generators (found by search; see docs).
+REFERENCE_OFFLOADING = {"ba": 0.2986, "ws": 0.4160, "complete": 0.4091}
+REFERENCE_VIOLATIONS = {"mean-field": 47.67, "exact": 42.50, "simulation": 42.39}
+# Graph seeds that reproduce the reference numbers (docs/model.md §3) with networkx 3 generators (found by search; see docs).
 BA_SEED = 1
 WS_SEED = 0
 
@@ -49,21 +49,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def straggler_rows(customers: int, seed: int) -> list[list[str]]:
     rows = []
-    for (s, mu), (c_spec, w_spec) in SPEC_STRAGGLER.items():
+    for (s, mu), (c_spec, w_spec) in REFERENCE_STRAGGLER.items():
         C = straggler_capacity(s, mu)
         sim = simulate_queue_wait(C, mu, customers=customers, seed=seed)
         soj = straggler_capacity(s, mu, wait="sojourn") if s * mu > 1 else float("nan")
-        soj_spec = SPEC_SOJOURN.get((s, mu))
+        soj_spec = REFERENCE_SOJOURN.get((s, mu))
         rows.append([f"{s:g}", f"{mu:g}", f"{C:.3f}", f"{c_spec}", f"{target_phi(s, mu):.6f}",
                      f"{phi(C, mu):.6f}", f"{sim.mean_wait:.4f} ± {sim.stderr:.4f}", f"{w_spec}",
-                     f"{sim.z_score():+.2f}", f"{soj:.3f}" + (f" (SPEC {soj_spec})" if soj_spec else ""),
+                     f"{sim.z_score():+.2f}", f"{soj:.3f}" + (f" (reference {soj_spec})" if soj_spec else ""),
                      f"{sim.mean_sojourn:.4f} ± {sim.sojourn_stderr:.4f}"])
     return rows
 
 
 def hierarchy_rows() -> list[list[str]]:
     rows = []
-    for args, (r_spec, s_spec) in SPEC_HIERARCHY.items():
+    for args, (r_spec, s_spec) in REFERENCE_HIERARCHY.items():
         h = HierarchyInstance(*args)
         r, s = hierarchical_optimum(*args)
         num = solve_hierarchical_numeric(*args)
@@ -83,7 +83,7 @@ def offloading_rows(replications: int, seed: int) -> list[list[str]]:
     for key, g in graphs.items():
         sim = simulate_offloading_value(g, 1.0, replications=replications, seed=seed)
         rows.append([g.name, f"{offloading_value(g, 1.0):.4f}", f"{sim.mean_saving:.4f} ± {sim.stderr:.4f}",
-                     f"{sim.z_score():+.2f}", str(SPEC_OFFLOADING.get(key, "—"))])
+                     f"{sim.z_score():+.2f}", str(REFERENCE_OFFLOADING.get(key, "—"))])
     return rows
 
 
@@ -95,7 +95,7 @@ def violation_rows(replications: int, seed: int) -> list[list[str]]:
         mf = expected_violations(g, 1.0, cap, "mean-field")
         ex = expected_violations(g, 1.0, cap, "exact")
         sim = simulate_violations(g, 1.0, cap, replications=replications, seed=seed)
-        spec = (f"{SPEC_VIOLATIONS['mean-field']} / {SPEC_VIOLATIONS['exact']} / {SPEC_VIOLATIONS['simulation']}"
+        spec = (f"{REFERENCE_VIOLATIONS['mean-field']} / {REFERENCE_VIOLATIONS['exact']} / {REFERENCE_VIOLATIONS['simulation']}"
                 if g.name.startswith("BA(200, 2") else "—")
         rows.append([g.name, f"{mf:.2f}", f"{ex:.4f}", f"{sim.mean:.2f} ± {sim.stderr:.2f}",
                      f"{sim.z_score(ex):+.1f}", spec])
@@ -104,7 +104,7 @@ def violation_rows(replications: int, seed: int) -> list[list[str]]:
 
 def write_report(out: str | os.PathLike[str] = "docs", *, customers: int = 20_000_000,
                  replications: int = 20_000, seed: int = 0, plots: bool = True) -> Path:
-    """Compute every Theorem 2/4/5/6 number of SPEC §3 beside ours and write ``out/theory.md``
+    """Compute every Theorem 2/4/5/6 number of docs/model.md §3 beside ours and write ``out/theory.md``
     with plots in ``out/theory/*.png``. Returns the Markdown path. Deterministic for a seed."""
     t0 = time.perf_counter()
     out_dir = Path(out)
@@ -114,7 +114,7 @@ def write_report(out: str | os.PathLike[str] = "docs", *, customers: int = 20_00
     md.append(
         "Generated by `foglearn theory report --out docs` "
         f"(seed {seed}, {customers:,} queue points per case, {replications:,} Monte Carlo runs for Theorems 5-6). "
-        "SPEC §3 values are shown beside ours; `z` is (simulation - formula) / standard error. "
+        "docs/model.md §3 values are shown beside ours; `z` is (simulation - formula) / standard error. "
         "The API is `foglearn.theory` (`straggler_capacity`, `hierarchical_optimum`, `offloading_value`, "
         "`expected_violations` and the `simulate_*` counterparts).\n"
     )
@@ -124,10 +124,10 @@ def write_report(out: str | os.PathLike[str] = "docs", *, customers: int = 20_00
         "C* = μ/((1+x)·log1p(1/x)), x = σμ. Sojourn form (wait + service ≤ σ, needs σμ > 1): "
         "C* = 1/(σ·ln(σμ/(σμ-1))). The simulation runs the Lindley recursion W ← max(0, W + S - 1/C) "
         "with S ~ exp(μ), after a 100,000-point warm-up, with batch-means standard errors. "
-        "All three SPEC cases have σμ = 10, so they are the same queue in different time units; "
-        "with one seed the simulated waits scale exactly (as SPEC's 1.005 / 0.503 / 0.1005 do).\n"
+        "All three reference cases have σμ = 10, so they are the same queue in different time units; "
+        "with one seed the simulated waits scale exactly (as the reference's 1.005 / 0.503 / 0.1005 do).\n"
     )
-    md.append(_table(["σ", "μ", "C* (queue)", "SPEC", "φ target", "φ(C*)", "simulated W_q", "SPEC W_q", "z",
+    md.append(_table(["σ", "μ", "C* (queue)", "reference", "φ target", "φ(C*)", "simulated W_q", "reference W_q", "z",
                       "C* (sojourn)", "simulated sojourn"], straggler_rows(customers, seed)) + "\n")
     md.append("## Theorem 4 — hierarchical optimum with the square-root error\n")
     md.append(
@@ -135,20 +135,20 @@ def write_report(out: str | os.PathLike[str] = "docs", *, customers: int = 20_00
         "D ≥ (γ/2c)^{2/3} + (γ/(2(c_{n+1}+c_t)))^{2/3}/n; below it r* = 0 and s* solves ∂J(0,s)/∂s = 0. "
         "'scipy' minimises J directly (SLSQP, several starts). The planner column solves the same instance "
         "as a Scenario (n leaves + server, T = 2) with `foglearn.planning.plan(scenario, error=\"sqrt\")`; "
-        "the server collects 1 point at t = 1 so that its error term γ/sqrt(G) counts (SPEC §2 counts "
+        "the server collects 1 point at t = 1 so that its error term γ/sqrt(G) counts (docs/model.md §2 counts "
         "only devices with D_i(t) > 0), so it is compared with scipy on that augmented objective. In the "
         "interior case that point shifts the optimum by exactly 1/(nD) from s to r.\n"
     )
-    md.append(_table(["n, D, c, c_{n+1}, c_t, γ", "D threshold", "regime", "(r*, s*) ours", "SPEC",
+    md.append(_table(["n, D, c, c_{n+1}, c_t, γ", "D threshold", "regime", "(r*, s*) ours", "reference",
                       "scipy on J", "planner (augmented)"], hierarchy_rows()) + "\n")
     md.append("## Theorem 5 — value of offloading\n")
     md.append(
         "The bracket of (15) equals C·k/(2(k+2)) exactly; the saving is Σ_k N(k)·Ck/(2(k+2)). Graphs are "
         f"networkx generators: Barabási–Albert(200, 2, seed={BA_SEED}) and Watts–Strogatz(50, 10, 0.1, "
-        f"seed={WS_SEED}) are the seeds that reproduce SPEC's values (other seeds give 0.295-0.300 and "
+        f"seed={WS_SEED}) are the seeds that reproduce the reference values (other seeds give 0.295-0.300 and "
         "0.4158-0.4163). The simulation draws c_i(t), c_j(t+1) ~ U(0, 1) and applies Theorem 3.\n"
     )
-    md.append(_table(["graph", "closed form (C = 1)", "simulation", "z", "SPEC"],
+    md.append(_table(["graph", "closed form (C = 1)", "simulation", "z", "reference"],
                      offloading_rows(replications, seed)) + "\n")
     ks = [5, 20, 40, 50, 60, 100]
     md.append("The printed alternating sum in float64 (each term correctly rounded, summed left to right) "
@@ -168,16 +168,16 @@ def write_report(out: str | os.PathLike[str] = "docs", *, customers: int = 20_00
     md.append(
         "D = 1, C̃ ~ U(0, 4D), i.i.d. costs, c_ij = 0, each device sends its data to the cheapest device of its "
         "closed neighbourhood. 'printed' is (16) (expected load into the CDF, P_o(k) = k/(k+1)); 'exact' "
-        "averages the CDF over the load's distribution (SPEC's generating function, Gauss–Legendre in u); the "
+        "averages the CDF over the load's distribution (the generating function of docs/model.md §3, Gauss–Legendre in u); the "
         "simulation samples costs and capacities. The exact form is exact on trees (BA with m = 1): there the "
         "simulation agrees within its error. On BA(200, 2) triangles correlate neighbours and the generating "
         "function overestimates by about 0.08 (0.2%; 42.41 ± 0.006 with 200,000 runs), still 60 times "
-        "closer than the printed mean-field form. SPEC's corrected value 42.50 is our 42.4945 rounded up. "
+        "closer than the printed mean-field form. The reference corrected value 42.50 is our 42.4945 rounded up. "
         "Watts–Strogatz graphs are strongly clustered (many triangles): there the tree assumption fails badly "
         "and only the simulation is reliable (last row).\n"
     )
     md.append(_table(["graph", "printed (16)", "exact (corrected)", "simulation", "z vs exact",
-                      "SPEC printed / corrected / simulation"], violation_rows(replications, seed)) + "\n")
+                      "reference printed / corrected / simulation"], violation_rows(replications, seed)) + "\n")
     if plots:
         from foglearn.theory.plots import (
             plot_hierarchy,

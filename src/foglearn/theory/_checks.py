@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from foglearn.errors import InputError
 import math
 from numbers import Integral, Real
+
+from foglearn.errors import InputError
 
 
 class TheoryError(InputError):

@@ -11,7 +11,7 @@ Its stationary point is (13)-(14):
 
     r* = 1 - (γ/2c)^{2/3} / D - s*,        s* = (γ / (2(c_{n+1}+c_t)))^{2/3} / (n D),
 
-valid (r* ≥ 0) only when ``D ≥ (γ/2c)^{2/3} + (γ/(2(c_{n+1}+c_t)))^{2/3} / n`` (SPEC §3).
+valid (r* ≥ 0) only when ``D ≥ (γ/2c)^{2/3} + (γ/(2(c_{n+1}+c_t)))^{2/3} / n`` (docs/model.md §3).
 Below that threshold the optimum has ``r = 0`` and ``s`` solves the one-variable stationarity
 equation ``∂J(0, s)/∂s = 0``:
 

@@ -7,7 +7,7 @@ locally (mean ``C/2``) it saves
 
     C/2 - C/(k+2) = C k / (2 (k + 2)),
 
-which is exactly the bracket of (15) (SPEC §3). The average saving per device is
+which is exactly the bracket of (15) (docs/model.md §3). The average saving per device is
 
     V(C) = Σ_k N(k) · C k / (2 (k + 2)),                                        (15, stable form)
 

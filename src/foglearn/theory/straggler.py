@@ -8,7 +8,7 @@ D/M/1 queue: with ``φ(C)`` the root in ``(0, 1)`` of
 
 the mean wait in queue is ``W_q = φ / (μ (1 - φ))`` and the mean sojourn (wait + service) is
 ``W = 1 / (μ (1 - φ))``. Setting ``W_q = σ`` gives ``φ = σμ / (1 + σμ)`` (the paper's
-statement) and the closed form (SPEC §3)
+statement) and the closed form (docs/model.md §3)
 
     C* = μ / ((1 + x) · log1p(1/x)),   x = σμ                  (queue-wait form)
 

@@ -1,6 +1,6 @@
 """Theorem 6: the expected number of devices whose capacity is violated.
 
-Setting (Theorem 6 with SPEC §3): every device collects ``D`` points; processing costs are
+Setting (Theorem 6 with docs/model.md §3): every device collects ``D`` points; processing costs are
 continuous, i.i.d. and time-invariant, links are free (``c_ij = 0``); by Theorem 3 each device
 sends all its data to the cheapest device of its closed neighbourhood (itself included).
 Device ``i``'s load is ``D · L_i`` with ``L_i = 1{i keeps its data} + #{neighbours j that send to i}``;
@@ -14,7 +14,7 @@ violated devices is ``Σ_i E[F(D L_i)]`` with ``F(x) = P[C̃ < x]``.
   with ``N(k)`` the number of devices of degree ``k``, ``p_k(n)`` the fraction of their
   neighbours that have degree ``n`` and ``P_o(k) = k/(k+1)`` (a device offloads unless it is
   the cheapest of ``k + 1``).
-* ``method="exact"`` — the corrected form (SPEC §3): average ``F`` over the load's
+* ``method="exact"`` — the corrected form (docs/model.md §3): average ``F`` over the load's
   distribution. Conditioned on the device's own cost rank ``u ~ U(0, 1)``,
 
       E[z^L | u] = Π_j (1 - (1-u)^{n_j} (1-z)) + (z - 1) Π_j ((1-u) - (1-u)^{n_j} (1-z)),
@@ -96,7 +96,7 @@ class Capacity:
 
 
 def uniform_capacity(low: float, high: float) -> Any:
-    """``C̃ ~ U(low, high)`` as a frozen scipy distribution (SPEC's example: ``U(0, 4D)``)."""
+    """``C̃ ~ U(low, high)`` as a frozen scipy distribution (docs/model.md §3's example: ``U(0, 4D)``)."""
     lo = nonnegative("low", low)
     hi = positive("high", high)
     if not hi > lo:
@@ -255,7 +255,7 @@ def expected_violations(graph: Any, D: float, capacity: Any, method: str = "mean
     ``graph``: undirected networkx graph; ``D``: points collected by every device; ``capacity``:
     a number or a frozen continuous scipy distribution of ``C̃`` (e.g. ``uniform_capacity(0, 4*D)``).
     ``method``: ``"mean-field"`` (16) as printed, ``"exact"`` (generating-function correction,
-    SPEC §3) or ``"simulation"`` (mean of :func:`simulate_violations` with ``replications`` and
+    docs/model.md §3) or ``"simulation"`` (mean of :func:`simulate_violations` with ``replications`` and
     ``seed``). See the module docstring for the equations.
     """
     choice("method", method, METHODS)
