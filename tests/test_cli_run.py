@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+import pickle
+import shutil
+import sys
+import time
 import tomllib
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,12 +24,16 @@ from foglearn.learning import datasets as dsm
 runner = CliRunner()
 
 
-@pytest.fixture()
-def tiny_npz(tmp_path):
-    ds = dsm.tiny_dataset(n_train=3000, n_test=200)
+def write_tiny(path: Path, seed: int = 0) -> Path:
+    ds = dsm.tiny_dataset(n_train=3000, n_test=200, seed=seed)
     arrays = {"x_train": np.round(ds.x_train[:, 0] * 255).astype(np.uint8), "y_train": ds.y_train.astype(np.uint8),
               "x_test": np.round(ds.x_test[:, 0] * 255).astype(np.uint8), "y_test": ds.y_test.astype(np.uint8)}
-    return dsm.save_npz(tmp_path / "tiny.npz", arrays)
+    return dsm.save_npz(path, arrays)
+
+
+@pytest.fixture()
+def tiny_npz(tmp_path):
+    return write_tiny(tmp_path / "tiny.npz")
 
 
 def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
@@ -72,6 +85,148 @@ def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
 
 def test_run_bad_options(tmp_path):
     res = runner.invoke(app, ["run", "--model", "resnet", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "--model" in res.output
+    assert res.exit_code == 2 and "--model = 'resnet'" in res.output and "cnn, mlp" in res.output
     res = runner.invoke(app, ["run", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "not one of" in res.output
+
+
+# ------------------------------------------------ resume: no pickle, keyed on content, damaged files
+ARGS = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished tiny run (data set ``tiny.npz`` and run directory), copied by each test."""
+    base = tmp_path_factory.mktemp("base")
+    data = write_tiny(base / "tiny.npz")
+    res = runner.invoke(app, [*ARGS, "--dataset", str(data), "--out", str(base / "run")])
+    assert res.exit_code == 0, res.output
+    return base
+
+
+@pytest.fixture()
+def resumed(finished_run, tmp_path, monkeypatch):
+    """A copy of the finished run; ``resumed.trained`` records the settings trained again."""
+    import foglearn.learning as learning
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    shutil.copy(finished_run / "tiny.npz", tmp_path / "tiny.npz")
+    shutil.copytree(finished_run / "run", tmp_path / "run")
+    trained: list[str] = []
+    real = learning.train
+
+    def counting(*a, **k):
+        trained.append(k["name"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(learning, "train", counting)
+
+    out, data = tmp_path / "run", tmp_path / "tiny.npz"
+    return SimpleNamespace(out=out, data=data, trained=trained,
+                           invoke=lambda: runner.invoke(app, [*ARGS, "--dataset", str(data), "--out", str(out)]))
+
+
+def test_finished_settings_are_json_and_npz(resumed):
+    kept = sorted(p.name.split("-")[-1].split(".")[1] for p in (resumed.out / "finished").iterdir())
+    assert kept == ["json", "json", "npz", "npz"]
+    res = resumed.invoke()
+    assert res.exit_code == 0 and resumed.trained == [] and res.output.count("(kept)") == 2
+
+
+class Planted:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_planted_pickles_never_run(resumed, tmp_path):
+    """Files planted in finished/ run no code: .pkl files are never read, a crafted .npz is
+    refused (allow_pickle=False) and its setting is trained again."""
+    marker = tmp_path / "marker"
+    finished = resumed.out / "finished"
+    for f in {f.with_suffix(".pkl") for f in finished.glob("*.*")}:  # where the old format kept them
+        f.write_bytes(pickle.dumps(Planted(marker)))
+    victim = next(finished.glob("no-movement-*.json"))
+    with np.load(victim.with_suffix(".npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["eval_slot"] = np.array([Planted(marker)], dtype=object)  # np.savez pickles it
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    victim.with_suffix(".npz").write_bytes(buf.getvalue())
+    meta = json.loads(victim.read_text())
+    meta["arrays"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    victim.write_text(json.dumps(meta))
+    res = resumed.invoke()
+    assert res.exit_code == 0, res.output
+    assert not marker.exists()
+    assert resumed.trained == ["no-movement"] and "network-aware (kept)" in res.output
+    assert "2 .pkl file(s)" in res.output and "never loaded" in res.output
+    assert "pickle-free" in res.output and "training no-movement again" in res.output, res.output
+
+
+@pytest.mark.parametrize("damage", ["truncate-json", "truncate-npz", "remove-npz", "empty-json"])
+def test_damaged_resume_file_is_trained_again(resumed, damage):
+    kept = next((resumed.out / "finished").glob("network-aware-*.json"))
+    target = kept.with_suffix(".npz") if "npz" in damage else kept
+    if damage == "remove-npz":
+        target.unlink()
+    else:
+        blob = target.read_bytes()
+        target.write_bytes(b"" if damage == "empty-json" else blob[: len(blob) // 2])
+    res = resumed.invoke()
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "notice:" in res.output
+    assert resumed.trained == ["network-aware"] and "no-movement (kept)" in res.output
+    assert resumed.invoke().exit_code == 0 and resumed.trained == ["network-aware"]  # kept again now
+
+
+def test_changed_data_under_the_same_path_trains_anew(resumed):
+    """The resume key is the data set's content, not its path."""
+    before = set((resumed.out / "finished").iterdir())
+    write_tiny(resumed.data, seed=1)
+    res = resumed.invoke()
+    assert res.exit_code == 0, res.output
+    assert resumed.trained == ["no-movement", "network-aware"] and "(kept)" not in res.output
+    assert len(set((resumed.out / "finished").iterdir()) - before) == 4
+    sha = tomllib.loads((resumed.out / "config.toml").read_text())["training"]["dataset_sha256"]
+    assert len(sha) == 64
+
+
+def _no_work(monkeypatch):
+    import foglearn.learning as learning
+    import foglearn.planning as planning
+
+    def refuse(*a, **k):
+        raise AssertionError("work started before --out was checked")
+
+    for mod, name in ((learning, "train"), (learning, "load_dataset"), (planning, "plan")):
+        monkeypatch.setattr(mod, name, refuse)
+
+
+@pytest.mark.parametrize("case", ["file", "under-a-file", "output-is-a-folder", "unwritable"])
+def test_bad_out_fails_before_any_work(tmp_path, monkeypatch, case):
+    _no_work(monkeypatch)
+    (tmp_path / "f").write_text("x")
+    if case == "file":
+        out = tmp_path / "f"
+    elif case == "under-a-file":
+        out = tmp_path / "f" / "run"
+    elif case == "output-is-a-folder":
+        out = tmp_path / "run"
+        (out / "result.json").mkdir(parents=True)
+    else:
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o500)
+        if os.access(out, os.W_OK):  # root writes anyway: use a folder nobody can write into
+            if not sys.platform.startswith("linux"):
+                pytest.skip("no unwritable folder for this user")
+            out = Path("/proc/foglearn-run")
+    t0 = time.perf_counter()
+    res = runner.invoke(app, ["run", "--dataset", "tiny", "--out", str(out)])
+    elapsed = time.perf_counter() - t0
+    assert res.exit_code == 2, res.output
+    assert "--out" in res.output and "Traceback" not in res.output
+    assert elapsed < 10

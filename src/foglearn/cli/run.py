@@ -82,7 +82,7 @@ def _kept(path: Path, name: str) -> TrainResult | None:
     try:
         return load_result(path)
     except ResultFileError as exc:
-        console.print(f"notice: {escape(str(exc))}; training {name} again", highlight=False)
+        console.print(f"notice: {escape(str(exc))}; training {name} again", highlight=False, soft_wrap=True)
         return None
 
 
@@ -141,7 +141,7 @@ def run_command(
     finished = out / "finished"
     if old := sorted(finished.glob("*.pkl")):
         console.print(f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored (an older "
-                      "format; pickle files are never loaded)", highlight=False)
+                      "format; pickle files are never loaded)", highlight=False, soft_wrap=True)
     kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
