@@ -165,3 +165,127 @@ def test_fields_added_later_keep_old_keys_at_their_default() -> None:
                                         separators=(",", ":")).encode()).hexdigest()[:16]
     assert cfg.key() == old_key
     assert cfg.replace(persistence=0.8).key() != old_key
+
+
+def test_truncated_result_is_recomputed_not_a_traceback(tmp_path: Path) -> None:
+    """A result file cut short (a crash before the data reached the disk, a copy cut short) counts
+    as unfinished: the sweep recomputes that run and keeps the others."""
+    configs = [RunConfig(seed=s, n_devices=4, train=False) for s in range(3)]
+    run_sweep(configs, tmp_path, jobs=1, progress=False, runner=fake_runner)
+    store = ResultStore(tmp_path)
+    victim = configs[1].key()
+    text = store.path(victim).read_text()
+    store.path(victim).write_text(text[: len(text) // 2])
+    store.path(configs[2].key()).write_text("[1, 2]")  # valid JSON, but not a run's record
+    CALLS.clear()
+    with pytest.warns(RuntimeWarning, match="computed again"):
+        again = run_sweep(configs, tmp_path, jobs=1, progress=False, runner=fake_runner)
+    assert sorted(CALLS) == sorted([victim, configs[2].key()])
+    assert again.complete and again.skipped == [configs[0].key()]
+    assert [r["key"] for r in again.records] == [c.key() for c in configs]
+    assert read_json(store.path(victim))["key"] == victim
+
+
+def test_config_names_come_from_the_registries() -> None:
+    """Topology, profile and model names are checked against foglearn's registries, and an
+    unknown one lists the registered names (no silent fallback to another topology)."""
+    from foglearn.learning.models import MODELS
+    from foglearn.network.topology import TOPOLOGIES
+
+    with pytest.raises(ConfigError, match=r"RunConfig.topology = 'torus': unknown topology; known: full, random"):
+        RunConfig(topology="torus")
+    with pytest.raises(ConfigError, match=r"RunConfig.profile = '5g': unknown profile; known: .*traces"):
+        RunConfig(profile="5g")
+    with pytest.raises(ConfigError, match=r"ExperimentOptions.model = 'resnet': unknown model; known: cnn, mlp"):
+        ExperimentOptions(model="resnet")
+    with pytest.raises(ConfigError, match=r"table2_models\[1\] = 'svm': unknown model"):
+        ExperimentOptions(table2_models=("mlp", "svm"))
+    TOPOLOGIES.add("ring-test", lambda g: (list(range(g.n)), [(i + 1) % g.n for i in range(g.n)]), "a ring")
+    MODELS.add("model-test", MODELS["mlp"].obj, "an MLP under another name", **MODELS["mlp"].params)
+    try:
+        assert RunConfig(topology="ring-test", model="model-test").topology == "ring-test"
+    finally:
+        TOPOLOGIES.remove("ring-test")
+        MODELS.remove("model-test")
+
+
+def test_build_scenario_traces_use_the_topology_registry(tmp_path: Path) -> None:
+    """Traced links are intersected with a registered topology, looked up by name."""
+    from foglearn.experiments import build_scenario
+    from foglearn.network import synthetic, write_traces
+    from foglearn.network.topology import TOPOLOGIES
+
+    write_traces(tmp_path, synthetic(n_devices=5, horizon=4, seed=1))
+    TOPOLOGIES.add("star-test", lambda g: ([1, 2, 3, 4], [0, 0, 0, 0]), "every device offloads to device 0")
+    try:
+        scen = build_scenario(RunConfig(profile="traces", traces_dir=str(tmp_path), n_devices=5, horizon=4,
+                                        topology="star-test", train=False))
+    finally:
+        TOPOLOGIES.remove("star-test")
+    assert sorted(zip(scen.src.tolist(), scen.dst.tolist())) == [(1, 0), (2, 0), (3, 0), (4, 0)]
+
+
+# ---------------------------------------------------------------- claims, templates, the registry
+def test_render_number_styles_and_lists() -> None:
+    from foglearn.experiments import render
+
+    assert render("{x:pct} {x:pct0} {y:spct} {z:spct} {w:fmt} {w:fmt4} {t:pts}", x=0.1234, y=-0.458, z=0.03,
+                  w=0.123456, t=-0.001) == "12.3 % 12 % −46 % +3 % 0.123 0.1235 0.1"
+    assert render("{v:*fmt}", v=[0.5, 1234.5]) == "0.5, 1,234"
+    assert render("{s:*n=<x>: <y:pct>}", s=[(5, 0.3), (10, 0.5)]) == "n=5: 30.0 %, n=10: 50.0 %"
+    assert render("{s:*<a> and <b:pct0>}", s=[{"a": "A", "b": 0.5}]) == "A and 50 %"
+    assert render("{paper[A][unit]:.2f}", paper={"A": {"unit": 0.48}}) == "0.48"
+
+
+def test_claim_checks_metric_threshold_and_conditions() -> None:
+    from foglearn.experiments import Claim
+
+    claim = Claim("drop ≥ {threshold:pct0}", "drop", ">=", 0.4, "{drop:pct} (paper: {paper[drop]:pct0})",
+                  paper={"drop": 0.46}, also=(("b", "<", "a"),))
+    held = claim.check({"drop": 0.5, "a": 2.0, "b": 1.0})
+    assert held is not None and held.holds
+    assert (held.claim, held.evidence) == ("drop ≥ 40 %", "50.0 % (paper: 46 %)")
+    assert not claim.check({"drop": 0.3, "a": 2.0, "b": 1.0}).holds  # type: ignore[union-attr]
+    assert not claim.check({"drop": 0.5, "a": 1.0, "b": 2.0}).holds  # type: ignore[union-attr]
+    assert not claim.check({"drop": float("nan"), "a": 2.0, "b": 1.0}).holds  # type: ignore[union-attr]
+    assert claim.check({"drop": 0.5}) is None  # not measured: left out of the report
+    scoped = Claim("{name}: x > y", "x", ">", "y", "{x} vs {y}", scope="mlp")
+    assert scoped.check({"mlp": {"name": "MLP", "x": 2, "y": 1}}).markdown() == "- MLP: x > y: holds — 2 vs 1"  # type: ignore[union-attr]
+    assert scoped.check({"cnn": {"x": 2, "y": 1}}) is None
+    with pytest.raises(ValueError, match="Claim.op = '=>'"):
+        Claim("c", "x", "=>", 1.0, "e")
+
+
+def test_experiments_registry_lists_the_paper_in_order() -> None:
+    from foglearn.experiments import EXPERIMENTS, names, run_experiment
+
+    assert EXPERIMENTS.names() == ("table2", "table3", "fig4", "fig5", "fig6", "fig7", "fig8")
+    assert names() == (*EXPERIMENTS.names(), "all")
+    assert all(e.description and e.obj.claims for e in EXPERIMENTS.values())
+    assert EXPERIMENTS["fig5"].params == {"n_devices": (5, 10, 20, 30, 40, 50)}
+    with pytest.raises(ConfigError, match=r"experiment = 'fig9': unknown experiment; known: table2, .*fig8, all"):
+        run_experiment("fig9", ExperimentOptions(progress=False))
+
+
+def test_sweeps_read_their_values_from_the_registry_entry(tmp_path: Path) -> None:
+    """The swept values are the entry's parameters: changing them changes the runs."""
+    from foglearn.experiments import EXPERIMENTS
+
+    entry = EXPERIMENTS["fig5"]
+    opts = ExperimentOptions(seeds=(0,), dataset="tiny", model="mlp", quick=True, train=False)
+    grid = entry.obj.configs(opts, **{**entry.params, "n_devices": (3, 7)})
+    assert [(label, c.n_devices) for label, c in grid] == [("3", 3), ("7", 7)]
+
+
+def test_paper_numbers_live_only_in_the_paper_module() -> None:
+    """The paper's published values are quoted from ``experiments/paper/__init__.py`` only."""
+    import foglearn.experiments as E
+
+    root = Path(E.__file__).parent
+    numbers = ["2078", "0.48", "0.26", "98.39", "96.81", "90.33", "82.89", "90.24", "89.24", "82.10"]
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "paper" / "__init__.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        found = [n for n in numbers if n in text]
+        assert not found, f"{path.relative_to(root)} repeats the paper's numbers {found}"

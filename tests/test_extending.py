@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 
 from foglearn.cli import app
 from foglearn.errors import InputError
+from foglearn.experiments import EXPERIMENTS
 from foglearn.learning.models import MODELS
 from foglearn.network import PROFILES, TOPOLOGIES, ScenarioError, synthetic
 from foglearn.planning import SOLVERS, PlanError, plan
 from foglearn.registry import Registry
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
-REGISTRIES: tuple[Registry, ...] = (TOPOLOGIES, PROFILES, MODELS, SOLVERS)
+REGISTRIES: tuple[Registry, ...] = (TOPOLOGIES, PROFILES, MODELS, SOLVERS, EXPERIMENTS)
 
 
 def _sections() -> dict[str, list[str]]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
-
-NAMES_HELP = "table2, table3, fig4, fig5, fig6, fig7, fig8 or all"
+from foglearn.cli.common import console, err_console, fail
+from foglearn.experiments.definitions import EXPERIMENTS, names
 
 
 def reproduce_command(
-    name: Annotated[str, typer.Argument(help=f"Experiment: {NAMES_HELP}.")],
+    name: Annotated[str, typer.Argument(help="An experiment (listed above) or all.")],
     seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0, 1, …, N-1); Table III needs ≥ 5.")] = 5,
     seed_list: Annotated[str | None, typer.Option("--seed-list", help="Explicit comma-separated seeds "
                                                   "(overrides --seeds).")] = None,
@@ -36,7 +34,7 @@ def reproduce_command(
                                             "(0 = final model only).")] = 1,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
     traces: Annotated[Path | None, typer.Option("--traces", help="Folder with nodes.csv/links.csv "
-                                                "(SPEC §5) for Fig. 8.")] = None,
+                                                "(docs/model.md §5) for Fig. 8.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME).")] = None,
     export: Annotated[Path | None, typer.Option("--export-docs", help="Also copy report.md and its plots "
                                                 "to this Markdown file (e.g. docs/reproduction.md).")] = None,
@@ -48,7 +46,6 @@ def reproduce_command(
     same command after Ctrl-C resumes where it stopped.
     """
     from foglearn.experiments import (
-        NAMES,
         ConfigError,
         ExperimentOptions,
         Interrupted,
@@ -56,14 +53,14 @@ def reproduce_command(
         run_experiment,
     )
 
-    if name not in NAMES:
-        _fail(f"experiment = {name!r}: must be one of {', '.join(NAMES)}")
+    if name not in names():
+        fail(f"experiment = {name!r}: unknown experiment; known: {', '.join(names())}")
     try:
         seed_values = tuple(int(s) for s in seed_list.split(",")) if seed_list else tuple(range(seeds))
     except ValueError:
-        _fail(f"--seed-list = {seed_list!r}: must be comma-separated integers")
+        fail(f"--seed-list = {seed_list!r}: must be comma-separated integers")
     if traces is not None and not traces.is_dir():
-        _fail(f"--traces {traces}: not a folder")
+        fail(f"--traces {traces}: not a folder")
     out_dir = out if out is not None else Path("runs") / name
     try:
         options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
@@ -73,12 +70,12 @@ def reproduce_command(
                                     traces_dir=str(traces) if traces else None, progress=not no_progress)
         sections = run_experiment(name, options)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Interrupted as exc:
         err_console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(130) from None
     except (RunFailed, FileNotFoundError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     for s in sections:
         held = sum(c.holds for c in s.checks)
         console.print(f"[bold]{s.name}[/]: {s.runs} runs ({s.computed} computed now, {s.seconds:.0f} s); "
@@ -101,10 +98,8 @@ def reproduce_command(
         console.print(f"exported: {export_docs(out_dir, export, command=command)}")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
 def register(app: typer.Typer) -> None:
-    app.command("reproduce")(reproduce_command)
+    """Attach ``foglearn reproduce``; its help lists the registered experiments."""
+    listing = "; ".join(f"{e.name}: {e.description}" for e in EXPERIMENTS.values())
+    doc = inspect.cleandoc(reproduce_command.__doc__ or "")
+    app.command("reproduce", help=f"{doc}\n\nExperiments: {listing}; or all.")(reproduce_command)

@@ -18,6 +18,8 @@ from typing import Any
 
 import tomli_w
 
+from foglearn.errors import InputError
+
 #: Bump when the meaning of a stored result changes, so old results are not reused.
 SCHEMA = 1
 #: Fields added to :class:`RunConfig` after results were first stored, with their defaults. At
@@ -26,13 +28,42 @@ SCHEMA = 1
 LATER_FIELDS: dict[str, object] = {"persistence": 0.0}
 
 METHODS: tuple[str, ...] = ("network-aware", "federated", "centralised")
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "tiny")
-MODELS: tuple[str, ...] = ("cnn", "mlp")
-TOPOLOGIES: tuple[str, ...] = ("full", "random", "hierarchical", "social", "scale-free")
-PROFILES: tuple[str, ...] = ("synthetic", "lte", "wifi", "traces")
 
 
-class ConfigError(ValueError):
+def topologies() -> tuple[str, ...]:
+    """The registered topologies (:data:`foglearn.network.topology.TOPOLOGIES`)."""
+    from foglearn.network.topology import TOPOLOGIES
+
+    return TOPOLOGIES.names()
+
+
+def profiles() -> tuple[str, ...]:
+    """The registered cost profiles (:data:`foglearn.network.generators.PROFILES`) and ``traces``."""
+    from foglearn.network.generators import PROFILES
+
+    return (*PROFILES.names(), "traces")
+
+
+def models() -> tuple[str, ...]:
+    """The registered models (:data:`foglearn.learning.models.MODELS`)."""
+    from foglearn.learning.models import MODELS
+
+    return MODELS.names()
+
+
+def datasets() -> tuple[str, ...]:
+    """The data sets an experiment can name (:data:`foglearn.learning.datasets.NAMES`)."""
+    from foglearn.learning.datasets import NAMES
+
+    return NAMES
+
+
+def _check_name(field: str, value: Any, known: tuple[str, ...], kind: str) -> None:
+    if value not in known:
+        raise ConfigError(f"{field} = {value!r}: unknown {kind}; known: {', '.join(known)}")
+
+
+class ConfigError(InputError):
     """An experiment configuration breaks a rule; the message names the field and the rule."""
 
 
@@ -51,9 +82,9 @@ class RunConfig:
     topology, rho : str, float
         Edge structure ``E(t)``; ``rho`` is the link probability of the random digraph (Fig. 7).
     capacities : bool
-        Impose ``C_i(t)``, ``C_ij(t)`` (SPEC §4).
+        Impose ``C_i(t)``, ``C_ij(t)`` (docs/model.md §4).
     profile : {"synthetic", "lte", "wifi", "traces"}
-        Cost distributions (SPEC §4, §5); ``traces`` replays ``traces_dir`` (SPEC §5).
+        Cost distributions (docs/model.md §4, §5); ``traces`` replays ``traces_dir`` (docs/model.md §5).
     movement : bool
         ``False`` is setting A: every point is processed where it was collected.
     information : "perfect" or int
@@ -62,10 +93,10 @@ class RunConfig:
     error : {"linear", "sqrt"}
         Error model of the planner (Sec. IV-A).
     error_decay_period : int or None
-        ``f_i(t)`` divided by ``sqrt(slot within the period)`` (SPEC §4's schedule for Fig. 6).
+        ``f_i(t)`` divided by ``sqrt(slot within the period)`` (docs/model.md §4's schedule for Fig. 6).
     persistence : float
         Persistent per-device/per-link cost heterogeneity of :func:`foglearn.network.synthetic`
-        (0 = SPEC §4's i.i.d. per-slot costs).
+        (0 = docs/model.md §4's i.i.d. per-slot costs).
     train : bool
         Train a model on the plan (otherwise only the costs are computed).
     dataset, model, period, lr :
@@ -113,12 +144,10 @@ class RunConfig:
         for name in ("n_devices", "horizon", "period", "passes"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be an integer ≥ 1")
-        if self.topology not in TOPOLOGIES:
-            raise bad("topology", f"must be one of {TOPOLOGIES}")
+        _check_name("RunConfig.topology", self.topology, topologies(), "topology")
         if not 0.0 <= self.rho <= 1.0:
             raise bad("rho", "a link probability must lie in [0, 1]")
-        if self.profile not in PROFILES:
-            raise bad("profile", f"must be one of {PROFILES}")
+        _check_name("RunConfig.profile", self.profile, profiles(), "profile")
         if (self.profile == "traces") != (self.traces_dir is not None):
             raise bad("traces_dir", "must be given exactly when profile = 'traces'")
         if self.information != "perfect" and not (isinstance(self.information, int) and self.information >= 1):
@@ -129,8 +158,7 @@ class RunConfig:
             raise bad("error_decay_period", "must be ≥ 1 or None")
         if not 0.0 <= self.persistence <= 1.0:
             raise bad("persistence", "must lie in [0, 1]")
-        if self.model not in MODELS:
-            raise bad("model", f"must be one of {MODELS}")
+        _check_name("RunConfig.model", self.model, models(), "model")
         if not self.lr > 0:
             raise bad("lr", "a learning rate must be > 0")
         if self.seed < 0:
@@ -196,17 +224,16 @@ class ExperimentOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "table2_models", tuple(self.table2_models))
-        bad_models = [m for m in self.table2_models if m not in MODELS]
-        if bad_models or not self.table2_models:
-            raise ConfigError(f"ExperimentOptions.table2_models = {self.table2_models}: each must be one of {MODELS}")
+        if not self.table2_models:
+            raise ConfigError("ExperimentOptions.table2_models = (): need at least one model")
+        for i, m in enumerate(self.table2_models):
+            _check_name(f"ExperimentOptions.table2_models[{i}]", m, models(), "model")
         if not self.seeds:
             raise ConfigError("ExperimentOptions.seeds = (): need at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"ExperimentOptions.seeds = {self.seeds}: seeds must be distinct")
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"ExperimentOptions.dataset = {self.dataset!r}: must be one of {DATASETS}")
-        if self.model not in MODELS:
-            raise ConfigError(f"ExperimentOptions.model = {self.model!r}: must be one of {MODELS}")
+        _check_name("ExperimentOptions.dataset", self.dataset, datasets(), "data set")
+        _check_name("ExperimentOptions.model", self.model, models(), "model")
         if self.train_seeds is not None and self.train_seeds < 1:
             raise ConfigError(f"ExperimentOptions.train_seeds = {self.train_seeds}: must be ≥ 1 or None")
         if self.eval_every < 0:

@@ -8,9 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foglearn.experiments.config import ExperimentOptions, RunConfig, SweepSpec, write_config_toml
-from foglearn.experiments.definitions import EXPERIMENTS, NAMES
-from foglearn.experiments.report import Section
+import foglearn.experiments.paper  # noqa: F401 - registers the paper's experiments
+from foglearn.experiments.config import (
+    ConfigError,
+    ExperimentOptions,
+    RunConfig,
+    SweepSpec,
+    write_config_toml,
+)
+from foglearn.experiments.definitions import EXPERIMENTS, Results, names
+from foglearn.experiments.report import TEXT, Section, render
 from foglearn.experiments.runner import SweepOutcome, run_one, run_sweep
 from foglearn.experiments.tables import flatten, write_csv
 from foglearn.io import atomic_write
@@ -29,29 +36,30 @@ class Interrupted(KeyboardInterrupt):
 def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None = None,
                    store: str | Path | None = None,
                    runner: Callable[[RunConfig], dict[str, Any]] = run_one) -> list[Section]:
-    """Run experiment ``name`` (one of :data:`NAMES`) and write its run directory.
+    """Run experiment ``name`` (a key of :data:`EXPERIMENTS`, or ``all``) and write its run directory.
 
     ``out`` (default ``options.out``) receives ``config.toml``, ``results/<key>.json`` (one per
     run, unless ``store`` names another folder holding ``results/``), ``runs.csv`` (one row per
     run), ``summary.csv`` (mean, std, min, max over seeds), PNG plots and ``report.md``.
     ``all`` runs every experiment into ``out/<name>/`` sharing one result store ``out/results``
     (runs common to two experiments are computed once) and writes ``out/report.md``.
-    Raises :class:`Interrupted` on Ctrl-C, after keeping the finished runs.
+    Raises :class:`Interrupted` on Ctrl-C, after keeping the finished runs, and
+    :class:`ConfigError` for an unknown name (listing the known ones).
     """
     out = Path(out if out is not None else options.out)
     if name == "all":
         done: dict[str, Section] = {}
         t0 = time.perf_counter()
         # cost-heavy sweeps first, Table II (the most expensive training) last; report in paper order
-        for sub in [*(k for k in EXPERIMENTS if k != "table2"), "table2"]:
+        for sub in sorted(EXPERIMENTS, key=lambda k: k == "table2"):
             done[sub] = run_experiment(sub, options, out / sub, store=store or out, runner=runner)[0]
         sections = [done[k] for k in EXPERIMENTS]
         write_report(out / "report.md", sections, options, time.perf_counter() - t0, image_dirs=True)
         return sections
     if name not in EXPERIMENTS:
-        raise ValueError(f"experiment = {name!r}: must be one of {NAMES}")
-    exp = EXPERIMENTS[name]
-    grid = exp.configs(options)
+        raise ConfigError(f"experiment = {name!r}: unknown experiment; known: {', '.join(names())}")
+    entry = EXPERIMENTS.get_entry(name)
+    grid = entry.obj.configs(options, **entry.params)
     configs = [c for _, c in grid]
     out.mkdir(parents=True, exist_ok=True)
     write_config_toml(out / "config.toml", SweepSpec(name, options, tuple(configs)))
@@ -67,10 +75,9 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
         assert rec is not None
         rows.append({"setting": label, **flatten(rec)})
     write_csv(out / "runs.csv", rows)
-    section = exp.summarise(records, rows, options, out)
-    for c in section.checks:
-        if not c.holds:
-            section.differences.append(f"Not reproduced: {c.claim.rstrip('.')} — {c.evidence}.")
+    section = entry.obj.section(name, Results(records, rows, options, out, entry.params))
+    section.differences += [render(TEXT["not_reproduced"], claim=c.claim.rstrip("."), evidence=c.evidence)
+                            for c in section.checks if not c.holds]
     section.seconds = seconds
     section.runs = len(set(c.key() for c in configs))
     section.computed = len(outcome.computed)
@@ -81,25 +88,24 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
 
 
 def options_note(options: ExperimentOptions) -> str:
-    mode = (f"quick mode (first {options.quick_seeds} seeds, horizon T = {options.run_horizon})"
-            if options.quick else f"full mode (T = {options.run_horizon})")
-    return (f"Configuration: {mode}; seeds {list(options.run_seeds)}; dataset {options.dataset}; "
-            f"model {options.model} (Table II trains both); training {'on' if options.train else 'off'}; "
-            f"{options.jobs} worker process(es) with one torch thread each; machine: {platform.machine()}, "
-            f"Python {platform.python_version()}.")
+    """The report's sentence on the options, the machine and the Python version."""
+    mode = render(TEXT["options_quick" if options.quick else "options_full"], quick_seeds=options.quick_seeds,
+                  horizon=options.run_horizon)
+    return render(TEXT["options"], mode=mode, seeds=list(options.run_seeds), dataset=options.dataset,
+                  model=options.model, training="on" if options.train else "off", jobs=options.jobs,
+                  machine=platform.machine(), python=platform.python_version())
 
 
 def write_report(path: Path, sections: list[Section], options: ExperimentOptions, seconds: float,
                  image_dirs: bool = False) -> Path:
     """A Markdown report: options, then each section (tables beside the paper's, plots, checks)."""
-    lines = ["# foglearn reproduction of Tu et al. (INFOCOM 2020), Section V", "", options_note(options), "",
-             f"Wall time of this invocation: {seconds:.0f} s.", ""]
+    lines = [TEXT["title"], "", options_note(options), "", render(TEXT["wall_time"], seconds=seconds), ""]
     for s in sections:
         lines.append(s.markdown(image_prefix=f"{s.name}/" if image_dirs else ""))
     checks = [c for s in sections for c in s.checks]
     if checks:
         held = sum(c.holds for c in checks)
-        lines += ["## Summary of checked claims", "", f"{held} of {len(checks)} claims hold on our numbers.", ""]
+        lines += [TEXT["summary_title"], "", render(TEXT["summary"], held=held, total=len(checks)), ""]
     return atomic_write(path, "\n".join(lines))
 
 
@@ -127,6 +133,6 @@ def export_docs(run_dir: str | Path, markdown: str | Path, command: str | None =
     text = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", relink, text)
     if command or preface:
         head, _, rest = text.partition("\n\n")
-        intro = f"Produced by `{command}` (raw runs in `{run_dir}`, git-ignored).\n\n" if command else ""
+        intro = render(TEXT["produced_by"], command=command, run_dir=run_dir) + "\n\n" if command else ""
         text = f"{head}\n\n{intro}{preface.strip() + chr(10) * 2 if preface else ''}{rest}"
     return atomic_write(markdown, text)

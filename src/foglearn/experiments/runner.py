@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from foglearn.errors import RunError
 from foglearn.experiments.config import RunConfig
 from foglearn.experiments.storage import ResultStore
 
 
-class RunFailed(RuntimeError):
+class RunFailed(RunError):
     """A run raised; the message names its key and configuration and carries the traceback."""
 
 
@@ -36,7 +37,8 @@ def build_scenario(cfg: RunConfig, dataset_size: int | None = None) -> Any:
     """The run's :class:`~foglearn.network.Scenario` (synthetic, or replayed traces).
 
     With ``profile = "traces"`` the traced links are intersected with the requested topology
-    (``full`` keeps every traced link), so Fig. 8's topologies also apply to measured traces.
+    (any of :data:`foglearn.network.topology.TOPOLOGIES`; ``full`` keeps every traced link), so
+    Fig. 8's topologies also apply to measured traces.
     """
     from foglearn.network import from_traces, synthetic
     from foglearn.network import topology as topo
@@ -55,16 +57,9 @@ def build_scenario(cfg: RunConfig, dataset_size: int | None = None) -> Any:
     if not cfg.capacities:
         scen = scen.replace(proc_cap=None, link_cap=None)
     if cfg.topology != "full":
-        rng = np.random.default_rng([cfg.seed, 8])
-        n = scen.n_devices
-        if cfg.topology == "random":
-            src, dst = topo.random_digraph(n, cfg.rho, rng)
-        elif cfg.topology == "hierarchical":
-            src, dst = topo.hierarchical(scen.proc_cost.mean(axis=0), rng)
-        elif cfg.topology == "social":
-            src, dst = topo.social(n, rng)
-        else:
-            src, dst = topo.scale_free(n, rng)
+        inputs = topo.TopologyInputs(n=scen.n_devices, rng=np.random.default_rng([cfg.seed, 8]), rho=cfg.rho,
+                                     proc_cost_mean=scen.proc_cost.mean(axis=0))
+        src, dst = topo.build(cfg.topology, inputs)
         wanted = set(zip(src.tolist(), dst.tolist()))
         keep = np.array([(int(a), int(b)) in wanted for a, b in zip(scen.src, scen.dst)], dtype=bool)
         scen = scen.replace(src=scen.src[keep], dst=scen.dst[keep], link_cost=scen.link_cost[:, keep],
@@ -94,7 +89,7 @@ def slot_rates(scenario: Any, plan: Any) -> dict[str, list[float]]:
 
 
 def _dataset_size(name: str) -> int:
-    """``|D_V|``: the size of the training pool the scenario allocates ``D_i(t)`` from (SPEC §4)."""
+    """``|D_V|``: the size of the training pool the scenario allocates ``D_i(t)`` from (docs/model.md §4)."""
     from foglearn.learning import datasets
 
     if name in datasets.SIZES:
@@ -250,6 +245,9 @@ def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, pro
               raise_on_failure: bool = True) -> SweepOutcome:
     """Run every configuration not already finished under ``root`` and return all records.
 
+    A run is finished when ``root/results/<key>.json`` holds a readable record; a truncated or
+    otherwise damaged file counts as unfinished and is computed again (with a warning).
+
     ``jobs > 1`` uses a process pool (spawned workers, one torch thread each); ``jobs = 1`` runs
     in this process (also with one torch thread, restored afterwards). Duplicate configurations
     run once. A ``KeyboardInterrupt`` cancels pending runs, waits for none, and returns the
@@ -262,8 +260,10 @@ def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, pro
     unique: dict[str, RunConfig] = {}
     for k, c in zip(keys, configs):
         unique.setdefault(k, c)
-    todo = {k: c for k, c in unique.items() if not store.has(k)}
-    outcome = SweepOutcome(records=[None] * len(configs), skipped=[k for k in unique if k not in todo])
+    # a run counts as finished only when its record can be read: a damaged file is computed again
+    finished = {k: rec for k in unique if (rec := store.get(k)) is not None}
+    todo = {k: c for k, c in unique.items() if k not in finished}
+    outcome = SweepOutcome(records=[None] * len(configs), skipped=list(finished))
 
     bar = None
     if progress:
@@ -322,9 +322,8 @@ def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, pro
         if bar is not None:
             bar.stop()
 
-    for i, k in enumerate(keys):
-        if store.has(k):
-            outcome.records[i] = store.load(k)
+    finished.update((k, rec) for k in outcome.computed if (rec := store.get(k)) is not None)
+    outcome.records = [finished.get(k) for k in keys]
     outcome.seconds = time.perf_counter() - t0
     if outcome.failed and raise_on_failure and not outcome.interrupted:
         key, err = next(iter(outcome.failed.items()))

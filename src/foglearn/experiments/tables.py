@@ -35,7 +35,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         row[f"{k}_pt"] = costs[k] / costs["collected"] if costs.get("collected") else float("nan")
     off = np.array(record["slots"]["offload_rate"], dtype=float)
     off = off[np.isfinite(off)]
-    # offloading is impossible in the last slot (SPEC §2); leave it out of the range over slots
+    # offloading is impossible in the last slot (docs/model.md §2); leave it out of the range over slots
     body = off[:-1] if off.size > 1 else off
     row["slot_offload_min"] = float(body.min()) if body.size else float("nan")
     row["slot_offload_max"] = float(body.max()) if body.size else float("nan")
