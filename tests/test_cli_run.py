@@ -90,7 +90,7 @@ def test_run_bad_options(tmp_path):
     assert res.exit_code == 2 and "not one of" in res.output
 
 
-# ------------------------------------------------ resume: no pickle, keyed on content, damaged files
+# ---------------------------------------- resume: no pickle, keyed on content, damaged files
 ARGS = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--threads", "1"]
 
 
@@ -122,8 +122,9 @@ def resumed(finished_run, tmp_path, monkeypatch):
     monkeypatch.setattr(learning, "train", counting)
 
     out, data = tmp_path / "run", tmp_path / "tiny.npz"
+    args = [*ARGS, "--dataset", str(data), "--out", str(out)]
     return SimpleNamespace(out=out, data=data, trained=trained,
-                           invoke=lambda: runner.invoke(app, [*ARGS, "--dataset", str(data), "--out", str(out)]))
+                           invoke=lambda: runner.invoke(app, args))
 
 
 def test_finished_settings_are_json_and_npz(resumed):
@@ -146,7 +147,7 @@ def test_planted_pickles_never_run(resumed, tmp_path):
     refused (allow_pickle=False) and its setting is trained again."""
     marker = tmp_path / "marker"
     finished = resumed.out / "finished"
-    for f in {f.with_suffix(".pkl") for f in finished.glob("*.*")}:  # where the old format kept them
+    for f in {f.with_suffix(".pkl") for f in finished.glob("*.*")}:  # the old format's files
         f.write_bytes(pickle.dumps(Planted(marker)))
     victim = next(finished.glob("no-movement-*.json"))
     with np.load(victim.with_suffix(".npz")) as z:
@@ -179,7 +180,8 @@ def test_damaged_resume_file_is_trained_again(resumed, damage):
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output and "notice:" in res.output
     assert resumed.trained == ["network-aware"] and "no-movement (kept)" in res.output
-    assert resumed.invoke().exit_code == 0 and resumed.trained == ["network-aware"]  # kept again now
+    assert resumed.invoke().exit_code == 0  # kept again now:
+    assert resumed.trained == ["network-aware"]
 
 
 def test_changed_data_under_the_same_path_trains_anew(resumed):

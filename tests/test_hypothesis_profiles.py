@@ -49,8 +49,8 @@ def test_fuzz_profile_scales_each_tests_examples(tmp_path: Path) -> None:
         "    assert settings.get_current_profile_name() == 'fuzz'\n"
         "    assert settings.default.database is not None and not settings.default.derandomize\n")
     env = {**os.environ, "FOGLEARN_FUZZ_FACTOR": "3"}
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                          "--hypothesis-profile=fuzz", "test_prop.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+           "--hypothesis-profile=fuzz", "test_prop.py"]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "2 passed" in res.stdout, res.stdout + res.stderr
     assert len((tmp_path / "calls.txt").read_text().splitlines()) == 21

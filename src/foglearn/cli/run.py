@@ -74,7 +74,7 @@ def dataset_sha256(data: ArrayDataset) -> str:
 
 
 def _kept(path: Path, name: str) -> TrainResult | None:
-    """The kept result of setting ``name``; ``None`` (with a notice if the file is damaged) if none."""
+    """The kept result of setting ``name``, or ``None`` (with a notice if its file is damaged)."""
     from foglearn.learning.results import ResultFileError, load_result
 
     if not path.exists():
@@ -82,7 +82,8 @@ def _kept(path: Path, name: str) -> TrainResult | None:
     try:
         return load_result(path)
     except ResultFileError as exc:
-        console.print(f"notice: {escape(str(exc))}; training {name} again", highlight=False, soft_wrap=True)
+        console.print(f"notice: {escape(str(exc))}; training {name} again", highlight=False,
+                      soft_wrap=True)
         return None
 
 
@@ -90,11 +91,12 @@ def run_command(
     n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots T")] = 100,
     period: Annotated[int, typer.Option(help="aggregation period τ (eq. 4)")] = 10,
-    model: Annotated[str, typer.Option(help="model: cnn | mlp (the names of the models registry)")] = "cnn",
+    model: Annotated[str, typer.Option(help="cnn | mlp (a name of the models registry)")] = "cnn",
     dataset: Annotated[str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")] = "mnist",
     seed: Annotated[int, typer.Option(help="seed of the scenario, the data stream and w(0)")] = 0,
     lr: Annotated[float, typer.Option(help="learning rate η (eq. 3)")] = 0.01,
-    capacities: Annotated[bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")] = False,
+    capacities: Annotated[bool, typer.Option(
+        help="impose node and link capacities (docs/model.md §4)")] = False,
     passes: Annotated[int, typer.Option(help="replay the horizon this many times with fresh points (training "
                                         "budget; 1 = the paper's protocol)")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
@@ -128,20 +130,22 @@ def run_command(
     except DatasetError as exc:
         fail(str(exc))
     settings = [("no-movement", plan(scenario, movement=False)), ("network-aware", plan(scenario))]
+    training = {"dataset": data.name, "dataset_sha256": dataset_sha256(data), "model": model,
+                "period": period, "lr": lr, "seed": seed, "passes": passes}
     config: dict[str, Any] = {"scenario": {"generator": "synthetic", "n_devices": n, "horizon": horizon,
                                            "topology": "full", "capacities": capacities, "seed": seed},
-                              "training": {"dataset": data.name, "dataset_sha256": dataset_sha256(data),
-                                           "model": model, "period": period, "lr": lr, "seed": seed,
-                                           "passes": passes},
+                              "training": training,
                               "settings": [{"name": name, "movement": name != "no-movement",
                                             "information": "perfect", "error": "linear"} for name, _ in settings]}
-    # Each finished setting is kept in the run directory, keyed by the configuration and the data
-    # set's content: after an interruption the same command resumes with the settings still to train.
+    # Each finished setting is kept in the run directory, keyed by the configuration and the
+    # data set's content: after an interruption the same command resumes with the settings
+    # still to train.
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     finished = out / "finished"
     if old := sorted(finished.glob("*.pkl")):
-        console.print(f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored (an older "
-                      "format; pickle files are never loaded)", highlight=False, soft_wrap=True)
+        console.print(f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored "
+                      "(an older format; pickle files are never loaded)", highlight=False,
+                      soft_wrap=True)
     kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -50,7 +50,8 @@ class ResultStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record of run ``key``; ``None`` if it has none or its file is truncated or not a
-        JSON object (then a one-line :class:`RuntimeWarning`, once per file, says it is computed again)."""
+        JSON object (then a one-line :class:`RuntimeWarning`, once per file, says that the run is
+        computed again)."""
         path = self.path(key)
         if not path.is_file():
             return None

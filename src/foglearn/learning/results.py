@@ -139,7 +139,7 @@ def _plain(value: Any) -> Any:
 
 
 def save_result(result: TrainResult, path: str | os.PathLike[str]) -> Path:
-    """Keep ``result`` as ``path`` (JSON, must end in ``.json``) and its arrays beside it (``.npz``).
+    """Keep ``result`` as ``path`` (JSON, ending in ``.json``) and its arrays beside it (``.npz``).
 
     The arrays (evaluation curve, ``device_loss``, ``processed`` and the final model's parameters)
     go to ``path.with_suffix(".npz")``; the JSON holds the scalars, costs and config, the parameter
@@ -150,10 +150,12 @@ def save_result(result: TrainResult, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     if path.suffix != ".json":
-        raise ValueError(f"path = {str(path)!r}: must end in .json (the arrays go beside it, in .npz)")
+        raise ValueError(f"path = {str(path)!r}: must end in .json (the arrays go beside it, "
+                         "in .npz)")
     names = list(result.final_state)
     arrays = {k: np.ascontiguousarray(getattr(result, k)) for k in _ARRAYS}
-    arrays.update({f"state_{i}": result.final_state[k].detach().cpu().numpy() for i, k in enumerate(names)})
+    arrays.update({f"state_{i}": result.final_state[k].detach().cpu().numpy()
+                   for i, k in enumerate(names)})
     for k, a in arrays.items():
         if a.dtype.kind not in "biuf":  # anything else would need pickle to be read back
             raise ValueError(f"{k}: dtype {a.dtype} cannot be kept; must be numeric")
@@ -191,11 +193,12 @@ def load_result(path: str | os.PathLike[str]) -> TrainResult:
         raise bad(f"unreadable ({exc})") from exc
     except ValueError as exc:
         raise bad(f"truncated or not JSON ({exc})") from exc
-    if not isinstance(meta, dict) or (meta.get("format"), meta.get("version")) != (RESULT_FORMAT, RESULT_VERSION):
+    if not isinstance(meta, dict) or (meta.get("format"), meta.get("version")) != (
+            RESULT_FORMAT, RESULT_VERSION):
         raise bad(f"not a {RESULT_FORMAT} version {RESULT_VERSION} file")
     number = (int, float)
-    fields = {"name": str, "accuracy": number, "test_loss": number, "seconds": number, "wrapped": bool,
-              "costs": dict, "config": dict, "final_state": list, "arrays": dict}
+    fields = {"name": str, "accuracy": number, "test_loss": number, "seconds": number,
+              "wrapped": bool, "costs": dict, "config": dict, "final_state": list, "arrays": dict}
     for key, kind in fields.items():
         value = meta.get(key)
         if not isinstance(value, kind) or (kind is number and isinstance(value, bool)):
@@ -209,7 +212,8 @@ def load_result(path: str | os.PathLike[str]) -> TrainResult:
     except OSError as exc:
         raise bad(f"its arrays {npz.name} are unreadable ({exc})") from exc
     if hashlib.sha256(blob).hexdigest() != meta["arrays"].get("sha256"):
-        raise bad(f"its arrays {npz.name} are not the ones it names (sha256 differs; truncated or replaced)")
+        raise bad(f"its arrays {npz.name} are not the ones it names (sha256 differs; truncated "
+                  "or replaced)")
     want = [*_ARRAYS, *(f"state_{i}" for i in range(len(names)))]
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
     try:
@@ -228,10 +232,11 @@ def load_result(path: str | os.PathLike[str]) -> TrainResult:
             raise bad(f"{npz.name}: {k} must be a numeric {_ARRAYS.get(k, 'n')}-d array, "
                       f"got {a.dtype} shape {list(a.shape)}")
     try:
-        return TrainResult(name=meta["name"], accuracy=meta["accuracy"], test_loss=meta["test_loss"],
-                           **{k: arrays[k] for k in _ARRAYS}, costs=meta["costs"], config=meta["config"],
-                           seconds=meta["seconds"], wrapped=meta["wrapped"],
-                           final_state={k: torch.from_numpy(arrays[f"state_{i}"]) for i, k in enumerate(names)})
+        state = {k: torch.from_numpy(arrays[f"state_{i}"]) for i, k in enumerate(names)}
+        return TrainResult(name=meta["name"], accuracy=meta["accuracy"],
+                           test_loss=meta["test_loss"], **{k: arrays[k] for k in _ARRAYS},
+                           costs=meta["costs"], config=meta["config"], seconds=meta["seconds"],
+                           wrapped=meta["wrapped"], final_state=state)
     except ValueError as exc:
         raise bad(str(exc)) from exc
 
