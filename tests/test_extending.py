@@ -1,6 +1,7 @@
-"""docs/extending.md stays true: every code block of it runs and prints what it says, and each toy
-entry it registers (a topology, a cost profile, a model, a solver) works through ``synthetic``,
-``plan``, ``train``, the Flower config and the CLI; unknown names are errors listing the known ones.
+"""docs/extending.md stays true: every code block of it runs and prints what it says (the toy
+entries it registers are removed afterwards), and each toy (a topology, a cost profile, a model, a
+solver) works through ``synthetic``, ``plan``, ``train``, the Flower config and the CLI; unknown
+names are errors listing the known ones.
 """
 
 from __future__ import annotations
@@ -177,3 +178,17 @@ def test_registry_rules():
     assert "a" in reg and "z" not in reg and reg.get("z") is None and reg["a"].description == "the first"
     reg.remove("a")
     assert "a" not in reg and len(reg) == 0
+
+
+def test_a_broken_topology_is_an_input_error():
+    TOPOLOGIES.add("lopsided", lambda g: ([0, 1], [1]), "two sources, one destination")
+    TOPOLOGIES.add("loop", lambda g: ([0], [0]), "a self-loop")
+    try:
+        with pytest.raises(ScenarioError, match="topology = 'lopsided': returned 2 sources but 1 destinations"):
+            synthetic(n_devices=3, horizon=2, topology="lopsided")
+        with pytest.raises(ScenarioError, match="self-loops are not links"):
+            synthetic(n_devices=3, horizon=2, topology="loop")
+    finally:
+        TOPOLOGIES.remove("lopsided")
+        TOPOLOGIES.remove("loop")
+    assert "loop" not in TOPOLOGIES
