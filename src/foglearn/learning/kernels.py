@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from foglearn.errors import InputError
 from foglearn.learning import conv_kernels as ck
 from foglearn.learning import fused_cnn
 from foglearn.learning.models import CNN, MLP
@@ -94,12 +95,36 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _check_range(name: str, a: np.ndarray, n: int, what: str, note: str = "") -> None:
+    """Raise :class:`InputError` unless every entry of the integer array ``a`` lies in ``0..n-1``.
+
+    The compiled passes index arrays with these values unchecked (a label picks a logit, a sample
+    index an image, a row a device's parameters): one outside the range reads or writes memory
+    that is not the array's. Two reductions, microseconds per call.
+    """
+    if a.size and (a.min() < 0 or a.max() >= n):
+        k = np.unravel_index(int(np.argmax((a < 0) | (a >= n))), a.shape)
+        raise InputError(f"{name}{list(map(int, k))} = {a[k]}: {what} must lie in 0..{n - 1}{note}")
+
+
+def _check_batch(y: torch.Tensor, weight: torch.Tensor, classes: int) -> np.ndarray:
+    """``y`` as a contiguous int64 array after checking it against ``weight`` and ``classes``."""
+    if y.dtype != torch.int64 or y.dim() != 2:
+        raise InputError(f"y: labels must be an int64 [g, w] tensor, got {y.dtype} of shape {list(y.shape)}")
+    if tuple(weight.shape) != tuple(y.shape):
+        raise InputError(f"weight: must have the labels' shape {list(y.shape)}, got {list(weight.shape)}")
+    labels = y.contiguous().numpy()
+    _check_range("y", labels, classes, "labels", f" (the model has {classes} classes)")
+    return labels
+
+
 def _xent(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample cross-entropy ``[g, w]`` and ``d(Σ weight·l)/d logits`` ``[g, w, C]`` (one compiled pass)."""
     g, w, C = logits.shape
+    labels = _check_batch(y, weight, C)
     loss = torch.empty(g, w)
     d = torch.empty(g, w, C)
-    ck.cross_entropy(logits.reshape(g * w, C).contiguous().numpy(), y.reshape(-1).contiguous().numpy(),
+    ck.cross_entropy(logits.reshape(g * w, C).contiguous().numpy(), labels.reshape(-1),
                      weight.reshape(-1).to(torch.float32).contiguous().numpy(), loss.view(-1).numpy(),
                      d.view(g * w, C).numpy())
     return loss, d
@@ -360,6 +385,7 @@ class BatchedCNN:
             xs, idx = x.reshape(g * w, 28, 28), np.arange(g * w, dtype=np.int64).reshape(g, w)
         else:
             xs, idx = x.reshape(-1, 28, 28), np.ascontiguousarray(index, dtype=np.int64).reshape(g, w)
+            _check_range("index", idx, xs.shape[0], "sample indices", " (the rows of x)")
         return xs.to(torch.float32).contiguous().numpy(), idx  # no copy for the datasets' arrays
 
     def _fused_scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -369,15 +395,22 @@ class BatchedCNN:
 
     def _fused(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
                index: torch.Tensor | None, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        g, w = y.shape
+        labels = _check_batch(y, weight, 10)
+        g, w = labels.shape
         if params.dtype != torch.float32 or not params.is_contiguous():
             raise ValueError("BatchedCNN: params must be a contiguous float32 tensor")
+        if params.dim() != 2 or params.shape[1] != self.layout.size:
+            raise InputError(f"params: must have shape [n, {self.layout.size}], got {list(params.shape)}")
+        prow = np.ascontiguousarray(rows, dtype=np.int64)
+        if prow.shape != (g,):
+            raise InputError(f"rows: must name one parameter row per device ({g}), got shape {list(prow.shape)}")
+        _check_range("rows", prow, params.shape[0], "parameter rows", " (the rows of params)")
         xs, idx = self._samples(x, index, g, w)
         loss = torch.empty(g, w)
         grad = torch.empty(1 if lr > 0 else g, self.layout.size)
         fused_cnn.loss_and_grad(
-            xs, idx, np.ascontiguousarray(y, dtype=np.int64), weight.to(torch.float32).contiguous().numpy(),
-            params.numpy(), np.ascontiguousarray(rows, dtype=np.int64), *self.T1, *self.T2, loss.numpy(), grad.numpy(),
+            xs, idx, labels, weight.to(torch.float32).contiguous().numpy(),
+            params.numpy(), prow, *self.T1, *self.T2, loss.numpy(), grad.numpy(),
             np.float32(lr), *self._fused_scratch())
         return loss, grad
 
