@@ -16,7 +16,11 @@ from typing import Any, Literal
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` (text is UTF-8 encoded) to ``path`` atomically; the file is world-readable."""
+    """Write ``data`` (text is UTF-8 encoded) to ``path`` atomically; the file is world-readable.
+
+    The bytes reach the disk (``fsync``) before the rename, so a crash leaves the old file or the
+    new one, never an empty one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -24,6 +28,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
