@@ -26,14 +26,14 @@ def parse_information(value: str) -> str | int:
 
 
 def plan_command(
-    topology: Annotated[str, typer.Option(help=" | ".join(TOPOLOGIES))] = "full",
+    topology: Annotated[str, typer.Option(help=TOPOLOGIES.help())] = "full",
     n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots")] = 100,
     rho: Annotated[float, typer.Option(help="link probability of the random topology")] = 0.3,
     capacities: Annotated[bool, typer.Option(help="impose node and link capacities (SPEC §4)")] = False,
     error: Annotated[str, typer.Option(help="error model: linear | sqrt")] = "linear",
     information: Annotated[str, typer.Option(help="'perfect' or a window length for estimated information")] = "perfect",
-    profile: Annotated[str, typer.Option(help="cost profile: " + " | ".join(PROFILES))] = "synthetic",
+    profile: Annotated[str, typer.Option(help="cost profile: " + PROFILES.help())] = "synthetic",
     solver: Annotated[str, typer.Option(help="auto, or a solver registered in foglearn.planning.SOLVERS "
                                         "(an unknown name lists them)")] = "auto",
     max_points: Annotated[int | None, typer.Option(help="D_i(t) ~ U{0..max_points} (default ⌊60000/(nT)⌋)")] = None,

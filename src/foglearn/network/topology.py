@@ -141,7 +141,7 @@ def _undirected(g: nx.Graph) -> tuple[np.ndarray, np.ndarray]:
     return _sorted(np.concatenate([e[:, 0], e[:, 1]]), np.concatenate([e[:, 1], e[:, 0]]))
 
 
-TOPOLOGIES.add("full", lambda g: full(g.n), "fully connected: every ordered pair i ≠ j is a link (Sec. V-B)")
+TOPOLOGIES.add("full", lambda g: full(g.n), "every ordered pair i ≠ j is a link (Sec. V-B)")
 TOPOLOGIES.add("random", lambda g: random_digraph(g.n, g.rho, g.rng),
                "each ordered pair i ≠ j is a link with probability rho (Fig. 7)")
 TOPOLOGIES.add("hierarchical", lambda g, leaves_per_parent: hierarchical(g.proc_cost_mean, g.rng,
