@@ -342,8 +342,8 @@ class FogStrategy(Strategy):
         Points never processed — discarded by plan, dropped by a capacity, or lost in relay to a
         device that missed the slot — are charged ``f`` of the device and slot that collected
         them; sent points pay their transfer whether delivered or not. ``violations``: device-slots
-        that dropped points. ``discarded`` counts only the planned discards; ``dropped`` and
-        ``lost_in_relay`` the others.
+        that dropped points. ``discarded`` counts all of these points, ``dropped`` and
+        ``lost_in_relay`` the last two kinds.
         """
         sc = self.true_scenario
         if sc is None:
@@ -353,6 +353,5 @@ class FogStrategy(Strategy):
                                proc_cost=sc.proc_cost, error_weight=sc.error_weight,
                                transfer=transfer_cost(self.sent, sc.link_cost), offloaded=float(self.sent.sum()),
                                error=self.cfg.error, violations=int((self.dropped > 0).sum()))
-        return {**costs.as_dict(), "processed": int(self.processed.sum()), "offloaded": int(self.sent.sum()),
-                "discarded": int(self.discarded.sum()), "dropped": int(self.dropped.sum()),
-                "lost_in_relay": int(self.lost.sum())}
+        return {**costs.as_dict(), "processed": int(costs.processed), "offloaded": int(costs.offloaded),
+                "discarded": int(costs.discarded), "dropped": int(self.dropped.sum()), "lost_in_relay": int(self.lost.sum())}
