@@ -73,7 +73,7 @@ class Registry(Mapping[str, Entry[F]]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         """The entry for ``name``, or ``default`` (``Mapping.get``; never raises)."""
         return self._entries.get(name, default)
 
