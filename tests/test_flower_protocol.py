@@ -8,13 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from foglearn.flower.config import FlowerConfigError, FlowerRunConfig, parse_faults
-from foglearn.flower.protocol import (
-    aggregate_weighted,
-    record_report,
-    split_counts,
-)
+from foglearn.flower.protocol import record_report, split_counts
 from foglearn.planning.information import estimated_scenario
-from foglearn.planning.rules import WindowMeasurements
+from foglearn.planning.rules import WindowMeasurements, aggregate_weighted
 
 
 @settings(max_examples=200, deadline=None)

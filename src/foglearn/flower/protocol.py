@@ -2,7 +2,7 @@
 
 The rules both sides apply are those of the in-process simulator, from
 :mod:`foglearn.planning.rules` (one place): a ClientApp splits its ``D_i(t)`` points with
-:func:`~foglearn.planning.rules.split_counts`, the server aggregates with
+:func:`~foglearn.planning.rules.split_counts` (re-exported here for it), the server aggregates with
 :func:`~foglearn.planning.rules.aggregate_weighted` (eq. 4), estimates each window with
 :func:`~foglearn.planning.rules.estimate_window` (through :func:`foglearn.planning.information.plan_window`)
 and prices what was realised with :func:`~foglearn.planning.rules.realised_costs`. This module adds
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from foglearn.network.scenario import Scenario
-from foglearn.planning.rules import WindowMeasurements, aggregate_weighted, split_counts
+from foglearn.planning.rules import WindowMeasurements, split_counts
 
-__all__ = ["aggregate_weighted", "record_report", "scenario_report", "split_counts"]
+__all__ = ["record_report", "scenario_report", "split_counts"]
 
 
 def _finite_or_minus_one(a: np.ndarray) -> list[float]:
