@@ -12,8 +12,7 @@ code installed on it, never a function the run's submitter names.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -117,9 +116,10 @@ class FlowerRunConfig:
         Where ``config.toml`` and ``result.json`` go (absolute path recommended under ``flwr run``).
     eval_points : int
         Test points for the server's evaluation (0 = the whole test set).
-    planner : str
-        ``module:function`` import path of the server's planner (default foglearn's own); only
-        the ServerApp imports it.
+    solver : str
+        The registered solver the server plans with (``foglearn.planning.solve.SOLVERS``, or
+        ``auto``). A name, never an import path: the run config cannot make the server or a
+        device import code.
     min_accuracy : float
         The run fails (raises) when the final accuracy is not above this; default: chance + 0.
     """
@@ -147,7 +147,7 @@ class FlowerRunConfig:
     faults: str = ""
     run_dir: str = ""
     eval_points: int = 0
-    planner: str = "foglearn.planning:plan"
+    solver: str = "auto"
     min_accuracy: float = -1.0
 
     def __post_init__(self) -> None:
@@ -173,7 +173,10 @@ class FlowerRunConfig:
         need(self.error in ("linear", "sqrt"), "error", "must be 'linear' or 'sqrt'")
         need(self.slot_timeout > 0, "slot_timeout", "must be > 0 seconds")
         need(self.eval_points >= 0, "eval_points", "must be ≥ 0 (0 = all)")
-        need(":" in self.planner, "planner", "must be a 'module:function' import path")
+        if self.solver != "auto":
+            from foglearn.planning.solve import SOLVERS
+
+            SOLVERS.get_entry(self.solver, "solver", FlowerConfigError)
         for f in parse_faults(self.faults):
             if f.device >= self.num_devices:
                 raise FlowerConfigError(f"faults: device {f.device} does not exist (num_devices = {self.num_devices})")
@@ -229,15 +232,3 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise FlowerConfigError(f"{name.replace('_', '-')} = {value!r}: expected {type(default).__name__}") from exc
-
-
-def load_callable(path: str) -> Callable[..., Any]:
-    """Import ``module:function`` (the server's planner); the error names the path."""
-    module, _, attr = path.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise FlowerConfigError(f"{path}: cannot import ({type(exc).__name__}: {exc})") from exc
-    if not callable(obj):
-        raise FlowerConfigError(f"{path}: is not callable")
-    return obj

@@ -13,6 +13,7 @@ accuracy is not above ``min-accuracy``: a Flower run whose ClientApps all died o
 
 from __future__ import annotations
 
+import functools
 import time
 from logging import INFO, WARNING
 from pathlib import Path
@@ -23,9 +24,10 @@ from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRe
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+import foglearn.planning
 from foglearn.errors import RunError
 from foglearn.flower import task
-from foglearn.flower.config import FlowerRunConfig, load_callable
+from foglearn.flower.config import FlowerRunConfig
 from foglearn.flower.strategy import FogStrategy
 from foglearn.io import atomic_write, write_json
 
@@ -75,7 +77,7 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
     ds = task.dataset(cfg)
     sc = task.scenario(cfg)
     if planner is None and cfg.movement:
-        planner = load_callable(cfg.planner)
+        planner = functools.partial(foglearn.planning.plan, solver=cfg.solver)
     node_of_device = discover_devices(grid, cfg, max(cfg.slot_timeout, 30.0))
     strategy = FogStrategy(cfg, node_of_device, sc.src, sc.dst, planner, true_scenario=sc,
                            estimates_dir=run_dir / "estimates")
