@@ -287,3 +287,206 @@ def test_fuzzed_idx_and_npz_files_raise_only_dataset_errors(tmp_path):
             read_idx(p) if not name.endswith(".npz") else load_dataset(p)
         except DatasetError:
             pass
+
+
+# ------------------------------------------------------------------ scenarios (issue items 8, 9)
+
+def _scenario(**over):
+    from foglearn.network import Scenario
+
+    T, n = 3, 3
+    base = dict(collected=np.ones((T, n), int), proc_cost=np.full((T, n), 0.5), error_weight=np.full((T, n), 0.5),
+                src=np.array([0, 1]), dst=np.array([1, 2]), link_cost=np.full((T, 2), 0.1))
+    base.update(over)
+    return Scenario(**base)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(collected=np.array([[1, np.inf, 0]] * 3)), r"collected\[0, 1\] = inf: must be a whole number"),
+    (dict(collected=np.array([[1, -np.inf, 0]] * 3)), r"collected\[0, 1\] = -inf: must be a whole number"),
+    (dict(collected=np.array([[1, 1e30, 0]] * 3)), r"collected\[0, 1\] = 1e\+30: must be at most 2\^53"),
+    (dict(collected=np.array([[1, 2**63 + 1, 0]] * 3, dtype=np.uint64)),
+     r"collected\[0, 1\] = 9223372036854775809: must be at most 2\^53"),
+    (dict(collected=np.full((3, 3), 2**60)), r"collected\[0, 0\] = 1152921504606846976: must be at most 2\^53"),
+    (dict(collected=np.full((3, 3), 2**52)), r"collected: total Σ D_i\(t\) = 40532396646334464 must be at most 2\^53"),
+    (dict(proc_cost=np.full((3, 3), 0.5 + 1j)), r"proc_cost: must be real numbers, got dtype complex128"),
+    (dict(link_cap=np.full((3, 2), 1 + 0j)), r"link_cap: must be real numbers, got dtype complex128"),
+    (dict(src=np.array([0.0, np.inf])), r"src\[1\] = inf: must be a whole number"),
+    (dict(src=[[0], [1, 2]]), r"src: cannot be read as an array"),
+    (dict(info={"who": object()}), r"info: must be a dict of TOML-serialisable provenance"),
+])
+def test_scenario_rejects_non_finite_huge_complex_and_unsaveable(change, message):
+    from foglearn.network import ScenarioError
+
+    with pytest.raises(ScenarioError, match=message):
+        _scenario(**change)
+
+
+def test_scenario_total_never_wraps():
+    s = _scenario(collected=np.full((3, 3), 2**49))
+    assert s.total_collected == 9 * 2**49 > 0
+
+
+def test_scenario_neither_freezes_nor_aliases_the_callers_arrays_and_replace_copies_nothing():
+    active = np.ones((3, 3), bool)
+    s = _scenario(active=active)
+    assert active.flags.writeable and not np.shares_memory(s.active, active)
+    active[0, 0] = False
+    assert s.active.all()
+    r = s.replace(info={"x": 1})
+    assert all(np.shares_memory(getattr(r, k), getattr(s, k)) for k in ("collected", "proc_cost", "link_up", "src"))
+
+
+def test_scenario_load_takes_the_arrays_size_once(tmp_path):
+    """A 350 KB file of zeros holding 330 MB of arrays: the old load used twice that."""
+    T, n = 2500, 2000
+    s = _scenario(collected=np.zeros((T, n), np.int64), proc_cost=np.zeros((T, n)), error_weight=np.zeros((T, n)),
+                  src=np.zeros(0, np.int64), dst=np.zeros(0, np.int64), link_cost=np.zeros((T, 0)))
+    path = s.save(tmp_path / "zeros.npz")
+    del s
+    size = T * n * (8 * 4 + 1)
+    tracemalloc.start()
+    try:
+        from foglearn.network import Scenario
+
+        loaded = Scenario.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert loaded.horizon == T and peak < 1.15 * size
+
+
+def _rewrite_member(src: Path, dst: Path, name: str, data: bytes | None) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for member in zin.namelist():
+            if member != f"{name}.npy":
+                zout.writestr(member, zin.read(member))
+        if data is not None:
+            zout.writestr(f"{name}.npy", data)
+    return dst
+
+
+def _npy(arr=None, header=None) -> bytes:
+    buf = io.BytesIO()
+    if header is None:
+        np.save(buf, arr, allow_pickle=True)
+    else:
+        np.lib.format.write_array_header_1_0(buf, header)
+        buf.write(bytes(64))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("proc_cost", _npy(header={"descr": "<f8", "fortran_order": False, "shape": (10**9, 10**9)}),
+     r"proc_cost: header claims shape \[1000000000, 1000000000\].*truncated"),
+    ("collected", _npy(np.ones((3, 3), np.uint8)),
+     r"collected: must be int64 of shape \[3, 3\] \(T = 3, n = 3, E = 2 from the header\), got uint8"),
+    ("link_cost", _npy(np.ones((3, 5))), r"link_cost: must be float64 of shape \[3, 2\].*got float64 of shape \[3, 5\]"),
+    ("error_weight", _npy(np.array([1, "x"], dtype=object)), "error_weight holds pickled Python objects"),
+    ("extra", _npy(np.ones(3)), r"unexpected arrays \['extra'\]"),
+    ("header", _npy(np.frombuffer(b'format = "foglearn-scenario"\nversion = "x"\n', np.uint8)),
+     r"header version = 'x': must be a whole number"),
+    ("header", _npy(np.frombuffer(b"\xff\xfe", np.uint8)), r"not a foglearn scenario file \(header"),
+    ("proc_cap", None, r"missing array 'proc_cap'"),
+])
+def test_scenario_load_checks_each_member_before_reading_it(tmp_path, name, data, message):
+    from foglearn.network import Scenario, ScenarioError
+
+    good = _scenario().save(tmp_path / "good.npz")
+    bad = _rewrite_member(good, tmp_path / "bad.npz", name, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScenarioError, match=message):
+            Scenario.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_scenario_load_of_a_directory_and_of_garbage(tmp_path):
+    from foglearn.network import Scenario, ScenarioError
+
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(ScenarioError, match="dir.npz: not a file"):
+        Scenario.load(tmp_path / "dir.npz")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04" + bytes(50))
+    with pytest.raises(ScenarioError, match="junk.npz: not a foglearn scenario file"):
+        Scenario.load(tmp_path / "junk.npz")
+
+
+def test_cli_plan_negative_seed_is_a_usage_error():
+    res = CliRunner().invoke(app, ["plan", "--seed", "-1", "--n", "2", "--T", "3"])
+    assert res.exit_code == 2 and "--seed" in res.output and "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- traces (issue item 6)
+
+def _traces(tmp_path: Path) -> Path:
+    from foglearn.network import synthetic, write_traces
+
+    return write_traces(tmp_path / "tr", synthetic(3, 2, seed=1))
+
+
+def test_duplicate_link_row_in_one_slot(tmp_path):
+    from foglearn.network import ScenarioError, load_traces
+
+    d = _traces(tmp_path)
+    lines = (d / "links.csv").read_text().splitlines()
+    lines.insert(3, lines[1].replace(",100,", ",50,"))
+    (d / "links.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ScenarioError, match=r"links.csv:4: link 'd0' -> 'd1' appears twice in slot 0"):
+        load_traces(d)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    from foglearn.network import load_traces
+
+    d = _traces(tmp_path)
+    before = load_traces(d)
+    for f in ("nodes.csv", "links.csv"):
+        (d / f).write_bytes(b"\xef\xbb\xbf" + (d / f).read_bytes())
+    after = load_traces(d)
+    assert np.array_equal(before.proc_time, after.proc_time) and np.array_equal(before.link_up, after.link_up)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("d1", "d\xe91", 1).encode("latin-1"), r"nodes.csv:3: not UTF-8 text \(byte 0xe9"),
+    (lambda t: t.replace("\n1,", "\n0.5,", 1).encode(), r"nodes.csv:5 t = '0.5': must be a whole number of slots"),
+    (lambda t: t.replace(",100,", ",1e-320,", 1).encode(), r"nodes.csv:2 proc_time_s / points = .* must be finite"),
+    (lambda t: t.replace("\n0,d2", "\n0,d2" + "x" * 200_000, 1).encode(), r"nodes.csv:4: not a readable CSV row"),
+    (lambda t: t.replace(",inf\n", ",nan\n", 1).encode(), r"nodes.csv:2 capacity_points = 'nan': must be a number"),
+    (lambda t: t.replace("\n0,d0", "\n0,", 1).encode(), r"nodes.csv:2 node = '': must name the node"),
+])
+def test_broken_nodes_csv_is_a_clean_error_with_file_and_line(tmp_path, edit, message):
+    from foglearn.network import ScenarioError, load_traces
+
+    d = _traces(tmp_path)
+    (d / "nodes.csv").write_bytes(edit((d / "nodes.csv").read_text()))
+    with pytest.raises(ScenarioError, match=message):
+        load_traces(d)
+
+
+def test_fractional_slot_in_links_csv_and_nodes_csv_as_a_directory(tmp_path):
+    from foglearn.network import ScenarioError, load_traces
+
+    d = _traces(tmp_path)
+    (d / "links.csv").write_text((d / "links.csv").read_text().replace("\n1,", "\n1.25,", 1))
+    with pytest.raises(ScenarioError, match=r"links.csv:\d+ t = '1.25': must be a whole number of slots"):
+        load_traces(d)
+    (d / "nodes.csv").unlink()
+    (d / "nodes.csv").mkdir()
+    with pytest.raises(ScenarioError, match="nodes.csv: not a file"):
+        load_traces(d)
+
+
+def test_from_traces_rejects_bad_generation_parameters(tmp_path):
+    from foglearn.network import ScenarioError, from_traces
+
+    d = _traces(tmp_path)
+    with pytest.raises(ScenarioError, match="max_points = -1: must be ≥ 0"):
+        from_traces(d, max_points=-1)
+    with pytest.raises(ScenarioError, match="error_weight_max = nan: must be finite"):
+        from_traces(d, error_weight_max=float("nan"))
+    with pytest.raises(ScenarioError, match="reference_s = inf: must be finite"):
+        from_traces(d, reference_s=float("inf"))

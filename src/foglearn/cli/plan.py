@@ -37,7 +37,7 @@ def plan_command(
     solver: Annotated[str, typer.Option(help="auto, or a solver registered in foglearn.planning.SOLVERS "
                                         "(an unknown name lists them)")] = "auto",
     max_points: Annotated[int | None, typer.Option(help="D_i(t) ~ U{0..max_points} (default ⌊60000/(nT)⌋)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="random seed (≥ 0)")] = 0,
     scenario: Annotated[Path | None, typer.Option(help="load this scenario (.npz) instead of generating one")] = None,
     traces: Annotated[Path | None, typer.Option(help="replay measured traces: a directory with nodes.csv and links.csv")] = None,
     save_scenario: Annotated[Path | None, typer.Option(help="write the scenario used to this .npz")] = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,26 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from foglearn.errors import InputError
 from foglearn.io import atomic_write
+from foglearn.npzfile import read_npz
 
 FORMAT = "foglearn-scenario"
 FORMAT_VERSION = 1
 
 _DEVICE_FIELDS = ("collected", "proc_cost", "proc_cap", "error_weight", "active")
 _LINK_FIELDS = ("link_cost", "link_cap", "link_up")
+#: Counts (``D_i(t)``, their total ``|D_V|``, device ids) must be exact in float64, where the
+#: planners sum them with costs: at most ``2**53``.
+MAX_COUNT = 2**53
+#: The ``.npz`` members' dtypes as :meth:`Scenario.save` writes them.
+_FILE_DTYPES = {"collected": np.dtype(np.int64), "src": np.dtype(np.int64), "dst": np.dtype(np.int64),
+                "active": np.dtype(bool), "link_up": np.dtype(bool)}
+#: A scenario file's TOML header is refused beyond this many bytes.
+_MAX_HEADER_BYTES = 1 << 20
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """A scenario field breaks a rule; the message names the field, index and rule."""
 
 
@@ -39,6 +50,34 @@ def _fmt_index(idx: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(k) for k in idx) + "]"
 
 
+def _frozen(arr: np.ndarray) -> bool:
+    """Whether nothing can write to ``arr``'s memory: it and every array it views are read-only."""
+    a: Any = arr
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def _freeze(arr: np.ndarray) -> None:
+    """Make ``arr`` and every array it views read-only (arrays this module owns)."""
+    a: Any = arr
+    while isinstance(a, np.ndarray):
+        a.setflags(write=False)
+        a = a.base
+
+
+def _owned(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """``arr`` as a C-contiguous ``dtype`` array that no caller can write to: a copy, unless ``arr``
+    already is one (a scenario's own arrays, so :meth:`Scenario.replace` and :meth:`Scenario.load`
+    copy nothing)."""
+    out = arr.astype(dtype, copy=False)
+    if (out is arr and not _frozen(arr)) or not out.flags.c_contiguous:
+        out = np.array(out, order="C")
+    return out
+
+
 def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
     try:
         arr = np.asarray(value)
@@ -46,6 +85,8 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
         raise ScenarioError(f"{name}: cannot be read as an array ({exc})") from exc
     if arr.dtype == object:
         raise ScenarioError(f"{name}: must be a numeric array, got ragged or non-numeric data")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ScenarioError(f"{name}: must be real numbers, got dtype {arr.dtype}")
     if dtype is bool:
         if arr.dtype != bool:
             if not np.issubdtype(arr.dtype, np.number):
@@ -54,22 +95,27 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
             if bad.any():
                 idx = _first_bad(bad)
                 raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]!r}: must be true/false (0 or 1)")
-            arr = arr.astype(bool)
-        return np.ascontiguousarray(arr)
+        return _owned(arr, bool)
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise ScenarioError(f"{name}: must be numeric, got dtype {arr.dtype}")
     if dtype is np.int64:
         if np.issubdtype(arr.dtype, np.floating):
-            nan = np.isnan(arr)
-            if nan.any():
-                idx = _first_bad(nan)
-                raise ScenarioError(f"{name}{_fmt_index(idx)} = nan: must be a whole number")
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                idx = _first_bad(bad)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: must be a whole number")
             frac = arr != np.round(arr)
             if frac.any():
                 idx = _first_bad(frac)
                 raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: must be a whole number of datapoints")
-        return np.ascontiguousarray(arr.astype(np.int64))
-    return np.ascontiguousarray(arr.astype(np.float64))
+        if arr.dtype != bool and np.issubdtype(arr.dtype, np.number):  # before the cast, which would wrap
+            huge = (arr > MAX_COUNT) | (arr < -MAX_COUNT)
+            if huge.any():
+                idx = _first_bad(huge)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: must be at most 2^53 = {MAX_COUNT} "
+                                    "in magnitude (exact in float64)")
+        return _owned(arr, np.int64)
+    return _owned(arr, np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,10 +168,11 @@ class Scenario:
         T, n = collected.shape
         if T < 1 or n < 1:
             raise ScenarioError(f"collected: needs at least one slot and one device, got shape {collected.shape}")
-        src = _as_array("src", self.src, np.int64).reshape(-1) if np.ndim(self.src) <= 1 else None
-        dst = _as_array("dst", self.dst, np.int64).reshape(-1) if np.ndim(self.dst) <= 1 else None
-        if src is None or dst is None:
+        src = _as_array("src", self.src, np.int64)
+        dst = _as_array("dst", self.dst, np.int64)
+        if src.ndim > 1 or dst.ndim > 1:
             raise ScenarioError("src/dst: must be one-dimensional edge lists")
+        src, dst = src.reshape(-1), dst.reshape(-1)
         if src.shape != dst.shape:
             raise ScenarioError(f"dst: must have the same length as src ({src.shape[0]}), got {dst.shape[0]}")
         E = src.shape[0]
@@ -191,6 +238,10 @@ class Scenario:
         if bad.any():
             idx = _first_bad(bad)
             raise ScenarioError(f"collected{_fmt_index(idx)} = {collected[idx]}: counts must be ≥ 0")
+        total = float(collected.sum(dtype=np.float64))  # an int64 sum could wrap negative
+        if total > MAX_COUNT:
+            raise ScenarioError(f"collected: total Σ D_i(t) = {total:.17g} must be at most 2^53 = {MAX_COUNT} "
+                                "(exact in float64)")
         bad = (~active) & (collected > 0)
         if bad.any():
             idx = _first_bad(bad)
@@ -199,12 +250,16 @@ class Scenario:
             )
         if not isinstance(self.info, dict):
             raise ScenarioError("info: must be a dict of TOML-serialisable provenance")
+        try:
+            tomli_w.dumps(_toml_safe(self.info))
+        except (TypeError, ValueError) as exc:  # else save() would fail long after the mistake
+            raise ScenarioError(f"info: must be a dict of TOML-serialisable provenance ({exc})") from None
         for name, arr in (("proc_cost", proc_cost), ("error_weight", error_weight), ("proc_cap", proc_cap),
                           ("active", active), ("link_cost", link_cost), ("link_cap", link_cap), ("link_up", link_up)):
-            arr.setflags(write=False)
+            _freeze(arr)
             set_(self, name, arr)
         for arr in (collected, src, dst):
-            arr.setflags(write=False)
+            _freeze(arr)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -268,28 +323,69 @@ class Scenario:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Scenario:
-        """Read a scenario written by :meth:`save`; a file that is not one raises :class:`ScenarioError`."""
+        """Read a scenario written by :meth:`save`; a file that is not one raises :class:`ScenarioError`.
+
+        The TOML header is read first; each array's ``.npy`` header must then give the shape the
+        header says (``[T, n]``, ``[T, E]``, ``[E]``) and the dtype :meth:`save` writes, and fit in
+        what the archive holds, before its data is read (:func:`foglearn.npzfile.read_npz`): a
+        file claiming huge arrays allocates nothing, and loading takes the arrays' size, once.
+        """
         path = Path(path)
         if not path.exists():
             raise ScenarioError(f"{path}: no such scenario file")
+        if not path.is_file():
+            raise ScenarioError(f"{path}: not a file")
+
+        def header_rule(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+            if name == "header":
+                return None if dtype == np.uint8 and len(shape) == 1 and shape[0] <= _MAX_HEADER_BYTES \
+                    else f"must be at most {_MAX_HEADER_BYTES} bytes of TOML text"
+            return None
+
         try:
-            with np.load(path, allow_pickle=False) as data:
-                if "header" not in data.files:
-                    raise ScenarioError(f"{path}: not a foglearn scenario (no header)")
-                header = tomllib.loads(data["header"].tobytes().decode())
-                arrays = {k: data[k] for k in data.files if k != "header"}
-        except ScenarioError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is "not a scenario"
+            with zipfile.ZipFile(path) as zf:
+                names = {m.removesuffix(".npy") for m in zf.namelist()}
+        except (OSError, zipfile.BadZipFile) as exc:
             raise ScenarioError(f"{path}: not a foglearn scenario file ({type(exc).__name__}: {exc})") from exc
+        if "header" not in names:
+            raise ScenarioError(f"{path}: not a foglearn scenario (no header)")
+        try:
+            head = read_npz(path, ["header"], ScenarioError, header_rule)["header"]
+            header = tomllib.loads(head.tobytes().decode())
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ScenarioError(f"{path}: not a foglearn scenario file (header: {exc})") from exc
         if header.get("format") != FORMAT:
             raise ScenarioError(f"{path}: not a foglearn scenario (format = {header.get('format')!r})")
-        if header.get("version", 0) > FORMAT_VERSION:
-            raise ScenarioError(f"{path}: scenario format version {header['version']} is newer than this foglearn reads ({FORMAT_VERSION})")
-        missing = [k for k in (*_DEVICE_FIELDS, *_LINK_FIELDS, "src", "dst") if k not in arrays]
-        if missing:
-            raise ScenarioError(f"{path}: scenario file lacks arrays {missing}")
-        return cls(info=header.get("info", {}), **arrays)
+        sizes = {}
+        for key in ("version", "horizon", "n_devices", "n_edges"):
+            value = header.get(key)
+            if type(value) is not int or value < 0:
+                raise ScenarioError(f"{path}: header {key} = {value!r}: must be a whole number ≥ 0")
+            sizes[key] = value
+        if sizes["version"] > FORMAT_VERSION:
+            raise ScenarioError(f"{path}: scenario format version {sizes['version']} is newer than this foglearn reads ({FORMAT_VERSION})")
+        T, n, E = sizes["horizon"], sizes["n_devices"], sizes["n_edges"]
+        shapes = {**dict.fromkeys(_DEVICE_FIELDS, (T, n)), **dict.fromkeys(_LINK_FIELDS, (T, E)), "src": (E,),
+                  "dst": (E,)}
+
+        def array_rule(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+            want = _FILE_DTYPES.get(name, np.dtype(np.float64))
+            if shape != shapes[name] or dtype != want:
+                return (f"must be {want} of shape {list(shapes[name])} (T = {T}, n = {n}, E = {E} from the header), "
+                        f"got {dtype} of shape {list(shape)}")
+            return None
+
+        extra = sorted(names - {"header", *shapes})
+        if extra:
+            raise ScenarioError(f"{path}: unexpected arrays {extra} (a scenario file holds {['header', *shapes]})")
+        arrays = read_npz(path, shapes, ScenarioError, array_rule)
+        for arr in arrays.values():  # ours alone: frozen, the constructor keeps them without a copy
+            _freeze(arr)
+        info = header.get("info", {})
+        try:
+            return cls(info=info, **arrays)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{path}: {exc}") from None
 
     # ------------------------------------------------------------------ helpers
     def replace(self, **changes: Any) -> Scenario:

@@ -15,6 +15,7 @@ A simulated device ``i`` replays traced node ``i mod N``; slot ``t`` uses trace 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,16 +51,34 @@ class Traces:
         return int(self.proc_time.shape[1])
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a trace file as (line number, {column: text}); UTF-8, with or without a BOM."""
     if not path.exists():
         raise ScenarioError(f"{path}: no such trace file")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: not a file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                            "save the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in columns if c not in header]
         if missing:
             raise ScenarioError(f"{path}: missing columns {missing}; expected {list(columns)}")
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+        rows = []
+        for row in reader:
+            rows.append((reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k}))
+    except csv.Error as exc:
+        raise ScenarioError(f"{path}:{reader.line_num + 1}: not a readable CSV row ({exc})") from None
+    return rows
 
 
 def _num(path: Path, line: int, row: dict[str, str], col: str, *, positive: bool = False,
@@ -71,11 +90,32 @@ def _num(path: Path, line: int, row: dict[str, str], col: str, *, positive: bool
         value = float(text)
     except ValueError:
         raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be a number") from None
+    if np.isnan(value):
+        raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be a number")
     if not np.isfinite(value) and not allow_inf:
         raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be finite")
     if value < 0 or (positive and value == 0):
         rule = "> 0" if positive else "≥ 0"
         raise ScenarioError(f"{path}:{line} {col} = {text!r}: must be {rule}")
+    return value
+
+
+def _slot(path: Path, line: int, row: dict[str, str], limit: int | None = None) -> int:
+    """The slot ``t`` of a row: a whole number ≥ 0 (and < ``limit``, the slots of nodes.csv)."""
+    value = _num(path, line, row, "t")
+    if value != int(value):
+        raise ScenarioError(f"{path}:{line} t = {row['t']!r}: must be a whole number of slots")
+    if limit is not None and value >= limit:
+        raise ScenarioError(f"{path}:{line} t = {row['t']}: beyond the {limit} slots of nodes.csv")
+    return int(value)
+
+
+def _per_point(path: Path, line: int, row: dict[str, str], col: str, points: float) -> float:
+    """``row[col] / points`` (seconds per point), 0 without points; must be finite."""
+    value = _num(path, line, row, col) / points if points > 0 else 0.0
+    if not np.isfinite(value):
+        raise ScenarioError(f"{path}:{line} {col} / points = {row[col]} / {row['points']}: "
+                            "the time per point must be finite")
     return value
 
 
@@ -96,46 +136,47 @@ def load_traces(directory: str | os.PathLike[str]) -> Traces:
     lrows = _read_csv(lpath, LINK_COLUMNS)
     if not nrows:
         raise ScenarioError(f"{npath}: no rows")
-    slots = sorted({int(_num(npath, k + 2, r, "t")) for k, r in enumerate(nrows)})
+    for line, r in nrows:
+        if not r["node"]:
+            raise ScenarioError(f"{npath}:{line} node = '': must name the node")
+    slots = sorted({_slot(npath, line, r) for line, r in nrows})
     if slots != list(range(len(slots))):
         raise ScenarioError(f"{npath}: slots t must run 0..L-1 without gaps, got {slots[:5]}…")
-    ids = tuple(sorted({r["node"] for r in nrows}))
+    ids = tuple(sorted({r["node"] for _, r in nrows}))
     index = {name: k for k, name in enumerate(ids)}
     L, N = len(slots), len(ids)
     proc = np.full((L, N), np.nan)
     cap = np.full((L, N), np.inf)
     act = np.zeros((L, N), dtype=bool)
-    for k, r in enumerate(nrows):
-        line = k + 2
-        t, i = int(_num(npath, line, r, "t")), index[r["node"]]
+    for line, r in nrows:
+        t, i = _slot(npath, line, r), index[r["node"]]
         if not np.isnan(proc[t, i]):
             raise ScenarioError(f"{npath}:{line}: node {r['node']!r} appears twice in slot {t}")
         act[t, i] = _flag(npath, line, r, "active")
         pts = _num(npath, line, r, "points", positive=act[t, i])
-        proc[t, i] = _num(npath, line, r, "proc_time_s") / pts if pts > 0 else 0.0
+        proc[t, i] = _per_point(npath, line, r, "proc_time_s", pts)
         cap[t, i] = _num(npath, line, r, "capacity_points", allow_inf=True)
     if np.isnan(proc).any():
         t, i = (int(v) for v in np.argwhere(np.isnan(proc))[0])
         raise ScenarioError(f"{npath}: node {ids[i]!r} has no row for slot {t} (one row per node and slot)")
     pairs: dict[tuple[int, int], int] = {}
-    for k, r in enumerate(lrows):
+    for line, r in lrows:
         for col in ("src", "dst"):
             if r[col] not in index:
-                raise ScenarioError(f"{lpath}:{k + 2} {col} = {r[col]!r}: not a node of nodes.csv")
+                raise ScenarioError(f"{lpath}:{line} {col} = {r[col]!r}: not a node of nodes.csv")
         pairs.setdefault((index[r["src"]], index[r["dst"]]), len(pairs))
     K = len(pairs)
     xfer = np.full((L, K), np.nan)
     lcap = np.full((L, K), np.inf)
     up = np.zeros((L, K), dtype=bool)
-    for k, r in enumerate(lrows):
-        line = k + 2
-        t = int(_num(lpath, line, r, "t"))
-        if t >= L:
-            raise ScenarioError(f"{lpath}:{line} t = {t}: beyond the {L} slots of nodes.csv")
+    for line, r in lrows:
+        t = _slot(lpath, line, r, L)
         e = pairs[(index[r["src"]], index[r["dst"]])]
+        if not np.isnan(xfer[t, e]):
+            raise ScenarioError(f"{lpath}:{line}: link {r['src']!r} -> {r['dst']!r} appears twice in slot {t}")
         up[t, e] = _flag(lpath, line, r, "up")
         pts = _num(lpath, line, r, "points", positive=up[t, e])
-        xfer[t, e] = _num(lpath, line, r, "transfer_time_s") / pts if pts > 0 else 0.0
+        xfer[t, e] = _per_point(lpath, line, r, "transfer_time_s", pts)
         lcap[t, e] = _num(lpath, line, r, "capacity_points", allow_inf=True)
     xfer = np.where(np.isnan(xfer), 0.0, xfer)  # a link without a row in a slot is down
     src = np.array([p[0] for p in pairs], dtype=np.int64)
@@ -186,11 +227,15 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
     n = tr.n_nodes if n_devices is None else n_devices
     if n < 1 or horizon < 1:
         raise ScenarioError(f"n_devices = {n}, horizon = {horizon}: both must be ≥ 1")
+    if max_points < 0:
+        raise ScenarioError(f"max_points = {max_points}: must be ≥ 0")
+    if not 0 <= error_weight_max < np.inf:
+        raise ScenarioError(f"error_weight_max = {error_weight_max}: must be finite and ≥ 0")
     if reference_s is None:
         active_times = tr.proc_time[tr.node_active & (tr.proc_time > 0)]
         reference_s = float(np.median(active_times)) if active_times.size else 1.0
-    if not reference_s > 0:
-        raise ScenarioError(f"reference_s = {reference_s}: must be > 0")
+    if not 0 < reference_s < np.inf:
+        raise ScenarioError(f"reference_s = {reference_s}: must be finite and > 0")
     rng = np.random.default_rng(seed)
     rows = np.arange(horizon) % tr.length
     node_of = np.arange(n) % tr.n_nodes
