@@ -50,7 +50,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foglearn.learning import centralised, load_dataset, make_model, no_movement_plan, train
+from foglearn.learning import (
+    centralised,
+    fused_cnn,
+    load_dataset,
+    make_model,
+    no_movement_plan,
+    train,
+)
 from foglearn.network.scenario import Scenario
 
 HERE = Path(__file__).resolve().parent
@@ -200,6 +207,10 @@ def main() -> None:
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out: dict[str, object] = {"threads": threads, "model": args.model, "repeats": args.repeats, "horizon": T,
                               "max_points": 60, "uptime_before": load}
+    if args.model == "cnn":  # which CNN kernel train() takes (FOGLEARN_FUSED=0: layer by layer)
+        fused = fused_cnn.enabled()
+        out["cnn_kernel"] = "fused" if fused else "layered"
+        print(f"CNN kernel: {out['cnn_kernel']} ({fused.reason})")
     print(f"model {args.model}, T = {T}, D_i(t) ~ U{{0..60}}, threads {threads}, median of {args.repeats}\n"
           f"load before: {load}")
     for n in (int(x) for x in args.sizes.split(",") if x):

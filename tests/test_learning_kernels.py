@@ -23,8 +23,8 @@ from foglearn.planning.plan import Plan
 torch.set_num_threads(1)
 TINY = load_dataset("tiny")
 #: Both CNN kernel paths: layer by layer (torch GEMMs) and the fused single call (BLAS sgemm from numba).
-FUSED = [False, pytest.param(True, marks=pytest.mark.skipif(not fused_cnn.AVAILABLE,
-                                                          reason="PyTorch exports no sgemm_ here"))]
+FUSED = [False, pytest.param(True, marks=pytest.mark.skipif(not fused_cnn.enabled(),
+                                                          reason="no sgemm_ here, or FOGLEARN_FUSED=0"))]
 
 
 def _inputs(g: int, w: int, seed: int, blank_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +144,7 @@ def test_layout_roundtrip_and_kernel_selection():
         assert torch.equal(back[k][1], p.detach())
     assert isinstance(batched_kernel(m), BatchedCNN) and isinstance(batched_kernel(make_model("mlp")), BatchedMLP)
     assert batched_kernel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))) is None
-    assert batched_kernel(m).fused == fused_cnn.AVAILABLE  # the single-call path wherever it can run
+    assert batched_kernel(m).fused == bool(fused_cnn.enabled())  # the single-call path wherever it can run
 
 
 def _scenario(T=8, n=5, seed=0, max_d=12):
