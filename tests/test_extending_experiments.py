@@ -88,3 +88,20 @@ def test_unknown_experiment_lists_the_registered_ones(toy: dict, tmp_path: Path)
     assert res.exit_code == 2
     assert "experiment = 'device': unknown experiment; known: table2" in res.output
     assert "fig8, devices, all" in res.output
+
+
+def test_a_module_in_the_paper_package_is_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page says: saved as ``experiments/paper/devices.py`` it is one more experiment."""
+    import sys
+
+    from foglearn.experiments import paper
+
+    block = re.findall(r"```python\n(.*?)```", _section(), flags=re.S)[0]
+    (tmp_path / "devices.py").write_text(block, encoding="utf-8")
+    monkeypatch.setattr(paper, "__path__", [*paper.__path__, str(tmp_path)])
+    try:
+        paper._load()
+        assert EXPERIMENTS.names()[:7] == paper.ORDER and EXPERIMENTS.names()[-1] == "devices"
+    finally:
+        EXPERIMENTS.remove("devices")
+        sys.modules.pop("foglearn.experiments.paper.devices", None)

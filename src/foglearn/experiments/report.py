@@ -93,6 +93,7 @@ def check_all(claims: Sequence[Claim], values: Mapping[str, Any]) -> list[Check]
 
 
 def pct(x: float, digits: int = 1) -> str:
+    """``12.3 %`` (a fraction as a percentage)."""
     return f"{100 * x:.{digits}f} %"
 
 
