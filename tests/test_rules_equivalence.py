@@ -104,3 +104,27 @@ def test_trainer_and_flower_move_weight_and_charge_alike(error):
                               error=error).as_dict()
     for key in ("processing", "transfer", "discard", "total", "collected", "processed", "offloaded", "discarded"):
         assert np.isclose(flower[key], want[key], rtol=1e-12, atol=1e-12), key
+
+
+def test_same_reports_same_plan_under_link_failures_and_churn():
+    """Links fail and devices leave: the server's booked reports and the simulator's observations
+    give the same estimates (the link-up and activity rules of planning.rules) and the same plans."""
+    s = synthetic(N, T, seed=5, max_points=8, link_failure=0.4, leave_prob=0.3, capacities=True)
+    assert not s.link_up.all() and not s.active.all()
+    cfg = FlowerRunConfig(num_devices=N, horizon=T, period=TAU, information="estimated")
+    strat = FogStrategy(cfg, {i: i for i in range(N)}, s.src, s.dst, planner=foglearn.plan, true_scenario=s)
+    for t in range(T):
+        if t % TAU == 0:
+            strat._plan_window(t)
+        for i in np.flatnonzero(s.active[t]):  # inactive devices do not reply
+            strat._measure(t, int(i), {"collected": int(s.collected[t, i]), "proc-seconds-per-point": -1.0,
+                                       "measured-link": [-1.0, -1.0], **scenario_report(s, t, int(i))})
+
+    def solve(est):
+        p = foglearn.plan(est)
+        return p.keep, p.offload
+
+    keep, offload = windowed_fractions(s, TAU, solve)
+    assert np.allclose(strat.plan_keep, keep, rtol=0, atol=1e-12)
+    assert np.allclose(strat.plan_offload, offload, rtol=0, atol=1e-12)
+    assert offload.sum() > 0
