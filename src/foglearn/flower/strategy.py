@@ -339,17 +339,19 @@ class FogStrategy(Strategy):
         """Objective (5) on what was realised (:func:`~foglearn.planning.rules.realised_costs`), priced
         with the scenario's costs under the run's error model.
 
-        Points never processed — discarded by plan, dropped by a capacity, or lost in relay to a
-        device that missed the slot — are charged ``f`` of the device and slot that collected
-        them; sent points pay their transfer whether delivered or not. ``violations``: device-slots
-        that dropped points. ``discarded`` counts all of these points, ``dropped`` and
-        ``lost_in_relay`` the last two kinds.
+        Points never processed are charged ``f``: those a device neither kept nor sent (discarded by
+        plan, or held back by a link's capacity; a device reports them as ``discarded``) and points
+        lost in relay to a device that missed the slot, at the device and slot that collected them;
+        points a device's capacity dropped (kept + received − processed), at that device and slot.
+        Sent points pay their transfer whether delivered or not. ``violations``: device-slots that
+        dropped points. ``discarded`` counts all never-processed points; ``dropped`` and
+        ``lost_in_relay`` as the devices reported them.
         """
         sc = self.true_scenario
         if sc is None:
             return None
         costs = realised_costs(collected=self.collected, processed=self.processed,
-                               discarded=self.discarded + self.dropped + self.lost_from,
+                               discarded=self.discarded + (self.kept + self.received - self.processed) + self.lost_from,
                                proc_cost=sc.proc_cost, error_weight=sc.error_weight,
                                transfer=transfer_cost(self.sent, sc.link_cost), offloaded=float(self.sent.sum()),
                                error=self.cfg.error, violations=int((self.dropped > 0).sum()))

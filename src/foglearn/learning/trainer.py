@@ -65,7 +65,7 @@ from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan
-from foglearn.planning.rules import aggregation_weights, largest_remainder
+from foglearn.planning.rules import aggregation_weights, largest_remainder, whole_points
 
 ProgressFn = Callable[[int, int], None]
 
@@ -92,8 +92,11 @@ class Schedule:
 
     ``slot``, ``device``, ``pos`` (int, sorted by slot then device): point ``pos`` of the pass's
     collection stream (``(t, i)`` order) is processed by ``device`` in ``slot``.
-    ``processed[T, n]``: rounded ``G_i(t)``; ``kept[T, n]``, ``discarded[T, n]``: rounded parts of ``D_i(t)``;
-    ``offloaded``: ``(t, e, count)`` triples of the nonzero offloads.
+    ``processed[T, n]``: rounded ``G_i(t)``; ``kept[T, n]``: rounded kept part of ``D_i(t)``;
+    ``offloaded``: ``(t, e, count)`` triples of the nonzero offloads (points sent);
+    ``discarded[T, n]``: points of ``D_i(t)`` neither kept nor sent (the discarded part and what a
+    link's whole-point capacity held back); ``dropped[T, n]``: points a device's whole-point
+    capacity dropped in that slot. What a Flower device reports (tests/test_rules_equivalence.py).
     """
 
     slot: np.ndarray
@@ -103,6 +106,7 @@ class Schedule:
     kept: np.ndarray
     discarded: np.ndarray
     offloaded: tuple[np.ndarray, np.ndarray, np.ndarray]
+    dropped: np.ndarray
 
 
 def schedule(scenario: Scenario, plan: Plan) -> Schedule:
@@ -111,6 +115,9 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
     Kept points are processed at ``i`` in ``t``; points offloaded on link ``e`` at ``t`` are
     processed at ``dst[e]`` in ``t + 1`` (an offload at the last slot, which feasible plans never
     contain, would fall outside the horizon and is not processed); discarded points never are.
+    Rounding may exceed a capacity by a point: a link sends at most ``⌊C_ij(t)⌋`` points and a
+    device processes at most ``⌊C_i(t)⌋`` (:func:`foglearn.planning.rules.whole_points`; the
+    device drops its latest points in stream order).
     """
     T, n = scenario.horizon, scenario.n_devices
     if plan.keep.shape != (T, n) or plan.offload.shape != (T, scenario.n_edges):
@@ -136,6 +143,9 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
     start[order] = start_sorted
     keep_cnt, off_cnt, disc_cnt = counts[:T * n], counts[T * n:T * n + n_off], counts[T * n + n_off:]
     keep_start, off_start = start[:T * n], start[T * n:T * n + n_off]
+    held = off_cnt - np.minimum(off_cnt, whole_points(scenario.link_cap[tt, ee]))  # stays at the source
+    off_cnt = off_cnt - held
+    disc_cnt = disc_cnt + np.bincount(tt * n + scenario.src[ee], weights=held, minlength=T * n).astype(np.int64)
     # processing chunks: (slot, device, start, count)
     p_slot = np.concatenate([ti // n, tt + 1])
     p_dev = np.concatenate([ti % n, scenario.dst[ee]])
@@ -149,9 +159,13 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
     slot, dev, pos = p_slot[rep], p_dev[rep], p_start[rep] + offs
     o = np.lexsort((pos, dev, slot))
     slot, dev, pos = slot[o], dev[o], pos[o]
+    g = slot * n + dev
+    fits = np.arange(g.size) - np.searchsorted(g, g, side="left") < whole_points(scenario.proc_cap).ravel()[g]
+    dropped = np.bincount(g[~fits], minlength=T * n).reshape(T, n)
+    slot, dev, pos = slot[fits], dev[fits], pos[fits]
     processed = np.bincount(slot * n + dev, minlength=T * n).reshape(T, n)
     return Schedule(slot=slot, device=dev, pos=pos, processed=processed, kept=keep_cnt.reshape(T, n),
-                    discarded=disc_cnt.reshape(T, n), offloaded=(tt, ee, off_cnt))
+                    discarded=disc_cnt.reshape(T, n), offloaded=(tt, ee, off_cnt), dropped=dropped)
 
 
 def point_stream(n_points: int, dataset_size: int, seed: int) -> tuple[np.ndarray, bool]:

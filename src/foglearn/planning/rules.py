@@ -8,6 +8,10 @@ ClientApp). So the two ways of running the loop move the same points, weight the
 plan from the same estimates and charge the same costs (``tests/test_rules_equivalence.py``).
 
 1. **Largest remainder** (docs/model.md §6): :func:`largest_remainder`, :func:`split_counts`.
+   **Whole-point capacities**: :func:`whole_points`. A plan respects ``C_ij(t)`` and ``C_i(t)``
+   in fractions; after rounding, a link carries at most ``⌊C_ij(t)⌋`` points (the excess stays
+   at the source, never processed) and a device processes at most ``⌊C_i(t)⌋`` (the excess is
+   dropped there).
 2. **Eq. (4) weights**: :func:`aggregation_weights`, :func:`aggregate_weighted`.
 3. **The window estimate** (paper Sec. V-A, docs/model.md §4): :func:`estimate_window`.
    Window ``l`` is planned from what was observed in window ``l − 1`` (``W`` slots). The paper
@@ -47,10 +51,12 @@ from foglearn.errors import InputError
 
 __all__ = ["CostBreakdown", "WindowEstimate", "WindowMeasurements", "aggregate_weighted", "aggregation_weights",
            "error_term", "estimate_window", "keep_unplanned", "largest_remainder", "realised_costs",
-           "split_counts", "transfer_cost"]
+           "split_counts", "transfer_cost", "whole_points"]
 
 #: Remainders are compared rounded to this many decimals, so float noise cannot break a tie.
 TIE_DECIMALS = 9
+#: The count :func:`whole_points` gives an unlimited capacity.
+UNLIMITED = 2**62
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,6 +119,14 @@ def split_counts(total: int, fractions: Sequence[float]) -> np.ndarray:
     parts = parts / parts.sum()
     return largest_remainder(parts * total, np.zeros(parts.size, np.int64), np.array([total]),
                              np.arange(parts.size))
+
+
+def whole_points(cap: np.ndarray | float) -> np.ndarray:
+    """The whole datapoints a capacity ``C`` (``C_i(t)`` or ``C_ij(t)``, eq. 9) admits: ``⌊C + 10⁻⁹⌋``
+    (int64; an unlimited capacity, ``inf``, admits any count)."""
+    cap = np.asarray(cap, dtype=np.float64)
+    finite = np.isfinite(cap) & (cap < UNLIMITED)
+    return np.where(finite, np.floor(np.where(finite, cap, 0.0) + 1e-9).astype(np.int64), UNLIMITED)
 
 
 # ---------------------------------------------------------------------------------------------
