@@ -88,6 +88,20 @@ def test_schedule_matches_plan_after_rounding():
     assert sc.processed.sum() == D.sum() - sc.discarded.sum()
 
 
+def test_schedule_keeps_whole_point_capacities():
+    """Rounding must not process more than ⌊C_i(t)⌋ or send more than ⌊C_ij(t)⌋ (planning.rules)."""
+    one = np.ones((2, 2))
+    s = Scenario(collected=np.array([[3, 3], [0, 0]]), proc_cost=one, error_weight=one, src=np.array([1]),
+                 dst=np.array([0]), link_cost=np.zeros((2, 1)), proc_cap=np.array([[2.5, 9.0], [9.0, 9.0]]),
+                 link_cap=np.array([[1.5], [9.0]]))
+    # device 0 keeps 2.5 of 3 points (ties round the keep up: 3 > ⌊2.5⌋), device 1 sends 1.5 (2 > ⌊1.5⌋)
+    p = Plan.from_fractions(s, np.array([[2.5 / 3, 0.0], [0.0, 0.0]]), np.array([[0.5], [0.0]]))
+    sc = schedule(s, p)
+    assert sc.kept[0].tolist() == [3, 0] and sc.offloaded[2].tolist() == [1]
+    assert sc.processed.tolist() == [[2, 0], [1, 0]] and sc.dropped.tolist() == [[1, 0], [0, 0]]
+    assert sc.discarded[0].tolist() == [0, 2]  # device 1: its 1.5 discarded and the point the link held back
+
+
 def test_trainer_processes_plans_G_and_matches_per_device_loop():
     s = _scenario()
     p = _random_plan(s)
