@@ -22,13 +22,16 @@ plan from the same estimates and charge the same costs (``tests/test_rules_equiv
    * ``ĉ_i, f̂_i, Ĉ_i, ĉ_ij, Ĉ_ij``: the mean over the slots in which a value was reported
      (a cost never reported is 0, a capacity never reported is unlimited).
    * **Activity and links — the one link-up rule.** A 0/1 state is estimated like ``D``, by
-     rounding its time average: device ``i`` is active in the estimate iff it reported in
-     **more than half** of the window's slots, and link ``(i, j)`` is up iff it was usable
-     (up, both ends active, the receiver active in the next slot) in **more than half** of them
-     and both ends are active in the estimate. A slot without a report counts as down. Exactly
-     half is down. This is the majority rule the simulator always used; the Flower app used to
-     count a link up if it was up in *any* slot, which planned offloads on links that were
-     mostly down (their points are then not sent and are charged as discarded).
+     rounding its time average to the nearest value: device ``i`` is active in the estimate iff
+     it reported in **more than half** of the window's slots, and link ``(i, j)`` is up iff it
+     was reported usable (up, both ends active, the receiver active in the next slot) in **more
+     than half** of them and both ends are active in the estimate. A slot without a report
+     counts as down; exactly half is down. Why: the plan needs a 0/1 state, and the rounded
+     average is the state that was wrong in the fewest slots of the window — under a stationary
+     process the best single guess for the next one. "Up if up in any slot" (what the Flower
+     app used to do, while the simulator used the majority) plans offloads on links that were
+     down most of the time, whose points are then not sent and are charged as discarded; "up
+     only if up in every slot" loses a link to a single failure.
 4. **Unplanned data is kept** (docs/model.md §4): :func:`keep_unplanned`. Where the estimate has
    ``D̂_i = 0`` the planner decides nothing for device ``i``; if it does collect points, it
    processes them itself (``s_ii = 1``), as in the first window. An estimate of nothing cannot
