@@ -74,7 +74,8 @@ class Plan:
     costs : CostBreakdown
         Realised costs.
     stats : SolverStats
-        Solver name, status, time, objective.
+        Solver name, status, time, objective. A plan whose realised cost is not finite never has
+        status ``"optimal"``: it becomes :data:`INFINITE_COST`, with the reason in ``extra``.
     error : {"linear", "sqrt"}
         The error model the costs are accounted under.
     information : str
