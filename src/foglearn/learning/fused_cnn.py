@@ -369,20 +369,19 @@ def _array(name: str, a: object, dtype: type, shape: tuple[int | None, ...], *,
     """``a`` as checked: a C-contiguous ``dtype`` array whose shape matches ``shape`` (``None``:
     any length), writeable if it is an ``out``-put. The compiled code reads and writes through raw
     addresses and fixed strides, so anything else would touch memory outside the array."""
-    is_array = isinstance(a, np.ndarray)
-    ok = (is_array and a.dtype == dtype and a.flags.c_contiguous and a.ndim == len(shape)
+    ok = (isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.ndim == len(shape)
           and all(want is None or want == got for want, got in zip(shape, a.shape))
           and (a.flags.writeable or not out))
-    if not ok:
+    if not isinstance(a, np.ndarray) or not ok:
         have = type(a).__name__
-        if is_array:
+        if isinstance(a, np.ndarray):
             have = (f"{a.dtype} array of shape {a.shape}"
                     f"{'' if a.flags.c_contiguous else ', not C-contiguous'}"
                     f"{'' if a.flags.writeable else ', read-only'}")
         want = "[" + ", ".join("·" if s is None else str(s) for s in shape) + "]"
         raise InputError(f"{name}: {have}; must be a C-contiguous{' writeable' if out else ''} "
                          f"{np.dtype(dtype).name} array of shape {want}")
-    return a  # type: ignore[return-value]
+    return a
 
 
 def _at_least(name: str, a: np.ndarray, n: int) -> None:
