@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import io
 import tracemalloc
+import warnings
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -490,3 +492,119 @@ def test_from_traces_rejects_bad_generation_parameters(tmp_path):
         from_traces(d, error_weight_max=float("nan"))
     with pytest.raises(ScenarioError, match="reference_s = inf: must be finite"):
         from_traces(d, reference_s=float("inf"))
+
+
+# ------------------------------------------------------------------------------------------ fuzz
+
+_NASTY = [np.nan, np.inf, -np.inf, -1, 0, 1, 0.5, 9, 10, 255, 2**53 + 1, 2**63 - 1, -2**63, 1e308, 5e-324, True]
+_DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int8, np.uint8, np.uint64, bool, np.complex128, "U3",
+           "m8[s]", "M8[s]", ">f4", ">i8"]
+
+
+def _nasty_array(rng, shape):
+    """An array of ``shape`` (sometimes one off), a random dtype, nasty values, odd strides."""
+    if rng.random() < 0.2:
+        shape = tuple(max(0, s + int(rng.integers(-1, 2))) for s in shape)
+    values = (rng.choice(np.array(_NASTY, dtype=object), size=shape) if rng.random() < 0.4
+              else rng.integers(0, 3, size=shape).astype(object))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            a = np.array(values.tolist(), dtype=_DTYPES[rng.integers(0, len(_DTYPES))] if rng.random() < 0.5 else None)
+        except (ValueError, TypeError, OverflowError):
+            a = np.array(values.tolist(), dtype=object)
+    if a.ndim and rng.random() < 0.2:
+        a = a[::-1]
+    if a.ndim == 2 and rng.random() < 0.2:
+        a = np.asfortranarray(a)
+    return a
+
+
+def test_fuzz_scenario_constructor_raises_only_scenario_errors():
+    """Random dtypes (complex, timedelta, strings, big-endian), inf/nan/huge values, ragged lists,
+    wrong shapes, odd strides: a valid Scenario or a ScenarioError, never another exception or a
+    numpy warning (an overflowing cast); the old code raised AttributeError, ValueError and
+    wrapping casts here."""
+    from foglearn.network import Scenario, ScenarioError
+
+    rng = np.random.default_rng(0)
+    ok = 0
+    for _ in range(600):
+        T, n, E = (int(v) for v in rng.integers(0, 4, size=3))
+
+        def field(shape):  # mostly clean, so that some scenarios are valid
+            r = rng.random()
+            return (None if r < 0.03 else [[1, 2], [3]] if r < 0.05 else "abc" if r < 0.07
+                    else _nasty_array(rng, shape) if r < 0.3 else np.zeros(shape, int))
+
+        kw = dict(collected=field((T, n)), proc_cost=field((T, n)), error_weight=field((T, n)), src=field((E,)),
+                  dst=field((E,)), link_cost=field((T, E)))
+        for k, shape in (("proc_cap", (T, n)), ("link_cap", (T, E)), ("link_up", (T, E)), ("active", (T, n))):
+            if rng.random() < 0.5:
+                kw[k] = field(shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                s = Scenario(**kw)
+            except ScenarioError:
+                continue
+        ok += 1
+        assert np.isfinite(s.proc_cost).all() and np.isfinite(s.link_cost).all() and (s.collected >= 0).all()
+        assert 0 <= s.total_collected <= 2**53 and s.collected.flags.c_contiguous
+    assert ok > 0
+
+
+def test_fuzz_trace_files_raise_only_scenario_errors(tmp_path):
+    """Byte edits (NaN, inf, BOMs, invalid UTF-8, quotes, NULs, huge numbers) and duplicated rows
+    in nodes.csv/links.csv: a Scenario or a ScenarioError; the old code leaked UnicodeDecodeError."""
+    from foglearn.network import ScenarioError, from_traces, load_traces, synthetic, write_traces
+
+    rng = np.random.default_rng(1)
+    good = write_traces(tmp_path / "good", synthetic(3, 3, capacities=True, link_failure=0.3, seed=2))
+    orig = {f: (good / f).read_bytes() for f in ("nodes.csv", "links.csv")}
+    tokens = [b"", b"nan", b"inf", b"-inf", b"-1", b"1e308", b"1e-320", b"0", b"1.5", b"\xff", b"\xef\xbb\xbf",
+              b",", b"\n", b'"', b"d0", b"d9", b"true", b"2", b"99999999999999999999", b"\x00", b" "]
+    d = tmp_path / "t"
+    d.mkdir()
+    for _ in range(400):
+        for f, raw in orig.items():
+            raw = bytearray(raw)
+            for _ in range(int(rng.integers(0, 4))):
+                pos = int(rng.integers(0, len(raw)))
+                raw[pos:pos + int(rng.integers(0, 4))] = tokens[rng.integers(0, len(tokens))]
+            if rng.random() < 0.2:
+                lines = bytes(raw).split(b"\n")
+                lines.insert(int(rng.integers(1, len(lines))), lines[int(rng.integers(1, len(lines)))])
+                raw = bytearray(b"\n".join(lines))
+            (d / f).write_bytes(bytes(raw))
+        try:
+            from_traces(load_traces(d), horizon=4)
+        except ScenarioError:
+            pass
+
+
+def test_fuzz_npz_data_sets_raise_only_dataset_errors(tmp_path):
+    """npz members of random dtypes, shapes and values, and the same arrays given to ArrayDataset:
+    a data set whose labels lie in 0..9 and pixels in [0, 1], or a DatasetError (the old loader
+    reshaped misshaped images, truncated float labels, dropped imaginary parts)."""
+    rng = np.random.default_rng(2)
+    xshapes = [(28, 28), (1, 28, 28), (2, 28, 28), (784,), (28, 27)]
+    for trial in range(300):
+        n, m = int(rng.integers(0, 4)), int(rng.integers(1, 4))
+        arrays = {}
+        for key, count in (("x_train", n), ("y_train", n), ("x_test", m), ("y_test", m)):
+            shape = (count, *xshapes[rng.integers(0, 5)]) if key[0] == "x" else [(count,), (count, 1), ()][rng.integers(0, 3)]
+            arrays[key] = _nasty_array(rng, shape)
+        p = tmp_path / f"f{trial}.npz"
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        p.write_bytes(buf.getvalue())
+        for make in (partial(load_dataset, p), partial(ArrayDataset, *arrays.values(), name="f")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                try:
+                    ds = make()
+                except DatasetError:
+                    continue
+            assert ds.x_train.shape[1:] == (1, 28, 28) and 0 <= ds.y_train.min() and ds.y_train.max() <= 9
+            assert 0 <= ds.x_test.min() and ds.x_test.max() <= 1 and ds.x_train.flags.c_contiguous

@@ -85,19 +85,17 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
         raise ScenarioError(f"{name}: cannot be read as an array ({exc})") from exc
     if arr.dtype == object:
         raise ScenarioError(f"{name}: must be a numeric array, got ragged or non-numeric data")
-    if np.issubdtype(arr.dtype, np.complexfloating):
+    if arr.dtype.kind == "c":
         raise ScenarioError(f"{name}: must be real numbers, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":  # (numpy counts timedelta64 as an integer)
+        raise ScenarioError(f"{name}: must be {'boolean' if dtype is bool else 'numeric'}, got dtype {arr.dtype}")
     if dtype is bool:
         if arr.dtype != bool:
-            if not np.issubdtype(arr.dtype, np.number):
-                raise ScenarioError(f"{name}: must be boolean, got dtype {arr.dtype}")
             bad = ~np.isin(arr, (0, 1))
             if bad.any():
                 idx = _first_bad(bad)
                 raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]!r}: must be true/false (0 or 1)")
         return _owned(arr, bool)
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
-        raise ScenarioError(f"{name}: must be numeric, got dtype {arr.dtype}")
     if dtype is np.int64:
         if np.issubdtype(arr.dtype, np.floating):
             bad = ~np.isfinite(arr)
@@ -108,7 +106,8 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
             if frac.any():
                 idx = _first_bad(frac)
                 raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: must be a whole number of datapoints")
-        if arr.dtype != bool and np.issubdtype(arr.dtype, np.number):  # before the cast, which would wrap
+        limits = np.finfo(arr.dtype) if arr.dtype.kind == "f" else np.iinfo(arr.dtype) if arr.dtype.kind in "iu" else None
+        if limits is not None and float(limits.max) > MAX_COUNT:  # before the cast, which would wrap
             huge = (arr > MAX_COUNT) | (arr < -MAX_COUNT)
             if huge.any():
                 idx = _first_bad(huge)
