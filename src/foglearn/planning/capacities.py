@@ -1,4 +1,4 @@
-"""Straggler-aware processing capacities (Theorem 2, SPEC §3) applied to a scenario.
+"""Straggler-aware processing capacities (Theorem 2, docs/model.md §3) applied to a scenario.
 
 The closed forms live in :func:`foglearn.theory.straggler_capacity` (queue wait: the paper's
 statement; sojourn: wait + service); this module sets a scenario's ``C_i(t)`` from them.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from foglearn.network.scenario import Scenario, ScenarioError
-from foglearn.theory.straggler import straggler_capacity
 
 __all__ = ["straggler_capacities"]
 
@@ -20,6 +19,9 @@ def straggler_capacities(scenario: Scenario, sigma, mu, wait: str = "queue") -> 
     ``mu`` (and ``sigma``) may be scalars or per-device arrays ``[n]``; ``wait`` is ``"queue"``
     (mean wait in queue ``≤ σ``, Theorem 2) or ``"sojourn"`` (wait + service ``≤ σ``).
     """
+    # imported on use: planning needs no theory module to import
+    from foglearn.theory.straggler import straggler_capacity
+
     n, T = scenario.n_devices, scenario.horizon
     s, m = np.broadcast_arrays(np.asarray(sigma, dtype=np.float64), np.asarray(mu, dtype=np.float64))
     if s.ndim > 1 or (s.ndim == 1 and s.shape[0] != n):
