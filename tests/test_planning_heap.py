@@ -22,7 +22,9 @@ def _replay(keys, is_push, capacity):
     q = 0
     for op in is_push:
         if op or size == 0:
-            h, size = H.push(h, size, keys[q], (q, -q, 7))
+            if size == h.key.size:
+                h = H.grown(h, size, 1)
+            size = H.push(h, size, keys[q], (q, -q, 7))
             q += 1
         else:
             out_key[n_out] = h.key[0]
@@ -72,6 +74,25 @@ def test_growth_keeps_every_entry():
     assert got_key.tolist() == sorted(keys.tolist())
     assert sorted(got_item[:, 0].tolist()) == list(range(keys.size))
     assert (keys[got_item[:, 0]] == got_key).all()  # each payload stayed with its key
+
+
+@njit(cache=True)
+def _grow_by(capacity, size, m):
+    h = H.new_heap(capacity, 2)
+    n = 0
+    for q in range(size):
+        n = H.push(h, n, float(-q), (q, 2 * q))
+    g = H.grown(h, n, m)
+    return g.key.size, g.key[:n], g.item[:n]
+
+
+def test_grown_doubles_or_fits_the_batch():
+    assert _grow_by(8, 8, 1)[0] == 16
+    assert _grow_by(8, 8, 30)[0] == 38
+    capacity, key, item = _grow_by(8, 5, 1)
+    assert capacity == 16
+    assert key[0] == -4.0 and item[0].tolist() == [4, 8]  # entries copied in heap order
+    assert sorted(key.tolist()) == [-4.0, -3.0, -2.0, -1.0, 0.0]
 
 
 def test_new_heap_from_python():

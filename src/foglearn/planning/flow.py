@@ -23,7 +23,7 @@ Algorithm (all float64, no integer scaling; kernels in :mod:`foglearn.planning.f
    :func:`~foglearn.planning.flow_kernels.ssp`).
 5. **Certificate.** ``(λ, π)`` give the LP dual bound
    ``Σ D λ − Σ C π − Σ u (λ − cost − π)^+`` over every arc of step 1 (π = 0 on the sinks of
-   step 2); ``gap`` = primal − dual. A relative gap above ``1e-9`` raises :class:`PlanError`.
+   step 2); ``gap`` = primal − dual. A relative gap above ``1e-9`` raises :class:`~foglearn.errors.SolverError`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import time
 
 import numpy as np
 
+from foglearn.errors import SolverError
 from foglearn.network.scenario import Scenario
 from foglearn.planning import flow_kernels as K
-from foglearn.planning.plan import Plan, PlanError, SolverStats
+from foglearn.planning import interrupt
+from foglearn.planning.plan import Plan, SolverStats
 
 __all__ = ["FlowProblem", "build_problem", "solve_flow", "plan_linear", "GAP_TOL"]
 
@@ -96,39 +98,38 @@ def build_problem(scenario: Scenario, reduce: bool = True) -> FlowProblem:
     return prob
 
 
-def solve_flow(prob: FlowProblem, heap_cap: int = 1 << 18, settle_cap: int = 1 << 18) -> dict:
+def solve_flow(prob: FlowProblem, heap_cap: int = 1 << 16, settle_cap: int = 1 << 16) -> dict:
     """Solve the pruned network; returns flows, duals, bounds and statistics.
 
-    ``heap_cap`` / ``settle_cap``: initial capacities of the search's heap and settled list; when
-    one is too small the solve starts again, exactly, with four times more (``capacity_retries``).
+    ``heap_cap`` / ``settle_cap``: starting sizes of the search's heap and settled list (both
+    double when full). Raises :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C and
+    :class:`~foglearn.errors.SolverError` if the search finds no residual path.
     """
     N = prob.supply.size
     t0 = time.perf_counter()
-    (sh_ptr, sh_arc, pv_ptr, pv_arc, in_ptr, in_arc, in_src,
-     in_cost) = K.coupled_structure(prob.ptr, prob.alive_end, prob.arc_sink, prob.arc_cost, prob.unsat, N)
-    retries = 0
-    while True:
-        x, lam = K.greedy_fill(prob.ptr, prob.alive_end, prob.arc_cost, prob.arc_cap, prob.f, prob.supply)
-        t1 = time.perf_counter()
-        pi, load, searches, n_aug, n_scan, n_reset = K.ssp(
-            prob.supply, prob.f, prob.sink_cap, prob.arc_src, prob.arc_sink, prob.arc_cost, prob.arc_cap,
-            sh_ptr, sh_arc, pv_ptr, pv_arc, in_ptr, in_arc, in_src, in_cost, x, lam, TOL, heap_cap, settle_cap)
-        if searches != -2:
-            break
-        heap_cap, settle_cap, retries = 4 * heap_cap, 4 * settle_cap, retries + 1  # exact rerun, more room
-    if searches < 0:
-        raise PlanError("solver = 'linear': successive shortest paths found no residual path "
-                        "(internal error: discarding should always be possible)")
+    cp = K.coupled_structure(prob.ptr, prob.alive_end, prob.arc_sink, prob.arc_cost, prob.unsat, N)
+    x, lam = K.greedy_fill(prob.ptr, prob.alive_end, prob.arc_cost, prob.arc_cap, prob.f, prob.supply)
+    problem = K.Problem(K.Nodes(prob.supply, prob.f, prob.sink_cap),
+                        K.Arcs(prob.arc_src, prob.arc_sink, prob.arc_cost, prob.arc_cap), cp)
+    t1 = time.perf_counter()
+    status, pi, load, searches, n_aug, n_scan, n_reset = interrupt.call(
+        K.ssp, problem, x, lam, TOL, heap_cap, settle_cap, stop=interrupt.new_stop_flag())
+    if status == K.INTERRUPTED:
+        raise interrupt.PlanInterrupted("planning interrupted (Ctrl-C); no plan was returned")
+    if status != K.OK:
+        raise SolverError("solver = 'linear': successive shortest paths found no residual path "
+                          "(internal error: discarding should always be possible)")
     t2 = time.perf_counter()
     primal = float(K.primal_value(prob.ptr, prob.arc_cost, x, prob.f, prob.supply))
     dual = float(K.dual_bound(prob.ptr, prob.arc_sink, prob.arc_cost, prob.arc_cap, prob.f, prob.supply,
                               prob.sink_cap, lam, pi))
     t3 = time.perf_counter()
-    coupled = int(np.count_nonzero(np.diff(sh_ptr)))
+    coupled = int(np.count_nonzero(np.diff(cp.sh_ptr)))
     return {"x": x, "lam": lam, "pi": pi, "load": load, "primal": primal, "dual": dual,
-            "searches": int(searches), "capacity_retries": retries, "subtree_resets": int(n_reset),
+            "searches": int(searches), "subtree_resets": int(n_reset),
             "augmentations": int(n_aug), "arc_scans": int(n_scan),
-            "shared_arcs": int(sh_arc.size), "private_arcs": int(pv_arc.size), "coupled_sources": coupled,
+            "shared_arcs": int(cp.sh_arc.size), "private_arcs": int(cp.pv_arc.size),
+            "coupled_sources": coupled,
             "saturable_sinks": int(N - prob.unsat.sum()),
             "structure_seconds": t1 - t0, "ssp_seconds": t2 - t1, "certificate_seconds": t3 - t2}
 
@@ -136,7 +137,7 @@ def solve_flow(prob: FlowProblem, heap_cap: int = 1 << 18, settle_cap: int = 1 <
 def plan_linear(scenario: Scenario, information: str = "perfect", check: bool = True) -> Plan:
     """The exact linear-error plan with capacities (min-cost flow, see module docstring).
 
-    Raises :class:`PlanError` when the dual certificate does not prove optimality to a relative
+    Raises :class:`~foglearn.errors.SolverError` when the dual certificate does not prove optimality to a relative
     gap of ``GAP_TOL`` (never returns an uncertified plan).
     """
     t0 = time.perf_counter()
@@ -150,7 +151,7 @@ def plan_linear(scenario: Scenario, information: str = "perfect", check: bool = 
     gap = max(primal - dual, 0.0)
     rel = gap / max(abs(primal), 1.0)
     if not rel <= GAP_TOL:
-        raise PlanError(f"solver = 'linear': duality gap {gap:.3g} (relative {rel:.3g} > {GAP_TOL:g}) after "
+        raise SolverError(f"solver = 'linear': duality gap {gap:.3g} (relative {rel:.3g} > {GAP_TOL:g}) after "
                         f"successive shortest paths; the solve failed to certify optimality")
     keep, offload = K.fractions(prob.ptr, prob.arc_src, prob.arc_edge, sol["x"], prob.supply, prob.n, prob.E)
     t4 = time.perf_counter()

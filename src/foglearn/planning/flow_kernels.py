@@ -4,14 +4,110 @@ Conventions: ``N = T·n`` source nodes ``s = t·n + i`` ("points collected by ``
 ``N`` sink nodes ``k = t·n + i`` ("process at ``i`` at ``t``"). Every option of a source is an
 *arc* (the keep option is the arc ``s -> s`` with capacity ``D_s``, link ``-1``); arcs are stored
 grouped by source (CSR ``ptr``) and, within a source, by increasing per-point cost (keep first
-among ties, SPEC §2). Discarding costs ``f_s`` per point and is unlimited. All data are float64
-points and costs (no integer scaling).
+among ties, docs/model.md §2). Discarding costs ``f_s`` per point and is unlimited. All data are
+float64 points and costs (no integer scaling). The successive-shortest-paths kernel :func:`ssp`
+takes its arrays grouped in the named tuples below.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
+
+from foglearn.planning.heap import grown, new_heap, pop, push
+
+# -------------------------------------------------------------------------- kernel arguments
+
+
+class Nodes(NamedTuple):
+    """Per node ``s = t·n + i``: supply ``D_s``, discard cost ``f_s``, sink capacity ``C_s``."""
+
+    supply: np.ndarray
+    f: np.ndarray
+    cap: np.ndarray
+
+
+class Arcs(NamedTuple):
+    """Per arc (:func:`build_arcs`): source, sink, cost per point, capacity."""
+
+    src: np.ndarray
+    sink: np.ndarray
+    cost: np.ndarray
+    cap: np.ndarray
+
+
+class Coupled(NamedTuple):
+    """CSR lists of the coupled problem (:func:`coupled_structure`)."""
+
+    sh_ptr: np.ndarray
+    sh_arc: np.ndarray
+    pv_ptr: np.ndarray
+    pv_arc: np.ndarray
+    in_ptr: np.ndarray
+    in_arc: np.ndarray
+    in_src: np.ndarray
+    in_cost: np.ndarray
+
+
+class Problem(NamedTuple):
+    """Everything :func:`ssp` reads and never writes."""
+
+    nodes: Nodes
+    arcs: Arcs
+    coupled: Coupled
+
+
+class Flow(NamedTuple):
+    """The primal-dual state :func:`ssp` updates in place.
+
+    Arc flows ``x``, source values ``lam`` (``λ_s``), sink prices ``pi`` (``π_k ≥ 0``), sink loads
+    ``load`` and ``pp[s]``, the first private arc of ``s`` that may have room.
+    """
+
+    x: np.ndarray
+    lam: np.ndarray
+    pi: np.ndarray
+    load: np.ndarray
+    pp: np.ndarray
+
+
+class Search(NamedTuple):
+    """Work arrays of the searches; search nodes are sources ``0..N-1`` and sinks ``N + k``.
+
+    Per search node: ``dist``; ``done`` (number of the search that settled it); ``pred`` (the arc
+    to its tree parent, ``-1`` at the root); ``stamp`` (settle stamp: a candidate made from an
+    older settling of its parent is stale); ``spos`` (its entry in the settled list); ``mark``
+    (the subtree being reset); ``tkey`` (key of its live terminal entry, NaN if none);
+    ``first_child`` (head of its child list, an index into the settled list); ``queue`` (the
+    subtree being reset). Per source: ``scanpos`` (next shared arc to scan) and ``ckey`` (key of
+    its live scan entry). ``count``: counters and the pending work, indexed by ``_IT`` ...
+    ``_PEND_SINK``; ``dstar[0]``: the distance of the search's last terminal.
+    """
+
+    dist: np.ndarray
+    done: np.ndarray
+    pred: np.ndarray
+    stamp: np.ndarray
+    spos: np.ndarray
+    mark: np.ndarray
+    tkey: np.ndarray
+    first_child: np.ndarray
+    queue: np.ndarray
+    scanpos: np.ndarray
+    ckey: np.ndarray
+    count: np.ndarray
+    dstar: np.ndarray
+
+
+class Tree(NamedTuple):
+    """A search's settled list: ``settled[q]``, the ``q``-th settled node, and ``sib[q]``, the next
+    entry of its parent's child list. Grows as :mod:`~foglearn.planning.heap` does (doubling)."""
+
+    settled: np.ndarray
+    sib: np.ndarray
+
 
 # --------------------------------------------------------------------------------------- build
 
@@ -213,7 +309,7 @@ def coupled_structure(ptr, alive_end, a_sink, a_cost, unsat, N):
             elif coupled:
                 pv_arc[pp] = a
                 pp += 1
-    return sh_cnt, sh_arc, pv_cnt, pv_arc, in_cnt, in_arc, in_src, in_cost
+    return Coupled(sh_cnt, sh_arc, pv_cnt, pv_arc, in_cnt, in_arc, in_src, in_cost)
 
 
 @njit(cache=True)
@@ -240,41 +336,530 @@ def greedy_fill(ptr, alive_end, a_cost, a_cap, f, D):
     return x, lam
 
 
-# ----------------------------------------------------------------------------------- the heap
+# ------------------------------------------------------------------- successive shortest paths
+
+#: ``ssp`` status: optimal flow found / no residual path (an internal error: discarding is always
+#: open) / stopped through the ``stop`` flag (Ctrl-C)
+OK, NO_PATH, INTERRUPTED = 0, 1, 2
+#: the search polls its ``stop`` flag every this many heap pops (and before each search)
+_POLL_POPS = 4096
+#: ``_run``'s requests to its caller: more heap room / a longer settled list
+_NEED_HEAP, _NEED_TREE = 3, 4
+#: ``Search.count`` slots: searches started, settle stamps, subtree marks, settled-list length,
+#: augmentations, arc scans, subtree resets, heap pops; the pending work of an augmentation (next
+#: and end index in ``Search.queue`` of the nodes to re-relax, the full sink to expand or -1)
+_IT, _GV, _BRK, _NS, _AUG, _SCAN, _RESET, _POPS, _PEND_Q, _PEND_NB, _PEND_SINK = range(11)
+#: ``_terminal``'s answer when the overloaded sink has no excess left
+_DRAINED = -2
 
 
-@njit(cache=True)
-def _push(hk, hv, ha, hp, size, key, val, aux, ver):
-    """Push onto a binary heap that has room (callers check the capacity)."""
-    i = size
-    while i > 0:
-        p = (i - 1) >> 1
-        if hk[p] <= key:
+@njit(cache=True, inline="always")
+def _initial_flow(P, x, lam, tol):
+    """The state after the greedy fill: sink loads, ``π = 0``, first private arcs with room."""
+    cp = P.coupled
+    N = P.nodes.supply.size
+    load = np.zeros(N)
+    for k in range(N):
+        for q in range(cp.in_ptr[k], cp.in_ptr[k + 1]):
+            load[k] += x[cp.in_arc[q]]
+    pp = cp.pv_ptr[:N].copy()
+    for s in range(N):
+        while pp[s] < cp.pv_ptr[s + 1] and x[cp.pv_arc[pp[s]]] >= P.arcs.cap[cp.pv_arc[pp[s]]] - tol:
+            pp[s] += 1
+    return Flow(x, lam, np.zeros(N), load, pp)
+
+
+@njit(cache=True, inline="always")
+def _search_arrays(N, settle_cap):
+    N2 = 2 * N
+    S = Search(np.empty(N2), np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64),
+               np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64),
+               np.full(N2, np.nan), np.full(N2, -1, dtype=np.int64), np.empty(N2, dtype=np.int64),
+               np.zeros(N, dtype=np.int64), np.full(N, np.nan), np.zeros(16, dtype=np.int64), np.zeros(1))
+    settle_cap = max(settle_cap, 1)
+    return S, Tree(np.empty(settle_cap, dtype=np.int64), np.empty(settle_cap, dtype=np.int64))
+
+
+@njit(cache=True, inline="always")
+def _grown_tree(tree):
+    """``tree`` with twice the room (the settled list grows as the heap does)."""
+    ns = tree.settled.size
+    settled = np.empty(2 * ns, dtype=np.int64)
+    sib = np.empty(2 * ns, dtype=np.int64)
+    settled[:ns] = tree.settled
+    sib[:ns] = tree.sib
+    return Tree(settled, sib)
+
+
+@njit(cache=True, inline="always")
+def _add_settled(tree, S, v, N, arcs):
+    """Append ``v`` to the settled list (which has room) and to its parent's child list."""
+    ns = S.count[_NS]
+    tree.settled[ns] = v
+    S.spos[v] = ns
+    S.first_child[v] = -1
+    a = S.pred[v]
+    if a >= 0:
+        par = N + arcs.sink[a] if v < N else arcs.src[a]
+        tree.sib[ns] = S.first_child[par]
+        S.first_child[par] = ns
+    S.count[_NS] = ns + 1
+
+
+@njit(cache=True, inline="always")
+def _candidate_key(P, fl, S, v, a, stamp, it):
+    """The key now of the candidate ``v`` reached by arc ``a`` from a parent settled with
+    ``stamp``; ``-1`` when that parent has been reset since (the candidate is stale)."""
+    N = P.nodes.supply.size
+    arcs = P.arcs
+    if v < N:
+        par = N + arcs.sink[a]
+        if S.done[par] != it or S.stamp[par] != stamp:
+            return -1.0
+        rc = fl.lam[v] - arcs.cost[a] - fl.pi[arcs.sink[a]]
+    else:
+        par = arcs.src[a]
+        if S.done[par] != it or S.stamp[par] != stamp:
+            return -1.0
+        rc = arcs.cost[a] + fl.pi[v - N] - fl.lam[par]
+    if rc < 0.0:
+        rc = 0.0
+    return S.dist[par] + rc
+
+
+@njit(cache=True, inline="always")
+def _push_private(P, fl, S, h, size, s):
+    """Push the terminal of source ``s``: its cheapest private option with room, else discard."""
+    N = P.nodes.supply.size
+    cp = P.coupled
+    q = fl.pp[s]
+    m = P.arcs.cost[cp.pv_arc[q]] if q < cp.pv_ptr[s + 1] else P.nodes.f[s]
+    key = S.dist[s] + max(m - fl.lam[s], 0.0)
+    S.tkey[s] = key
+    return push(h, size, key, (4 * N + s, 0, 0))
+
+
+@njit(cache=True, inline="always")
+def _settle(P, fl, S, tree, h, size, v, d, a, k0, tol):
+    """Settle ``v`` at distance ``d`` (reached by arc ``a``) and push what it opens.
+
+    A sink with slack becomes a terminal; a source pushes its private terminal and, if it has
+    shared arcs, a lazy scan of them (at most two pushes; the settled list has room). Returns
+    ``(size, k)``: ``k``, an overloaded sink to expand now, or ``-1``.
+    """
+    N = P.nodes.supply.size
+    S.dist[v] = d
+    S.pred[v] = a
+    S.done[v] = S.count[_IT]
+    S.count[_GV] += 1
+    S.stamp[v] = S.count[_GV]
+    _add_settled(tree, S, v, N, P.arcs)
+    if v >= N:
+        k = v - N
+        if k != k0 and fl.load[k] < P.nodes.cap[k] - tol:
+            S.tkey[v] = d
+            size = push(h, size, d, (4 * N + v, 0, 0))
+            return size, -1
+        return size, k
+    size = _push_private(P, fl, S, h, size, v)
+    sh_ptr = P.coupled.sh_ptr
+    if sh_ptr[v + 1] > sh_ptr[v]:
+        S.scanpos[v] = sh_ptr[v]
+        S.ckey[v] = d
+        size = push(h, size, d, (2 * N + v, 0, 0))
+    return size, -1
+
+
+@njit(cache=True, inline="always")
+def _scan_shared(P, fl, S, h, size, s, d, tol):
+    """Relax the shared arcs of settled source ``s`` in cost order while their lower bound
+    ``dist_s + cost − λ_s`` is at most the heap's minimum; re-push the scan for the rest."""
+    N = P.nodes.supply.size
+    arcs = P.arcs
+    it = S.count[_IT]
+    ds = S.dist[s]
+    ls = fl.lam[s]
+    lim = d
+    if size > 0 and h.key[0] > lim:
+        lim = h.key[0]
+    q0 = S.scanpos[s]
+    q = q0
+    q1 = P.coupled.sh_ptr[s + 1]
+    S.ckey[s] = np.nan
+    stamp = S.stamp[s]
+    while q < q1:
+        a = P.coupled.sh_arc[q]
+        lb = ds + arcs.cost[a] - ls
+        if lb > lim:
+            S.ckey[s] = lb
+            size = push(h, size, lb, (2 * N + s, 0, 0))
             break
-        hk[i] = hk[p]
-        hv[i] = hv[p]
-        ha[i] = ha[p]
-        hp[i] = hp[p]
-        i = p
-    hk[i] = key
-    hv[i] = val
-    ha[i] = aux
-    hp[i] = ver
-    return size + 1
+        q += 1
+        if fl.x[a] >= arcs.cap[a] - tol:
+            continue
+        k = arcs.sink[a]
+        if S.done[N + k] == it:
+            continue
+        rc = arcs.cost[a] + fl.pi[k] - ls
+        if rc < 0.0:
+            rc = 0.0
+        size = push(h, size, ds + rc, (N + k, a, stamp))
+    S.scanpos[s] = q
+    S.count[_SCAN] += q - q0
+    return size
 
 
-# ------------------------------------------------------------------------------ shortest paths
+@njit(cache=True, inline="always")
+def _expand_sink(P, fl, S, h, size, k, d, tol):
+    """Push every source with flow into the (full) sink ``k`` settled at ``d`` (reverse arcs)."""
+    cp = P.coupled
+    it = S.count[_IT]
+    pk = fl.pi[k]
+    stamp = S.stamp[P.nodes.supply.size + k]
+    for q in range(cp.in_ptr[k], cp.in_ptr[k + 1]):
+        a = cp.in_arc[q]
+        if fl.x[a] <= tol or S.done[cp.in_src[q]] == it:
+            continue
+        s = np.int64(cp.in_src[q])
+        rc = fl.lam[s] - cp.in_cost[q] - pk
+        if rc < 0.0:
+            rc = 0.0
+        size = push(h, size, d + rc, (s, a, stamp))
+    S.count[_SCAN] += cp.in_ptr[k + 1] - cp.in_ptr[k]
+    return size
 
 
-@njit(cache=True)
-def _parent(v, N, pred, a_src, a_sink):
-    a = pred[v]
-    return N + a_sink[a] if v < N else a_src[a]
+@njit(cache=True, inline="always")
+def _path_room(P, fl, S, v, k0, delta):
+    """``delta`` capped by the residual capacity of every arc on the tree path ``k0 → v``."""
+    N = P.nodes.supply.size
+    arcs = P.arcs
+    u = v
+    while u != N + k0:
+        a = S.pred[u]
+        if u < N:
+            delta = min(delta, fl.x[a])
+            u = N + arcs.sink[a]
+        else:
+            delta = min(delta, arcs.cap[a] - fl.x[a])
+            u = arcs.src[a]
+    return delta
 
 
-@njit(cache=True)
-def ssp(D, f, cap, a_src, a_sink, a_cost, a_cap, sh_ptr, sh_arc, pv_ptr, pv_arc,
-        in_ptr, in_arc, in_src, in_cost, x, lam, tol, heap_cap, settle_cap):
+@njit(cache=True, inline="always")
+def _shift_path(P, fl, S, v, k0, delta, tol):
+    """Move ``delta`` along the tree path ``k0 → v``; returns the topmost node whose arc to its
+    parent is now exhausted (``-1`` if none)."""
+    N = P.nodes.supply.size
+    arcs = P.arcs
+    x = fl.x
+    b = -1
+    u = v
+    while u != N + k0:
+        a = S.pred[u]
+        if u < N:
+            x[a] -= delta
+            if x[a] <= tol:
+                x[a] = 0.0
+                b = u
+            u = N + arcs.sink[a]
+        else:
+            x[a] += delta
+            if x[a] >= arcs.cap[a] - tol:
+                x[a] = arcs.cap[a]
+                b = u
+            u = arcs.src[a]
+    return b
+
+
+@njit(cache=True, inline="always")
+def _augment(P, fl, S, v, k0, tol):
+    """Send the largest possible amount of ``k0``'s excess to terminal ``v`` along the tree.
+
+    Returns the topmost node whose tree arc was exhausted (``-1`` if none).
+    """
+    N = P.nodes.supply.size
+    arcs = P.arcs
+    cp = P.coupled
+    x = fl.x
+    excess = fl.load[k0] - P.nodes.cap[k0]
+    ta = -1
+    if v < N:
+        q = fl.pp[v]
+        if q < cp.pv_ptr[v + 1]:
+            ta = cp.pv_arc[q]
+            delta = min(excess, arcs.cap[ta] - x[ta])
+        else:
+            delta = excess  # discard
+    else:
+        delta = min(excess, P.nodes.cap[v - N] - fl.load[v - N])
+    delta = _path_room(P, fl, S, v, k0, delta)
+    b = _shift_path(P, fl, S, v, k0, delta, tol)
+    fl.load[k0] -= delta
+    S.count[_AUG] += 1
+    if v >= N:
+        fl.load[v - N] += delta
+    elif ta >= 0:
+        x[ta] += delta
+        if x[ta] >= arcs.cap[ta] - tol:
+            x[ta] = arcs.cap[ta]
+            fl.pp[v] += 1
+    return b
+
+
+@njit(cache=True, inline="always")
+def _collect_subtree(S, tree, b):
+    """Mark the settled subtree below ``b`` (child lists) into ``S.queue``; returns its size."""
+    it = S.count[_IT]
+    S.count[_BRK] += 1
+    brk = S.count[_BRK]
+    S.mark[b] = brk
+    S.queue[0] = b
+    nb = 1
+    i = 0
+    while i < nb:
+        q = S.first_child[S.queue[i]]
+        i += 1
+        while q >= 0:
+            c = tree.settled[q]
+            if S.spos[c] == q and S.done[c] == it:
+                S.mark[c] = brk
+                S.queue[nb] = c
+                nb += 1
+            q = tree.sib[q]
+    return nb
+
+
+@njit(cache=True, inline="always")
+def _end_phase(fl, S, N, nb, d):
+    """End the phase for the collected subtree and reset it.
+
+    Textbook SSP would raise every settled node's potential to the terminal distance ``d``; for
+    nodes outside the subtree the raises telescope into the search's final update.
+    """
+    for q in range(nb):
+        w = S.queue[q]
+        dw = S.dist[w]
+        if dw < d:
+            if w >= N:
+                fl.pi[w - N] += d - dw
+            else:
+                fl.lam[w] += d - dw
+        S.done[w] = 0
+        S.tkey[w] = np.nan
+        if w < N:
+            S.ckey[w] = np.nan
+
+
+@njit(cache=True, inline="always")
+def _rerelax(P, fl, S, h, size, w, k0, tol):
+    """Push every candidate entry of the reset node ``w`` from its settled neighbours."""
+    N = P.nodes.supply.size
+    arcs = P.arcs
+    cp = P.coupled
+    it = S.count[_IT]
+    if w < N:
+        ls = fl.lam[w]
+        for r in range(cp.sh_ptr[w], cp.sh_ptr[w + 1]):
+            a = cp.sh_arc[r]
+            if arcs.cost[a] > ls + 1e-9:
+                break  # flow only sits on arcs with c + π ≤ λ_s (dual feasibility)
+            if fl.x[a] <= tol:
+                continue
+            k = arcs.sink[a]
+            if S.done[N + k] != it or (k != k0 and fl.load[k] < P.nodes.cap[k] - tol):
+                continue  # unsettled, or a sink with slack (a terminal, never expanded)
+            rc = ls - arcs.cost[a] - fl.pi[k]
+            if rc < 0.0:
+                rc = 0.0
+            size = push(h, size, S.dist[N + k] + rc, (w, a, S.stamp[N + k]))
+    else:
+        pk = fl.pi[w - N]
+        for r in range(cp.in_ptr[w - N], cp.in_ptr[w - N + 1]):
+            a = cp.in_arc[r]
+            s = cp.in_src[r]
+            if fl.x[a] >= arcs.cap[a] - tol or S.done[s] != it:
+                continue
+            rc = cp.in_cost[r] + pk - fl.lam[s]
+            if rc < 0.0:
+                rc = 0.0
+            size = push(h, size, S.dist[s] + rc, (w, a, S.stamp[s]))
+    return size
+
+
+@njit(cache=True, inline="always")
+def _terminal(P, fl, S, tree, h, size, v, d, k0, tol):
+    """Augment from ``k0`` to the terminal ``v`` met at distance ``d`` (at most one push).
+
+    If every path arc keeps room the distances stay exact: a filled private option gives way to
+    the source's next one and a filled sink becomes an ordinary node. Otherwise the subtree below
+    the topmost exhausted arc ends its phase and is reset (``S.queue[:nb]``); it is re-relaxed
+    next (:func:`_pending`). Returns ``(size, nb, k)``: ``k`` a full sink to expand,
+    ``-1``, or ``_DRAINED`` when ``k0`` has no excess left.
+    """
+    N = P.nodes.supply.size
+    cap = P.nodes.cap
+    S.tkey[v] = np.nan
+    b = _augment(P, fl, S, v, k0, tol)
+    if fl.load[k0] <= cap[k0] + tol:
+        return size, 0, _DRAINED
+    expand = -1
+    if v < N:
+        size = _push_private(P, fl, S, h, size, v)
+    elif fl.load[v - N] >= cap[v - N] - tol:
+        expand = v - N
+    else:
+        S.tkey[v] = d
+        size = push(h, size, d, (4 * N + v, 0, 0))
+    nb = 0
+    if b >= 0:
+        S.count[_RESET] += 1
+        nb = _collect_subtree(S, tree, b)
+        _end_phase(fl, S, N, nb, d)
+        if expand >= 0 and S.mark[N + expand] == S.count[_BRK]:
+            expand = -1
+    return size, nb, expand
+
+
+@njit(cache=True, inline="always")
+def _raise_settled(fl, S, tree, N, dstar):
+    """End of a search: settled nodes closer than the last terminal (``D*``) raise their
+    potentials by ``D* − d_v``."""
+    it = S.count[_IT]
+    for q in range(S.count[_NS]):
+        v = tree.settled[q]
+        if S.spos[v] != q or S.done[v] != it:
+            continue
+        dv = S.dist[v]
+        if dv < dstar:
+            if v >= N:
+                fl.pi[v - N] += dstar - dv
+            else:
+                fl.lam[v] += dstar - dv
+
+
+@njit(cache=True, inline="always")
+def _pending(P, fl, S, h, size, k0, tol):
+    """Finish what the last augmentation left: re-relax the reset subtree (``S.queue``), then
+    expand the full sink. Returns ``(size, need)``; ``need > 0`` when the heap lacks that room
+    (the work stays pending)."""
+    N = P.nodes.supply.size
+    cp = P.coupled
+    c = S.count
+    while c[_PEND_Q] < c[_PEND_NB]:
+        w = S.queue[c[_PEND_Q]]
+        m = cp.sh_ptr[w + 1] - cp.sh_ptr[w] if w < N else cp.in_ptr[w - N + 1] - cp.in_ptr[w - N]
+        if size + m > h.key.size:
+            return size, m
+        size = _rerelax(P, fl, S, h, size, w, k0, tol)
+        c[_PEND_Q] += 1
+    k = c[_PEND_SINK]
+    if k >= 0:
+        m = cp.in_ptr[k + 1] - cp.in_ptr[k]
+        if size + m > h.key.size:
+            return size, m
+        size = _expand_sink(P, fl, S, h, size, k, S.dist[N + k], tol)  # k was settled at dist
+        c[_PEND_SINK] = -1
+    return size, 0
+
+
+@njit(cache=True, inline="always")
+def _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol):
+    """Process the popped entry ``(d, (code, a, stamp))``; returns ``(size, drained)``."""
+    N = P.nodes.supply.size
+    it = S.count[_IT]
+    if code < 2 * N:
+        if S.done[code] == it:
+            return size, False
+        if code != N + k0:
+            key = _candidate_key(P, fl, S, code, a, stamp, it)
+            if key < 0.0:
+                return size, False  # from a parent that has been reset since
+            if key != d:  # code's potential was raised (reset) after this entry was made
+                return push(h, size, key, (code, a, stamp)), False
+        size, expand = _settle(P, fl, S, tree, h, size, code, d, a, k0, tol)
+        S.count[_PEND_SINK] = expand
+    elif code < 4 * N:
+        if S.ckey[code - 2 * N] == d and S.done[code - 2 * N] == it:
+            size = _scan_shared(P, fl, S, h, size, code - 2 * N, d, tol)
+    else:
+        v = code - 4 * N
+        if S.tkey[v] != d or S.done[v] != it:
+            return size, False
+        S.dstar[0] = d
+        size, nb, expand = _terminal(P, fl, S, tree, h, size, v, d, k0, tol)
+        if expand == _DRAINED:
+            return size, True
+        S.count[_PEND_Q] = 0
+        S.count[_PEND_NB] = nb
+        S.count[_PEND_SINK] = expand
+    return size, False
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _run(P, fl, S, tree, h, size, k0, tol, stop):
+    """The loop of :func:`_search`, compiled without reference counting (it allocates nothing;
+    with it, every inlined helper would count references on each array it is passed).
+
+    Pops entries until ``k0`` is drained, or returns early: ``_NEED_HEAP`` (with the number of
+    free heap entries needed) or ``_NEED_TREE`` (the settled list is full) before an entry or
+    pending work that needs the room, ``INTERRUPTED`` or ``NO_PATH``. Returns
+    ``(status, size, need)``; the caller grows and calls again, the search resumes as it was.
+    """
+    N = P.nodes.supply.size
+    c = S.count
+    while True:
+        size, need = _pending(P, fl, S, h, size, k0, tol)
+        if need > 0:
+            return _NEED_HEAP, size, need
+        if size == 0:
+            return NO_PATH, size, 0  # cannot happen: discarding is always open
+        c[_POPS] += 1
+        if c[_POPS] % _POLL_POPS == 0 and stop[0] != 0:
+            return INTERRUPTED, size, 0
+        code = h.item[0, 0]
+        need = 2  # a settled node pushes at most two entries, a terminal one
+        if 2 * N <= code < 4 * N:
+            need = P.coupled.sh_ptr[code - 2 * N + 1] - S.scanpos[code - 2 * N] + 1
+        if size + need > h.key.size:
+            return _NEED_HEAP, size, need
+        if code < 2 * N and c[_NS] == tree.settled.size:
+            return _NEED_TREE, size, 0
+        d, a, stamp = h.key[0], h.item[0, 1], h.item[0, 2]
+        size = pop(h, size)
+        size, drained = _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol)
+        if drained:
+            _raise_settled(fl, S, tree, N, S.dstar[0])
+            return OK, size, 0
+
+
+@njit(cache=True, inline="always")
+def _search(P, fl, S, tree, h, k0, tol, stop):
+    """One persistent Dijkstra from the overloaded sink ``k0`` until its excess is gone.
+
+    Heap entries ``(key, (code, arc, stamp))``: ``code < 2N`` a candidate node, ``2N + s`` the
+    lazy scan of source ``s``, ``4N + v`` the terminal ``v``. :func:`_run` does the work; the
+    heap and the settled list grow here when it asks. Returns ``(status, tree, h)``.
+    """
+    c = S.count
+    c[_NS] = 0
+    c[_PEND_Q] = 0
+    c[_PEND_NB] = 0
+    c[_PEND_SINK] = -1
+    S.dstar[0] = 0.0
+    size = push(h, 0, 0.0, (P.nodes.supply.size + k0, -1, -1))
+    while True:
+        status, size, need = _run(P, fl, S, tree, h, size, k0, tol, stop)
+        if status == _NEED_HEAP:
+            h = grown(h, size, need)
+        elif status == _NEED_TREE:
+            tree = _grown_tree(tree)
+        else:
+            return status, tree, h
+
+
+@njit(cache=True, nogil=True)
+def ssp(P, x, lam, tol, heap_cap, settle_cap, stop):
     """Successive shortest paths on the coupled problem with one persistent Dijkstra per sink.
 
     Nodes: sources ``0..N-1``, saturable sinks ``N+k``. Each overloaded sink ``k0`` pushes its
@@ -283,10 +868,9 @@ def ssp(D, f, cap, a_src, a_sink, a_cost, a_cap, sh_ptr, sh_arc, pv_ptr, pv_arc,
     ``λ`` and sink prices ``π ≥ 0``; a source's shared arcs are scanned lazily in cost order
     (``cost − λ_s`` is a lower bound of the reduced cost since ``π ≥ 0``).
 
-    One search serves all augmentations of ``k0``. When a terminal at distance ``d`` is met,
-    the flow is augmented along the tree path. If every path arc keeps residual capacity, the
-    settled distances stay exact and the search goes on (a filled private option is replaced by
-    the source's next one; a filled sink becomes an ordinary node). Otherwise the phase ends as
+    One search serves all augmentations of ``k0`` (:func:`_search`). When a terminal at distance
+    ``d`` is met, the flow is augmented along the tree path. If every path arc keeps residual
+    capacity, the settled distances stay exact and the search goes on. Otherwise the phase ends as
     in textbook SSP: settled nodes raise their potentials by ``d − d_v``, which keeps every
     reduced cost ``≥ 0`` and leaves every key ``d_u + rc(u, w)`` unchanged. Only the subtree
     below the topmost exhausted arc (found through child lists) is raised now and reset, then
@@ -295,352 +879,32 @@ def ssp(D, f, cap, a_src, a_sink, a_cost, a_cap, sh_ptr, sh_arc, pv_ptr, pv_arc,
     end the settled nodes raise their potentials by ``D* − d_v`` (``D*``: the last terminal's
     distance).
 
-    The heap and the settled list have fixed capacities (no reallocation in the hot loop);
-    ``searches = -2`` reports that one was too small (``x`` and ``λ`` are then spoilt and the
-    caller starts again with larger ones), ``-1`` an internal error.
+    ``P``: a :class:`Problem`; ``x``, ``λ`` (greedy fill) are updated in place. ``heap_cap`` and
+    ``settle_cap`` are starting sizes (both grow by doubling). ``stop``: a one-element ``uint8``
+    flag polled before each search and every ``_POLL_POPS`` heap pops (nogil: see
+    :mod:`foglearn.planning.interrupt`).
 
-    Returns ``(pi, load, searches, augmentations, scans, resets)``.
+    Returns ``(status, pi, load, searches, augmentations, scans, resets)``; ``status`` is
+    :data:`OK`, :data:`NO_PATH` or :data:`INTERRUPTED` (``x`` and ``λ`` are then partial).
     """
-    N = D.size
-    pi = np.zeros(N)
-    load = np.zeros(N)
-    for k in range(N):
-        for q in range(in_ptr[k], in_ptr[k + 1]):
-            load[k] += x[in_arc[q]]
-    pp = pv_ptr[:N].copy()  # first private arc of s that may have room
-    for s in range(N):
-        while pp[s] < pv_ptr[s + 1] and x[pv_arc[pp[s]]] >= a_cap[pv_arc[pp[s]]] - tol:
-            pp[s] += 1
-    N2 = 2 * N
-    N4 = 4 * N
-    dist = np.empty(N2)
-    done = np.zeros(N2, dtype=np.int64)
-    pred = np.zeros(N2, dtype=np.int64)
-    sver = np.zeros(N2, dtype=np.int64)
-    spos = np.zeros(N2, dtype=np.int64)
-    inB = np.zeros(N2, dtype=np.int64)
-    tkey = np.full(N2, np.nan)
-    scanpos = np.zeros(N, dtype=np.int64)
-    ckey = np.full(N, np.nan)
-    settled = np.empty(settle_cap, dtype=np.int64)
-    sib = np.empty(settle_cap, dtype=np.int64)
-    fc = np.full(N2, -1, dtype=np.int64)
-    blist = np.empty(N2, dtype=np.int64)
-    hk = np.empty(heap_cap)
-    hv = np.empty(heap_cap, dtype=np.int64)
-    ha = np.empty(heap_cap, dtype=np.int64)
-    hp = np.empty(heap_cap, dtype=np.int64)
-    it = 0
-    gv = 0
-    brk = 0
-    n_aug = 0
-    n_scan = 0
-    n_reset = 0
+    N = P.nodes.supply.size
+    fl = _initial_flow(P, x, lam, tol)
+    S, tree = _search_arrays(N, settle_cap)
+    h = new_heap(heap_cap, 3)
+    status = OK
     for k0 in range(N):
-        if in_ptr[k0 + 1] == in_ptr[k0] or load[k0] <= cap[k0] + tol:
+        cp = P.coupled
+        if cp.in_ptr[k0 + 1] == cp.in_ptr[k0] or fl.load[k0] <= P.nodes.cap[k0] + tol:
             continue
-        it += 1
-        v0 = N + k0
-        size = 0
-        ns = 0
-        size = _push(hk, hv, ha, hp, size, 0.0, v0, -1, -1)
-        Dstar = 0.0
-        while True:
-            if size == 0:
-                return pi, load, -1, n_aug, n_scan, n_reset  # cannot happen: discarding is open
-            if size + 8 > heap_cap:
-                return pi, load, -2, n_aug, n_scan, n_reset  # heap too small: the caller retries
-            # pop the heap's minimum (inlined by hand: a call costs reference counts)
-            d, code, aux, ver = hk[0], hv[0], ha[0], hp[0]
-            size -= 1
-            if size > 0:
-                lk, lv, la, lp = hk[size], hv[size], ha[size], hp[size]
-                i = 0
-                while True:
-                    c = 2 * i + 1
-                    if c >= size:
-                        break
-                    if c + 1 < size and hk[c + 1] < hk[c]:
-                        c += 1
-                    if lk <= hk[c]:
-                        break
-                    hk[i] = hk[c]
-                    hv[i] = hv[c]
-                    ha[i] = ha[c]
-                    hp[i] = hp[c]
-                    i = c
-                hk[i] = lk
-                hv[i] = lv
-                ha[i] = la
-                hp[i] = lp
-            expand_sink = -1
-            if code < N2:
-                v = code
-                if done[v] == it:
-                    continue
-                if v != v0:
-                    if v < N:
-                        par = N + a_sink[aux]
-                        if done[par] != it or sver[par] != ver:
-                            continue  # a candidate from a parent that was reset since
-                        rc = lam[v] - a_cost[aux] - pi[a_sink[aux]]
-                    else:
-                        par = a_src[aux]
-                        if done[par] != it or sver[par] != ver:
-                            continue
-                        rc = a_cost[aux] + pi[v - N] - lam[par]
-                    if rc < 0.0:
-                        rc = 0.0
-                    key = dist[par] + rc
-                    if key != d:
-                        # v's potential was raised (it was reset) after this candidate was made
-                        size = _push(hk, hv, ha, hp, size, key, v, aux, ver)
-                        continue
-                dist[v] = d
-                pred[v] = aux
-                done[v] = it
-                gv += 1
-                sver[v] = gv
-                if ns >= settle_cap:
-                    return pi, load, -2, n_aug, n_scan, n_reset
-                settled[ns] = v
-                spos[v] = ns
-                fc[v] = -1
-                if v != v0:
-                    par = _parent(v, N, pred, a_src, a_sink)
-                    sib[ns] = fc[par]
-                    fc[par] = ns
-                ns += 1
-                if v >= N:
-                    k = v - N
-                    if k != k0 and load[k] < cap[k] - tol:
-                        tkey[v] = d
-                        size = _push(hk, hv, ha, hp, size, d, N4 + v, 0, 0)
-                        continue
-                    expand_sink = k
-                else:
-                    s = v
-                    q = pp[s]
-                    m = a_cost[pv_arc[q]] if q < pv_ptr[s + 1] else f[s]
-                    key = d + max(m - lam[s], 0.0)
-                    tkey[s] = key
-                    size = _push(hk, hv, ha, hp, size, key, N4 + s, 0, 0)
-                    if sh_ptr[s + 1] > sh_ptr[s]:
-                        scanpos[s] = sh_ptr[s]
-                        ckey[s] = d
-                        size = _push(hk, hv, ha, hp, size, d, N2 + s, 0, 0)
-                    continue
-            elif code < N4:
-                # lazy scan of a settled source's shared arcs (cost order)
-                s = code - N2
-                if ckey[s] != d or done[s] != it:
-                    continue
-                ds = dist[s]
-                ls = lam[s]
-                lim = d
-                if size > 0 and hk[0] > lim:
-                    lim = hk[0]
-                q = scanpos[s]
-                q1 = sh_ptr[s + 1]
-                if size + (q1 - q) + 8 > heap_cap:
-                    return pi, load, -2, n_aug, n_scan, n_reset
-                ckey[s] = np.nan
-                sv = sver[s]
-                while q < q1:
-                    a = sh_arc[q]
-                    lb = ds + a_cost[a] - ls
-                    if lb > lim:
-                        ckey[s] = lb
-                        size = _push(hk, hv, ha, hp, size, lb, code, 0, 0)
-                        break
-                    q += 1
-                    n_scan += 1
-                    if x[a] >= a_cap[a] - tol:
-                        continue
-                    k = a_sink[a]
-                    w = N + k
-                    if done[w] == it:
-                        continue
-                    rc = a_cost[a] + pi[k] - ls
-                    if rc < 0.0:
-                        rc = 0.0
-                    size = _push(hk, hv, ha, hp, size, ds + rc, w, a, sv)
-                scanpos[s] = q
-                continue
-            else:
-                # a terminal: augment along the tree path
-                v = code - N4
-                if tkey[v] != d or done[v] != it:
-                    continue
-                tkey[v] = np.nan
-                Dstar = d
-                excess = load[k0] - cap[k0]
-                ta = -1
-                if v < N:
-                    s = v
-                    q = pp[s]
-                    if q < pv_ptr[s + 1]:
-                        ta = pv_arc[q]
-                        delta = min(excess, a_cap[ta] - x[ta])
-                    else:
-                        delta = excess
-                else:
-                    delta = min(excess, cap[v - N] - load[v - N])
-                u = v
-                while u != v0:
-                    a = pred[u]
-                    if u < N:
-                        delta = min(delta, x[a])
-                        u = N + a_sink[a]
-                    else:
-                        delta = min(delta, a_cap[a] - x[a])
-                        u = a_src[a]
-                b = -1
-                u = v
-                while u != v0:
-                    a = pred[u]
-                    if u < N:
-                        x[a] -= delta
-                        if x[a] <= tol:
-                            x[a] = 0.0
-                            b = u
-                        u = N + a_sink[a]
-                    else:
-                        x[a] += delta
-                        if x[a] >= a_cap[a] - tol:
-                            x[a] = a_cap[a]
-                            b = u
-                        u = a_src[a]
-                load[k0] -= delta
-                n_aug += 1
-                if v < N:
-                    if ta >= 0:
-                        x[ta] += delta
-                        if x[ta] >= a_cap[ta] - tol:
-                            x[ta] = a_cap[ta]
-                            pp[s] += 1
-                else:
-                    load[v - N] += delta
-                if load[k0] <= cap[k0] + tol:
-                    break
-                # the terminal goes on (next private option) or its sink becomes ordinary
-                if v < N:
-                    q = pp[s]
-                    m = a_cost[pv_arc[q]] if q < pv_ptr[s + 1] else f[s]
-                    key = dist[s] + max(m - lam[s], 0.0)
-                    tkey[s] = key
-                    size = _push(hk, hv, ha, hp, size, key, code, 0, 0)
-                elif load[v - N] >= cap[v - N] - tol:
-                    expand_sink = v - N
-                else:
-                    tkey[v] = d
-                    size = _push(hk, hv, ha, hp, size, d, code, 0, 0)
-                if b >= 0:
-                    n_reset += 1
-                    # the settled subtree below the topmost exhausted arc (child lists)
-                    brk += 1
-                    inB[b] = brk
-                    blist[0] = b
-                    nb = 1
-                    i = 0
-                    while i < nb:
-                        u = blist[i]
-                        i += 1
-                        q = fc[u]
-                        while q >= 0:
-                            c = settled[q]
-                            if spos[c] == q and done[c] == it:
-                                inB[c] = brk
-                                blist[nb] = c
-                                nb += 1
-                            q = sib[q]
-                    # end the phase for the subtree (textbook SSP would raise every settled node to
-                    # d; for the others the raise telescopes into the final update), then reset it
-                    for q in range(nb):
-                        w = blist[q]
-                        dw = dist[w]
-                        if dw < d:
-                            if w >= N:
-                                pi[w - N] += d - dw
-                            else:
-                                lam[w] += d - dw
-                        done[w] = 0
-                        tkey[w] = np.nan
-                        if w < N:
-                            ckey[w] = np.nan
-                    if expand_sink >= 0 and inB[N + expand_sink] == brk:
-                        expand_sink = -1
-                    for q in range(nb):
-                        w = blist[q]
-                        ln = (sh_ptr[w + 1] - sh_ptr[w]) if w < N else (in_ptr[w - N + 1] - in_ptr[w - N])
-                        if size + ln + 8 > heap_cap:
-                            return pi, load, -2, n_aug, n_scan, n_reset
-                        # every candidate entry of w from the settled nodes (inlined by hand: a
-                        # call would cost a reference count per array argument)
-                        if w < N:
-                            s = w
-                            ls = lam[s]
-                            for r in range(sh_ptr[s], sh_ptr[s + 1]):
-                                a = sh_arc[r]
-                                if a_cost[a] > ls + 1e-9:
-                                    break  # flow only sits on arcs with c + π ≤ λ_s (dual feasibility)
-                                if x[a] <= tol:
-                                    continue
-                                k = a_sink[a]
-                                z = N + k
-                                if done[z] != it or (k != k0 and load[k] < cap[k] - tol):
-                                    continue  # unsettled, or a sink with slack (a terminal, never expanded)
-                                rc = ls - a_cost[a] - pi[k]
-                                if rc < 0.0:
-                                    rc = 0.0
-                                size = _push(hk, hv, ha, hp, size, dist[z] + rc, w, a, sver[z])
-                        else:
-                            k = w - N
-                            pk = pi[k]
-                            for r in range(in_ptr[k], in_ptr[k + 1]):
-                                a = in_arc[r]
-                                if x[a] >= a_cap[a] - tol:
-                                    continue
-                                s = in_src[r]
-                                if done[s] != it:
-                                    continue
-                                rc = in_cost[r] + pk - lam[s]
-                                if rc < 0.0:
-                                    rc = 0.0
-                                size = _push(hk, hv, ha, hp, size, dist[s] + rc, w, a, sver[s])
-                if expand_sink < 0:
-                    continue
-                d = dist[v]
-            if expand_sink >= 0:
-                k = expand_sink
-                pk = pi[k]
-                sv = sver[N + k]
-                if size + (in_ptr[k + 1] - in_ptr[k]) + 8 > heap_cap:
-                    return pi, load, -2, n_aug, n_scan, n_reset
-                for q in range(in_ptr[k], in_ptr[k + 1]):
-                    n_scan += 1
-                    a = in_arc[q]
-                    if x[a] <= tol:
-                        continue
-                    s = in_src[q]
-                    if done[s] == it:
-                        continue
-                    rc = lam[s] - in_cost[q] - pk
-                    if rc < 0.0:
-                        rc = 0.0
-                    size = _push(hk, hv, ha, hp, size, d + rc, s, a, sv)
-        # potentials: settled nodes closer than the last terminal move up
-        for q in range(ns):
-            v = settled[q]
-            if spos[v] != q or done[v] != it:
-                continue
-            dv = dist[v]
-            if dv < Dstar:
-                if v >= N:
-                    pi[v - N] += Dstar - dv
-                else:
-                    lam[v] += Dstar - dv
-    return pi, load, it, n_aug, n_scan, n_reset
+        if stop[0] != 0:
+            status = INTERRUPTED
+            break
+        S.count[_IT] += 1
+        status, tree, h = _search(P, fl, S, tree, h, k0, tol, stop)
+        if status != OK:
+            break
+    c = S.count
+    return status, fl.pi, fl.load, c[_IT], c[_AUG], c[_SCAN], c[_RESET]
 
 
 # --------------------------------------------------------------------------------- certificate

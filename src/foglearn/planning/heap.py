@@ -8,17 +8,21 @@ An entry is a ``float64`` key and ``width`` ``int64`` payload fields. The heap i
 - ``item[0:size]`` (``int64[capacity, width]``): row ``i`` is the payload of ``key[i]``.
 
 API (all ``@njit(inline="always")``: numba pastes them into the caller, so a push or pop costs
-no call and no reference counting of the two arrays)::
+no call)::
 
     h = new_heap(capacity, width)               # empty heap (also callable from Python)
-    h, size = push(h, size, key, (a, b, c))     # one entry; the tuple has ``width`` ints
+    if size + m > h.key.size:                   # before up to m pushes ...
+        h = grown(h, size, m)                   # ... make room (the only reallocation)
+    size = push(h, size, key, (a, b, c))        # one entry: ``width`` int64 values (cast
+                                                # narrower ints with ``np.int64(...)``)
     d, a = h.key[0], h.item[0, 0]               # the minimum (when size > 0) ...
     size = pop(h, size)                         # ... then remove it
 
-**Growth policy (the only one):** :func:`push` doubles the capacity when the heap is full,
-copying both arrays, and returns the new :class:`Heap`. Callers therefore always rebind ``h``
-from :func:`push` and keep no other reference to its arrays; :func:`pop` never reallocates.
-``capacity`` of :func:`new_heap` is only a starting size.
+**Growth policy (the only one):** the caller checks the capacity before a batch of pushes and
+rebinds ``h`` to :func:`grown`, which at least doubles it (copying the entries); :func:`push`
+and :func:`pop` never reallocate. So the heap's arrays are replaced only in that rare branch: a
+push that could reallocate would return the arrays, and numba would count references on every
+push. ``capacity`` of :func:`new_heap` is only a starting size.
 
 Ties: a pushed entry stops below a parent with an equal key, and :func:`pop` prefers the left
 child on equal keys, so equal keys come out in an order that depends only on the sequence of
@@ -32,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-__all__ = ["Heap", "new_heap", "pop", "push"]
+__all__ = ["Heap", "grown", "new_heap", "pop", "push"]
 
 
 class Heap(NamedTuple):
@@ -50,10 +54,12 @@ def new_heap(capacity, width):
 
 
 @njit(cache=True, inline="always")
-def _grown(h, size):
-    """``h`` with twice the capacity (the first ``size`` entries copied)."""
-    key = np.empty(2 * h.key.size)
-    item = np.empty((2 * h.key.size, h.item.shape[1]), dtype=np.int64)
+def grown(h, size, m):
+    """A copy of ``h`` (its first ``size`` entries) with room for ``m`` more: capacity doubled,
+    or ``size + m`` if that is more."""
+    capacity = max(2 * h.key.size, size + m)
+    key = np.empty(capacity)
+    item = np.empty((capacity, h.item.shape[1]), dtype=np.int64)
     key[:size] = h.key[:size]
     item[:size] = h.item[:size]
     return Heap(key, item)
@@ -61,12 +67,8 @@ def _grown(h, size):
 
 @njit(cache=True, inline="always")
 def push(h, size, key, item):
-    """Add ``(key, item)``; ``item`` is a tuple of ``width`` ints. Returns ``(h, size + 1)``.
-
-    The returned heap is a new one when ``h`` was full (capacity doubled).
-    """
-    if size == h.key.size:
-        h = _grown(h, size)
+    """Add ``(key, item)`` to a heap with room (see :func:`grown`); ``item`` is a tuple of
+    ``width`` int64. Returns ``size + 1``."""
     keys = h.key
     items = h.item
     i = size
@@ -81,7 +83,7 @@ def push(h, size, key, item):
     keys[i] = key
     for j in range(len(item)):
         items[i, j] = item[j]
-    return h, size + 1
+    return size + 1
 
 
 @njit(cache=True, inline="always")
