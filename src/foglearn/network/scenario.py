@@ -318,7 +318,10 @@ class Scenario:
         arrays = {name: getattr(self, name) for name in (*_DEVICE_FIELDS, *_LINK_FIELDS, "src", "dst")}
         buf = io.BytesIO()
         np.savez_compressed(buf, header=np.frombuffer(tomli_w.dumps(header).encode(), dtype=np.uint8), **arrays)
-        return atomic_write(path, buf.getvalue())
+        try:
+            return atomic_write(path, buf.getvalue())
+        except OSError as exc:
+            raise ScenarioError(f"{path}: cannot write the scenario ({exc.strerror or exc})") from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Scenario:
@@ -396,7 +399,8 @@ class Scenario:
 
     def window(self, start: int, stop: int) -> Scenario:
         """Slots ``start..stop-1`` as a scenario of their own (same devices and edges)."""
-        if not 0 <= start < stop <= self.horizon:
+        if not (isinstance(start, int | np.integer) and isinstance(stop, int | np.integer)
+                and 0 <= start < stop <= self.horizon):
             raise ScenarioError(f"window: need 0 ≤ start < stop ≤ T = {self.horizon}, got {start}..{stop}")
         sl = slice(start, stop)
         return self.replace(**{k: getattr(self, k)[sl] for k in (*_DEVICE_FIELDS, *_LINK_FIELDS)},

@@ -139,26 +139,33 @@ def load_traces(directory: str | os.PathLike[str]) -> Traces:
     for line, r in nrows:
         if not r["node"]:
             raise ScenarioError(f"{npath}:{line} node = '': must name the node")
-    slots = sorted({_slot(npath, line, r) for line, r in nrows})
+    slot_of = [_slot(npath, line, r) for line, r in nrows]
+    slots = sorted(set(slot_of))
     if slots != list(range(len(slots))):
         raise ScenarioError(f"{npath}: slots t must run 0..L-1 without gaps, got {slots[:5]}…")
     ids = tuple(sorted({r["node"] for _, r in nrows}))
     index = {name: k for k, name in enumerate(ids)}
     L, N = len(slots), len(ids)
-    proc = np.full((L, N), np.nan)
+    # one row per node and slot, checked before the [L, N] arrays exist (a few rows naming many
+    # slots and many nodes would otherwise allocate L·N cells)
+    seen: dict[str, set[int]] = {name: set() for name in ids}
+    for (line, r), t in zip(nrows, slot_of):
+        if t in seen[r["node"]]:
+            raise ScenarioError(f"{npath}:{line}: node {r['node']!r} appears twice in slot {t}")
+        seen[r["node"]].add(t)
+    if len(nrows) != L * N:
+        name = next(name for name in ids if len(seen[name]) < L)
+        t = next(t for t in range(L) if t not in seen[name])
+        raise ScenarioError(f"{npath}: node {name!r} has no row for slot {t} (one row per node and slot)")
+    proc = np.zeros((L, N))
     cap = np.full((L, N), np.inf)
     act = np.zeros((L, N), dtype=bool)
-    for line, r in nrows:
-        t, i = _slot(npath, line, r), index[r["node"]]
-        if not np.isnan(proc[t, i]):
-            raise ScenarioError(f"{npath}:{line}: node {r['node']!r} appears twice in slot {t}")
+    for (line, r), t in zip(nrows, slot_of):
+        i = index[r["node"]]
         act[t, i] = _flag(npath, line, r, "active")
         pts = _num(npath, line, r, "points", positive=act[t, i])
         proc[t, i] = _per_point(npath, line, r, "proc_time_s", pts)
         cap[t, i] = _num(npath, line, r, "capacity_points", allow_inf=True)
-    if np.isnan(proc).any():
-        t, i = (int(v) for v in np.argwhere(np.isnan(proc))[0])
-        raise ScenarioError(f"{npath}: node {ids[i]!r} has no row for slot {t} (one row per node and slot)")
     pairs: dict[tuple[int, int], int] = {}
     for line, r in lrows:
         for col in ("src", "dst"):
@@ -225,8 +232,10 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
     """
     tr = traces if isinstance(traces, Traces) else load_traces(traces)
     n = tr.n_nodes if n_devices is None else n_devices
-    if n < 1 or horizon < 1:
-        raise ScenarioError(f"n_devices = {n}, horizon = {horizon}: both must be ≥ 1")
+    if not (n >= 1 and horizon >= 1 and float(n).is_integer() and float(horizon).is_integer()):
+        raise ScenarioError(f"n_devices = {n}, horizon = {horizon}: both must be whole numbers ≥ 1")
+    if seed < 0:
+        raise ScenarioError(f"seed = {seed}: must be ≥ 0")
     if max_points < 0:
         raise ScenarioError(f"max_points = {max_points}: must be ≥ 0")
     if not 0 <= error_weight_max < np.inf:
