@@ -1,6 +1,6 @@
 """Benchmark: the device-parallel trainer vs a plain per-device PyTorch loop (and Flower, if asked).
 
-Workload (the paper's, SPEC §4): T = 100 slots, one SGD step per device and slot (eq. 3,
+Workload (the paper's, docs/model.md §4): T = 100 slots, one SGD step per device and slot (eq. 3,
 η = 0.01) on ~30 new MNIST points per device, i.e. D_i(t) ~ U{0..60} — **max_points = 60 at every
 n** (not ⌊60000/(nT)⌋, which would starve the large runs; at n ≥ 10 the stream wraps over the 60k
 training set, so points repeat), no data movement, CNN, the final model evaluated once on the

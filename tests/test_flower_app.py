@@ -72,7 +72,7 @@ def test_realised_movement_matches_the_plan(faulty_run):
 def test_plan_comes_from_the_previous_window_estimate(faulty_run, tmp_path):
     cfg, r = faulty_run
     keep = np.array(r["planned"]["keep"])
-    assert np.all(keep[:3] == 1.0), "first window: no movement (SPEC §4)"
+    assert np.all(keep[:3] == 1.0), "first window: no movement (docs/model.md §4)"
     est = Scenario.load(r["config"]["run_dir"] + "/estimates/window_1.npz")
     mv = np.array(r["movement"]["collected"])[:3]
     assert np.array_equal(est.collected[0], np.rint(mv.mean(axis=0)).astype(int))

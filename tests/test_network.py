@@ -1,4 +1,4 @@
-"""Scenario validation, persistence, generators and trace replay (SPEC §1, §4, §5)."""
+"""Scenario validation, persistence, generators and trace replay (docs/model.md §1, §4, §5)."""
 
 from __future__ import annotations
 

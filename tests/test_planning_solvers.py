@@ -98,7 +98,7 @@ def test_sqrt_matches_clarabel(args):
 
 def theorem4_instance(n, D, c, c_srv, c_t, gamma, scale=1000):
     # D -> K D and gamma -> K^1.5 gamma leave (r*, s*) unchanged; the server's own single point
-    # (it needs D > 0 at slot 2 for its error term, SPEC §2) then perturbs s by 1/(n D K) only.
+    # (it needs D > 0 at slot 2 for its error term, docs/model.md §2) then perturbs s by 1/(n D K) only.
     K = scale
     T, m = 2, n + 1
     coll = np.zeros((T, m), dtype=np.int64)
@@ -136,7 +136,7 @@ def test_theorem4_closed_form(case, expected):
 def test_straggler_capacities_set_theorem2_per_device():
     sc = random_scenario(0, 4, 3, capacities=False)
     sc2 = straggler_capacities(sc, 1.0, np.array([10.0, 20.0, 30.0, 40.0]))
-    assert sc2.proc_cap[0, 0] == pytest.approx(9.538, abs=5e-4)  # SPEC §3: (σ, μ) = (1, 10)
+    assert sc2.proc_cap[0, 0] == pytest.approx(9.538, abs=5e-4)  # docs/model.md §3: (σ, μ) = (1, 10)
     assert np.allclose(sc2.proc_cap, sc2.proc_cap[0])  # every slot
     assert (np.diff(sc2.proc_cap[0]) > 0).all()  # faster devices take more
     soj = straggler_capacities(sc, 1.0, 10.0, wait="sojourn")

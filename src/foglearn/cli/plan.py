@@ -30,7 +30,7 @@ def plan_command(
     n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots")] = 100,
     rho: Annotated[float, typer.Option(help="link probability of the random topology")] = 0.3,
-    capacities: Annotated[bool, typer.Option(help="impose node and link capacities (SPEC §4)")] = False,
+    capacities: Annotated[bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")] = False,
     error: Annotated[str, typer.Option(help="error model: linear | sqrt")] = "linear",
     information: Annotated[str, typer.Option(help="'perfect' or a window length for estimated information")] = "perfect",
     profile: Annotated[str, typer.Option(help="cost profile: " + PROFILES.help())] = "synthetic",

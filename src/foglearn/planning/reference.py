@@ -5,7 +5,7 @@
   modelled exactly as ``f · power(G, -1/2)`` (a power cone), so ``G > 0`` is enforced by the cone.
 
 They build the full (unpruned) model over every usable link; they are the yardstick for
-correctness, not the production path (SPEC §2).
+correctness, not the production path (docs/model.md §2).
 """
 
 from __future__ import annotations
