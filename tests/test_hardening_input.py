@@ -112,9 +112,9 @@ def test_kernels_refuse_out_of_range_labels_indices_and_rows(make):
     flat, X, y, wt, idx = _kernel_batch(kernel)
     with pytest.raises(InputError, match=r"weight: must have the labels' shape \[2, 2\]"):
         kernel.loss_and_grad(flat, X, y, wt[:, :1], index=idx)
-    if isinstance(kernel, BatchedCNN):  # the compiled passes read x[index] unchecked
-        flat, X, y, wt, idx = _kernel_batch(kernel, index=(0, 5))
-        with pytest.raises(InputError, match=r"index\[0, 1\] = 5: sample indices must lie in 0..4"):
+    for bad in (5, -1):  # the compiled passes read x[index] unchecked; torch reads -1 as the last
+        flat, X, y, wt, idx = _kernel_batch(kernel, index=(0, bad))
+        with pytest.raises(InputError, match=rf"index\[0, 1\] = {bad}: sample indices must lie in 0..4"):
             kernel.loss_and_grad(flat, X, y, wt, index=idx)
         with pytest.raises(InputError, match="sample indices"):
             kernel.forward(flat, X, index=idx)
