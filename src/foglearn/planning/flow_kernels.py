@@ -341,16 +341,18 @@ def greedy_fill(ptr, alive_end, a_cost, a_cap, f, D):
 #: ``ssp`` status: optimal flow found / no residual path (an internal error: discarding is always
 #: open) / stopped through the ``stop`` flag (Ctrl-C)
 OK, NO_PATH, INTERRUPTED = 0, 1, 2
-#: the search polls its ``stop`` flag every this many heap pops (and before each search)
+#: the search polls its ``stop`` flag every this many heap pops (``ssp`` also before each search)
 _POLL_POPS = 4096
 #: ``_run``'s requests to its caller: more heap room / a longer settled list
 _NEED_HEAP, _NEED_TREE = 3, 4
 #: ``Search.count`` slots: searches started, settle stamps, subtree marks, settled-list length,
-#: augmentations, arc scans, subtree resets, heap pops; the pending work of an augmentation (next
-#: and end index in ``Search.queue`` of the nodes to re-relax, the full sink to expand or -1)
-_IT, _GV, _BRK, _NS, _AUG, _SCAN, _RESET, _POPS, _PEND_Q, _PEND_NB, _PEND_SINK = range(11)
-#: ``_terminal``'s answer when the overloaded sink has no excess left
-_DRAINED = -2
+#: augmentations, arc scans, subtree resets; the sink searched now (-1: none) and the next one to
+#: look at; the pending work of an augmentation (next and end index in ``Search.queue`` of the
+#: nodes to re-relax, the full sink to expand or -1)
+_IT, _GV, _BRK, _NS, _AUG, _SCAN, _RESET, _K0, _NEXT, _PEND_Q, _PEND_NB, _PEND_SINK = range(12)
+#: ``_terminal``'s and ``_step``'s answer when the overloaded sink has no excess left;
+#: ``_step``'s when an augmentation or a full sink left work for ``_pending``
+_DRAINED, _PENDING = -2, 1
 
 
 @njit(cache=True, inline="always")
@@ -765,57 +767,94 @@ def _pending(P, fl, S, h, size, k0, tol):
 
 @njit(cache=True, inline="always")
 def _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol):
-    """Process the popped entry ``(d, (code, a, stamp))``; returns ``(size, drained)``."""
+    """Process the popped entry ``(d, (code, a, stamp))``. Returns ``(size, state)``: state
+    ``_DRAINED``, ``_PENDING`` (work left for :func:`_pending`) or 0."""
     N = P.nodes.supply.size
     it = S.count[_IT]
     if code < 2 * N:
         if S.done[code] == it:
-            return size, False
+            return size, 0
         if code != N + k0:
             key = _candidate_key(P, fl, S, code, a, stamp, it)
             if key < 0.0:
-                return size, False  # from a parent that has been reset since
+                return size, 0  # from a parent that has been reset since
             if key != d:  # code's potential was raised (reset) after this entry was made
-                return push(h, size, key, (code, a, stamp)), False
+                return push(h, size, key, (code, a, stamp)), 0
         size, expand = _settle(P, fl, S, tree, h, size, code, d, a, k0, tol)
-        S.count[_PEND_SINK] = expand
+        if expand >= 0:
+            S.count[_PEND_SINK] = expand
+            return size, _PENDING
     elif code < 4 * N:
         if S.ckey[code - 2 * N] == d and S.done[code - 2 * N] == it:
             size = _scan_shared(P, fl, S, h, size, code - 2 * N, d, tol)
     else:
         v = code - 4 * N
         if S.tkey[v] != d or S.done[v] != it:
-            return size, False
+            return size, 0
         S.dstar[0] = d
         size, nb, expand = _terminal(P, fl, S, tree, h, size, v, d, k0, tol)
         if expand == _DRAINED:
-            return size, True
+            return size, _DRAINED
         S.count[_PEND_Q] = 0
         S.count[_PEND_NB] = nb
         S.count[_PEND_SINK] = expand
-    return size, False
+        return size, _PENDING
+    return size, 0
+
+
+@njit(cache=True, inline="always")
+def _next_search(P, fl, S, h, tol):
+    """Start the search of the next overloaded saturable sink ``k0`` (from ``S.count[_NEXT]``
+    on): an empty heap holding ``k0``. Returns ``(size, k0)``; ``k0 = -1`` when none is left."""
+    N = P.nodes.supply.size
+    cp = P.coupled
+    c = S.count
+    for k0 in range(c[_NEXT], N):
+        if cp.in_ptr[k0 + 1] > cp.in_ptr[k0] and fl.load[k0] > P.nodes.cap[k0] + tol:
+            c[_NEXT] = k0 + 1
+            c[_K0] = k0
+            c[_IT] += 1
+            c[_NS] = 0
+            c[_PEND_Q] = 0
+            c[_PEND_NB] = 0
+            c[_PEND_SINK] = -1
+            S.dstar[0] = 0.0
+            return push(h, 0, 0.0, (N + k0, -1, -1)), k0
+    c[_NEXT] = N
+    return 0, -1
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _run(P, fl, S, tree, h, size, k0, tol, stop):
-    """The loop of :func:`_search`, compiled without reference counting (it allocates nothing;
-    with it, every inlined helper would count references on each array it is passed).
+def _run(P, fl, S, tree, h, size, tol, stop):
+    """The searches of :func:`ssp`, one per overloaded sink ``k0`` in turn, compiled without
+    reference counting (it allocates nothing; with it, every inlined helper would count
+    references on each array it is passed).
 
-    Pops entries until ``k0`` is drained, or returns early: ``_NEED_HEAP`` (with the number of
-    free heap entries needed) or ``_NEED_TREE`` (the settled list is full) before an entry or
-    pending work that needs the room, ``INTERRUPTED`` or ``NO_PATH``. Returns
-    ``(status, size, need)``; the caller grows and calls again, the search resumes as it was.
+    Returns ``(status, size, need)`` when all sinks are done (``OK``), or early: ``_NEED_HEAP``
+    (``need`` more heap entries) or ``_NEED_TREE`` (the settled list is full) before an entry or
+    pending work that needs the room, ``INTERRUPTED`` or ``NO_PATH``. After growing, the caller
+    calls again and the search resumes where it was.
     """
     N = P.nodes.supply.size
     c = S.count
+    state = _PENDING  # on a new call: resume what the last one left
+    pops = 0
     while True:
-        size, need = _pending(P, fl, S, h, size, k0, tol)
-        if need > 0:
-            return _NEED_HEAP, size, need
+        k0 = c[_K0]
+        if k0 < 0:
+            if stop[0] != 0:
+                return INTERRUPTED, size, 0
+            size, k0 = _next_search(P, fl, S, h, tol)  # the heap has room for one
+            if k0 < 0:
+                return OK, 0, 0
+        if state == _PENDING:
+            size, need = _pending(P, fl, S, h, size, k0, tol)
+            if need > 0:
+                return _NEED_HEAP, size, need
         if size == 0:
             return NO_PATH, size, 0  # cannot happen: discarding is always open
-        c[_POPS] += 1
-        if c[_POPS] % _POLL_POPS == 0 and stop[0] != 0:
+        pops += 1
+        if pops % _POLL_POPS == 0 and stop[0] != 0:
             return INTERRUPTED, size, 0
         code = h.item[0, 0]
         need = 2  # a settled node pushes at most two entries, a terminal one
@@ -827,35 +866,10 @@ def _run(P, fl, S, tree, h, size, k0, tol, stop):
             return _NEED_TREE, size, 0
         d, a, stamp = h.key[0], h.item[0, 1], h.item[0, 2]
         size = pop(h, size)
-        size, drained = _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol)
-        if drained:
+        size, state = _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol)
+        if state == _DRAINED:
             _raise_settled(fl, S, tree, N, S.dstar[0])
-            return OK, size, 0
-
-
-@njit(cache=True, inline="always")
-def _search(P, fl, S, tree, h, k0, tol, stop):
-    """One persistent Dijkstra from the overloaded sink ``k0`` until its excess is gone.
-
-    Heap entries ``(key, (code, arc, stamp))``: ``code < 2N`` a candidate node, ``2N + s`` the
-    lazy scan of source ``s``, ``4N + v`` the terminal ``v``. :func:`_run` does the work; the
-    heap and the settled list grow here when it asks. Returns ``(status, tree, h)``.
-    """
-    c = S.count
-    c[_NS] = 0
-    c[_PEND_Q] = 0
-    c[_PEND_NB] = 0
-    c[_PEND_SINK] = -1
-    S.dstar[0] = 0.0
-    size = push(h, 0, 0.0, (P.nodes.supply.size + k0, -1, -1))
-    while True:
-        status, size, need = _run(P, fl, S, tree, h, size, k0, tol, stop)
-        if status == _NEED_HEAP:
-            h = grown(h, size, need)
-        elif status == _NEED_TREE:
-            tree = _grown_tree(tree)
-        else:
-            return status, tree, h
+            c[_K0] = -1
 
 
 @njit(cache=True, nogil=True)
@@ -868,9 +882,12 @@ def ssp(P, x, lam, tol, heap_cap, settle_cap, stop):
     ``λ`` and sink prices ``π ≥ 0``; a source's shared arcs are scanned lazily in cost order
     (``cost − λ_s`` is a lower bound of the reduced cost since ``π ≥ 0``).
 
-    One search serves all augmentations of ``k0`` (:func:`_search`). When a terminal at distance
-    ``d`` is met, the flow is augmented along the tree path. If every path arc keeps residual
-    capacity, the settled distances stay exact and the search goes on. Otherwise the phase ends as
+    One search serves all augmentations of ``k0`` (:func:`_run`). Heap entries are
+    ``(key, (code, arc, stamp))``: ``code < 2N`` a candidate node reached by ``arc`` from a parent
+    settled with ``stamp``, ``2N + s`` the lazy scan of source ``s``, ``4N + v`` the terminal
+    ``v``. When a terminal at distance ``d`` is met, the flow is augmented along the tree path. If
+    every path arc keeps residual capacity, the settled distances stay exact and the search goes
+    on (:func:`_terminal`). Otherwise the phase ends as
     in textbook SSP: settled nodes raise their potentials by ``d − d_v``, which keeps every
     reduced cost ``≥ 0`` and leaves every key ``d_u + rc(u, w)`` unchanged. Only the subtree
     below the topmost exhausted arc (found through child lists) is raised now and reset, then
@@ -880,9 +897,9 @@ def ssp(P, x, lam, tol, heap_cap, settle_cap, stop):
     distance).
 
     ``P``: a :class:`Problem`; ``x``, ``λ`` (greedy fill) are updated in place. ``heap_cap`` and
-    ``settle_cap`` are starting sizes (both grow by doubling). ``stop``: a one-element ``uint8``
-    flag polled before each search and every ``_POLL_POPS`` heap pops (nogil: see
-    :mod:`foglearn.planning.interrupt`).
+    ``settle_cap`` are starting sizes: both grow by doubling, here, when :func:`_run` asks.
+    ``stop``: a one-element ``uint8`` flag polled before each search and every ``_POLL_POPS``
+    heap pops (nogil: see :mod:`foglearn.planning.interrupt`).
 
     Returns ``(status, pi, load, searches, augmentations, scans, resets)``; ``status`` is
     :data:`OK`, :data:`NO_PATH` or :data:`INTERRUPTED` (``x`` and ``λ`` are then partial).
@@ -891,17 +908,15 @@ def ssp(P, x, lam, tol, heap_cap, settle_cap, stop):
     fl = _initial_flow(P, x, lam, tol)
     S, tree = _search_arrays(N, settle_cap)
     h = new_heap(heap_cap, 3)
-    status = OK
-    for k0 in range(N):
-        cp = P.coupled
-        if cp.in_ptr[k0 + 1] == cp.in_ptr[k0] or fl.load[k0] <= P.nodes.cap[k0] + tol:
-            continue
-        if stop[0] != 0:
-            status = INTERRUPTED
-            break
-        S.count[_IT] += 1
-        status, tree, h = _search(P, fl, S, tree, h, k0, tol, stop)
-        if status != OK:
+    S.count[_K0] = -1
+    size = 0
+    while True:
+        status, size, need = _run(P, fl, S, tree, h, size, tol, stop)
+        if status == _NEED_HEAP:
+            h = grown(h, size, need)
+        elif status == _NEED_TREE:
+            tree = _grown_tree(tree)
+        else:
             break
     c = S.count
     return status, fl.pi, fl.load, c[_IT], c[_AUG], c[_SCAN], c[_RESET]

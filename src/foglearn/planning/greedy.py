@@ -7,9 +7,10 @@ each point collected by ``i`` at ``t`` goes to the cheapest of
 * offloading to the best usable neighbour ``k``, ``c_ik(t) + c_k(t+1)`` (eq. (12));
 * discarding, ``f_i(t)``.
 
-Ties go to local processing, then offloading, then discarding (SPEC §2); among equally cheap
-neighbours the lowest edge index wins. The plan is 0/1. One compiled (numba) pass over the
-sparse edge list grouped by source computes it, so time and memory are linear in ``T·E``.
+Ties go to local processing, then offloading, then discarding (docs/model.md §2); among equally
+cheap neighbours the lowest edge index wins. The plan is 0/1. One compiled (numba) pass over the
+sparse edge list grouped by source computes it, so time and memory are linear in ``T·E``; Ctrl-C
+stops it between slots (:mod:`foglearn.planning.interrupt`).
 """
 
 from __future__ import annotations
@@ -20,19 +21,24 @@ import numpy as np
 from numba import njit
 
 from foglearn.network.scenario import Scenario
+from foglearn.planning import interrupt
 from foglearn.planning.plan import Plan, PlanError, SolverStats
 
 __all__ = ["greedy_fractions", "plan_greedy"]
 
 
 @njit(cache=True, nogil=True)
-def _greedy_kernel(D, c, f, indptr, by_src, dst, link_cost, link_up, active, keep, offload):  # pragma: no cover
+def _greedy_kernel(D, c, f, indptr, by_src, dst, link_cost, link_up, active, keep, offload,
+                   stop):  # pragma: no cover
     """Theorem 3 (12) per source ``(i, t)``: cheapest of local ``c_i(t)``, best usable neighbour
     ``c_ik(t) + c_k(t+1)`` (first edge index on ties) and discard ``f_i(t)``; ties local, then
-    offload, then discard. Fills ``keep``/``offload`` with 0/1 and returns the objective."""
+    offload, then discard. Fills ``keep``/``offload`` with 0/1 and returns ``(objective, done)``;
+    ``done`` is False when the ``stop`` flag ended it before the last slot."""
     T, n = D.shape
     total = 0.0
     for t in range(T):
+        if stop[0] != 0:
+            return total, False
         for i in range(n):
             if D[t, i] == 0:
                 continue
@@ -55,13 +61,14 @@ def _greedy_kernel(D, c, f, indptr, by_src, dst, link_cost, link_up, active, kee
                 total += D[t, i] * best
             else:
                 total += D[t, i] * f[t, i]
-    return total
+    return total, True
 
 
 def greedy_fractions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, float]:
     """Theorem 3's 0/1 fractions ``(keep[T, n], offload[T, E])`` and their cost, without capacities.
 
-    One compiled pass over the edges per slot; memory is the ``[T, E]`` plan itself.
+    One compiled pass over the edges per slot; memory is the ``[T, E]`` plan itself. Raises
+    :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C.
     """
     if scenario.has_capacities:
         raise PlanError("solver = 'greedy': Theorem 3 needs a scenario without capacities "
@@ -72,8 +79,12 @@ def greedy_fractions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, float]
     np.cumsum(np.bincount(scenario.src, minlength=n), out=indptr[1:])
     keep = np.zeros((T, n))
     offload = np.zeros((T, E))
-    total = _greedy_kernel(scenario.collected, scenario.proc_cost, scenario.error_weight, indptr, by_src,
-                           scenario.dst, scenario.link_cost, scenario.link_up, scenario.active, keep, offload)
+    total, done = interrupt.call(
+        _greedy_kernel, scenario.collected, scenario.proc_cost, scenario.error_weight, indptr, by_src,
+        scenario.dst, scenario.link_cost, scenario.link_up, scenario.active, keep, offload,
+        stop=interrupt.new_stop_flag())
+    if not done:
+        raise interrupt.PlanInterrupted("planning interrupted (Ctrl-C); no plan was returned")
     return keep, offload, float(total)
 
 
