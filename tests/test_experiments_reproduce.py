@@ -33,6 +33,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def run_configs(out: Path) -> dict[str, RunConfig]:
+    """The runs config.toml records, by key (runs.csv keeps only the fields that vary)."""
+    return {c.key(): c for c in read_config_toml(out / "config.toml").runs}
+
+
 def check_run_dir(out: Path, name: str, trained: bool = True) -> list[dict[str, str]]:
     for f in ("config.toml", "runs.csv", "summary.csv", "report.md", f"{name}.png"):
         assert (out / f).is_file(), f"{name}: {f} missing"
@@ -41,6 +46,7 @@ def check_run_dir(out: Path, name: str, trained: bool = True) -> list[dict[str, 
     assert spec.experiment == name
     rows = read_rows(out / "runs.csv")
     assert len(rows) == len(spec.runs)
+    runs = run_configs(out)
     for r in rows:
         p, t, d, tot = (float(r[k]) for k in ("processing", "transfer", "discard", "total"))
         assert min(p, t, d) >= 0
@@ -50,7 +56,7 @@ def check_run_dir(out: Path, name: str, trained: bool = True) -> list[dict[str, 
             assert -1e-9 <= float(r[k]) <= 1 + 1e-9, (k, r[k])
         # every collected point is processed (at its source or after offloading) or discarded
         assert float(r["processed"]) + float(r["discarded"]) == pytest.approx(float(r["collected"]), rel=1e-6)
-        if trained and r["train"] == "True":
+        if trained and runs[r["key"]].train:
             assert 0.0 <= float(r["accuracy"]) <= 1.0
     report = (out / "report.md").read_text()
     assert "Claims checked" in report or name in ("table2",)
@@ -76,13 +82,13 @@ def test_experiment_quick_on_tiny(tmp_path: Path, name: str) -> None:
         assert all(float(r["offload_rate"]) == 0 and float(r["discard_rate"]) == 0 for r in a_rows)
         assert all(r["capacities"] == "True" for r in rows if r["setting"] == "D")
     if name == "fig4":
-        assert all(r["train"] == "True" for r in rows)
+        assert all(run_configs(tmp_path)[r["key"]].train for r in rows)
     if name == "fig5":
         assert sorted({int(r["n_devices"]) for r in rows}) == [5, 10, 20, 30, 40, 50]
     if name == "fig8":
         assert {r["setting"] for r in rows} == {f"{m}/{t}" for m in ("lte", "wifi")
                                                 for t in ("social", "hierarchical", "full")}
-        assert all(r["train"] == "False" for r in rows)
+        assert not any(run_configs(tmp_path)[r["key"]].train for r in rows)
 
 
 def test_table2_quick_on_tiny(tmp_path: Path) -> None:
@@ -210,6 +216,5 @@ def test_export_docs_copies_plots_and_relinks(tmp_path: Path) -> None:
 def test_table2_models_option_limits_training(tmp_path: Path) -> None:
     opts = quick(tmp_path, table2_models=("mlp",))
     run_experiment("table2", opts)
-    rows = read_rows(tmp_path / "runs.csv")
-    assert {r["model"] for r in rows} == {"mlp"}
+    assert {c.model for c in run_configs(tmp_path).values()} == {"mlp"}
     assert "| centralised |" in (tmp_path / "report.md").read_text()

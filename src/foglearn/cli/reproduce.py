@@ -19,8 +19,13 @@ def reproduce_command(
                                                   "(overrides --seeds).")] = None,
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or tiny (tests only).")] = "mnist",
     model: Annotated[str, typer.Option(help="cnn or mlp (Table II trains both).")] = "cnn",
-    horizon: Annotated[int, typer.Option(help="Time slots T.")] = 100,
-    quick: Annotated[bool, typer.Option("--quick", help="First look: 2 seeds and T = 20.")] = False,
+    horizon: Annotated[int, typer.Option("--horizon", "-T", help="Time slots T.")] = 100,
+    n_devices: Annotated[int, typer.Option("--n-devices", "-n", help="Devices n (Fig. 5 sweeps its own "
+                                           "n values).")] = 10,
+    window: Annotated[int | None, typer.Option("--window", help="Window of estimated information "
+                                               "(Table III C, D; default τ = 10).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="First look: 2 seeds and T = 20 (windows of "
+                                        "estimated information shrink with T: 10 → 2).")] = False,
     no_train: Annotated[bool, typer.Option("--no-train", help="Costs only: plan but do not train "
                                            "(Table II and Fig. 4 still train: they are about training).")] = False,
     train_seeds: Annotated[int | None, typer.Option("--train-seeds", help="Train only the first K seeds' runs "
@@ -64,7 +69,7 @@ def reproduce_command(
     out_dir = out if out is not None else Path("runs") / name
     try:
         options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
-                                    jobs=jobs, train=not no_train, out=str(out_dir), train_seeds=train_seeds,
+                                    n_devices=n_devices, window=window, jobs=jobs, train=not no_train, out=str(out_dir), train_seeds=train_seeds,
                                     passes=passes, lr=lr, eval_every=eval_every,
                                     table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
                                     traces_dir=str(traces) if traces else None, progress=not no_progress)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,10 @@ class ExperimentOptions:
     """Knobs shared by every experiment.
 
     ``seeds`` is the list of seeds; ``quick`` shortens the horizon to ``quick_horizon`` and keeps
-    the first ``quick_seeds`` seeds, for a first look. ``jobs`` is the number of worker processes
+    the first ``quick_seeds`` seeds, for a first look; a window of estimated information shrinks
+    with the horizon so that it keeps its meaning (:meth:`run_window`). ``n_devices`` is ``n``
+    where an experiment does not sweep it; ``window`` is the length of the estimated-information
+    windows (``None``: the aggregation period τ, as the paper). ``jobs`` is the number of worker processes
     (1 = run in this process). ``train = False`` computes only the planned costs;
     ``train_seeds = k`` trains only the runs of the first ``k`` seeds (costs are computed for all
     seeds, accuracy is averaged over the trained ones). ``passes``, ``lr`` and ``eval_every`` go to
@@ -210,6 +214,8 @@ class ExperimentOptions:
     quick_seeds: int = 2
     quick_horizon: int = 20
     horizon: int = 100
+    n_devices: int = 10
+    window: int | None = None
     jobs: int = 2
     train: bool = True
     train_seeds: int | None = None
@@ -240,7 +246,9 @@ class ExperimentOptions:
             raise ConfigError(f"ExperimentOptions.eval_every = {self.eval_every}: must be ≥ 0")
         if not self.lr > 0:
             raise ConfigError(f"ExperimentOptions.lr = {self.lr}: a learning rate must be > 0")
-        for name in ("jobs", "quick_seeds", "quick_horizon", "horizon", "passes"):
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"ExperimentOptions.window = {self.window}: must be ≥ 1 or None (= τ)")
+        for name in ("jobs", "quick_seeds", "quick_horizon", "horizon", "passes", "n_devices"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ExperimentOptions.{name} = {getattr(self, name)}: must be ≥ 1")
 
@@ -252,6 +260,29 @@ class ExperimentOptions:
     def run_horizon(self) -> int:
         return min(self.quick_horizon, self.horizon) if self.quick else self.horizon
 
+    def run_window(self, period: int) -> int:
+        """The estimated-information window of a run with aggregation period ``period`` (τ).
+
+        ``window`` (or τ when ``None``) at the full horizon. When quick mode shortens the horizon
+        from ``T`` to ``T'`` the window shrinks in proportion, ``max(1, round(W·T'/T))``, so that
+        the horizon still holds as many windows (T = 100, W = 10 → T' = 20, W' = 2): with the full
+        W the first window, which cannot move data (docs/model.md §4), would be half the horizon.
+        """
+        w = self.window if self.window is not None else period
+        if self.run_horizon < self.horizon:
+            w = max(1, round(w * self.run_horizon / self.horizon))
+        return w
+
+    def as_run(self, configs: Sequence[RunConfig]) -> ExperimentOptions:
+        """These options as they ran ``configs``: the seeds and horizon actually used, the window
+        resolved (quick mode scales it), ``train`` true exactly when some run trains, and
+        ``quick`` off, so that the result runs the same configurations in full mode."""
+        changes: dict[str, Any] = {"seeds": self.run_seeds, "horizon": self.run_horizon, "quick": False,
+                                   "train": any(c.train for c in configs)}
+        if self.quick and self.run_horizon < self.horizon:
+            changes["window"] = self.run_window(RunConfig.period)
+        return self.replace(**changes)
+
     def trains(self, seed: int) -> bool:
         """Whether runs of ``seed`` train a model (``train`` and among the first ``train_seeds``)."""
         if not self.train:
@@ -261,6 +292,7 @@ class ExperimentOptions:
     def base(self, **changes: Any) -> RunConfig:
         """A :class:`RunConfig` with these options' dataset, model, horizon, budget and training flag."""
         fields: dict[str, Any] = {"dataset": self.dataset, "model": self.model, "horizon": self.run_horizon,
+                                  "n_devices": self.n_devices,
                                   "train": self.train, "passes": self.passes, "lr": self.lr,
                                   "eval_every": self.eval_every}
         fields.update(changes)
@@ -286,11 +318,14 @@ class ExperimentOptions:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What a run directory's ``config.toml`` records: the experiment, its options and its runs."""
+    """What a run directory's ``config.toml`` records: the experiment, the options as they ran
+    (:meth:`ExperimentOptions.as_run`), its runs and, when they differ, the options as requested
+    (e.g. with ``quick = true``)."""
 
     experiment: str
     options: ExperimentOptions
     runs: tuple[RunConfig, ...] = field(default_factory=tuple)
+    requested: ExperimentOptions | None = None
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -300,8 +335,11 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 def write_config_toml(path: str | Path, spec: SweepSpec) -> Path:
     """Write ``config.toml`` (TOML has no null: ``None`` fields are omitted and read back as defaults)."""
     path = Path(path)
-    doc = {"experiment": spec.experiment, "schema": SCHEMA, "options": _drop_none(spec.options.as_dict()),
-           "runs": [{"key": r.key(), **_drop_none(r.as_dict())} for r in spec.runs]}
+    doc: dict[str, Any] = {"experiment": spec.experiment, "schema": SCHEMA,
+                           "options": _drop_none(spec.options.as_dict())}
+    if spec.requested is not None and spec.requested != spec.options:
+        doc["requested"] = _drop_none(spec.requested.as_dict())
+    doc["runs"] = [{"key": r.key(), **_drop_none(r.as_dict())} for r in spec.runs]
     from foglearn.io import atomic_write
     atomic_write(path, tomli_w.dumps(doc))
     return path
@@ -317,4 +355,6 @@ def read_config_toml(path: str | Path) -> SweepSpec:
         if "key" in raw and raw["key"] != run.key():
             raise ConfigError(f"{path}: runs[{i}].key = {raw['key']} does not match its configuration ({run.key()})")
         runs.append(run)
-    return SweepSpec(doc["experiment"], ExperimentOptions.from_dict(doc.get("options", {})), tuple(runs))
+    requested = ExperimentOptions.from_dict(doc["requested"]) if "requested" in doc else None
+    return SweepSpec(doc["experiment"], ExperimentOptions.from_dict(doc.get("options", {})), tuple(runs),
+                     requested)

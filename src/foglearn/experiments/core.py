@@ -19,7 +19,7 @@ from foglearn.experiments.config import (
 from foglearn.experiments.definitions import EXPERIMENTS, Results, names
 from foglearn.experiments.report import TEXT, Section, render
 from foglearn.experiments.runner import SweepOutcome, run_one, run_sweep
-from foglearn.experiments.tables import flatten, write_csv
+from foglearn.experiments.tables import flatten, lean_rows, write_csv
 from foglearn.io import atomic_write
 
 
@@ -38,9 +38,11 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
                    runner: Callable[[RunConfig], dict[str, Any]] = run_one) -> list[Section]:
     """Run experiment ``name`` (a key of :data:`EXPERIMENTS`, or ``all``) and write its run directory.
 
-    ``out`` (default ``options.out``) receives ``config.toml``, ``results/<key>.json`` (one per
-    run, unless ``store`` names another folder holding ``results/``), ``runs.csv`` (one row per
-    run), ``summary.csv`` (mean, std, min, max over seeds), PNG plots and ``report.md``.
+    ``out`` (default ``options.out``) receives ``config.toml`` (the options as they ran, e.g. the
+    seeds and horizon of quick mode, beside the options as requested), ``results/<key>.json``
+    (one per run, unless ``store`` names another folder holding ``results/``), ``runs.csv`` (one
+    row per run: its setting, seed, key, the configuration fields that vary and the metrics),
+    ``summary.csv`` (mean and std over seeds of the metrics), PNG plots and ``report.md``.
     ``all`` runs every experiment into ``out/<name>/`` sharing one result store ``out/results``
     (runs common to two experiments are computed once) and writes ``out/report.md``.
     Raises :class:`Interrupted` on Ctrl-C, after keeping the finished runs, and
@@ -62,7 +64,7 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
     grid = entry.obj.configs(options, **entry.params)
     configs = [c for _, c in grid]
     out.mkdir(parents=True, exist_ok=True)
-    write_config_toml(out / "config.toml", SweepSpec(name, options, tuple(configs)))
+    write_config_toml(out / "config.toml", SweepSpec(name, options.as_run(configs), tuple(configs), options))
     t0 = time.perf_counter()
     outcome = run_sweep(configs, store or out, jobs=options.jobs, progress=options.progress,
                         description=name, runner=runner)
@@ -74,7 +76,7 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
     for (label, _), rec in zip(grid, outcome.records):
         assert rec is not None
         rows.append({"setting": label, **flatten(rec)})
-    write_csv(out / "runs.csv", rows)
+    write_csv(out / "runs.csv", lean_rows(rows, keep=("setting", "seed", "key")))
     section = entry.obj.section(name, Results(records, rows, options, out, entry.params))
     section.differences += [render(TEXT["not_reproduced"], claim=c.claim.rstrip("."), evidence=c.evidence)
                             for c in section.checks if not c.holds]
@@ -90,7 +92,11 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
 def options_note(options: ExperimentOptions) -> str:
     """The report's sentence on the options, the machine and the Python version."""
     mode = render(TEXT["options_quick" if options.quick else "options_full"], quick_seeds=options.quick_seeds,
-                  horizon=options.run_horizon)
+                  horizon=options.run_horizon, n=options.n_devices)
+    if options.run_horizon < options.horizon:
+        tau = RunConfig.period
+        mode += render(TEXT["options_window"], full=options.window or tau, horizon=options.horizon,
+                       window=options.run_window(tau))
     return render(TEXT["options"], mode=mode, seeds=list(options.run_seeds), dataset=options.dataset,
                   model=options.model, training="on" if options.train else "off", jobs=options.jobs,
                   machine=platform.machine(), python=platform.python_version())

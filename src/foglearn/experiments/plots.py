@@ -81,10 +81,16 @@ def line(ax: Any, xs: Sequence[float], rows: Sequence[dict[str, Any]], metric: s
 
 
 def table3_figure(path: str | Path, labels: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:
+    """Table III: cost per datapoint of each setting and, when some setting was trained, its
+    accuracy beside it (without training, ``--no-train``, the cost panel alone)."""
     plt = _plt()
+    acc = np.array([r.get("accuracy", np.nan) for r in rows], dtype=float) * 100
+    if not np.isfinite(acc).any():
+        fig, a = plt.subplots(figsize=(4.8, 3.6))
+        cost_bars(a, labels, rows, title="Cost per datapoint")
+        return _save(fig, path)
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
     cost_bars(a, labels, rows, title="Cost per datapoint")
-    acc = np.array([r["accuracy"] for r in rows]) * 100
     err = np.array([r.get("accuracy_std", 0.0) for r in rows]) * 100
     b.bar(labels, acc, yerr=err, capsize=3, color="#8172B3")
     b.set_ylabel("test accuracy (%)")

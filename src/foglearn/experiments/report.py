@@ -205,8 +205,12 @@ TEXT: dict[str, str] = {
     ),
     "title": "# foglearn reproduction of Tu et al. (INFOCOM 2020), Section V",
     "wall_time": "Wall time of this invocation: {seconds:.0f} s.",
-    "options_quick": "quick mode (first {quick_seeds} seeds, horizon T = {horizon})",
-    "options_full": "full mode (T = {horizon})",
+    "options_quick": "quick mode (first {quick_seeds} seeds, horizon T = {horizon}, n = {n})",
+    "options_full": "full mode (T = {horizon}, n = {n})",
+    "options_window": (
+        "; estimated-information windows scaled with T (W = {full} at T = {horizon} → W = {window}) "
+        "so that the horizon holds as many windows"
+    ),
     "options": (
         "Configuration: {mode}; seeds {seeds}; dataset {dataset}; model {model} (Table II trains "
         "both); training {training}; {jobs} worker process(es) with one torch thread each; "

@@ -3,13 +3,15 @@
 A *row* is a flat dict of one run: its configuration fields, its realised costs
 (:meth:`~foglearn.planning.CostBreakdown.as_dict`), the range of its per-slot offloading rate,
 and its accuracy when it was trained. :func:`aggregate` groups rows by setting and gives, for
-every numeric metric, the mean, the sample standard deviation, the minimum and the maximum over
-seeds.
+every metric (a number that is not a configuration field), the mean, the sample standard
+deviation, the minimum and the maximum over seeds. The CSV files keep only what varies:
+:func:`lean_rows` (one row per run) and :func:`lean_summary` (mean and std per group).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Iterable, Sequence
@@ -18,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from foglearn.experiments.config import RunConfig
 from foglearn.io import atomic_write
+
+#: The fields of a row that describe the run rather than measure it (never averaged).
+CONFIG_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(RunConfig)) | {"key", "setting"}
 
 COST_FIELDS: tuple[str, ...] = ("processing", "transfer", "discard", "total", "unit", "collected", "processed",
                                  "offloaded", "discarded", "offload_rate", "discard_rate", "process_rate",
@@ -56,22 +62,33 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
 
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The numeric fields of ``rows`` that are not configuration fields (:data:`CONFIG_FIELDS`)."""
+    return [k for k in rows[0] if k not in CONFIG_FIELDS and _is_number(rows[0][k])] if rows else []
+
+
 def aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str], metrics: Sequence[str] | None = None
               ) -> list[dict[str, Any]]:
     """Group ``rows`` by the fields ``by`` (in order of first appearance) and summarise each metric.
 
-    For a metric ``m`` the output has ``m`` (mean over runs, NaN values ignored), ``m_std``
-    (sample standard deviation, 0 for one value), ``m_min``, ``m_max``, ``m_n`` (runs with a
-    finite value, e.g. only the trained runs for accuracy); plus ``runs`` (group size).
+    For a metric ``m`` (default: :func:`metric_names`) the output has ``m`` (mean over runs, NaN
+    values ignored), ``m_std`` (sample standard deviation, 0 for one value), ``m_min``, ``m_max``,
+    ``m_n`` (runs with a finite value, e.g. only the trained runs for accuracy); plus ``runs``
+    (group size) and each configuration field that is the same in every run of the group (its
+    value, never a mean: the mean of the seeds 0 and 1 describes no run).
     """
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(b) for b in by), []).append(r)
     if metrics is None:
-        metrics = [k for k in rows[0] if k not in by and k != "key" and _is_number(rows[0][k])] if rows else []
+        metrics = [m for m in metric_names(rows) if m not in by]
     out = []
     for gkey, members in groups.items():
         agg: dict[str, Any] = dict(zip(by, gkey))
+        for k in members[0]:
+            if k in CONFIG_FIELDS and k not in agg and k != "key" and all(
+                    r.get(k) == members[0][k] for r in members):
+                agg[k] = members[0][k]
         agg["runs"] = len(members)
         for m in metrics:
             vals = np.array([float(r.get(m, float("nan"))) for r in members], dtype=float)
@@ -86,6 +103,38 @@ def aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str], metrics: Sequen
             agg[f"{m}_max"] = float(vals.max())
         out.append(agg)
     return out
+
+
+def _varying(rows: Sequence[dict[str, Any]], fields: Iterable[str]) -> list[str]:
+    return [k for k in fields if len({repr(r.get(k)) for r in rows}) > 1]
+
+
+def _measured(rows: Sequence[dict[str, Any]], metric: str) -> bool:
+    return any(_is_number(r.get(metric)) and math.isfinite(r[metric]) for r in rows)
+
+
+def lean_rows(rows: Sequence[dict[str, Any]], keep: Sequence[str] = ("seed", "key")) -> list[dict[str, Any]]:
+    """``rows`` (one per run) with the fields ``keep``, the configuration fields that vary between
+    the rows and the metrics that were measured in some row (accuracy only when a run trained);
+    constant configuration fields are left to ``config.toml``."""
+    if not rows:
+        return []
+    present = [k for k in keep if k in rows[0]]
+    config = _varying(rows, (k for k in rows[0] if k in CONFIG_FIELDS and k not in present))
+    metrics = [m for m in metric_names(rows) if m not in present and _measured(rows, m)]
+    return [{k: r.get(k) for k in (*present, *config, *metrics)} for r in rows]
+
+
+def lean_summary(agg: Sequence[dict[str, Any]], by: Sequence[str] = ("setting",)) -> list[dict[str, Any]]:
+    """Aggregated rows (:func:`aggregate`) as a lean table: the grouping fields, the configuration
+    fields that differ between groups, ``runs``, and the mean and std of every measured metric."""
+    if not agg:
+        return []
+    present = [k for k in by if k in agg[0]]
+    config = _varying(agg, (k for k in agg[0] if k in CONFIG_FIELDS and k not in present))
+    metrics = [k[:-4] for k in agg[0] if k.endswith("_std") and _measured(agg, k[:-4])]
+    cols = [*present, *config, "runs", *(c for m in metrics for c in (m, f"{m}_std"))]
+    return [{k: a.get(k) for k in cols} for a in agg]
 
 
 def to_csv(rows: Iterable[dict[str, Any]]) -> str:

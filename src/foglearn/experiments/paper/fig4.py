@@ -17,7 +17,7 @@ from foglearn.experiments.tables import fmt, markdown_table, write_csv
 TEXT = {
     "plot_title": "Fig. 4: training loss per device (seed {seed})",
     "averaged": (
-        "Averaged over {seeds} seed(s); setting B (n = 10, τ = 10). {decreasing:pct0} of devices "
+        "Averaged over {seeds} seed(s); setting B (n = {n}, τ = 10). {decreasing:pct0} of devices "
         "end with a lower loss than they started with."
     ),
     "spread_grows": (
@@ -114,7 +114,7 @@ def summarise(res: Results) -> Summary:
             ["std of loss across devices", fmt(values["std_first"]), fmt(values["std_last"])],
         ],
     )
-    body += "\n\n" + render(TEXT["averaged"], values, seeds=len(records))
+    body += "\n\n" + render(TEXT["averaged"], values, seeds=len(records), n=res.options.n_devices)
     diffs = (
         [render(TEXT["spread_grows"], values)] if values["std_last"] >= values["std_first"] else []
     )

@@ -19,7 +19,7 @@ from foglearn.experiments.definitions import (
     trained,
 )
 from foglearn.experiments.report import Claim
-from foglearn.experiments.tables import write_csv
+from foglearn.experiments.tables import lean_summary, write_csv
 
 CLAIMS = (
     Claim(
@@ -76,7 +76,7 @@ def configs(opts: ExperimentOptions, n_devices: tuple[int, ...]) -> Grid:
 
 def summarise(res: Results) -> Summary:
     agg = by_setting(res.rows, [str(n) for n in res.params["n_devices"]])
-    write_csv(res.out / "summary.csv", agg)
+    write_csv(res.out / "summary.csv", lean_summary(agg))
     xs = [int(r["setting"]) for r in agg]
     panels = ["offload", "costs"] + (["accuracy"] if trained(agg) else [])
     plot = P.sweep_figure(res.out / "fig5.png", xs, agg, "number of devices n", panels)

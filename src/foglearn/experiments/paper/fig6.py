@@ -28,7 +28,7 @@ from foglearn.experiments.definitions import (
     trained,
 )
 from foglearn.experiments.report import Claim, render
-from foglearn.experiments.tables import write_csv
+from foglearn.experiments.tables import lean_summary, write_csv
 
 TEXT = {
     "decay": (
@@ -96,7 +96,7 @@ def configs(opts: ExperimentOptions, periods: tuple[int, ...]) -> Grid:
 def summarise(res: Results) -> Summary:
     periods = res.params["periods"]
     agg = by_setting(res.rows, [str(t) for t in periods])
-    write_csv(res.out / "summary.csv", agg)
+    write_csv(res.out / "summary.csv", lean_summary(agg))
     xs = [int(r["setting"]) for r in agg]
     panels = ["costs"] + (["accuracy"] if trained(agg) else [])
     plot = P.sweep_figure(res.out / "fig6.png", xs, agg, "aggregation period τ", panels, logx=False)

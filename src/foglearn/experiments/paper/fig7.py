@@ -23,7 +23,7 @@ from foglearn.experiments.definitions import (
     trained,
 )
 from foglearn.experiments.report import Claim, render
-from foglearn.experiments.tables import write_csv
+from foglearn.experiments.tables import lean_summary, write_csv
 
 TEXT = {
     "graph": (
@@ -82,7 +82,7 @@ def _mean(values: list[float]) -> float:
 
 def summarise(res: Results) -> Summary:
     agg = by_setting(res.rows, [f"{r:g}" for r in res.params["rho"]])
-    write_csv(res.out / "summary.csv", agg)
+    write_csv(res.out / "summary.csv", lean_summary(agg))
     xs = [float(r["setting"]) for r in agg]
     panels = ["processed", "offload", "costs"] + (["accuracy"] if trained(agg) else [])
     plot = P.sweep_figure(res.out / "fig7.png", xs, agg, "link probability ρ", panels)

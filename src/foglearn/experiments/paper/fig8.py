@@ -25,7 +25,7 @@ from foglearn.experiments.definitions import (
     seeded,
 )
 from foglearn.experiments.report import Claim, pct, render
-from foglearn.experiments.tables import markdown_table, write_csv
+from foglearn.experiments.tables import lean_summary, markdown_table, write_csv
 
 TOPOLOGIES = ("social", "hierarchical", "full")
 MEDIA = ("lte", "wifi")
@@ -36,7 +36,7 @@ TEXT = {
         "are not public; LTE and WiFi are docs/model.md §5's documented stand-ins (one third "
         "strong devices with per-point cost U(0.05, 0.15), the rest U(0.8, 1.2); link cost "
         "LogNormal(ln 0.05, 0.5) for LTE, LogNormal(ln 0.5, 0.3) for WiFi; f ~ U(0, 2)). Setting B "
-        "(perfect information, no capacities), n = 10."
+        "(perfect information, no capacities), n = {n}."
     ),
     "traces": (
         " The `traces` rows replay the measured traces in `{traces}` (docs/model.md §5), their "
@@ -136,7 +136,7 @@ def summarise(res: Results) -> Summary:
     topologies = res.params["topologies"]
     media = list(MEDIA) + (["traces"] if res.options.traces_dir else [])
     agg = by_setting(res.rows, [f"{m}/{t}" for m in media for t in topologies])
-    write_csv(res.out / "summary.csv", agg)
+    write_csv(res.out / "summary.csv", lean_summary(agg))
     by = {tuple(r["setting"].split("/")): r for r in agg}
     plot = P.topology_figure(res.out / "fig8.png", media, topologies, by)
     body = markdown_table(
@@ -156,7 +156,7 @@ def summarise(res: Results) -> Summary:
             for (m, t), r in by.items()
         ],
     )
-    body += "\n\n" + TEXT["costs_only"]
+    body += "\n\n" + render(TEXT["costs_only"], n=res.options.n_devices)
     if res.options.traces_dir:
         body += render(TEXT["traces"], traces=res.options.traces_dir)
     return Summary(body, [plot], measure(by, topologies))

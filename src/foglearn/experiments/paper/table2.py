@@ -25,7 +25,7 @@ from foglearn.experiments.definitions import (
     seeded,
 )
 from foglearn.experiments.report import Claim, render
-from foglearn.experiments.tables import markdown_table, write_csv
+from foglearn.experiments.tables import lean_summary, markdown_table, write_csv
 
 MODELS = ("mlp", "cnn")
 
@@ -93,7 +93,7 @@ def configs(opts: ExperimentOptions, methods: tuple[str, ...]) -> Grid:
 def summarise(res: Results) -> Summary:
     methods = res.params["methods"]
     agg = by_setting(res.rows, [f"{m}/{k}" for m in MODELS for k in methods])
-    write_csv(res.out / "summary.csv", agg)
+    write_csv(res.out / "summary.csv", lean_summary(agg))
     by = {r["setting"]: r for r in agg}
     table_rows = []
     for method in methods:

@@ -28,7 +28,7 @@ from foglearn.experiments.definitions import (
     trained,
 )
 from foglearn.experiments.report import Claim, pct, render
-from foglearn.experiments.tables import fmt, markdown_table, write_csv
+from foglearn.experiments.tables import fmt, lean_summary, markdown_table, write_csv
 
 SETTINGS = ("A", "B", "C", "D")
 COSTS = ("processing", "transfer", "discard", "total", "unit")
@@ -149,16 +149,17 @@ CLAIMS = (
 
 
 def setting_config(opts: ExperimentOptions, setting: str, **changes: Any) -> RunConfig:
-    """Table III's settings A–D (window of the estimated information = τ = ``period``)."""
+    """Table III's settings A–D (window of the estimated information: ``opts.window`` or τ =
+    ``period``, scaled with the horizon in quick mode, :meth:`ExperimentOptions.run_window`)."""
     base = opts.base(**changes)
     if setting == "A":
         return base.replace(movement=False)
     if setting == "B":
         return base
     if setting == "C":
-        return base.replace(information=base.period)
+        return base.replace(information=opts.run_window(base.period))
     if setting == "D":
-        return base.replace(information=base.period, capacities=True)
+        return base.replace(information=opts.run_window(base.period), capacities=True)
     raise ValueError(f"setting = {setting!r}: must be one of {SETTINGS}")
 
 
@@ -192,7 +193,7 @@ def summarise(res: Results) -> Summary:
     from foglearn.experiments.runner import _dataset_size
 
     agg = by_setting(res.rows, SETTINGS)
-    write_csv(res.out / "summary.csv", agg)
+    write_csv(res.out / "summary.csv", lean_summary(agg))
     by = {r["setting"]: r for r in agg}
     table_rows = []
     for s in [s for s in SETTINGS if s in by]:
@@ -215,7 +216,7 @@ def summarise(res: Results) -> Summary:
     body += "\n\n" + render(
         TEXT["volume"],
         collected=collected,
-        top=max(1, pool // (10 * res.options.run_horizon)),
+        top=max(1, pool // (res.options.n_devices * res.options.run_horizon)),
         pool=pool,
         share=share,
         paper_total=paper.TABLE3["A"]["total"],

@@ -1,0 +1,73 @@
+"""``foglearn sweep GRID.toml [KEY=VALUE ...]``: a researcher's own comparison (docs/sweep.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from foglearn.cli.common import console, err_console, fail
+
+
+def sweep_command(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="A grid file (TOML with [grid] and [fixed] tables) and/or key=value overrides: "
+             "a list value sweeps the key (n=[10,20]), a single value fixes it (train=false).",
+        show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run directory (results/, config.toml, runs.csv, "
+                                      "summary.csv, plots).")] = Path("runs/sweep"),
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Seeds 0 … N−1 (default: the grid "
+                                              "file's `seeds`, else 1).")] = None,
+    plot: Annotated[list[str] | None, typer.Option("--plot", help="METRIC:KEY, e.g. unit:n or saving:"
+                                                   "topology (repeatable): a PNG of the metric "
+                                                   "against a grid key.")] = None,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the no-movement baseline "
+                                              "runs (no baseline_unit / saving columns).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Sweep any scenario, planning and training option over seeds, each run beside its
+    no-movement baseline; write one tidy runs.csv, a per-setting summary.csv and plots.
+
+    Finished runs are kept (one file per run, keyed by its configuration's hash): rerunning the
+    same command after Ctrl-C, or with more values, computes only what is missing.
+    """
+    import warnings
+
+    from foglearn.experiments.core import Interrupted
+    from foglearn.experiments.sweep import load_grid, run_grid
+
+    files = [a for a in args or [] if "=" not in a]
+    if len(files) > 1:
+        fail(f"sweep: at most one grid file, got {files}; overrides are key=value")
+    if jobs < 1:
+        fail(f"--jobs = {jobs}: must be ≥ 1")
+    overrides = [a for a in args or [] if "=" in a]
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    if no_baseline:
+        overrides.append("baseline=false")
+    grid = load_grid(files[0] if files else None, overrides)
+    runs = len(grid.points()) * len(grid.seeds)
+    console.print(f"sweep: {len(grid.points())} grid point(s) × {len(grid.seeds)} seed(s) = {runs} runs"
+                  + (" (+ their no-movement baselines)" if grid.baseline else ""))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            result = run_grid(grid, out, jobs=jobs, progress=not no_progress, plots=plot or ())
+        except Interrupted as exc:
+            err_console.print(f"[yellow]{exc}[/]")
+            raise typer.Exit(130) from None
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/] {w.message}")
+    done = result.outcome
+    console.print(f"{len(result.rows)} runs ({len(done.computed)} computed now, {len(done.skipped)} "
+                  f"found finished, {done.seconds:.0f} s)")
+    for name in ("runs.csv", "summary.csv", *(p.name for p in result.plots)):
+        console.print(f"  {out / name}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``foglearn sweep``."""
+    app.command("sweep")(sweep_command)
