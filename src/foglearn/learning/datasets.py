@@ -1,8 +1,14 @@
 """Datasets for the learning layer: real MNIST and Fashion-MNIST, and a tiny test-only set.
 
-The paper (Sec. V-A, SPEC §4) trains on MNIST: 60,000 training points form ``D_V`` and the
+The paper (Sec. V-A, docs/model.md §4) trains on MNIST: 60,000 training points form ``D_V`` and the
 10,000 remaining points are the test set. Everything here returns an :class:`ArrayDataset`
-with images as ``float32 [N, 1, 28, 28]`` in ``[0, 1]`` (pixel / 255) and labels ``int64 [N]``.
+with images as ``float32 [N, 1, 28, 28]`` in ``[0, 1]`` (pixel / 255) and labels ``int64 [N]``
+in ``0..9`` (:data:`N_CLASSES`: the models have 10 outputs).
+
+Files are not trusted: an IDX or ``.npz`` header is checked against the bytes the file can hold
+before anything is allocated, gzip is decompressed only as far as the header says, ``.npz``
+members holding pickled objects are refused, and a label outside ``0..9``, a misshaped or
+complex image array or float labels are a :class:`DatasetError` naming the file and the array.
 
 Sources, in the order :func:`load_dataset` tries them
 -----------------------------------------------------
@@ -22,7 +28,8 @@ Sources, in the order :func:`load_dataset` tries them
 ``"tiny"``
     a small generated 10-class problem for fast unit tests only (never a default).
 a path
-    a folder of IDX files, or an ``.npz`` written by :func:`save_npz`.
+    a folder of IDX files, or an ``.npz`` written by :func:`save_npz` (images uint8 ``[N, 28, 28]``
+    or floats in ``[0, 1]``, ``[N, 28, 28]`` or ``[N, 1, 28, 28]``; integer labels ``[N]``).
 
 The cache directory is ``$FOGLEARN_DATA`` if set, else ``$FOGLEARN_CACHE/datasets``, else
 ``platformdirs.user_cache_dir("foglearn")/datasets``. Cached arrays are verified against sha256
@@ -114,7 +121,7 @@ class ArrayDataset:
     Attributes
     ----------
     x_train : float32 ``[N, 1, 28, 28]`` in ``[0, 1]``
-        The training pool ``D_V`` from which devices collect ``D_i(t)`` points (SPEC §4).
+        The training pool ``D_V`` from which devices collect ``D_i(t)`` points (docs/model.md §4).
     y_train : int64 ``[N]`` in ``[0, n_classes)``
     x_test : float32 ``[M, 1, 28, 28]`` in ``[0, 1]``
     y_test : int64 ``[M]``

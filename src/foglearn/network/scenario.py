@@ -1,4 +1,4 @@
-"""The fog network over time: the quantities of problem (5)-(9) (SPEC §1).
+"""The fog network over time: the quantities of problem (5)-(9) (docs/model.md §1).
 
 A :class:`Scenario` holds, for ``T`` slots and ``n`` devices, time-major arrays
 (``[T, n]`` for devices, ``[T, E]`` for links) and a static sparse directed edge
@@ -119,7 +119,7 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Scenario:
-    """A fog network over ``T`` slots (paper Sec. III-A, SPEC §1).
+    """A fog network over ``T`` slots (paper Sec. III-A, docs/model.md §1).
 
     Parameters
     ----------
@@ -292,7 +292,7 @@ class Scenario:
 
         A link is usable when it is up, both ends are active at ``t``, the receiver is active at
         ``t + 1`` (where it processes the data) and ``t < T`` (offloading in the last slot is
-        forbidden, SPEC §2).
+        forbidden, docs/model.md §2).
         """
         T = self.horizon
         ok = self.link_up & self.active[:, self.src] & self.active[:, self.dst]

@@ -1,4 +1,4 @@
-"""Measured cost traces (SPEC §5): replay a user's own per-slot measurements as a Scenario.
+"""Measured cost traces (docs/model.md §5): replay a user's own per-slot measurements as a Scenario.
 
 Two CSV files describe a measured fog network:
 
@@ -10,6 +10,11 @@ reference time (default: the median per-point processing time, so a typical devi
 A simulated device ``i`` replays traced node ``i mod N``; slot ``t`` uses trace slot
 ``t mod length``; a simulated link replays the traced link between the traced nodes it maps to.
 ``capacity_points`` may be empty or ``inf`` for "no capacity".
+
+The files are UTF-8 (a BOM is fine). ``t`` is a whole slot number; a node has exactly one row
+per slot, a link at most one (a link without a row in a slot is down); numbers are finite and
+≥ 0 (``capacity_points`` may be ``inf``), never NaN. Every broken rule is a
+:class:`~foglearn.network.ScenarioError` naming ``file:line``, the column and the rule.
 """
 
 from __future__ import annotations
@@ -129,7 +134,7 @@ def _flag(path: Path, line: int, row: dict[str, str], col: str) -> bool:
 
 
 def load_traces(directory: str | os.PathLike[str]) -> Traces:
-    """Read ``nodes.csv`` and ``links.csv`` from ``directory`` (SPEC §5 format), validating every row."""
+    """Read ``nodes.csv`` and ``links.csv`` from ``directory`` (docs/model.md §5 format), validating every row."""
     directory = Path(directory)
     npath, lpath = directory / "nodes.csv", directory / "links.csv"
     nrows = _read_csv(npath, NODE_COLUMNS)
@@ -222,7 +227,7 @@ def write_traces(directory: str | os.PathLike[str], scenario: Scenario, seconds_
 def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None = None, horizon: int = 100,
                 seed: int = 0, max_points: int = 60, error_weight_max: float = 2.0,
                 reference_s: float | None = None) -> Scenario:
-    """A scenario that replays measured traces (SPEC §5).
+    """A scenario that replays measured traces (docs/model.md §5).
 
     Device ``i`` replays traced node ``i mod N`` and slot ``t`` replays trace slot ``t mod L``. The
     links are the traced links between distinct simulated devices whose traced nodes are linked.
