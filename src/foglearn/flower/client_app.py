@@ -26,7 +26,8 @@ from flwr.clientapp import ClientApp
 
 from foglearn.flower import task
 from foglearn.flower.config import FlowerRunConfig
-from foglearn.flower.protocol import split_counts
+from foglearn.flower.protocol import scenario_report, split_counts
+from foglearn.planning.rules import whole_points
 
 app = ClientApp()
 
@@ -93,13 +94,16 @@ def train(msg: Message, context: Context) -> Message:
     off_dst = [int(j) for j in ins["off-dst"]]
     off_edge = [int(e) for e in ins["off-edge"]]
     off_frac = [float(f) for f in ins["off-frac"]]
+    # nothing is sent on a link unusable in this slot: discarded (docs/model.md §2, as planning.realise)
+    usable_out = sc.usable_links()[slot, off_edge] if off_edge else np.zeros(0, bool)
+    off_frac = [f if ok else 0.0 for f, ok in zip(off_frac, usable_out)]
     counts = split_counts(D, [float(ins["keep"]), *off_frac])
     # a link carries at most C_ij(t); the excess stays here and is dropped (docs/model.md §2)
     dropped_link = 0
     for k, e in enumerate(off_edge):
-        cap = sc.link_cap[slot, e]
-        if np.isfinite(cap) and counts[1 + k] > int(np.floor(cap + 1e-9)):
-            over = counts[1 + k] - int(np.floor(cap + 1e-9))
+        cap = int(whole_points(sc.link_cap[slot, e]))
+        if counts[1 + k] > cap:
+            over = counts[1 + k] - cap
             counts[1 + k] -= over
             dropped_link += over
     kept_n = int(counts[0])
@@ -127,10 +131,10 @@ def train(msg: Message, context: Context) -> Message:
         received = int(inc["y"].size)
     x_proc = np.concatenate(xs) if xs else np.zeros((0, *ds.x_train.shape[1:]), np.float32)
     y_proc = np.concatenate(ys) if ys else np.zeros(0, np.int64)
-    cap = sc.proc_cap[slot, dev]
+    cap = int(whole_points(sc.proc_cap[slot, dev]))
     dropped_proc = 0
-    if np.isfinite(cap) and y_proc.size > int(np.floor(cap + 1e-9)):
-        keep_n = int(np.floor(cap + 1e-9))
+    if y_proc.size > cap:
+        keep_n = cap
         dropped_proc = int(y_proc.size - keep_n)
         sel = np.sort(np.random.default_rng([cfg.seed, dev, slot]).permutation(y_proc.size)[:keep_n])
         x_proc, y_proc = x_proc[sel], y_proc[sel]
@@ -142,10 +146,6 @@ def train(msg: Message, context: Context) -> Message:
     context.state["meta"] = ConfigRecord({"h": h, "version": version})
 
     # ---- 4: report what was collected, done and measured
-    out_edges = np.flatnonzero(sc.src == dev)
-    usable = sc.usable_links()[slot, out_edges] if out_edges.size else np.zeros(0, bool)
-    def fin(a: np.ndarray) -> list[float]:
-        return [float(v) if np.isfinite(v) else -1.0 for v in np.atleast_1d(a)]
     measured_link = []
     for s in sorted(set(recv_src.tolist())):
         k = int((recv_src == s).sum())
@@ -157,12 +157,7 @@ def train(msg: Message, context: Context) -> Message:
         "proc-seconds": proc_seconds, "proc-seconds-per-point": proc_seconds / G if G else -1.0,
         "latency-in": latency_in, "handler-seconds": time.time() - t_enter,
         # the scenario's values at this device, replayed like a traced device (docs/model.md §5)
-        "proc-cost": float(sc.proc_cost[slot, dev]), "error-weight": float(sc.error_weight[slot, dev]),
-        "proc-cap": fin(sc.proc_cap[slot, dev])[0],
-        "out-edges": [int(e) for e in out_edges] or [-1],
-        "link-cost": fin(sc.link_cost[slot, out_edges]) or [0.0],
-        "link-cap": fin(sc.link_cap[slot, out_edges]) or [0.0],
-        "link-up": [int(u) for u in usable] or [0],
+        **scenario_report(sc, slot, dev),
         # measured: seconds per point on the relay leg that brought points from each source
         "measured-link": measured_link or [-1.0, -1.0],
     })
