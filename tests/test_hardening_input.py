@@ -312,6 +312,7 @@ def _scenario(**over):
     (dict(collected=np.full((3, 3), 2**60)), r"collected\[0, 0\] = 1152921504606846976: must be at most 2\^53"),
     (dict(collected=np.full((3, 3), 2**52)), r"collected: total Σ D_i\(t\) = 40532396646334464 must be at most 2\^53"),
     (dict(proc_cost=np.full((3, 3), 0.5 + 1j)), r"proc_cost: must be real numbers, got dtype complex128"),
+    (dict(error_weight=np.full((3, 3), 1e308)), r"error_weight\[0, 0\] = 1e\+308: costs must be ≤ 1e\+200"),
     (dict(link_cap=np.full((3, 2), 1 + 0j)), r"link_cap: must be real numbers, got dtype complex128"),
     (dict(src=np.array([0.0, np.inf])), r"src\[1\] = inf: must be a whole number"),
     (dict(src=[[0], [1, 2]]), r"src: cannot be read as an array"),
@@ -655,3 +656,16 @@ def test_hub_wheel_member_size_checked_before_reading(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("error", ["linear", "sqrt"])
+def test_largest_allowed_costs_still_plan(error):
+    """At 1e308 the linear planner reported an infeasible plan and the sqrt one a
+    ZeroDivisionError (totals overflowed); costs up to MAX_COST plan to a finite total."""
+    from foglearn import plan
+    from foglearn.network.scenario import MAX_COST
+
+    s = _scenario(collected=np.full((3, 3), 10**6), proc_cost=np.full((3, 3), MAX_COST),
+                  error_weight=np.full((3, 3), MAX_COST), link_cost=np.full((3, 2), MAX_COST))
+    p = plan(s, error=error)
+    assert np.isfinite(p.costs.total) and p.costs.total > 0

@@ -31,6 +31,9 @@ _LINK_FIELDS = ("link_cost", "link_cap", "link_up")
 #: Counts (``D_i(t)``, their total ``|D_V|``, device ids) must be exact in float64, where the
 #: planners sum them with costs: at most ``2**53``.
 MAX_COUNT = 2**53
+#: Per-point costs are at most this, so that a plan's cost (a cost times at most ``MAX_COUNT``
+#: points, summed) stays a finite float: at 1e308 the planners overflowed to inf/NaN.
+MAX_COST = 1e200
 #: The ``.npz`` members' dtypes as :meth:`Scenario.save` writes them.
 _FILE_DTYPES = {"collected": np.dtype(np.int64), "src": np.dtype(np.int64), "dst": np.dtype(np.int64),
                 "active": np.dtype(bool), "link_up": np.dtype(bool)}
@@ -228,6 +231,11 @@ class Scenario:
             if bad.any():
                 idx = _first_bad(bad)
                 raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: costs must be ≥ 0")
+            bad = arr > MAX_COST
+            if bad.any():
+                idx = _first_bad(bad)
+                raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: costs must be ≤ {MAX_COST:g} "
+                                    "(so that a plan's total cost stays finite)")
         for name, arr in (("proc_cap", proc_cap), ("link_cap", link_cap)):
             bad = np.isnan(arr) | (arr < 0)
             if bad.any():
