@@ -218,3 +218,58 @@ def test_table2_models_option_limits_training(tmp_path: Path) -> None:
     run_experiment("table2", opts)
     assert {c.model for c in run_configs(tmp_path).values()} == {"mlp"}
     assert "| centralised |" in (tmp_path / "report.md").read_text()
+
+
+def test_quick_scales_the_window_and_config_records_what_ran(tmp_path: Path) -> None:
+    opts = quick(tmp_path, train=False, seeds=(0, 1, 2, 3), quick_horizon=20)
+    assert opts.run_window(10) == 2 and opts.replace(window=25).run_window(10) == 5
+    assert opts.replace(quick=False).run_window(10) == 10  # full mode: the window as given
+    run_experiment("table3", opts)
+    spec = read_config_toml(tmp_path / "config.toml")
+    estimated = [c for c in spec.runs if c.information != "perfect"]
+    assert estimated and all(c.information == 2 and c.horizon == 20 for c in estimated)
+    # the options as they ran (2 seeds, T = 20, W = 2, no training) beside the options as asked
+    ran = spec.options
+    assert (ran.seeds, ran.horizon, ran.window, ran.train, ran.quick) == ((0, 1), 20, 2, False, False)
+    assert spec.requested is not None and spec.requested.quick and spec.requested.seeds == (0, 1, 2, 3)
+    entry = EXPERIMENTS.get_entry("table3")
+    assert [c.key() for _, c in entry.obj.configs(ran, **entry.params)] == [c.key() for c in spec.runs]
+    assert "windows scaled with T (W = 10 at T = 100 → W = 2)" in (tmp_path / "report.md").read_text()
+
+
+def test_result_tables_are_lean(tmp_path: Path) -> None:
+    run_experiment("fig8", quick(tmp_path, train=False))
+    runs = read_rows(tmp_path / "runs.csv")
+    assert {"setting", "seed", "key", "profile", "topology", "unit"} <= set(runs[0])
+    assert not {"dataset", "horizon", "n_devices", "train", "accuracy"} & set(runs[0])
+    summary = read_rows(tmp_path / "summary.csv")
+    assert len(summary) == 6 and all(r["runs"] == "2" for r in summary)
+    assert "seed" not in summary[0] and "unit_std" in summary[0]
+    assert not {"unit_min", "unit_max", "unit_n", "total_min"} & set(summary[0])  # mean and std only
+    assert not {"accuracy", "n_devices", "rho", "lr"} & set(summary[0])  # no means of constants
+
+
+def test_table3_figure_without_training_has_no_accuracy_panel(tmp_path: Path) -> None:
+    from foglearn.experiments import plots
+
+    row = {"processing_pt": 0.1, "transfer_pt": 0.1, "discard_pt": 0.1, "unit": 0.3, "unit_std": 0.0}
+
+    def width(path: Path) -> int:
+        return int.from_bytes(path.read_bytes()[16:20], "big")
+
+    costs = plots.table3_figure(tmp_path / "a.png", ["A"], [{**row, "accuracy": float("nan")}])
+    both = plots.table3_figure(tmp_path / "b.png", ["A"], [{**row, "accuracy": 0.9, "accuracy_std": 0.0}])
+    assert width(costs) < 0.7 * width(both)
+
+
+def test_cli_reproduce_passes_n_and_window(tmp_path: Path) -> None:
+    from foglearn.cli import app
+
+    out = tmp_path / "t3"
+    res = CliRunner().invoke(app, ["reproduce", "table3", "--no-train", "--seeds", "1", "--jobs", "1",
+                                   "--dataset", "tiny", "--n", "6", "--T", "12", "--window", "3",
+                                   "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    runs = read_config_toml(out / "config.toml").runs
+    assert {(c.n_devices, c.horizon) for c in runs} == {(6, 12)}
+    assert {c.information for c in runs} == {"perfect", 3}

@@ -44,7 +44,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def test_two_by_two_grid_two_seeds(tmp_path: Path) -> None:
     grid = load_grid(grid_file(tmp_path))
-    res = run_grid(grid, tmp_path / "out", progress=False, plots=["unit:information", "saving:topology"])
+    res = run_grid(
+        grid, tmp_path / "out", progress=False, plots=["unit:information", "saving:topology"]
+    )
     out = tmp_path / "out"
     rows = read_rows(out / "runs.csv")
     assert len(rows) == 8 == len(res.rows)
@@ -59,18 +61,27 @@ def test_two_by_two_grid_two_seeds(tmp_path: Path) -> None:
         assert float(r["saving"]) == pytest.approx(1 - unit / base)
         assert base > 0
     # the same scenario and seed: the baseline does not depend on the planning options
-    by = {(r["topology"], r["seed"]): r["baseline_unit"] for r in rows if r["information"] == "perfect"}
+    by = {
+        (r["topology"], r["seed"]): r["baseline_unit"]
+        for r in rows
+        if r["information"] == "perfect"
+    }
     assert all(by[(r["topology"], r["seed"])] == r["baseline_unit"] for r in rows)
     summary = read_rows(out / "summary.csv")
     assert len(summary) == 4 and all(s["runs"] == "2" for s in summary)
     assert "seed" not in summary[0] and "unit_std" in summary[0] and "unit_min" not in summary[0]
-    mean = sum(float(r["unit"]) for r in rows if r["topology"] == "full" and r["information"] == "3") / 2
+    mean = (
+        sum(float(r["unit"]) for r in rows if r["topology"] == "full" and r["information"] == "3")
+        / 2
+    )
     s = next(s for s in summary if s["topology"] == "full" and s["information"] == "3")
     assert float(s["unit"]) == pytest.approx(mean)
     for name in ("unit_vs_information.png", "saving_vs_topology.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     toml = (out / "config.toml").read_text()
-    assert "[sweep.grid]" in toml and toml.count("[[runs]]") == 8 and toml.count("[[baselines]]") == 4
+    assert (
+        "[sweep.grid]" in toml and toml.count("[[runs]]") == 8 and toml.count("[[baselines]]") == 4
+    )
 
 
 def test_resume_skips_finished_runs(tmp_path: Path) -> None:
@@ -97,7 +108,8 @@ def test_overrides_parse() -> None:
     assert parse_override('information="perfect"') == ("information", "perfect")
     assert parse_override('topology=["full","random"]') == ("topology", ["full", "random"])
     g = Grid(axes={"n_devices": (10, 20)}, fixed={"horizon": 50}).override(
-        ["n=30", "T=[10,20]", "window=[5]", "seeds=[3,4]", "baseline=false"])
+        ["n=30", "T=[10,20]", "window=[5]", "seeds=[3,4]", "baseline=false"]
+    )
     assert g.fixed == {"n_devices": 30}
     assert g.axes == {"horizon": (10, 20), "information": (5,)}
     assert g.seeds == (3, 4) and not g.baseline
@@ -107,17 +119,23 @@ def test_overrides_parse() -> None:
     assert {(c.horizon, c.seed) for c in cfgs} == {(10, 3), (10, 4), (20, 3), (20, 4)}
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[grid]\ntopolgy = ['full']\n", ["topolgy", "unknown key", "topology", "n_devices"]),
-    ("[fixed]\nseed = 3\n", ["seed", "seeds"]),
-    ("[grid]\nn = 10\n", ["n = 10", "list"]),
-    ("[fixed]\nn = 'ten'\n", ["n_devices = 'ten'", "integer"]),
-    ("[grid]\ntopology = ['full', 'ring']\n", ["topology = 'ring'", "unknown topology", "full"]),
-    ("[grid]\ninformation = [0]\n", ["information", "window length"]),
-    ("[fixed]\nn = 4\n[grid]\nn = [5]\n", ["n", "one table"]),
-    ("seeds = 0\n", ["seeds", "at least one"]),
-    ("[sweeps]\n", ["sweeps", "unknown entry"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[grid]\ntopolgy = ['full']\n", ["topolgy", "unknown key", "topology", "n_devices"]),
+        ("[fixed]\nseed = 3\n", ["seed", "seeds"]),
+        ("[grid]\nn = 10\n", ["n = 10", "list"]),
+        ("[fixed]\nn = 'ten'\n", ["n_devices = 'ten'", "integer"]),
+        (
+            "[grid]\ntopology = ['full', 'ring']\n",
+            ["topology = 'ring'", "unknown topology", "full"],
+        ),
+        ("[grid]\ninformation = [0]\n", ["information", "window length"]),
+        ("[fixed]\nn = 4\n[grid]\nn = [5]\n", ["n", "one table"]),
+        ("seeds = 0\n", ["seeds", "at least one"]),
+        ("[sweeps]\n", ["sweeps", "unknown entry"]),
+    ],
+)
 def test_bad_grid_names_the_key(tmp_path: Path, text: str, words: list[str]) -> None:
     path = grid_file(tmp_path, text)
     with pytest.raises(ConfigError) as err:
@@ -142,16 +160,31 @@ def test_bad_override_and_plot(tmp_path: Path) -> None:
 
 
 def test_baseline_is_the_same_scenario_without_movement() -> None:
-    cfg = RunConfig(n_devices=4, horizon=6, topology="random", information=3, capacities=True, seed=5,
-                    method="federated", passes=2)
+    cfg = RunConfig(
+        n_devices=4,
+        horizon=6,
+        topology="random",
+        information=3,
+        capacities=True,
+        seed=5,
+        method="federated",
+        passes=2,
+    )
     b = baseline_of(cfg)
-    assert (b.movement, b.method, b.information, b.train) == (False, "network-aware", "perfect", False)
+    assert (b.movement, b.method, b.information, b.train) == (
+        False,
+        "network-aware",
+        "perfect",
+        False,
+    )
     assert (b.topology, b.capacities, b.seed, b.n_devices, b.horizon) == ("random", True, 5, 4, 6)
 
 
 def test_window_that_leaves_one_window_warns(tmp_path: Path) -> None:
     assert window_warnings([RunConfig(horizon=20, information=5)]) == []
-    (msg,) = window_warnings([RunConfig(horizon=20, information=15), RunConfig(horizon=20, information=15)])
+    (msg,) = window_warnings(
+        [RunConfig(horizon=20, information=15), RunConfig(horizon=20, information=15)]
+    )
     assert "information = 15" in msg and "horizon = 20" in msg
     grid = load_grid(grid_file(tmp_path), ["information=[4]", "topology=full", "seeds=1"])
     with pytest.warns(RuntimeWarning, match="information = 4 with horizon = 6"):

@@ -19,8 +19,8 @@ def reproduce_command(
                                                   "(overrides --seeds).")] = None,
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or tiny (tests only).")] = "mnist",
     model: Annotated[str, typer.Option(help="cnn or mlp (Table II trains both).")] = "cnn",
-    horizon: Annotated[int, typer.Option("--horizon", "-T", help="Time slots T.")] = 100,
-    n_devices: Annotated[int, typer.Option("--n-devices", "-n", help="Devices n (Fig. 5 sweeps its own "
+    horizon: Annotated[int, typer.Option("--horizon", "--T", "-T", help="Time slots T.")] = 100,
+    n_devices: Annotated[int, typer.Option("--n-devices", "--n", "-n", help="Devices n (Fig. 5 sweeps its own "
                                            "n values).")] = 10,
     window: Annotated[int | None, typer.Option("--window", help="Window of estimated information "
                                                "(Table III C, D; default τ = 10).")] = None,

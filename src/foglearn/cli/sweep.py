@@ -11,20 +11,43 @@ from foglearn.cli.common import console, err_console, fail
 
 
 def sweep_command(
-    args: Annotated[list[str] | None, typer.Argument(
-        help="A grid file (TOML with [grid] and [fixed] tables) and/or key=value overrides: "
-             "a list value sweeps the key (n=[10,20]), a single value fixes it (train=false).",
-        show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run directory (results/, config.toml, runs.csv, "
-                                      "summary.csv, plots).")] = Path("runs/sweep"),
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
-    seeds: Annotated[int | None, typer.Option("--seeds", help="Seeds 0 … N−1 (default: the grid "
-                                              "file's `seeds`, else 1).")] = None,
-    plot: Annotated[list[str] | None, typer.Option("--plot", help="METRIC:KEY, e.g. unit:n or saving:"
-                                                   "topology (repeatable): a PNG of the metric "
-                                                   "against a grid key.")] = None,
-    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the no-movement baseline "
-                                              "runs (no baseline_unit / saving columns).")] = False,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="A grid file (TOML with [grid] and [fixed] tables) and/or key=value overrides: "
+            "a list value sweeps the key (n=[10,20]), a single value fixes it (train=false).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Run directory (results/, config.toml, runs.csv, summary.csv, plots)."
+        ),
+    ] = Path("runs/sweep"),
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")
+    ] = 2,
+    seeds: Annotated[
+        int | None,
+        typer.Option("--seeds", help="Seeds 0 … N−1 (default: the grid file's `seeds`, else 1)."),
+    ] = None,
+    plot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plot",
+            help="METRIC:KEY, e.g. unit:n or saving:"
+            "topology (repeatable): a PNG of the metric "
+            "against a grid key.",
+        ),
+    ] = None,
+    no_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--no-baseline",
+            help="Skip the no-movement baseline runs (no baseline_unit / saving columns).",
+        ),
+    ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
     """Sweep any scenario, planning and training option over seeds, each run beside its
@@ -50,8 +73,10 @@ def sweep_command(
         overrides.append("baseline=false")
     grid = load_grid(files[0] if files else None, overrides)
     runs = len(grid.points()) * len(grid.seeds)
-    console.print(f"sweep: {len(grid.points())} grid point(s) × {len(grid.seeds)} seed(s) = {runs} runs"
-                  + (" (+ their no-movement baselines)" if grid.baseline else ""))
+    console.print(
+        f"sweep: {len(grid.points())} grid point(s) × {len(grid.seeds)} seed(s) = {runs} runs"
+        + (" (+ their no-movement baselines)" if grid.baseline else "")
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
@@ -62,8 +87,10 @@ def sweep_command(
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {w.message}")
     done = result.outcome
-    console.print(f"{len(result.rows)} runs ({len(done.computed)} computed now, {len(done.skipped)} "
-                  f"found finished, {done.seconds:.0f} s)")
+    console.print(
+        f"{len(result.rows)} runs ({len(done.computed)} computed now, {len(done.skipped)} "
+        f"found finished, {done.seconds:.0f} s)"
+    )
     for name in ("runs.csv", "summary.csv", *(p.name for p in result.plots)):
         console.print(f"  {out / name}")
 

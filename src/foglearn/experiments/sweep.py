@@ -51,7 +51,12 @@ from foglearn.experiments.tables import (
 from foglearn.io import atomic_write
 
 #: Short names a grid may use for :class:`RunConfig` fields.
-ALIASES: dict[str, str] = {"n": "n_devices", "T": "horizon", "tau": "period", "window": "information"}
+ALIASES: dict[str, str] = {
+    "n": "n_devices",
+    "T": "horizon",
+    "tau": "period",
+    "window": "information",
+}
 #: Fields a grid cannot set: the seed comes from ``seeds``, the digest from the traces themselves.
 _NOT_KEYS = ("seed", "traces_digest")
 #: The top-level entries of a grid file.
@@ -61,9 +66,19 @@ BASELINE_COLUMNS = ("baseline_unit", "baseline_total", "saving")
 #: Metrics only a run that trains measures.
 TRAINING_METRICS = ("accuracy", "test_loss", "step_rate")
 #: Every metric of a row (:func:`~foglearn.experiments.tables.flatten`) and the baseline columns.
-METRICS: tuple[str, ...] = (*COST_FIELDS, "processing_pt", "transfer_pt", "discard_pt", "slot_offload_min",
-                            "slot_offload_max", "slot_offload_mean", *TRAINING_METRICS, "seconds",
-                            "plan_seconds", *BASELINE_COLUMNS)
+METRICS: tuple[str, ...] = (
+    *COST_FIELDS,
+    "processing_pt",
+    "transfer_pt",
+    "discard_pt",
+    "slot_offload_min",
+    "slot_offload_max",
+    "slot_offload_mean",
+    *TRAINING_METRICS,
+    "seconds",
+    "plan_seconds",
+    *BASELINE_COLUMNS,
+)
 
 
 def keys() -> tuple[str, ...]:
@@ -87,7 +102,11 @@ def _check_type(name: str, value: Any, where: str) -> None:
     if name == "information":
         ok = value == "perfect" or (isinstance(value, int) and not isinstance(value, bool))
         rule = "'perfect' or a window length (an integer)"
-    elif name in ("error_decay_period",) or isinstance(default, int) and not isinstance(default, bool):
+    elif (
+        name in ("error_decay_period",)
+        or isinstance(default, int)
+        and not isinstance(default, bool)
+    ):
         ok = isinstance(value, int) and not isinstance(value, bool)
         rule = "an integer"
     elif isinstance(default, bool):
@@ -116,7 +135,9 @@ class Grid:
         """A grid from a parsed TOML document (``where`` prefixes error messages, e.g. a file)."""
         unknown = sorted(set(doc) - set(_TOP))
         if unknown:
-            raise ConfigError(f"{where}{unknown[0]}: unknown entry; a grid file has {', '.join(_TOP)}")
+            raise ConfigError(
+                f"{where}{unknown[0]}: unknown entry; a grid file has {', '.join(_TOP)}"
+            )
         for table in ("grid", "fixed"):
             if not isinstance(doc.get(table, {}), Mapping):
                 raise ConfigError(f"{where}{table}: must be a table ([{table}])")
@@ -124,7 +145,9 @@ class Grid:
         for k, values in doc.get("grid", {}).items():
             name = canonical(k, f"{where}[grid] ")
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"{where}[grid] {k} = {values!r}: must be a non-empty list of values")
+                raise ConfigError(
+                    f"{where}[grid] {k} = {values!r}: must be a non-empty list of values"
+                )
             for v in values:
                 _check_type(name, v, f"{where}[grid] ")
             axes[name] = tuple(values)
@@ -135,15 +158,23 @@ class Grid:
             if name in axes:
                 raise ConfigError(f"{where}[fixed] {k}: also a [grid] key; give it in one table")
             fixed[name] = v
-        grid = cls(axes, fixed, parse_seeds(doc.get("seeds", 1), f"{where}seeds"),
-                   baseline=doc.get("baseline", True))
+        grid = cls(
+            axes,
+            fixed,
+            parse_seeds(doc.get("seeds", 1), f"{where}seeds"),
+            baseline=doc.get("baseline", True),
+        )
         if not isinstance(grid.baseline, bool):
             raise ConfigError(f"{where}baseline = {grid.baseline!r}: must be true or false")
         return grid
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seeds": list(self.seeds), "baseline": self.baseline,
-                "grid": {k: list(v) for k, v in self.axes.items()}, "fixed": dict(self.fixed)}
+        return {
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "grid": {k: list(v) for k, v in self.axes.items()},
+            "fixed": dict(self.fixed),
+        }
 
     def override(self, items: Sequence[str]) -> Grid:
         """This grid with ``key=value`` overrides (Flower's ``--run-config`` style): the value is a
@@ -215,8 +246,11 @@ def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
         if value < 1:
             raise ConfigError(f"{where} = {value}: need at least one seed")
         return tuple(range(value))
-    if (isinstance(value, list) and value
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    ):
         if len(set(value)) != len(value):
             raise ConfigError(f"{where} = {value}: seeds must be distinct")
         return tuple(value)
@@ -229,7 +263,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key, text = key.strip(), text.strip()
     if not sep or not key or not text:
-        raise ConfigError(f"override {item!r}: must be key=value (e.g. n=20 or topology=[\"full\",\"random\"])")
+        raise ConfigError(
+            f'override {item!r}: must be key=value (e.g. n=20 or topology=["full","random"])'
+        )
     try:
         return key, tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -256,8 +292,14 @@ def load_grid(path: str | Path | None, overrides: Sequence[str] = ()) -> Grid:
 def baseline_of(cfg: RunConfig) -> RunConfig:
     """The no-movement baseline of a run: the same scenario and seed, every point processed
     where it was collected (Table III's setting A), costs only."""
-    return cfg.replace(method="network-aware", movement=False, information="perfect", train=False,
-                       passes=1, eval_every=1)
+    return cfg.replace(
+        method="network-aware",
+        movement=False,
+        information="perfect",
+        train=False,
+        passes=1,
+        eval_every=1,
+    )
 
 
 @dataclass
@@ -282,15 +324,22 @@ def window_warnings(configs: Sequence[RunConfig]) -> list[str]:
         w = c.information
         if c.movement and isinstance(w, int) and 2 * w > c.horizon and (w, c.horizon) not in seen:
             seen.add((w, c.horizon))
-            out.append(f"information = {w} with horizon = {c.horizon}: the first window (which moves no "
-                       f"data) covers {min(w, c.horizon)} of {c.horizon} slots, so estimated information "
-                       "can move data in at most one window")
+            out.append(
+                f"information = {w} with horizon = {c.horizon}: the first window (which moves no "
+                f"data) covers {min(w, c.horizon)} of {c.horizon} slots, so estimated information "
+                "can move data in at most one window"
+            )
     return out
 
 
-def run_grid(grid: Grid, out: str | Path, jobs: int = 1, progress: bool = True,
-             plots: Sequence[str] = (), runner: Callable[[RunConfig], dict[str, Any]] = run_one
-             ) -> SweepResult:
+def run_grid(
+    grid: Grid,
+    out: str | Path,
+    jobs: int = 1,
+    progress: bool = True,
+    plots: Sequence[str] = (),
+    runner: Callable[[RunConfig], dict[str, Any]] = run_one,
+) -> SweepResult:
     """Run ``grid`` into the folder ``out`` and write its tables and plots.
 
     ``plots`` are ``metric:key`` requests (``unit:n``) checked before anything runs. Finished
@@ -310,7 +359,9 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, progress: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     write_grid_toml(out / "config.toml", grid, [c for _, c in runs], base)
     configs = [c for _, c in runs] + base
-    outcome = run_sweep(configs, out, jobs=jobs, progress=progress, description="sweep", runner=runner)
+    outcome = run_sweep(
+        configs, out, jobs=jobs, progress=progress, description="sweep", runner=runner
+    )
     if outcome.interrupted:
         raise Interrupted("sweep", outcome)
     records = outcome.records
@@ -327,8 +378,11 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, progress: bool = True,
             b = records[len(runs) + i]
             assert b is not None
             bu, bt = float(b["costs"]["unit"]), float(b["costs"]["total"])
-            row.update(baseline_unit=bu, baseline_total=bt,
-                       saving=1 - flat["unit"] / bu if bu > 0 else float("nan"))
+            row.update(
+                baseline_unit=bu,
+                baseline_total=bt,
+                saving=1 - flat["unit"] / bu if bu > 0 else float("nan"),
+            )
         rows.append(row)
     metrics = [m for m in metric_names(rows) if any(math.isfinite(float(r[m])) for r in rows)]
     columns = (*varying, "seed", "key", *metrics)
@@ -347,19 +401,27 @@ def parse_plot(spec: str, grid: Grid, trains: bool = True) -> tuple[str, str]:
     metric, sep, key = spec.partition(":")
     if not sep or not metric or not key:
         raise ConfigError(f"--plot {spec!r}: must be METRIC:KEY (e.g. unit:n)")
-    known = [m for m in METRICS if (trains or m not in TRAINING_METRICS)
-             and (grid.baseline or m not in BASELINE_COLUMNS)]
+    known = [
+        m
+        for m in METRICS
+        if (trains or m not in TRAINING_METRICS) and (grid.baseline or m not in BASELINE_COLUMNS)
+    ]
     if metric not in known:
-        raise ConfigError(f"--plot {spec!r}: {metric} is not a metric of this sweep; known: {', '.join(known)}")
+        raise ConfigError(
+            f"--plot {spec!r}: {metric} is not a metric of this sweep; known: {', '.join(known)}"
+        )
     name = canonical(key, f"--plot {spec!r}: ")
     if name not in grid.varying:
-        raise ConfigError(f"--plot {spec!r}: {key} is not a [grid] key with several values; those are: "
-                          f"{', '.join(grid.varying) or '(none)'}")
+        raise ConfigError(
+            f"--plot {spec!r}: {key} is not a [grid] key with several values; those are: "
+            f"{', '.join(grid.varying) or '(none)'}"
+        )
     return metric, name
 
 
-def plot_metric(path: Path, summary: Sequence[dict[str, Any]], metric: str, key: str,
-                varying: Sequence[str]) -> Path:
+def plot_metric(
+    path: Path, summary: Sequence[dict[str, Any]], metric: str, key: str, varying: Sequence[str]
+) -> Path:
     """``metric`` (mean ± std over seeds) against the grid key ``key``: one line per combination
     of the other varying keys. Numeric keys get a numeric axis, others one tick per value."""
     from foglearn.experiments.plots import _plt, _save
@@ -390,14 +452,21 @@ def plot_metric(path: Path, summary: Sequence[dict[str, Any]], metric: str, key:
     return _save(fig, path)
 
 
-def write_grid_toml(path: Path, grid: Grid, runs: Sequence[RunConfig], baselines: Sequence[RunConfig]) -> Path:
+def write_grid_toml(
+    path: Path, grid: Grid, runs: Sequence[RunConfig], baselines: Sequence[RunConfig]
+) -> Path:
     """``config.toml`` of a sweep: the grid as given (after overrides) and every run and baseline
     with its key (TOML has no null: ``None`` fields are left out)."""
+
     def entry(c: RunConfig) -> dict[str, Any]:
         return {"key": c.key(), **{k: v for k, v in c.as_dict().items() if v is not None}}
 
-    doc = {"experiment": "sweep", "schema": SCHEMA, "sweep": grid.as_dict(),
-           "runs": [entry(c) for c in runs]}
+    doc = {
+        "experiment": "sweep",
+        "schema": SCHEMA,
+        "sweep": grid.as_dict(),
+        "runs": [entry(c) for c in runs],
+    }
     if baselines:
         doc["baselines"] = [entry(c) for c in dict.fromkeys(baselines)]
     return atomic_write(path, tomli_w.dumps(doc))
