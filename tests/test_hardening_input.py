@@ -118,7 +118,10 @@ def test_kernels_refuse_out_of_range_labels_indices_and_rows(make):
             kernel.loss_and_grad(flat, X, y, wt, index=idx)
         with pytest.raises(InputError, match="sample indices"):
             kernel.forward(flat, X, index=idx)
-    if isinstance(kernel, BatchedCNN) and kernel.fused:  # and write params[rows[d]] unchecked
+    if isinstance(kernel, BatchedCNN) and kernel.fused:  # and read params[d], write params[rows[d]] unchecked
+        flat, X, y, wt, idx = _kernel_batch(kernel)
+        with pytest.raises(InputError, match=r"flat: must have shape \[2, 44426\], got \[1, 44426\]"):
+            kernel.forward(flat[:1], X, index=idx)
         flat, X, y, wt, idx = _kernel_batch(kernel)
         with pytest.raises(InputError, match=r"rows\[1\] = 2: parameter rows must lie in 0..1"):
             kernel.sgd_step(flat, torch.tensor([0, 2]), X, y, wt, 0.1, index=idx)
@@ -669,3 +672,13 @@ def test_largest_allowed_costs_still_plan(error):
                   error_weight=np.full((3, 3), MAX_COST), link_cost=np.full((3, 2), MAX_COST))
     p = plan(s, error=error)
     assert np.isfinite(p.costs.total) and p.costs.total > 0
+
+
+def test_cli_data_fetch_from_a_broken_idx_folder_exits_2(tmp_path):
+    arrays = _arrays()
+    arrays["y_test"][2] = 10
+    folder = _write_folder(tmp_path / "bad", arrays, gz=True)
+    res = CliRunner().invoke(app, ["data", "fetch", "fashion-mnist", "--from", str(folder)])
+    assert res.exit_code == 2, res.output
+    assert "y_test[2] = 10: labels must lie in 0..9" in res.output and "Traceback" not in res.output
+    assert not dsm.cache_path("fashion-mnist").exists()

@@ -333,6 +333,8 @@ class BatchedCNN:
         g, w = x.shape[:2] if index is None else index.shape
         if not self.fused:
             return self._forward(self.layout.unflatten(flat), x, index, g, w)["z5"]
+        if tuple(flat.shape) != (g, self.layout.size):  # the compiled pass reads params[d] for d < g
+            raise InputError(f"flat: must have shape [{g}, {self.layout.size}], got {list(flat.shape)}")
         xs, idx = self._samples(x, index, g, w)
         logits = torch.empty(g, w, 10)
         fused_cnn.forward(xs, idx, flat.to(torch.float32).contiguous().numpy(), *self.T1, *self.T2, logits.numpy(),
