@@ -148,7 +148,11 @@ def reference_loop(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset =
             with torch.no_grad():
                 if w is not None:
                     for name, gp in glob.named_parameters():
-                        gp.copy_(sum(float(w[i]) * dict(nets[i].named_parameters())[name] for i in range(n) if w[i] > 0))
+                        avg = torch.zeros_like(gp)
+                        for i in range(n):
+                            if w[i] > 0:
+                                avg += float(w[i]) * dict(nets[i].named_parameters())[name]
+                        gp.copy_(avg)
                 for m in nets:
                     m.load_state_dict(glob.state_dict())
             H[:] = 0

@@ -160,7 +160,7 @@ def save_result(result: TrainResult, path: str | os.PathLike[str]) -> Path:
         if a.dtype.kind not in "biuf":  # anything else would need pickle to be read back
             raise ValueError(f"{k}: dtype {a.dtype} cannot be kept; must be numeric")
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)
     blob = buf.getvalue()
     npz = path.with_suffix(".npz")
     meta = {"format": RESULT_FORMAT, "version": RESULT_VERSION,
@@ -196,8 +196,8 @@ def load_result(path: str | os.PathLike[str]) -> TrainResult:
     if not isinstance(meta, dict) or (meta.get("format"), meta.get("version")) != (
             RESULT_FORMAT, RESULT_VERSION):
         raise bad(f"not a {RESULT_FORMAT} version {RESULT_VERSION} file")
-    number = (int, float)
-    fields = {"name": str, "accuracy": number, "test_loss": number, "seconds": number,
+    number: tuple[type, ...] = (int, float)
+    fields: dict[str, type | tuple[type, ...]] = {"name": str, "accuracy": number, "test_loss": number, "seconds": number,
               "wrapped": bool, "costs": dict, "config": dict, "final_state": list, "arrays": dict}
     for key, kind in fields.items():
         value = meta.get(key)
