@@ -104,7 +104,8 @@ def test_overrides_parse() -> None:
     assert parse_override("n=20") == ("n", 20)
     assert parse_override("rho=0.5") == ("rho", 0.5)
     assert parse_override("train=false") == ("train", False)
-    assert parse_override("topology=random") == ("topology", "random")
+    assert parse_override("topology=scale-free") == ("topology", "scale-free")
+    assert parse_override("traces_dir=/data/traces") == ("traces_dir", "/data/traces")
     assert parse_override('information="perfect"') == ("information", "perfect")
     assert parse_override('topology=["full","random"]') == ("topology", ["full", "random"])
     g = Grid(axes={"n_devices": (10, 20)}, fixed={"horizon": 50}).override(
@@ -132,6 +133,7 @@ def test_overrides_parse() -> None:
         ),
         ("[grid]\ninformation = [0]\n", ["information", "window length"]),
         ("[fixed]\nn = 4\n[grid]\nn = [5]\n", ["n", "one table"]),
+        ("[grid]\nn = [4]\nn_devices = [5]\n", ["n_devices", "already a [grid] key"]),
         ("seeds = 0\n", ["seeds", "at least one"]),
         ("[sweeps]\n", ["sweeps", "unknown entry"]),
     ],
@@ -180,12 +182,13 @@ def test_baseline_is_the_same_scenario_without_movement() -> None:
     assert (b.topology, b.capacities, b.seed, b.n_devices, b.horizon) == ("random", True, 5, 4, 6)
 
 
-def test_window_that_leaves_one_window_warns(tmp_path: Path) -> None:
+def test_long_window_warns(tmp_path: Path) -> None:
     assert window_warnings([RunConfig(horizon=20, information=5)]) == []
+    assert window_warnings([RunConfig(horizon=20, information=15, movement=False)]) == []
     (msg,) = window_warnings(
-        [RunConfig(horizon=20, information=15), RunConfig(horizon=20, information=15)]
+        [RunConfig(horizon=20, information=10), RunConfig(horizon=20, information=10, seed=1)]
     )
-    assert "information = 15" in msg and "horizon = 20" in msg
+    assert "information = 10 with horizon = 20" in msg and "50 % of the horizon" in msg
     grid = load_grid(grid_file(tmp_path), ["information=[4]", "topology=full", "seeds=1"])
     with pytest.warns(RuntimeWarning, match="information = 4 with horizon = 6"):
         res = run_grid(grid, tmp_path / "out", progress=False)

@@ -39,6 +39,7 @@ import numpy as np
 import tomli_w
 
 from foglearn.experiments.config import SCHEMA, ConfigError, RunConfig
+from foglearn.experiments.report import pct
 from foglearn.experiments.runner import SweepOutcome, run_one, run_sweep
 from foglearn.experiments.tables import (
     COST_FIELDS,
@@ -150,6 +151,8 @@ class Grid:
                 )
             for v in values:
                 _check_type(name, v, f"{where}[grid] ")
+            if name in axes:
+                raise ConfigError(f"{where}[grid] {k}: {name} is already a [grid] key")
             axes[name] = tuple(values)
         fixed: dict[str, Any] = {}
         for k, v in doc.get("fixed", {}).items():
@@ -269,7 +272,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     try:
         return key, tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        if text.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if text[0] not in "[{\"'":  # a bare word or path: a string
             return key, text
         raise ConfigError(f"override {item!r}: {text!r} is not a TOML value") from None
 
@@ -314,20 +317,27 @@ class SweepResult:
     warnings: list[str] = field(default_factory=list)
 
 
+#: A window of estimated information longer than this share of the horizon is warned about.
+LONG_WINDOW = 0.25
+
+
 def window_warnings(configs: Sequence[RunConfig]) -> list[str]:
-    """Settings that silently mean something else: a window of estimated information that
-    leaves fewer than two windows in the horizon plans nothing from a measured window
-    (the first window cannot move data, docs/model.md §4)."""
+    """Settings that quietly mean something else: the first window of estimated information
+    cannot move data (docs/model.md §4), so a window longer than :data:`LONG_WINDOW` of the
+    horizon leaves most of it unplanned (the paper: W = 10 of T = 100 slots). One message per
+    ``(window, horizon)``."""
     seen = set()
     out = []
     for c in configs:
         w = c.information
-        if c.movement and isinstance(w, int) and 2 * w > c.horizon and (w, c.horizon) not in seen:
+        if not (c.movement and isinstance(w, int) and w > LONG_WINDOW * c.horizon):
+            continue
+        if (w, c.horizon) not in seen:
             seen.add((w, c.horizon))
             out.append(
-                f"information = {w} with horizon = {c.horizon}: the first window (which moves no "
-                f"data) covers {min(w, c.horizon)} of {c.horizon} slots, so estimated information "
-                "can move data in at most one window"
+                f"information = {w} with horizon = {c.horizon}: the first window, which moves no "
+                f"data, is {pct(min(w, c.horizon) / c.horizon, 0)} of the horizon (the paper: W = 10 "
+                "of T = 100), so estimated information moves little; scale the window with T"
             )
     return out
 
