@@ -11,8 +11,14 @@ What happens in a run (paper Sec. III-B, docs/model.md §4, §6)
    Flower app applies too), so the integer parts add up to ``D_i(t)`` exactly (ties: keep, then
    offload in edge order, then discard — docs/model.md §6). Kept points are processed at ``i``
    in ``t``, offloaded ones at ``j`` in ``t + 1``, discarded ones never.
-3. **Local step (eq. 3).** Every device with ``G_i(t) > 0`` takes one SGD step
-   ``w_i(t) = w_i(t-1) - η ∇ L_i(w_i(t-1) | G_i(t))`` on the mean cross-entropy of its batch.
+3. **Local update.** ``local_update="paper"`` is eq. (3): every device with ``G_i(t) > 0``
+   takes one SGD step ``w_i(t) = w_i(t-1) - η ∇ L_i(w_i(t-1) | G_i(t))`` on the mean
+   cross-entropy of its batch, whatever ``|G_i(t)|`` is — so a plan that concentrates data on
+   few devices gives them fewer steps per point. ``local_update="minibatch:b"``
+   (:class:`LocalUpdate`) walks ``G_i(t)`` in order in mini-batches of ``b`` points and takes
+   ``⌈|G_i(t)|/b⌉`` SGD steps, so a device's work grows with the data it processes
+   (docs/accuracy.md says why this is the default of ``foglearn run``). With ``b ≥ |G_i(t)|``
+   both rules coincide.
 4. **Aggregation (eq. 4).** After every ``τ`` slots the server averages
    ``w = Σ_i H_i w_i / Σ_i H_i`` (``H_i`` = points processed since the last aggregation; devices
    with ``H_i = 0`` get weight 0; if all are 0 the global model is kept;
@@ -39,6 +45,15 @@ All devices advance together, never one Python step per device:
   :func:`torch.func.functional_call` under :func:`torch.func.vmap`, padded and masked, one
   backward pass for all devices (:class:`_VmapRunner`).
 
+Mini-batch rounds. ``local_update="minibatch:b"`` runs a slot as rounds ``r = 0, 1, …``: in round
+``r`` every device with more than ``r b`` points steps on its points ``r b … (r+1) b`` — each round
+is one call of the runner's ordinary step, so every fast path above except τ = 1's identity (which
+needs one step per slot) serves it unchanged.
+
+Data. ``partition`` (:mod:`foglearn.learning.partition`) gives each device its own label
+distribution (i.i.d., Dirichlet label skew, ``k`` classes per device); i.i.d. is the paper's
+stream, bit for bit.
+
 Budget. The paper's protocol is one pass over the horizon (``passes=1``). ``passes = P`` replays
 the horizon ``P`` times with fresh points (the plan's fractions repeat; costs scale by ``P``,
 unit cost does not) — the documented way to give all settings the same larger training budget.
@@ -62,6 +77,7 @@ from foglearn.errors import InputError
 from foglearn.learning.datasets import ArrayDataset, load_dataset
 from foglearn.learning.kernels import BatchedModel, batched_kernel
 from foglearn.learning.models import ModelSpec, make_model, model_name
+from foglearn.learning.partition import Partition, PartitionError, device_stream
 from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan
@@ -80,6 +96,41 @@ KERNEL_OVERHEAD = 8.0
 
 class TrainingError(InputError):
     """Bad training arguments; the message names the argument and the rule."""
+
+
+@dataclass(frozen=True)
+class LocalUpdate:
+    """What a device does with its ``G_i(t)`` points in a slot.
+
+    ``batch = None``: eq. (3), one SGD step on all of them (``"paper"``). ``batch = b``:
+    ``⌈|G_i(t)|/b⌉`` SGD steps on consecutive mini-batches of ``b`` points (the last one smaller),
+    each on the batch's mean loss (``"minibatch:b"``).
+    """
+
+    batch: int | None = None
+
+    #: ``b`` of ``"minibatch"`` without a size.
+    DEFAULT_BATCH = 32
+
+    @classmethod
+    def parse(cls, spec: str | LocalUpdate) -> LocalUpdate:
+        """``"paper"``, ``"minibatch"`` or ``"minibatch:B"`` (integer ``B ≥ 1``)."""
+        if isinstance(spec, LocalUpdate):
+            return spec
+        if isinstance(spec, str):
+            kind, _, arg = spec.strip().lower().partition(":")
+            if kind == "paper" and not arg:
+                return cls()
+            if kind == "minibatch":
+                if not arg:
+                    return cls(cls.DEFAULT_BATCH)
+                if arg.isdigit() and int(arg) >= 1:
+                    return cls(int(arg))
+        raise TrainingError(f"local_update = {spec!r}: must be 'paper' (eq. 3) or 'minibatch:B' (B an integer ≥ 1)")
+
+    @property
+    def spec(self) -> str:
+        return "paper" if self.batch is None else f"minibatch:{self.batch}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +521,23 @@ class _VmapRunner(_Runner):
         return self.global_
 
 
+def _minibatch_step(runner: _Runner, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray, dev: np.ndarray,
+                    sizes: np.ndarray, starts: np.ndarray, active: np.ndarray, lr: float, b: int) -> np.ndarray:
+    """``⌈|G_i|/b⌉`` SGD steps per device on its consecutive mini-batches of ``b`` points (the
+    slot's points are grouped by device, ``starts``/``sizes``), as rounds of the runner's one-step
+    call; returns each active device's mean loss over its points (each point's loss before the
+    step that uses it)."""
+    chunk = (np.arange(len(pts)) - starts[dev]) // b
+    loss_sum = np.zeros(len(sizes))
+    for r in range(int(chunk.max()) + 1):
+        sel = chunk == r
+        d = dev[sel]
+        sz = np.bincount(d, minlength=len(sizes))
+        act = np.nonzero(sz)[0]
+        loss_sum[act] += runner.step(X, Y, pts[sel], d, act, sz, np.cumsum(sz) - sz, lr) * sz[act]
+    return loss_sum[active] / sizes[active]
+
+
 def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
               kernel: BatchedModel | None = None, workers: _Workers | None = None) -> tuple[float, float]:
     """Test accuracy and mean cross-entropy of the global model (batched kernel forward if given,
@@ -492,6 +560,7 @@ def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tenso
 # ---------------------------------------------------------------------------------------------
 
 def _check_args(period: int, lr: float, passes: int, eval_every: int) -> None:
+    """Raise :class:`TrainingError` naming the first bad argument."""
     if not isinstance(period, (int, np.integer)) or period < 1:
         raise TrainingError(f"period = {period!r}: the aggregation period τ must be an integer ≥ 1")
     if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
@@ -514,6 +583,7 @@ def _kernel_path(kernel: BatchedModel | None) -> str:
 def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist", model: ModelSpec = "cnn",
           period: int = 10, lr: float = 0.01, seed: int = 0, *, passes: int = 1, eval_every: int = 1,
           threads: int | None = None, name: str = "network-aware",
+          local_update: str | LocalUpdate = "paper", partition: str | Partition = "iid",
           progress: ProgressFn | None = None) -> TrainResult:
     """Train one model by executing ``plan`` on ``scenario`` at datapoint level (eqs. 3–4).
 
@@ -537,6 +607,14 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
     eval_every
         Evaluate the global model on the test set at every ``eval_every``-th aggregation
         (1 = every aggregation; 0 = only the final model). The final model is always evaluated.
+    local_update
+        ``"paper"`` (eq. 3: one step per device and slot) or ``"minibatch:B"``
+        (``⌈|G_i(t)|/B⌉`` steps on mini-batches of ``B`` points), or a :class:`LocalUpdate`.
+    partition
+        Each device's label distribution: ``"iid"`` (the paper), ``"dirichlet:ALPHA"``,
+        ``"classes:K"`` or a :class:`~foglearn.learning.partition.Partition` (its ``seed``
+        defaults to ``seed``). The drawn mixes and per-device label histograms are in
+        ``config["partition"]``.
     threads
         Cores to use (``None``: ``torch.get_num_threads()``). The paper's models run their kernel
         calls on this many threads, each op single-threaded; other modules use this many torch
@@ -551,6 +629,11 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         the plan's realised costs and the configuration.
     """
     _check_args(period, lr, passes, eval_every)
+    update = LocalUpdate.parse(local_update)
+    try:
+        part = Partition.parse(partition)
+    except PartitionError as exc:
+        raise TrainingError(str(exc)) from exc
     data = load_dataset(dataset)
     T, n = scenario.horizon, scenario.n_devices
     old_threads = torch.get_num_threads()
@@ -565,15 +648,20 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         t0 = time.perf_counter()
         sched = schedule(scenario, plan)
         per_pass = int(scenario.collected.sum())
-        stream, _ = point_stream(per_pass * passes, data.n_train, seed)
+        drawn = device_stream(part, scenario.collected, data.y_train, passes, seed)
+        stream = drawn.stream
         wrapped = _warn_wrap(per_pass, data.n_train)
+        if drawn.wrapped and not wrapped:
+            warnings.warn(f"partition {part.spec}: the devices collect more points of some label in one pass than "
+                          "the training set holds, so that label's points repeat within a pass", stacklevel=2)
+            wrapped = True
         X = torch.from_numpy(data.x_train)
         Y = torch.from_numpy(data.y_train)
         Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
         runner: _Runner
         if kernel is None:
             runner = _VmapRunner(module, n)
-        elif period == 1:
+        elif period == 1 and update.batch is None:
             runner = _UnionRunner(kernel, module, workers)
         else:
             runner = _KernelRunner(kernel, module, n, workers)
@@ -594,7 +682,11 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
                 sizes = np.bincount(dev, minlength=n)
                 starts = np.cumsum(sizes) - sizes
                 active = np.nonzero(sizes)[0]
-                device_loss[s, active] = runner.step(X, Y, pts, dev, active, sizes, starts, lr)
+                if update.batch is None:
+                    device_loss[s, active] = runner.step(X, Y, pts, dev, active, sizes, starts, lr)
+                else:
+                    device_loss[s, active] = _minibatch_step(runner, X, Y, pts, dev, sizes, starts, active, lr,
+                                                             update.batch)
                 H += sizes
             if (s + 1) % period == 0 or s + 1 == total:
                 runner.aggregate(H)
@@ -614,6 +706,9 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
     config = {"dataset": data.name, "model": model_name(model), "period": int(period), "lr": float(lr),
               "seed": int(seed), "passes": int(passes), "eval_every": int(eval_every),
               "threads": cores, "n_devices": n, "horizon": T, "kernel": _kernel_path(kernel),
+              "local_update": update.spec,
+              "partition": {**part.as_dict(), "proportions": drawn.proportions.round(6).tolist(),
+                            "label_histograms": drawn.histograms.tolist()},
               "plan": {"error": plan.error, "information": plan.information, "solver": plan.stats.solver}}
     return TrainResult(name=name, accuracy=ev_acc[-1], test_loss=ev_loss[-1], eval_slot=np.array(ev_slot),
                        eval_accuracy=np.array(ev_acc), eval_loss=np.array(ev_loss), device_loss=device_loss,

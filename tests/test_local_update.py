@@ -1,0 +1,120 @@
+"""Local update rules (eq. 3 and mini-batches): the trainer against a plain PyTorch loop."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from foglearn.learning import load_dataset, make_model, schedule, train
+from foglearn.learning.trainer import LocalUpdate, TrainingError, point_stream
+from foglearn.network.scenario import Scenario
+from foglearn.planning.plan import Plan
+from foglearn.planning.rules import aggregation_weights
+
+torch.set_num_threads(1)
+TINY = load_dataset("tiny")
+
+
+def _case(T=6, n=4, seed=3, max_d=40):
+    """A small network whose plan concentrates data: device 0 offloads most of its points to 1."""
+    rng = np.random.default_rng(seed)
+    src, dst = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 0])
+    s = Scenario(collected=rng.integers(0, max_d + 1, (T, n)), proc_cost=rng.random((T, n)),
+                 error_weight=rng.random((T, n)), src=src, dst=dst, link_cost=rng.random((T, 4)) * 0.1)
+    keep = np.full((T, n), 0.4)
+    off = np.zeros((T, 4))
+    off[:-1, 0] = 0.6
+    off[:-1, 2] = 0.3
+    return s, Plan.from_fractions(s, keep, off)
+
+
+def plain_loop(s, p, model, period, lr, seed, b):
+    """One torch module + ``torch.optim.SGD`` per device; ``⌈G/b⌉`` steps per device and slot
+    (``b = None``: one step, eq. 3); eq. (4) with weights ``H_i``. Returns the global parameters."""
+    T, n = s.horizon, s.n_devices
+    sched = schedule(s, p)
+    stream, _ = point_stream(int(s.collected.sum()), TINY.n_train, seed)
+    X, Y = torch.from_numpy(TINY.x_train), torch.from_numpy(TINY.y_train)
+    glob = make_model(model, seed=seed)
+    nets = [copy.deepcopy(glob) for _ in range(n)]
+    opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
+    H = np.zeros(n)
+    for t in range(T):
+        for i in range(n):
+            idx = stream[sched.pos[(sched.slot == t) & (sched.device == i)]]
+            step = len(idx) if b is None else b
+            for a in range(0, len(idx), max(step, 1)):
+                batch = torch.from_numpy(idx[a:a + step])
+                opts[i].zero_grad()
+                F.cross_entropy(nets[i](X[batch]), Y[batch]).backward()
+                opts[i].step()
+            H[i] += len(idx)
+        if (t + 1) % period == 0 or t + 1 == T:
+            w = aggregation_weights(H)
+            if w is not None:
+                state = {k: sum(float(w[i]) * dict(nets[i].named_parameters())[k].detach() for i in range(n))
+                         for k, _ in glob.named_parameters()}
+                glob.load_state_dict(state)
+            for m in nets:
+                m.load_state_dict(glob.state_dict())
+            H[:] = 0
+    return {k: v.detach() for k, v in glob.named_parameters()}
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("period", [1, 3])
+@pytest.mark.parametrize("b", [None, 7])
+def test_trainer_matches_plain_pytorch_loop(model, period, b):
+    s, p = _case()
+    assert schedule(s, p).processed.max() > 2 * 7  # several mini-batches on some device
+    spec = "paper" if b is None else f"minibatch:{b}"
+    r = train(s, p, dataset=TINY, model=model, period=period, lr=0.1, seed=5, local_update=spec, threads=2,
+              eval_every=0)
+    ref = plain_loop(s, p, model, period, 0.1, 5, b)
+    for k, v in ref.items():
+        torch.testing.assert_close(r.final_state[k], v, rtol=2e-5, atol=2e-6)
+    assert r.config["local_update"] == spec
+
+
+def test_minibatch_larger_than_any_batch_is_the_paper_rule():
+    s, p = _case()
+    big = int(schedule(s, p).processed.max())
+    a = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0)
+    m = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0,
+              local_update=f"minibatch:{big}")
+    for k in a.final_state:
+        assert torch.equal(a.final_state[k], m.final_state[k])
+    np.testing.assert_array_equal(a.device_loss, m.device_loss)
+
+
+def test_minibatch_steps_grow_with_the_data():
+    """Mini-batches of 4 take more steps than eq. (3), so the models part."""
+    s, p = _case()
+    m = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0, local_update="minibatch:4")
+    a = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0)
+    assert all(not torch.allclose(a.final_state[k], m.final_state[k]) for k in a.final_state)
+
+
+def test_minibatch_device_loss_is_the_mean_over_the_slot():
+    """Device loss = mean over the device's points of each point's loss before its step."""
+    s, p = _case()
+    r = train(s, p, dataset=TINY, model="mlp", period=10, lr=1e-9, seed=2, eval_every=0,
+              local_update="minibatch:5")
+    a = train(s, p, dataset=TINY, model="mlp", period=10, lr=1e-9, seed=2, eval_every=0)
+    np.testing.assert_allclose(r.device_loss, a.device_loss, rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("spec", ["minibatch:0", "minibatch:x", "sgd", "paper:3", 5])
+def test_bad_local_update_is_refused(spec):
+    with pytest.raises(TrainingError, match="local_update"):
+        LocalUpdate.parse(spec)
+
+
+def test_local_update_parse():
+    assert LocalUpdate.parse("paper").batch is None
+    assert LocalUpdate.parse("minibatch").batch == LocalUpdate.DEFAULT_BATCH
+    assert LocalUpdate.parse(" MiniBatch:16 ").spec == "minibatch:16"
