@@ -193,3 +193,18 @@ def test_long_window_warns(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match="information = 4 with horizon = 6"):
         res = run_grid(grid, tmp_path / "out", progress=False)
     assert res.warnings and math.isfinite(res.rows[0]["unit"])
+
+
+def test_a_paper_experiment_is_a_fixed_grid() -> None:
+    """Fig. 8 as a sweep: the same runs (keys), so the two share stored results."""
+    from foglearn.experiments import EXPERIMENTS, ExperimentOptions
+
+    opts = ExperimentOptions(seeds=(0, 1), dataset="tiny", model="mlp", quick=True, quick_horizon=10)
+    entry = EXPERIMENTS.get_entry("fig8")
+    paper = {c.key() for _, c in entry.obj.configs(opts, **entry.params)}
+    grid = load_grid(
+        None,
+        ['profile=["lte","wifi"]', 'topology=["social","hierarchical","full"]', "T=10",
+         "dataset=tiny", "model=mlp", "train=false", "seeds=2"],
+    )
+    assert {c.key() for _, c in grid.configs()} == paper
