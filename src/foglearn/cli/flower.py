@@ -1,12 +1,14 @@
 """``foglearn flower …``: run the Flower deployment of the paper's loop.
 
 ``foglearn flower run`` runs the ServerApp and ClientApps in Flower's simulation runtime in this
-process (Ray backend) and prints the run directory; ``foglearn flower config`` prints the run
+process (Ray backend), prints the run directory and exits 1 when the run failed (Flower's own
+``flwr run`` exits 0 whatever the ServerApp did); ``foglearn flower config`` prints the run
 config in the ``-c`` form ``flwr run flower_app`` takes. Real deployments: docs/flower.md.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -49,7 +51,11 @@ def run(
                               eval_points=eval_points, slot_timeout=slot_timeout)
     except FlowerConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    result = run_flower(cfg, client_cpus=client_cpus)
+    try:
+        result = run_flower(cfg, client_cpus=client_cpus)
+    except Exception as exc:  # noqa: BLE001 - Flower wraps the ServerApp's error; report it and fail
+        typer.echo(f"foglearn flower run failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
     fails = sum(result["failures_per_slot"])
     typer.echo(f"status {result['status']}: final accuracy {result['final_accuracy']:.4f} "
                f"(initial {result['initial_accuracy']:.4f}), {fails} failed device-slots, "
@@ -60,15 +66,19 @@ def run(
                    f"{c['transfer']:.1f}, discard {c['discard']:.1f}); offloaded {c['offloaded']}, "
                    f"discarded {c['discarded']} of {c['collected']} points")
     typer.echo(f"run directory: {result['config']['run_dir']}")
+    if result["status"] != "ok":
+        typer.echo("failed: " + "; ".join(result.get("why_failed", [])), err=True)
+        raise typer.Exit(1)
 
 
 @flower_app.command("config")
 def config(devices: Annotated[int, typer.Option("--devices", "-n")] = 5,
            slots: Annotated[int, typer.Option("--slots", "-T")] = 20) -> None:
-    """Print a ``flwr run flower_app`` command line for these settings."""
+    """Print a ``flwr run flower_app`` command line for these settings (``run-dir`` absolute: the
+    ServerApp runs in another process and directory)."""
     typer.echo("flwr run flower_app --stream "
                f"--federation-config 'num-supernodes={devices} client-resources-num-cpus=1' "
-               f"-c 'num-devices={devices} horizon={slots} run-dir=\"$PWD/runs/flower\"'")
+               f"-c 'num-devices={devices} horizon={slots} run-dir=\"{Path.cwd() / 'runs' / 'flower'}\"'")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,21 +6,22 @@ every aggregation, aggregation weights, failures per slot, wall time), ``estimat
 window's estimated scenario, ``.npz``).
 
 The run *fails loudly* (raises after writing ``result.json`` with ``status = "failed"``) when
-no aggregation took any update (every device failed or processed nothing) or the final
-accuracy is not above ``min-accuracy``: a Flower run whose ClientApps all died otherwise ends
+no aggregation took any update (every device failed or processed nothing), the final loss is
+not finite, or the final accuracy is not above ``min-accuracy``: a Flower run whose ClientApps all died otherwise ends
 "successfully" with the initial model.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
@@ -28,7 +29,7 @@ import foglearn.planning
 from foglearn.errors import RunError
 from foglearn.flower import task
 from foglearn.flower.config import FlowerRunConfig
-from foglearn.flower.strategy import FogStrategy
+from foglearn.flower.strategy import FogStrategy, discover
 from foglearn.io import atomic_write, write_json
 
 
@@ -43,20 +44,9 @@ def discover_devices(grid: Grid, cfg: FlowerRunConfig, wait_s: float) -> dict[in
         if time.time() > deadline:
             raise FlowerRunError(f"only {len(nodes)} of {cfg.num_devices} SuperNodes connected within {wait_s:.0f} s")
         time.sleep(0.5)
-    msgs = [Message(RecordDict({"hello": MetricRecord({"n": cfg.num_devices})}), node, f"{MessageType.QUERY}.hello",
-                    group_id="hello") for node in nodes]
-    replies = list(grid.send_and_receive(msgs, timeout=wait_s))
-    mapping: dict[int, int] = {}
-    for r in replies:
-        if r.has_error():
-            log(WARNING, "foglearn: node %s failed the hello query: %s", r.metadata.src_node_id, r.error.reason)
-            continue
-        dev = int(r.content["hello"]["device"])
-        if dev in mapping:
-            raise FlowerRunError(f"two SuperNodes claim partition-id {dev} (nodes {mapping[dev]} and {r.metadata.src_node_id})")
-        if not 0 <= dev < cfg.num_devices:
-            raise FlowerRunError(f"node {r.metadata.src_node_id} has partition-id {dev}, outside 0..{cfg.num_devices - 1}")
-        mapping[dev] = r.metadata.src_node_id
+    mapping, problems = discover(grid, nodes, cfg.num_devices, wait_s)
+    for p in problems:
+        log(WARNING, "foglearn: %s", p)
     missing = sorted(set(range(cfg.num_devices)) - set(mapping))
     if missing:
         raise FlowerRunError(f"no SuperNode answered for devices {missing}")
@@ -80,7 +70,8 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
         planner = functools.partial(foglearn.planning.plan, solver=cfg.solver)
     node_of_device = discover_devices(grid, cfg, max(cfg.slot_timeout, 30.0))
     strategy = FogStrategy(cfg, node_of_device, sc.src, sc.dst, planner, true_scenario=sc,
-                           estimates_dir=run_dir / "estimates")
+                           estimates_dir=run_dir / "estimates", sample_shape=ds.x_train.shape[1:],
+                           num_classes=int(ds.y_train.max()) + 1)
     model = task.new_model(cfg)
     n_eval = cfg.eval_points or len(ds.y_test)
     x_test, y_test = ds.x_test[:n_eval], ds.y_test[:n_eval]
@@ -101,7 +92,10 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
     failures_per_slot = [sum(1 for f in strategy.failures if f["slot"] == t) for t in range(cfg.horizon)]
     learned = sum(sum(a["weights"].values()) for a in strategy.aggregations if a.get("applied"))
     final_acc = curve[-1]["accuracy"] if curve else float("nan")
+    final_loss = curve[-1]["loss"] if curve else float("nan")
     reasons = []
+    if not math.isfinite(final_loss):
+        reasons.append(f"final loss {final_loss} is not finite")
     if learned == 0:
         reasons.append("no aggregation took any update (all devices failed or processed nothing)")
     if cfg.min_accuracy >= 0 and not final_acc > cfg.min_accuracy:
@@ -124,6 +118,8 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
         "aggregations": strategy.aggregations,
         "failures": strategy.failures,
         "failures_per_slot": failures_per_slot,
+        "rejoined": strategy.rejoined,
+        "final_loss": final_loss,
         "slot_seconds": strategy.slot_seconds,
         "wall_seconds": time.perf_counter() - t0,
     }

@@ -14,11 +14,36 @@ device's out-links and ``s_ij(t)``, ``send-model``, ``version``), optional ``glo
 ``incoming`` (ArrayRecord ``x``, ``y``, ``src``: points offloaded to it in ``t-1``).
 
 device → server: ``report`` (MetricRecord, see :mod:`foglearn.flower.client_app`), optional
-``out`` (ArrayRecord ``x``, ``y``, ``dst``: the points it offloads), optional ``model``.
+``out`` (ArrayRecord ``x``, ``y``, ``dst``: the points it offloads), ``model`` on aggregation slots.
+
+The server trusts no device
+---------------------------
+Every reply is checked (:meth:`FogStrategy._check`) before anything is booked: counts are whole,
+non-negative and add up (kept + offloaded + discarded = collected), kept and offloaded points are
+what the plan's whole-point split of ``D_i(t)`` gives (offloads on links the device reports
+unusable are zero), received points are what the server relayed, the offloaded points go to the
+device's out-neighbours in the counts it reports, with the dataset's sample shape and dtype, and
+the model's names, shapes and dtypes equal the global model's, all finite. The aggregation weight
+``H_i`` of eq. (4) is the server's own count: points it assigned to the device (kept by plan +
+relayed) that the device confirmed processing since it last received the global model; a reply
+claiming another ``H_i`` is rejected. A bad reply makes the device failed for the slot (logged
+with the device and the reason), never the run.
+
+Failures drive the plan
+-----------------------
+A failed device (error reply, no reply, a rejected reply) is inactive for the slot; points relayed
+to it are lost and charged to their source (the discard cost ``f`` of the device and slot that
+collected them, objective (5)). Until it answers again, nothing is offloaded to it (the rest of the
+window's offloads to it stay with their sources) and the next window is planned without it. Its
+next message carries the current global model, so a restarted device (same node id, or a new node
+id announcing the same ``partition-id``, found by :func:`discover` at the next slot) rejoins at
+once. Error replies are attributed through the message they answer (the SuperLink's "node
+unavailable" replies carry the SuperLink's own node id).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
@@ -53,11 +78,94 @@ from foglearn.planning.rules import (
 )
 
 
+class ReplyError(ValueError):
+    """A device's reply breaks the protocol; the device is failed for the slot."""
+
+
 def _short(reason: str, limit: int = 300) -> str:
     """The gist of a failure (Ray tracebacks run to kilobytes)."""
     lines = [ln.strip() for ln in reason.splitlines() if ln.strip()]
     gist = next((ln for ln in reversed(lines) if "Message:" in ln or "Error" in ln), lines[0] if lines else reason)
     return gist[:limit]
+
+
+def _whole(value: Any, name: str, limit: int = 2**40) -> int:
+    """``value`` as a whole count in ``[0, limit]``, else :class:`ReplyError`."""
+    v = float(value)
+    if not (np.isfinite(v) and v == int(v) and 0 <= v <= limit):
+        raise ReplyError(f"{name} = {value!r}: must be a whole count in [0, {limit}]")
+    return int(v)
+
+
+def _finite(value: Any, name: str) -> float:
+    v = float(value)
+    if not np.isfinite(v):
+        raise ReplyError(f"{name} = {value!r}: must be finite")
+    return v
+
+
+def check_arrays(rec: ArrayRecord, ref: dict[str, tuple[tuple[int, ...], np.dtype]], name: str
+                 ) -> dict[str, np.ndarray]:
+    """``rec`` as numpy arrays if its names (in order), shapes and dtypes are ``ref``'s and every
+    value is finite; else :class:`ReplyError`."""
+    keys = list(rec.keys())
+    if keys != list(ref):
+        raise ReplyError(f"{name}: arrays {keys} are not the global model's {list(ref)}")
+    out = {}
+    for k in keys:
+        a = rec[k].numpy()
+        shape, dtype = ref[k]
+        if a.shape != shape or a.dtype != dtype:
+            raise ReplyError(f"{name}[{k!r}]: {a.dtype}{list(a.shape)}, the global model has {dtype}{list(shape)}")
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise ReplyError(f"{name}[{k!r}]: not finite")
+        out[k] = a
+    return out
+
+
+def _reply_device(msg: Message, sent: dict[str, int], device_of_node: dict[int, int]) -> int | None:
+    """The device a reply is from: the one the answered message went to (SuperLink error replies
+    carry the SuperLink's node id), else the reply's source node."""
+    dev = sent.get(msg.metadata.reply_to_message_id)
+    return dev if dev is not None else device_of_node.get(msg.metadata.src_node_id)
+
+
+def discover(grid: Grid, nodes: Iterable[int], num_devices: int, timeout: float
+             ) -> tuple[dict[int, int], list[str]]:
+    """Ask ``nodes`` which device each is (``query.hello``: its ``partition-id``).
+
+    Returns device → node id for valid answers and the problems (one line each, naming the node).
+    Two nodes claiming one device: the later answer wins (a restarted device replaces its old node).
+    """
+    msgs = {}
+    for node in nodes:
+        m = Message(RecordDict({"hello": MetricRecord({"n": num_devices})}), node,
+                    f"{MessageType.QUERY}.hello", group_id="hello")
+        msgs[node] = m
+    if not msgs:
+        return {}, []
+    replies = list(grid.send_and_receive(list(msgs.values()), timeout=timeout))
+    node_of = {m.metadata.message_id: node for node, m in msgs.items()}
+    mapping: dict[int, int] = {}
+    problems: list[str] = []
+    for r in replies:
+        node = node_of.get(r.metadata.reply_to_message_id, r.metadata.src_node_id)
+        if r.has_error():
+            problems.append(f"node {node} failed the hello query: {_short(r.error.reason)}")
+            continue
+        try:
+            dev = int(r.content["hello"]["device"])
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"node {node}: bad hello reply ({exc!r})")
+            continue
+        if not 0 <= dev < num_devices:
+            problems.append(f"node {node} has partition-id {dev}, outside 0..{num_devices - 1}")
+            continue
+        mapping[dev] = node
+    for node in set(msgs) - set(node_of[r.metadata.reply_to_message_id] for r in replies
+                                 if r.metadata.reply_to_message_id in node_of):
+        problems.append(f"node {node} did not answer the hello query within {timeout:.0f} s")
+    return mapping, problems
 
 
 class FogStrategy(Strategy):
@@ -80,7 +188,8 @@ class FogStrategy(Strategy):
 
     def __init__(self, cfg: FlowerRunConfig, node_of_device: dict[int, int], src: np.ndarray, dst: np.ndarray,
                  planner: Callable[..., Any], true_scenario: Scenario | None = None,
-                 estimates_dir: Path | None = None) -> None:
+                 estimates_dir: Path | None = None, sample_shape: tuple[int, ...] | None = None,
+                 num_classes: int | None = None) -> None:
         self.cfg = cfg
         self.node_of_device = dict(node_of_device)
         self.device_of_node = {v: k for k, v in node_of_device.items()}
@@ -88,6 +197,8 @@ class FogStrategy(Strategy):
         self.planner = planner
         self.true_scenario = true_scenario
         self.estimates_dir = estimates_dir
+        self.sample_shape = None if sample_shape is None else tuple(int(d) for d in sample_shape)
+        self.num_classes = num_classes
         T, n, E = cfg.horizon, cfg.num_devices, self.src.size
         self.n, self.E, self.T = n, E, T
         z = lambda *s: np.zeros(s, dtype=np.int64)  # noqa: E731
@@ -112,12 +223,17 @@ class FogStrategy(Strategy):
         self.inflight: dict[int, np.ndarray] = {}  # receiver -> source of each relayed point
         self.version = 0
         self.synced = {i: -1 for i in range(n)}
-        self.h_server = {i: 0 for i in range(n)}
+        self.h_server = {i: 0 for i in range(n)}  # H_i: the server's count since i got the global model
+        self.down: set[int] = set()  # failed in their last slot; nothing is offloaded to them
         self.aggregations: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
+        self.rejoined: list[dict[str, Any]] = []
         self.slot_seconds = np.zeros(T)
         self._slot_t0 = 0.0
-        self._sent_to: dict[int, int] = {}
+        self._t = 0
+        self._out: list[tuple[Message, int]] = []
+        self._carried_global: set[int] = set()
+        self._global_ref: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self.aggregated_now = False
         self.edge_of = {(int(s), int(d)): e for e, (s, d) in enumerate(zip(self.src, self.dst))}
 
@@ -145,29 +261,80 @@ class FogStrategy(Strategy):
                 plans.append(self.planner(est, error=cfg.error, information="perfect", movement=True))
                 return plans[-1].keep, plans[-1].offload
 
-            keep, offload, est = plan_window(self.window_meas, self.src, self.dst, t, stop, self.T, solve,
+            meas = self.window_meas
+            if self.down:  # a device down now is planned as inactive (no data, no links)
+                meas = copy.deepcopy(meas)
+                meas.collected[:, sorted(self.down)] = np.nan
+            keep, offload, est = plan_window(meas, self.src, self.dst, t, stop, self.T, solve,
                                              info={"window": win, "slots": [t, stop]})
             if self.estimates_dir is not None:
                 est.save(self.estimates_dir / f"window_{win}.npz")
             how = f"estimated from window {win - 1}"
             self.window_plans.append({"window": win, "slots": [t, stop], "planned_cost": plans[0].costs.as_dict(),
-                                      "solver": plans[0].stats.as_dict()})
+                                      "solver": plans[0].stats.as_dict(), "without": sorted(self.down)})
         self.plan_keep[t:stop] = keep
         self.plan_offload[t:stop] = offload
+        for dev in sorted(self.down):
+            self._keep_instead(dev, t, stop)
         self.window_meas = WindowMeasurements.empty(W, self.n, self.E, slots=range(t, stop))
-        log(INFO, "foglearn: window %d (slots %d..%d) planned: %s", win, t, stop - 1, how)
+        log(INFO, "foglearn: window %d (slots %d..%d) planned: %s%s", win, t, stop - 1, how,
+            f" without devices {sorted(self.down)} (down)" if self.down else "")
+
+    def _keep_instead(self, dev: int, start: int, stop: int) -> None:
+        """Nothing is offloaded to ``dev`` in slots ``start..stop-1``: its sources keep those fractions."""
+        into = np.flatnonzero(self.dst == dev)
+        if start >= stop or not into.size:
+            return
+        np.add.at(self.plan_keep[start:stop], (slice(None), self.src[into]), self.plan_offload[start:stop][:, into])
+        self.plan_offload[start:stop, into] = 0.0
+
+    def _fail(self, t: int, dev: int, reason: str) -> None:
+        """Device ``dev`` failed slot ``t``: record and log it, and stop offloading to it."""
+        self.failures.append({"slot": t, "device": dev, "node": self.node_of_device.get(dev), "reason": reason})
+        log(WARNING, "foglearn: slot %d: device %d (node %s) failed: %s", t, dev, self.node_of_device.get(dev),
+            reason)
+        self.synced[dev] = -1  # its next message carries the global model (it may have restarted)
+        if dev not in self.down:
+            self.down.add(dev)
+            W = self.cfg.plan_window
+            self._keep_instead(dev, t + 1, min((t // W + 1) * W, self.T))
+
+    def _rediscover(self, grid: Grid) -> None:
+        """Map nodes that joined since the last slot to their devices (a restarted SuperNode)."""
+        try:
+            new = [nd for nd in grid.get_node_ids() if nd not in self.device_of_node]
+        except Exception as exc:  # noqa: BLE001 - a Grid that cannot list nodes: keep the old map
+            log(WARNING, "foglearn: could not list nodes: %s", exc)
+            return
+        if not new:
+            return
+        mapping, problems = discover(grid, new, self.n, min(self.cfg.slot_timeout, 30.0))
+        for p in problems:
+            log(WARNING, "foglearn: %s", p)
+        for dev, node in mapping.items():
+            old = self.node_of_device.get(dev)
+            self.device_of_node.pop(old, None)
+            self.node_of_device[dev] = node
+            self.device_of_node[node] = dev
+            self.synced[dev] = -1
+            self.rejoined.append({"before_slot": self._t, "device": dev, "node": node, "old_node": old})
+            log(INFO, "foglearn: device %d rejoined as node %s (was node %s)", dev, node, old)
 
     # ------------------------------------------------------------- Strategy API
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         t = server_round - 1
+        self._t = t
         self._slot_t0 = time.perf_counter()
+        if t > 0:
+            self._rediscover(grid)
         if t % self.cfg.plan_window == 0:
             self._plan_window(t)
+        self._global_ref = {k: (tuple(v.numpy().shape), v.numpy().dtype) for k, v in arrays.items()}
         aggregate = (t + 1) % self.cfg.period == 0 or t == self.T - 1
         run = ConfigRecord(self.cfg.to_user_config())
-        msgs = []
-        self._sent_to = {}
+        self._out = []
+        self._carried_global = set()
         self.inflight = {}
         for i in range(self.n):
             out = np.flatnonzero(self.src == i)
@@ -180,83 +347,181 @@ class FogStrategy(Strategy):
             content = RecordDict({"run": run, "cfg": cfg})
             if self.synced[i] != self.version:
                 content["global"] = arrays
+                self._carried_global.add(i)
             if self.pending[i]:
                 xs, ys, ss = zip(*self.pending[i])
                 content["incoming"] = ArrayRecord({"x": Array(np.concatenate(xs)), "y": Array(np.concatenate(ys)),
                                                    "src": Array(np.concatenate(ss))})
                 self.inflight[i] = np.concatenate(ss)
                 self.pending[i] = []
-            node = self.node_of_device[i]
-            self._sent_to[node] = i
-            msgs.append(Message(content, node, MessageType.TRAIN, group_id=str(server_round)))
-        return msgs
+            msg = Message(content, self.node_of_device[i], MessageType.TRAIN, group_id=str(server_round))
+            self._out.append((msg, i))
+        return [m for m, _ in self._out]
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         t = server_round - 1
-        replied: dict[int, Message] = {}
+        sent = {m.metadata.message_id: i for m, i in self._out if m.metadata.message_id}
+        aggregate = (t + 1) % self.cfg.period == 0 or t == self.T - 1
+        booked: dict[int, dict[str, Any]] = {}
+        failed: set[int] = set()
         for msg in replies:
-            dev = self.device_of_node.get(msg.metadata.src_node_id)
-            if dev is None:
-                continue
+            dev = _reply_device(msg, sent, self.device_of_node)
+            if dev is None or dev in booked or dev in failed:
+                continue  # not one of ours, or a second answer for the same device
             if msg.has_error():
-                self.failures.append({"slot": t, "device": dev, "reason": _short(f"error: {msg.error.reason}")})
-            else:
-                replied[dev] = msg
-        for dev in self._sent_to.values():
-            if dev not in replied and not any(f["slot"] == t and f["device"] == dev for f in self.failures):
-                self.failures.append({"slot": t, "device": dev, "reason": "no reply before the slot timeout"})
+                failed.add(dev)
+                self._fail(t, dev, _short(f"error: {msg.error.reason}"))
+                continue
+            try:
+                booked[dev] = self._check(t, dev, msg, aggregate)
+            except ReplyError as exc:
+                failed.add(dev)
+                self._fail(t, dev, f"rejected reply: {exc}")
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as exc:
+                failed.add(dev)
+                self._fail(t, dev, f"rejected reply: malformed ({type(exc).__name__}: {exc})")
+        for _, dev in self._out:
+            if dev not in booked and dev not in failed:
+                self._fail(t, dev, f"no reply within the slot timeout ({self.cfg.slot_timeout:g} s)")
         for dev, sources in self.inflight.items():
-            if dev not in replied:  # relayed points that reached a device that missed the slot
+            if dev not in booked:  # relayed points that reached a device that failed the slot
                 self.lost[t, dev] += sources.size
                 np.add.at(self.lost_from[t - 1], sources, 1)
 
-        for dev, msg in replied.items():
-            self._book(t, dev, msg)
+        for dev in sorted(booked):
+            self._commit(t, dev, booked[dev])
+            if dev in self.down:
+                self.down.discard(dev)
+                log(INFO, "foglearn: slot %d: device %d answers again", t, dev)
 
-        n_fail = self.n - len(replied)
+        n_fail = self.n - len(booked)
         if n_fail:
             log(WARNING, "foglearn: slot %d: %d results, %d failures (devices %s inactive this slot)",
-                t, len(replied), n_fail, sorted(set(range(self.n)) - set(replied)))
+                t, len(booked), n_fail, sorted(set(range(self.n)) - set(booked)))
         self.slot_seconds[t] = time.perf_counter() - self._slot_t0
 
         self.aggregated_now = False
         agg: ArrayRecord | None = None
-        if (t + 1) % self.cfg.period == 0 or t == self.T - 1:
-            agg = self._aggregate(t, replied)
-        metrics = MetricRecord({"slot": t, "results": len(replied), "failures": n_fail,
+        if aggregate:
+            agg = self._aggregate(t, booked)
+        metrics = MetricRecord({"slot": t, "results": len(booked), "failures": n_fail,
                                 "processed": int(self.processed[t].sum())})
         return agg, metrics
 
-    def _book(self, t: int, dev: int, msg: Message) -> None:
+    def _check(self, t: int, dev: int, msg: Message, aggregate: bool) -> dict[str, Any]:
+        """Device ``dev``'s slot-``t`` reply, checked against what the server sent and planned
+        (rules in the module docstring); raises :class:`ReplyError` naming the broken rule."""
         r = msg.content["report"]
-        if int(r["slot"]) != t:
-            raise RuntimeError(f"device {dev} answered slot {r['slot']} in slot {t}")
-        self.active[t, dev] = True
-        D = int(r["collected"])
-        self.collected[t, dev] = D
-        self.kept[t, dev] = int(r["kept"])
-        self.discarded[t, dev] = int(r["discarded"])
-        self.received[t, dev] = int(r["received"])
-        self.processed[t, dev] = int(r["processed"])
-        self.dropped[t, dev] = int(r["dropped"])
+        if _whole(r["slot"], "slot") != t or _whole(r["device"], "device") != dev:
+            raise ReplyError(f"answers slot {r['slot']} as device {r['device']}, asked slot {t} of device {dev}")
+        b: dict[str, Any] = {k: _whole(r[k], k) for k in
+                             ("collected", "kept", "discarded", "received", "processed", "dropped", "version")}
+        claimed_h = _whole(r["h"], "h")
         out = np.flatnonzero(self.src == dev)
-        counts = list(r["off-count"])
+        edges = [int(e) for e in r["out-edges"]]
+        if edges != ([int(e) for e in out] or [-1]):
+            raise ReplyError(f"out-edges {edges} are not the device's out-links {out.tolist()}")
+        counts = [_whole(c, "off-count") for c in r["off-count"]]
+        if len(counts) != max(out.size, 1):
+            raise ReplyError(f"off-count has {len(counts)} entries for {out.size} out-links")
+        counts = counts[:out.size]
+        D = b["collected"]
+        if b["kept"] + sum(counts) + b["discarded"] != D:
+            raise ReplyError(f"kept {b['kept']} + offloaded {sum(counts)} + discarded {b['discarded']} "
+                             f"≠ collected {D}")
+        up = [bool(_whole(u, "link-up")) for u in r["link-up"]][:out.size] if out.size else []
+        if len(up) != out.size:
+            raise ReplyError(f"link-up has {len(up)} entries for {out.size} out-links")
+        exp = split_counts(D, [self.plan_keep[t, dev],
+                               *[f if ok else 0.0 for f, ok in zip(self.plan_offload[t, out], up)]])
+        if b["kept"] != exp[0] or any(c > x for c, x in zip(counts, exp[1:-1])):
+            raise ReplyError(f"kept {b['kept']} and offloaded {counts} of {D} points; the plan's split is "
+                             f"kept {int(exp[0])}, offloaded at most {exp[1:-1].tolist()}")
+        relayed = int(self.inflight[dev].size) if dev in self.inflight else 0
+        if b["received"] != relayed:
+            raise ReplyError(f"received {b['received']} points; the server relayed {relayed}")
+        if b["processed"] > b["kept"] + relayed:
+            raise ReplyError(f"processed {b['processed']} > kept {b['kept']} + relayed {relayed}")
+        if b["version"] != self.version:
+            raise ReplyError(f"trained from model version {b['version']}, the current one is {self.version}")
+        h = (0 if dev in self._carried_global else self.h_server[dev]) + b["processed"]
+        if claimed_h != h:
+            raise ReplyError(f"claims H = {claimed_h}; the server counted {h} points assigned and processed")
+        b["h"] = h
+        for k in ("proc-cost", "error-weight", "proc-cap", "proc-seconds-per-point"):
+            _finite(r[k], k)
+        for k in ("link-cost", "link-cap"):
+            vals = [_finite(v, k) for v in r[k]]
+            if len(vals) != max(out.size, 1):
+                raise ReplyError(f"{k} has {len(vals)} entries for {out.size} out-links")
+        ml = [_finite(v, "measured-link") for v in r["measured-link"]]
+        if len(ml) % 2:
+            raise ReplyError("measured-link must hold (source, seconds) pairs")
+        b["report"] = r
+        b["counts"] = counts
+        b["expect"] = exp
+        b["out"] = self._check_points(dev, msg, out, counts)
+        if aggregate:
+            if "model" not in msg.content:
+                raise ReplyError("no model on an aggregation slot")
+            b["model"] = check_arrays(msg.content["model"], self._global_ref, "model")
+        return b
+
+    def _check_points(self, dev: int, msg: Message, out: np.ndarray, counts: list[int]
+                      ) -> dict[str, np.ndarray] | None:
+        """The offloaded points (``out``: ``x``, ``y``, ``dst``), consistent with ``counts``."""
+        if sum(counts) == 0:
+            if "out" in msg.content:
+                raise ReplyError("sends points but reports offloading none")
+            return None
+        if "out" not in msg.content:
+            raise ReplyError(f"reports offloading {sum(counts)} points but sends none")
+        rec = msg.content["out"]
+        if sorted(rec.keys()) != ["dst", "x", "y"]:
+            raise ReplyError(f"out holds {sorted(rec.keys())}, expected ['dst', 'x', 'y']")
+        x, y, d = (rec[k].numpy() for k in ("x", "y", "dst"))
+        if not (x.ndim >= 1 and x.shape[0] == y.shape[0] == d.shape[0] and y.ndim == d.ndim == 1):
+            raise ReplyError(f"out: x {list(x.shape)}, y {list(y.shape)}, dst {list(d.shape)} do not match")
+        if self.sample_shape is not None and x.shape[1:] != self.sample_shape:
+            raise ReplyError(f"out: points of shape {list(x.shape[1:])}, the data set's are {list(self.sample_shape)}")
+        if x.dtype.kind != "f" or not np.isfinite(x).all():
+            raise ReplyError(f"out: x must be finite floats (got {x.dtype})")
+        if y.dtype.kind not in "iu" or d.dtype.kind not in "iu":
+            raise ReplyError(f"out: y and dst must be integers (got {y.dtype}, {d.dtype})")
+        if y.size and (y.min() < 0 or (self.num_classes is not None and y.max() >= self.num_classes)):
+            raise ReplyError(f"out: labels outside 0..{(self.num_classes or 0) - 1}")
         for k, e in enumerate(out):
-            self.sent[t, e] = int(counts[k])
-        exp = split_counts(D, [self.plan_keep[t, dev], *self.plan_offload[t, out]])
+            if int((d == self.dst[e]).sum()) != counts[k]:
+                raise ReplyError(f"out: {int((d == self.dst[e]).sum())} points for device {int(self.dst[e])}, "
+                                 f"off-count says {counts[k]}")
+        if y.size != sum(counts):
+            raise ReplyError(f"out: points for devices that are not out-neighbours ({sorted(set(d.tolist()))})")
+        return {"x": x, "y": y, "dst": d.astype(np.int64)}
+
+    def _commit(self, t: int, dev: int, b: dict[str, Any]) -> None:
+        """Book a checked reply."""
+        self.active[t, dev] = True
+        self.collected[t, dev] = b["collected"]
+        self.kept[t, dev] = b["kept"]
+        self.discarded[t, dev] = b["discarded"]
+        self.received[t, dev] = b["received"]
+        self.processed[t, dev] = b["processed"]
+        self.dropped[t, dev] = b["dropped"]
+        out = np.flatnonzero(self.src == dev)
+        self.sent[t, out] = b["counts"]
+        exp = b["expect"]
         self.expect_kept[t, dev] = exp[0]
         self.expect_sent[t, out] = exp[1:-1]
         self.expect_discarded[t, dev] = exp[-1]
-        if "out" in msg.content:
-            o = {k: v.numpy() for k, v in msg.content["out"].items()}
+        o = b["out"]
+        if o is not None:
             for j in np.unique(o["dst"]):
                 sel = o["dst"] == j
                 self.pending[int(j)].append((o["x"][sel], o["y"][sel], np.full(int(sel.sum()), dev, np.int64)))
-        if int(r["version"]) == self.version:
-            self.synced[dev] = self.version
-            self.h_server[dev] = int(r["h"])
-        self._measure(t, dev, r)
+        self.synced[dev] = self.version
+        self.h_server[dev] = b["h"]
+        self._measure(t, dev, b["report"])
 
     def _measure(self, t: int, dev: int, r: Any) -> None:
         """Book device ``dev``'s slot-``t`` report (``collected`` and the measurements it sends) into
@@ -280,19 +545,11 @@ class FogStrategy(Strategy):
                 if np.isfinite(v) and w >= 1:
                     m.link_cost[w - 1, e] = v / self.cfg.seconds_per_unit
 
-    def _aggregate(self, t: int, replied: dict[int, Message]) -> ArrayRecord | None:
-        devs, models, weights = [], [], []
-        for dev, msg in sorted(replied.items()):
-            if "model" not in msg.content:
-                continue
-            h = int(msg.content["report"]["h"])
-            if int(msg.content["report"]["version"]) != self.version:
-                continue  # trained from an older global model: treated as inactive (eq. 4 over V)
-            devs.append(dev)
-            weights.append(h)
-            rec = msg.content["model"]
-            models.append([rec[k].numpy() for k in rec.keys()])
-            keys = list(rec.keys())
+    def _aggregate(self, t: int, booked: dict[int, dict[str, Any]]) -> ArrayRecord | None:
+        """Eq. (4) over the devices whose checked reply carries a model, weighted by the server's
+        own ``H_i`` (:attr:`h_server`)."""
+        devs = sorted(d for d in booked if "model" in booked[d])
+        weights = [self.h_server[d] for d in devs]
         entry: dict[str, Any] = {"slot": t, "weights": {str(d): int(w) for d, w in zip(devs, weights)},
                                  "version_before": self.version}
         if not devs or sum(weights) == 0:
@@ -301,14 +558,16 @@ class FogStrategy(Strategy):
             log(WARNING, "foglearn: slot %d: nothing to aggregate (no device reported H_i > 0); "
                 "keeping the global model", t)
             return None
-        new = aggregate_weighted(models, weights)
+        keys = list(self._global_ref)
+        new = aggregate_weighted([[booked[d]["model"][k] for k in keys] for d in devs], weights)
         self.version += 1
         entry["applied"] = True
         entry["version_after"] = self.version
         self.aggregations.append(entry)
         self.aggregated_now = True
         log(INFO, "foglearn: slot %d: aggregated %d devices, weights H = %s", t, len(devs), entry["weights"])
-        return ArrayRecord({k: Array(np.ascontiguousarray(a)) for k, a in zip(keys, new)})
+        return ArrayRecord({k: Array(np.ascontiguousarray(a.astype(self._global_ref[k][1], copy=False)))
+                            for k, a in zip(keys, new)})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
