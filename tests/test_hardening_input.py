@@ -344,8 +344,8 @@ def test_scenario_neither_freezes_nor_aliases_the_callers_arrays_and_replace_cop
 
 
 def test_scenario_load_takes_the_arrays_size_once(tmp_path):
-    """A 350 KB file of zeros holding 330 MB of arrays: the old load used twice that."""
-    T, n = 2500, 2000
+    """A ~35 KB file of zeros holding 33 MB of arrays: the old load used twice that."""
+    T, n = 1000, 1000
     s = _scenario(collected=np.zeros((T, n), np.int64), proc_cost=np.zeros((T, n)), error_weight=np.zeros((T, n)),
                   src=np.zeros(0, np.int64), dst=np.zeros(0, np.int64), link_cost=np.zeros((T, 0)))
     path = s.save(tmp_path / "zeros.npz")
