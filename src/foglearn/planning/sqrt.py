@@ -1,6 +1,6 @@
 """Square-root error model (Lemma 1, Theorem 4): exact planning with a dual certificate.
 
-Objective (5) with the error term of Lemma 1 (SPEC §2)::
+Objective (5) with the error term of Lemma 1 (docs/model.md §2)::
 
     Σ c_i(t) G_i(t) + Σ c_ij(t) D_i(t) s_ij(t) + Σ_{(i,t): D_i(t)>0} f_i(t) / sqrt(G_i(t))
 
@@ -29,13 +29,13 @@ they are read from the scenario's ``[T, E]`` arrays, so n = 1000 (28 M arcs) fit
 3. **Certificate.** The Lagrangian bound ``L(π)`` (relaxing ``G_k = Σ_in x``; one closed-form
    1-D minimisation per sink and a fractional knapsack per source over *all* arcs) is a lower
    bound on the optimum for any ``π``; ``gap = primal − L(π)`` is reported in ``stats.gap``.
-   If ``gap > rtol · |primal|`` the solver raises :class:`PlanError` — it never falls back.
+   If ``gap > rtol · |primal|`` the solver raises :class:`~foglearn.errors.SolverError` — it never falls back.
 
 The singularity ``1/sqrt(0)``: a sink with an error term always processes ``G > 0``. Its own
 data is a cost-0 option with infinite marginal value at 0, so step 1 gives ``G > 0``; in step 2
 a sink's load is always ``g_k(π_k)`` for a finite price ``π_k``, which is strictly positive.
 No floor or barrier is used and ``f/sqrt(G)`` is never evaluated at 0. A sink with an error
-term and ``C = 0`` makes the objective infinite: that is an error (SPEC §2).
+term and ``C = 0`` makes the objective infinite: that is an error (docs/model.md §2).
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ import time
 
 import numpy as np
 
+from foglearn.errors import SolverError
 from foglearn.network.scenario import Scenario
+from foglearn.planning import interrupt
 from foglearn.planning import sqrt_kernels as K
 from foglearn.planning.plan import Plan, PlanError, SolverStats
 
@@ -52,46 +54,38 @@ __all__ = ["plan_sqrt", "sqrt_dual_bound", "SqrtNetwork"]
 
 
 class SqrtNetwork:
-    """The implicit network of the square-root model: per-node arrays plus CSR edge lists."""
+    """The implicit network of the square-root model: :class:`~foglearn.planning.sqrt_kernels.Net`."""
 
     def __init__(self, scenario: Scenario):
         T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
         self.T, self.n, self.E = T, n, E
-        self.D = scenario.collected.astype(np.float64).ravel()
-        self.c = np.ascontiguousarray(scenario.proc_cost, dtype=np.float64).ravel()
-        self.f = np.ascontiguousarray(scenario.error_weight, dtype=np.float64).ravel()
-        self.cap = scenario.effective_proc_cap().astype(np.float64).ravel()
-        self.err = (self.D > 0) & (self.f > 0)
-        bad = self.err & (self.cap <= 0)
+        D = scenario.collected.astype(np.float64).ravel()
+        f = np.ascontiguousarray(scenario.error_weight, dtype=np.float64).ravel()
+        cap = scenario.effective_proc_cap().astype(np.float64).ravel()
+        err = (D > 0) & (f > 0)
+        bad = err & (cap <= 0)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise PlanError(f"error = 'sqrt': device {k % n} collected {int(self.D[k])} points at slot {k // n} "
-                            f"but proc_cap[{k // n}, {k % n}] = 0, so f/sqrt(G) is infinite (SPEC §2)")
-        self.src = np.asarray(scenario.src, dtype=np.int64)
-        self.dst = np.asarray(scenario.dst, dtype=np.int64)
+            raise PlanError(f"error = 'sqrt': device {k % n} collected {int(D[k])} points at slot {k // n} "
+                            f"but proc_cap[{k // n}, {k % n}] = 0, so f/sqrt(G) is infinite (docs/model.md §2)")
+        src = np.asarray(scenario.src, dtype=np.int64)
+        dst = np.asarray(scenario.dst, dtype=np.int64)
         if E:
-            self.usable = np.ascontiguousarray(scenario.usable_links())
-            self.lcap = np.ascontiguousarray(scenario.link_cap, dtype=np.float64)
-            self.lcost = np.ascontiguousarray(scenario.link_cost, dtype=np.float64)
+            usable = np.ascontiguousarray(scenario.usable_links())
+            lcap = np.ascontiguousarray(scenario.link_cap, dtype=np.float64)
+            lcost = np.ascontiguousarray(scenario.link_cost, dtype=np.float64)
         else:
-            self.usable = np.zeros((T, 0), dtype=bool)
-            self.lcap = np.zeros((T, 0))
-            self.lcost = np.zeros((T, 0))
-        self.in_edges = np.argsort(self.dst, kind="stable").astype(np.int64)
-        self.in_ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(self.dst, minlength=n), out=self.in_ptr[1:])
-        self.out_edges = np.argsort(self.src, kind="stable").astype(np.int64)
-        self.out_ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(self.src, minlength=n), out=self.out_ptr[1:])
-
-    @property
-    def common(self):
-        return (self.T, self.n, self.D, self.c, self.f, self.cap, self.err, self.src, self.dst, self.usable,
-                self.lcap, self.lcost)
+            usable, lcap, lcost = np.zeros((T, 0), dtype=bool), np.zeros((T, 0)), np.zeros((T, 0))
+        in_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(dst, minlength=n), out=in_ptr[1:])
+        out_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(src, minlength=n), out=out_ptr[1:])
+        self.net = K.Net(T, n, D, np.ascontiguousarray(scenario.proc_cost, dtype=np.float64).ravel(), f, cap,
+                         err, src, dst, usable, lcap, lcost, in_ptr, np.argsort(dst, kind="stable").astype(np.int64),
+                         out_ptr, np.argsort(src, kind="stable").astype(np.int64))
 
     def dual_bound(self, price: np.ndarray) -> float:
-        return float(K.dual_bound(*self.common, self.out_ptr, self.out_edges,
-                                  np.ascontiguousarray(price, dtype=np.float64)))
+        return float(K.dual_bound(self.net, np.ascontiguousarray(price, dtype=np.float64)))
 
 
 def sqrt_dual_bound(scenario: Scenario, price: np.ndarray) -> float:
@@ -106,43 +100,48 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
               rtol: float = 1e-9, max_steps: int | None = None) -> Plan:
     """Exact square-root-error plan (Lemma 1, Thm 4); ``stats.gap`` is the certified duality gap.
 
-    Raises :class:`PlanError` if the certified relative gap exceeds ``rtol`` or the repair does
-    not finish within ``max_steps`` price/augmentation steps (default ``500·T·n + 10⁶``).
+    Raises :class:`~foglearn.errors.SolverError` if the certified relative gap exceeds ``rtol``
+    or the repair does not finish within ``max_steps`` price/augmentation steps (default
+    ``500·T·n + 10⁶``), and :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C
+    (the repair polls a stop flag, so it returns within a fraction of a second).
     """
     t0 = time.perf_counter()
-    net = SqrtNetwork(scenario)
+    sn = SqrtNetwork(scenario)
+    net = sn.net
     T, n = net.T, net.n
-    xo, x, pi = K.decoupled(*net.common, net.in_ptr, net.in_edges)
+    xo, x, pi = K.decoupled(net)
     t_dec = time.perf_counter() - t0
     d = K.out_flow(T, n, net.D, xo, x, net.src)
-    over = int((d > net.D + 1e-12 * max(1.0, net.D.max(initial=0.0))).sum())
+    scale = max(1.0, float(net.D.max(initial=0.0)))
+    over = int((d > net.D + 1e-12 * scale).sum())
     u = np.zeros(T * n)
-    tolx = 1e-12 * max(1.0, float(net.D.max(initial=0.0)))
+    tolx = 1e-12 * scale
     steps = augs = rmax = 0
     if over:
         ms = int(max_steps if max_steps is not None else 500 * T * n + 1_000_000)
-        status, steps, augs, rmax = K.repair(*net.common, net.in_ptr, net.in_edges, net.out_ptr, net.out_edges,
-                                             xo, x, pi, u, d, tolx, ms)
+        st = K.Flow(xo, x, pi, u, d)
+        status, steps, augs, rmax = interrupt.call(K.repair, net, st, tolx, ms, stop=interrupt.new_stop_flag())
         if status != K.OK:
             why = "step limit" if status == K.ITER_LIMIT else "unbounded price raise"
-            raise PlanError(f"solver = 'sqrt': repair of over-subscribed sources stopped ({why}) after {steps} steps")
+            raise SolverError(f"solver = 'sqrt': repair of over-subscribed sources stopped ({why}) "
+                              f"after {steps} steps")
         # round-off: a source may exceed its supply by ≤ tolx; scale its flows down (exact feasibility)
         d = K.out_flow(T, n, net.D, xo, x, net.src)
         hi = np.flatnonzero(d > net.D)
         if hi.size:
-            _shave(net, xo, x, d, hi)
+            _shave(sn, xo, x, d, hi)
     G = K.in_flow(T, n, xo, x, net.dst)
-    primal = float(K.primal_objective(T, n, net.c, net.f, net.err, net.src, net.lcost, xo, x, G))
-    dual = net.dual_bound(pi)
+    primal = float(K.primal_objective(net, xo, x, G))
+    dual = sn.dual_bound(pi)
     gap = max(primal - dual, 0.0)
     rel = gap / max(abs(primal), 1.0)
     if not np.isfinite(primal) or rel > rtol:
-        raise PlanError(f"solver = 'sqrt': cannot certify the plan: primal {primal:.12g}, dual bound {dual:.12g}, "
-                        f"relative gap {rel:.3g} > rtol = {rtol:g}")
+        raise SolverError(f"solver = 'sqrt': cannot certify the plan: primal {primal:.12g}, dual bound "
+                          f"{dual:.12g}, relative gap {rel:.3g} > rtol = {rtol:g}")
     D2 = net.D.reshape(T, n)
     keep = np.where(D2 > 0, xo.reshape(T, n) / np.where(D2 > 0, D2, 1.0), 0.0)
-    offload = np.zeros((T, net.E))
-    if net.E:
+    offload = np.zeros((T, sn.E))
+    if sn.E:
         Ds = D2[:, net.src]
         np.divide(x, Ds, out=offload, where=Ds > 0)
     stats = SolverStats("sqrt", "optimal", time.perf_counter() - t0, primal, gap,
@@ -153,13 +152,14 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
                                stats=stats, information=information, check=check)
 
 
-def _shave(net: SqrtNetwork, xo: np.ndarray, x: np.ndarray, d: np.ndarray, rows: np.ndarray) -> None:
+def _shave(sn: SqrtNetwork, xo: np.ndarray, x: np.ndarray, d: np.ndarray, rows: np.ndarray) -> None:
     """Scale the flows of sources that exceed their supply by round-off back to ``D`` exactly."""
+    net = sn.net
     n = net.n
     for s in rows:
         s = int(s)
         if d[s] - net.D[s] > 1e-9 * max(1.0, net.D[s]):
-            raise PlanError(f"solver = 'sqrt': source ({s // n}, {s % n}) sends {d[s]:.12g} > D = {net.D[s]:.12g}")
+            raise SolverError(f"solver = 'sqrt': source ({s // n}, {s % n}) sends {d[s]:.12g} > D = {net.D[s]:.12g}")
         fac = net.D[s] / d[s] * (1 - 1e-15)
         xo[s] *= fac
         t, i = divmod(s, n)
