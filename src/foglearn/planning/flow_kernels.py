@@ -373,11 +373,12 @@ def _initial_flow(P, x, lam, tol):
 
 @njit(cache=True, inline="always")
 def _search_arrays(N, settle_cap):
+    """Fresh :class:`Search` arrays for ``N`` nodes and a settled list of ``settle_cap``."""
     N2 = 2 * N
     S = Search(np.empty(N2), np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64),
                np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64),
                np.full(N2, np.nan), np.full(N2, -1, dtype=np.int64), np.empty(N2, dtype=np.int64),
-               np.zeros(N, dtype=np.int64), np.full(N, np.nan), np.zeros(16, dtype=np.int64), np.zeros(1))
+               np.zeros(N, dtype=np.int64), np.full(N, np.nan), np.zeros(_PEND_SINK + 1, dtype=np.int64), np.zeros(1))
     settle_cap = max(settle_cap, 1)
     return S, Tree(np.empty(settle_cap, dtype=np.int64), np.empty(settle_cap, dtype=np.int64))
 

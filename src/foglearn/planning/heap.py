@@ -24,6 +24,14 @@ and :func:`pop` never reallocate. So the heap's arrays are replaced only in that
 push that could reallocate would return the arrays, and numba would count references on every
 push. ``capacity`` of :func:`new_heap` is only a starting size.
 
+Speed: numba counts references on every array a function (or an inlined helper) is handed, in
+code compiled with its runtime on; for helpers that take named tuples of arrays inside a hot
+loop this costs more than the loop's work. A solver therefore keeps its loop in a function
+compiled with ``_nrt=False`` (it may not allocate) that returns to an ordinary caller when the
+heap needs to grow, and resumes after (see ``_run`` in :mod:`foglearn.planning.flow_kernels`).
+Numba's cache does not notice edits of this module in its callers' caches: after changing it,
+delete the ``__pycache__`` folders of the solver modules.
+
 Ties: a pushed entry stops below a parent with an equal key, and :func:`pop` prefers the left
 child on equal keys, so equal keys come out in an order that depends only on the sequence of
 pushes and pops (the solvers' results are deterministic).
