@@ -682,3 +682,11 @@ def test_cli_data_fetch_from_a_broken_idx_folder_exits_2(tmp_path):
     assert res.exit_code == 2, res.output
     assert "y_test[2] = 10: labels must lie in 0..9" in res.output and "Traceback" not in res.output
     assert not dsm.cache_path("fashion-mnist").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 2.5, True, "0"])
+def test_synthetic_seed_must_be_a_whole_number(seed):
+    from foglearn.network import ScenarioError, synthetic
+
+    with pytest.raises(ScenarioError, match=r"seed = .*: must be a whole number ≥ 0"):
+        synthetic(3, 4, seed=seed)

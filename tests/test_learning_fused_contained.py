@@ -132,8 +132,8 @@ def test_public_kernels_raise_when_sgemm_is_unavailable(monkeypatch):
         )
     assert not np.any(args["loss"]) and not np.any(args["grad"])
     net = make_model("cnn", seed=0)
-    assert not fused_cnn.AVAILABLE and BatchedCNN(net).fused is False
-    with pytest.raises(RuntimeError):
+    assert not fused_cnn.enabled().ok and BatchedCNN(net).fused is False
+    with pytest.raises(fused_cnn.FusedUnavailableError):
         BatchedCNN(net, fused=True)
 
 

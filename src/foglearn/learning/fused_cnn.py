@@ -165,13 +165,6 @@ def require() -> None:
         raise FusedUnavailableError(f"the fused CNN kernel cannot run: {state.reason}")
 
 
-def __getattr__(name: str) -> bool:
-    # ``AVAILABLE``: whether BatchedCNN takes this path by default (:func:`enabled`); probed on use.
-    if name == "AVAILABLE":
-        return enabled().ok
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 _sgemm = types.ExternalFunction(SYMBOL, types.void(*([types.intp] * 13)))
 
 

@@ -268,7 +268,7 @@ class BatchedCNN:
 
     The patch building, pooling + ReLU, their backward and the col2im run as single compiled
     passes (:mod:`foglearn.learning.conv_kernels`, whose ``PB1``/``PB2`` set the block widths).
-    With ``fused`` (the default where PyTorch's BLAS is reachable, :data:`fused_cnn.AVAILABLE`)
+    With ``fused`` (the default where PyTorch's BLAS is reachable, :func:`fused_cnn.enabled`)
     :meth:`loss_and_grad`, :meth:`sgd_step` and :meth:`forward` are each one compiled call that
     also drives the GEMMs (:mod:`foglearn.learning.fused_cnn`); otherwise the GEMMs are
     :func:`torch.bmm` calls between the passes. Both compute the same numbers (to float32
@@ -285,9 +285,9 @@ class BatchedCNN:
                 or shapes["conv2.weight"] != (16, 6, 5, 5) or shapes["fc1.weight"] != (120, 256)
                 or self.layout.size != fused_cnn.N_PARAMS):
             raise TypeError("BatchedCNN: module does not have the paper CNN's parameters")
-        if fused and not fused_cnn.AVAILABLE:
-            raise RuntimeError("BatchedCNN(fused=True): PyTorch's library exports no sgemm_ to call")
-        self.fused = fused_cnn.AVAILABLE if fused is None else fused
+        if fused:
+            fused_cnn.require()
+        self.fused = fused_cnn.enabled().ok if fused is None else fused
         #: The fused call skips samples of weight 0, so padding a batch costs nothing.
         self.skips_padding = self.fused
         self.T1 = _toeplitz_index(6, 1, ck.W1, ck.PB1)

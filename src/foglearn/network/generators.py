@@ -153,6 +153,8 @@ def synthetic(
         raise ScenarioError(f"n_devices = {n_devices}: need at least one device")
     if horizon < 1:
         raise ScenarioError(f"horizon = {horizon}: need at least one slot")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ScenarioError(f"seed = {seed!r}: must be a whole number ≥ 0")
     topo.TOPOLOGIES.get_entry(topology, "topology", ScenarioError)
     costs_of = PROFILES.get_entry(profile, "profile", ScenarioError)
     for name, p in (("link_failure", link_failure), ("leave_prob", leave_prob), ("join_prob", join_prob),
