@@ -28,3 +28,20 @@ def test_solver_must_be_registered():
     with pytest.raises(FlowerConfigError, match=r"solver = 'os:system'.*known: .*linear"):
         FlowerRunConfig.from_user_config({"solver": "os:system"})
     assert FlowerRunConfig.from_user_config({"solver": "linear"}).solver == "linear"
+
+
+def test_docs_show_the_tls_script_the_deployment_test_runs():
+    root = APP.parents[1]
+    script = (root / "flower_app" / "tls_setup.sh").read_text()
+    assert script in (root / "docs" / "flower.md").read_text()
+    assert "mkdir -p" in script and "IP:127.0.0.1" in script and "DNS:localhost" in script
+
+
+def test_flower_config_prints_an_absolute_run_dir(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from foglearn.cli.flower import flower_app
+
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(flower_app, ["config", "-n", "3", "-T", "4"]).output
+    assert "$PWD" not in out and f'run-dir="{tmp_path}/runs/flower"' in out
