@@ -51,7 +51,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +187,7 @@ class ArrayDataset:
 # IDX files
 # ---------------------------------------------------------------------------------------------
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+_IDX_DTYPES: dict[int, np.dtype] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
@@ -221,7 +221,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read ({exc})") from exc
 
 
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
+def _read_exact(stream: io.BufferedIOBase, n: int) -> bytes:
     """Up to ``n`` bytes (fewer only at the end of the stream)."""
     parts, got = [], 0
     while got < n:
@@ -233,7 +233,7 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_idx_stream(stream: IO[bytes], path: Path, limit: int, size: int | None) -> np.ndarray:
+def _read_idx_stream(stream: io.BufferedIOBase, path: Path, limit: int, size: int | None) -> np.ndarray:
     """The IDX array in ``stream``; ``limit`` bounds the bytes it can hold, ``size`` is its exact
     size where known (a plain file)."""
     head = _read_exact(stream, 4)
@@ -258,9 +258,9 @@ def _read_idx_stream(stream: IO[bytes], path: Path, limit: int, size: int | None
         raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), {have}")
     buf = np.empty(need, dtype=np.uint8)
     got = 0
-    view = memoryview(buf)
+    view = memoryview(buf.data)
     while got < need:
-        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        n = stream.readinto(view[got:])
         if not n:
             break
         got += n
@@ -368,7 +368,7 @@ def verify(name: str, arrays: dict[str, np.ndarray], where: str) -> None:
 def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
     """Write uint8 arrays atomically (temp file + rename) as an uncompressed ``.npz``."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    np.savez(buf, allow_pickle=False, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return atomic_write(path, buf.getvalue())
 
 

@@ -420,7 +420,7 @@ class BatchedCNN:
         fused_cnn.loss_and_grad(
             xs, idx, labels, weight.to(torch.float32).contiguous().numpy(),
             params.numpy(), prow, *self.T1, *self.T2, loss.numpy(), grad.numpy(),
-            np.float32(lr), *self._fused_scratch())
+            float(lr), *self._fused_scratch())
         return loss, grad
 
 

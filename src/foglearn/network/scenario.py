@@ -14,7 +14,7 @@ import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import tomli_w
@@ -120,6 +120,9 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
     return _owned(arr, np.float64)
 
 
+#: A ``[T, n]`` or ``[T, E]`` array after construction; ``None`` is accepted by the constructor.
+OptionalArray: TypeAlias = Any
+
 @dataclass(frozen=True, eq=False)
 class Scenario:
     """A fog network over ``T`` slots (paper Sec. III-A, docs/model.md §1).
@@ -156,10 +159,13 @@ class Scenario:
     src: np.ndarray
     dst: np.ndarray
     link_cost: np.ndarray
-    proc_cap: np.ndarray | None = None
-    link_cap: np.ndarray | None = None
-    link_up: np.ndarray | None = None
-    active: np.ndarray | None = None
+    # ``None`` at construction means "none / all": __post_init__ replaces it by the full array
+    # (inf capacities, every link up, every device active). Typed ``OptionalArray`` because a
+    # dataclass field cannot say "np.ndarray | None in, np.ndarray out".
+    proc_cap: OptionalArray = None
+    link_cap: OptionalArray = None
+    link_up: OptionalArray = None
+    active: OptionalArray = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

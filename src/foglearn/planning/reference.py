@@ -109,7 +109,7 @@ def reference_sqrt(scenario: Scenario, solver: str = "CLARABEL", **solver_opts) 
     fin = np.isfinite(cap)
     if fin.any():
         cons.append(G[np.flatnonzero(fin)] <= cap[fin])
-    if A:
+    if xa is not None:
         lc = scenario.link_cap[t_idx, e_idx]
         lf = np.isfinite(lc)
         if lf.any():
@@ -125,7 +125,8 @@ def reference_sqrt(scenario: Scenario, solver: str = "CLARABEL", **solver_opts) 
         raise SolverError(f"reference_sqrt: {solver} failed: {exc}") from exc
     if prob.status not in ("optimal", "optimal_inaccurate"):
         raise SolverError(f"reference_sqrt: {solver} status {prob.status}")
-    keep, offload = _fractions(scenario, np.maximum(xk.value, 0), np.maximum(xa.value, 0) if A else np.zeros(0),
+    xa_value = np.maximum(xa.value, 0) if xa is not None else np.zeros(0)
+    keep, offload = _fractions(scenario, np.maximum(xk.value, 0), xa_value,
                                (t_idx, e_idx, a_src))
     stats = SolverStats(f"cvxpy-{solver.lower()}", prob.status, time.perf_counter() - t0, float(prob.value))
     return Plan.from_fractions(scenario, keep, offload, error="sqrt", stats=stats, check=False)
