@@ -293,3 +293,20 @@ def test_check_arrays_accepts_the_global_model():
     assert check_arrays(ok, ref, "model")["w"].shape == (2, 3)
     with pytest.raises(ReplyError, match="not finite"):
         check_arrays(ArrayRecord({"w": Array(np.full((2, 3), np.inf, np.float32))}), ref, "model")
+
+
+def test_the_expected_split_sends_nothing_on_a_link_the_device_reports_unusable(tmp_path):
+    h = Harness(tmp_path, horizon=2)  # no link is usable in the last slot (docs/model.md §2)
+    usable = h.sc.usable_links()
+    down = [e for e in range(h.sc.n_edges) if not usable[1, e] and h.sc.collected[1, h.sc.src[e]] > 0]
+    if not down:
+        pytest.skip("no unusable link in slot 1 of this scenario")
+    e = down[0]
+    i = int(h.sc.src[e])
+    h.slot()
+    s = h.strategy
+    s.plan_keep[1, i], s.plan_offload[1, np.flatnonzero(s.src == i)] = 0.5, 0.0
+    s.plan_offload[1, e] = 0.5  # the plan offloads half of i's points on a link that is down
+    h.slot()
+    assert h.failures(1) == {}, "the device sends nothing there; the server expects nothing there"
+    assert s.sent[1, e] == 0 == s.expect_sent[1, e]
