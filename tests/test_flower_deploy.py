@@ -7,10 +7,11 @@ SuperNode with an unregistered key is refused (Flower exit code 305), runs the a
 has counted it failed, and asserts: the run completes (``status = ok``); the failure is
 attributed to device 1 (the SuperLink's "node unavailable" reply names the SuperLink, not the
 device); the next window is planned without it; it rejoins (same node id: node auth) and is
-active in the last slot. Every process is stopped by PID in a ``finally``.
+active in the last slot, its model aggregated. Every process is stopped by PID in a ``finally``.
 
 Slow: every message starts a ClientApp process (torch + Flower imports, ~4 s alone, tens of
-seconds on a loaded machine). Bounded by ``FOGLEARN_DEPLOY_TIMEOUT`` seconds (default 300).
+seconds on a loaded machine; the SuperLink declares a killed SuperNode unavailable after two
+missed 30 s heartbeats). Bounded by ``FOGLEARN_DEPLOY_TIMEOUT`` seconds (default 420).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TIMEOUT = float(os.environ.get("FOGLEARN_DEPLOY_TIMEOUT", "300"))
+TIMEOUT = float(os.environ.get("FOGLEARN_DEPLOY_TIMEOUT", "420"))
 N = 3
 
 
@@ -125,7 +126,7 @@ def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
         assert "305" in procs.log(f"supernode-{N}")
 
         run_dir = tmp_path / "run"
-        cfg = (f'num-devices={N} horizon=3 period=2 window=2 dataset="tiny" model="mlp" lr=0.1 max-points=30 '
+        cfg = (f'num-devices={N} horizon=4 period=2 window=2 dataset="tiny" model="mlp" lr=0.1 max-points=30 '
                f'seed=3 slot-timeout=240 run-dir="{run_dir}"')
         run = subprocess.Popen([str(BIN / "flwr"), "run", str(ROOT / "flower_app"), "fog", "--stream", "-c", cfg],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -165,5 +166,9 @@ def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
     assert fails and {f["device"] for f in fails} == {1}, fails
     assert fails[0]["slot"] == 1 and fails[0]["node"] == res["node_of_device"]["1"]
     assert res["planned"]["windows"][-1]["without"] == [1], "window 1 is planned without device 1"
-    assert res["movement"]["active"][2] == [1, 1, 1], "device 1 rejoined with the global model at once"
+    # slot 2 may start before the restarted SuperNode is back (the SuperLink answers "node
+    # unavailable" at once); by slot 3 it is back, with the global model, and trains
+    assert {f["slot"] for f in fails} <= {1, 2}
+    assert res["movement"]["active"][3] == [1, 1, 1], "device 1 rejoined"
+    assert str(1) in res["aggregations"][-1]["weights"], "and its model is aggregated"
     assert time.monotonic() - t_start < TIMEOUT
