@@ -184,6 +184,11 @@ class FogStrategy(Strategy):
         Only for ``information = "perfect"`` (and for realised-cost accounting).
     estimates_dir : Path, optional
         Where each window's estimated scenario is saved (``window_<l>.npz``).
+    sample_shape, num_classes : optional
+        The data set's point shape and label count: offloaded points must match them.
+
+    Attributes written to ``result.json`` beyond the movement: ``failures`` (slot, device, node,
+    reason), ``rejoined`` (devices found again under a new node id), ``h_server`` (``H_i``).
     """
 
     def __init__(self, cfg: FlowerRunConfig, node_of_device: dict[int, int], src: np.ndarray, dst: np.ndarray,
