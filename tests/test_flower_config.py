@@ -45,3 +45,23 @@ def test_flower_config_prints_an_absolute_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = CliRunner().invoke(flower_app, ["config", "-n", "3", "-T", "4"]).output
     assert "$PWD" not in out and f'run-dir="{tmp_path}/runs/flower"' in out
+
+
+@pytest.mark.parametrize("outcome", ["failed", "raises"])
+def test_foglearn_flower_run_exits_non_zero_when_the_run_failed(monkeypatch, tmp_path, outcome):
+    from typer.testing import CliRunner
+
+    import foglearn.flower.simulation as simulation
+    from foglearn.cli.flower import flower_app
+
+    def fake_run(cfg, client_cpus=1.0):
+        if outcome == "raises":
+            raise RuntimeError("ServerApp: foglearn Flower run learned nothing")
+        return {"status": "failed", "why_failed": ["final loss nan is not finite"], "failures_per_slot": [3],
+                "final_accuracy": 0.1, "initial_accuracy": 0.1, "wall_seconds": 1.0, "costs": None,
+                "config": {"run_dir": str(tmp_path)}}
+
+    monkeypatch.setattr(simulation, "run_flower", fake_run)
+    res = CliRunner().invoke(flower_app, ["run", "-n", "3", "-T", "1", "--period", "1", "--model", "mlp"])
+    assert res.exit_code == 1, res.output
+    assert ("not finite" if outcome == "failed" else "learned nothing") in res.output
