@@ -5,6 +5,11 @@ Each solver runs in its own subprocess so that peak memory (ru_maxrss) is its ow
     .venv/bin/python bench/planner.py --quick
     .venv/bin/python bench/planner.py --linear-n 1000 --greedy-n 5000 --sqrt-n 100
     .venv/bin/python bench/planner.py --only-linear --repeats 3   # issue 2: n=1000 vs OR-tools, n=300 + HiGHS
+    .venv/bin/python bench/planner.py --only-families --family-n 30 --repeats 3   # issue 12: hard sqrt families
+
+The square-root rows include the hard families of :mod:`foglearn.planning.hard_instances` (short
+of data, tight capacities, links down, extreme f, one hot sink), ours vs CVXPY + Clarabel; those
+rows time warm solves (a tiny instance is solved first in the same process).
 """
 
 from __future__ import annotations
@@ -68,9 +73,28 @@ def _ortools(sc, scale=10**6):
     return m.optimal_cost() / scale / scale
 
 
+def _family_scenario(name, n, T, seed):
+    from foglearn.planning.hard_instances import FAMILIES
+    return FAMILIES[name](n, T, seed)
+
+
+def _warm_up(kind):
+    """Solve a tiny instance first so that the timed solve excludes loading compiled code."""
+    from foglearn.planning.hard_instances import short_of_data
+    if kind == "ours-sqrt":
+        from foglearn.planning.sqrt import plan_sqrt
+        plan_sqrt(short_of_data(4, 3))
+    elif kind == "clarabel":
+        from foglearn.planning.reference import reference_sqrt
+        reference_sqrt(short_of_data(4, 3))
+
+
 def _run(kind, args, q):
+    family = isinstance(args[0], str)  # (name, n, T, seed): a hard family, timed warm
+    if family:
+        _warm_up(kind)
     t0 = time.perf_counter()
-    sc = _scenario(*args)
+    sc = _family_scenario(*args) if family else _scenario(*args)
     gen = time.perf_counter() - t0
     t0 = time.perf_counter()
     info = {}
@@ -87,7 +111,9 @@ def _run(kind, args, q):
         obj = plan_greedy(sc).stats.objective
     elif kind == "ours-sqrt":
         from foglearn.planning.sqrt import plan_sqrt
-        obj = plan_sqrt(sc).stats.objective
+        st = plan_sqrt(sc).stats
+        obj = st.objective
+        info = {k: st.extra[k] for k in ("oversubscribed_sources", "repair_steps", "largest_tree", "relative_gap")}
     elif kind == "highs":
         from foglearn.planning.reference import reference_linear
         obj = reference_linear(sc).stats.objective
@@ -149,6 +175,19 @@ def linear_goal(ours, others):
     print("   goal: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
 
 
+def families(a):
+    """Issue 12: each hard family, ours vs CVXPY + Clarabel (speedup = Clarabel seconds / ours)."""
+    from foglearn.planning.hard_instances import FAMILIES
+    for name in a.families or list(FAMILIES):
+        args = (name, a.family_n, a.family_T, 0)
+        ours = measure("ours-sqrt", args, a.repeats, a.timeout)
+        others = [measure("clarabel", args, a.repeats, a.timeout)] if "clarabel" not in a.skip else []
+        report(f"sqrt family {name}: n={a.family_n}, T={a.family_T} (warm; median of {a.repeats})", ours, others)
+        print("   ours: runs " + str(ours.get("all_seconds")) + " s; " +
+              ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in ours.get("info", {}).items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (a minute)")
@@ -165,7 +204,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--skip", nargs="*", default=[], help="competitors to skip (highs ortools clarabel)")
+    ap.add_argument("--families", nargs="*", default=None,
+                    help="hard sqrt families to run (default: all of foglearn.planning.hard_instances)")
+    ap.add_argument("--family-n", type=int, default=100)
+    ap.add_argument("--family-T", type=int, default=20)
+    ap.add_argument("--only-families", action="store_true", help="run only the hard sqrt families")
     a = ap.parse_args()
+    if a.only_families:
+        families(a)
+        print(json.dumps({"note": "other processes may share this machine; timings are wall-clock"}))
+        return
     if a.quick:
         a.linear_n, a.greedy_n, a.sqrt_n, a.horizon = 100, 500, 30, 30
     T = a.horizon
@@ -195,6 +243,8 @@ def main():
         sql = (a.sqrt_large_n, T, 0.3, True, 0)
         report(f"sqrt + capacities: n={a.sqrt_large_n}, T={T}, rho=0.3 (no competitor)",
                measure("ours-sqrt", sql, a.repeats, a.timeout), [])
+    if not a.quick:
+        families(a)
     print(json.dumps({"note": "other processes may share this machine; timings are wall-clock"}))
 
 

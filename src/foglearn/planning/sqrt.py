@@ -24,12 +24,22 @@ they are read from the scenario's ``[T, E]`` arrays, so n = 1000 (28 M arcs) fit
    its sinks shrink to ``g_k(π_k + θ) = min(C_k, (f_k/(2(c_k + π_k + θ)))^{2/3})``, the
    shrinkage is routed back to ``r`` along the tree. ``θ`` is the largest value at which the
    excess stays ≥ 0, every tree arc stays within its bounds and no arc leaving ``R`` gets a
-   negative reduced cost — all monotone in ``θ``, found by bisection to machine precision.
-   Prices only rise; CS holds throughout, so at the end the flow is optimal.
+   negative reduced cost — each slack is convex and decreasing in ``θ``, so Newton from the
+   left (with a bisection bracket) finds it to machine precision. Prices only rise; CS holds
+   throughout, so at the end the flow is optimal. The repair runs in a worker thread without
+   the GIL and polls a stop flag, so Ctrl-C stops it within a fraction of a second
+   (:mod:`foglearn.planning.interrupt`).
 3. **Certificate.** The Lagrangian bound ``L(π)`` (relaxing ``G_k = Σ_in x``; one closed-form
    1-D minimisation per sink and a fractional knapsack per source over *all* arcs) is a lower
    bound on the optimum for any ``π``; ``gap = primal − L(π)`` is reported in ``stats.gap``.
-   If ``gap > rtol · |primal|`` the solver raises :class:`~foglearn.errors.SolverError` — it never falls back.
+   If ``gap > rtol · |primal|`` the solver raises :class:`~foglearn.errors.SolverError` — it never
+   falls back.
+
+Cost. Each phase of step 2 regrows its tree and ends at the first tree arc that reaches a bound,
+so the work grows with (arcs the decoupled start uses) × (tree size): negligible when few sources
+are over-subscribed (the paper's synthetic instances), but about cubic in ``n`` when every device
+is short of data (:mod:`foglearn.planning.hard_instances`, ``bench/planner.py --only-families``),
+where CVXPY + Clarabel is faster from n ≈ 30 on.
 
 The singularity ``1/sqrt(0)``: a sink with an error term always processes ``G > 0``. Its own
 data is a cost-0 option with infinite marginal value at 0, so step 1 gives ``G > 0``; in step 2
