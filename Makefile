@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/foglearn run --passes 40 --lr 0.05 --out runs/default
+	$(BIN)/foglearn run --out runs/default
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

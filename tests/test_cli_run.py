@@ -39,8 +39,9 @@ def tiny_npz(tmp_path):
 def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", "--n", "3", "--T", "40", "--period", "5", "--model", "mlp", "--dataset",
-                              str(tiny_npz), "--lr", "0.05", "--threads", "1", "--seed", "1", "--out", str(out)])
+    res = runner.invoke(app, ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--dataset",
+                              str(tiny_npz), "--lr", "0.05", "--passes", "2", "--threads", "1", "--seed", "1",
+                              "--out", str(out)])
     assert res.exit_code == 0, res.output
     for f in ("config.toml", "result.json", "slots.csv", "device_loss.csv", "loss.png", "accuracy.png"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
@@ -55,8 +56,43 @@ def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
     assert na["accuracy"] > 0.3  # learnt something on the tiny set (chance = 0.1)
     config = tomllib.loads((out / "config.toml").read_text())
     assert config["training"]["period"] == 5 and config["scenario"]["n_devices"] == 3
-    assert (out / "slots.csv").read_text().count("\n") == 1 + 2 * 40
+    assert (out / "slots.csv").read_text().count("\n") == 1 + 2 * 10 * 2
     assert "network-aware" in res.output and "accuracy" in res.output
+    assert not nm["near_chance"] and not na["near_chance"] and "NEAR CHANCE" not in res.output
+    assert (config["training"]["budget"], config["training"]["passes"], config["training"]["local_update"]) == \
+        ("default", 2, "minibatch:16")  # the default budget's local update, --passes overrides
+    assert config["training"]["lr"] == 0.05 and config["training"]["partition"] == "iid"
+
+
+def test_budget_paper_is_the_papers_protocol_and_says_it_is_near_chance(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--n", "3", "--T", "4", "--period", "2", "--model", "mlp", "--dataset",
+                              str(tiny_npz), "--budget", "paper", "--lr", "1e-7", "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = tomllib.loads((out / "config.toml").read_text())["training"]
+    assert (config["passes"], config["local_update"], config["budget"]) == (1, "paper", "paper")
+    result = json.loads((out / "result.json").read_text())
+    assert all(s["near_chance"] and s["chance"] == 0.1 and s["accuracy"] <= 0.15 for s in result["settings"])
+    text = " ".join(res.output.split())
+    assert "(NEAR CHANCE)" in text and "within 5% points of chance" in text
+
+
+def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--n", "4", "--T", "6", "--period", "3", "--model", "mlp", "--dataset",
+                              str(tiny_npz), "--partition", "classes:2", "--passes", "2", "--local-update",
+                              "minibatch:8", "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "labels.png").stat().st_size > 0
+    result = json.loads((out / "result.json").read_text())
+    hist = np.array(result["partition"]["label_histograms"])
+    assert hist.shape == (4, 10) and np.all((hist > 0).sum(1) == 2)
+    assert hist.sum() == 2 * result["scenario"]["collected"]  # every collected point, both passes
+    assert result["partition"]["spec"] == "classes:2"
+    assert tomllib.loads((out / "config.toml").read_text())["training"]["partition"] == "classes:2"
+    assert all(s["config"]["local_update"] == "minibatch:8" for s in result["settings"])
 
 
 def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
@@ -64,7 +100,7 @@ def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
     args = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--dataset", str(tiny_npz),
-            "--threads", "1", "--out", str(out)]
+            "--threads", "1", "--passes", "1", "--out", str(out)]
     assert runner.invoke(app, args).exit_code == 0
     first = json.loads((out / "result.json").read_text())
     (out / "result.json").unlink()
@@ -88,10 +124,22 @@ def test_run_bad_options(tmp_path):
     assert res.exit_code == 2 and "--model = 'resnet'" in res.output and "cnn, mlp" in res.output
     res = runner.invoke(app, ["run", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "not one of" in res.output
+    for opt, value, says in [("--partition", "dirichlet:0", "--partition = 'dirichlet:0'"),
+                             ("--local-update", "minibatch:0", "--local-update = 'minibatch:0'"),
+                             ("--budget", "huge", "--budget = 'huge'")]:
+        res = runner.invoke(app, ["run", opt, value, "--out", str(tmp_path / "x")])
+        assert res.exit_code == 2 and says in res.output, res.output
+
+
+def test_help_states_the_default_budget():
+    res = runner.invoke(app, ["run", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    text = " ".join(res.output.split())
+    assert "5 passes" in text and "minibatch:16" in text and "paper" in text
 
 
 # ---------------------------------------- resume: no pickle, keyed on content, damaged files
-ARGS = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--threads", "1"]
+ARGS = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--threads", "1", "--passes", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,17 @@
 On the embedded default (MNIST, n = 10, T = 100, τ = 10, CNN, synthetic costs on a fully
 connected network) it plans both settings, trains a real model for each by executing the plan
 at datapoint level, prints costs and accuracy, and writes a run directory:
-``config.toml``, ``result.json``, ``slots.csv`` (per-slot loss and test metrics), ``loss.png``
-and ``accuracy.png``. Every file is written atomically.
+``config.toml``, ``result.json``, ``slots.csv`` (per-slot loss and test metrics), ``loss.png``,
+``accuracy.png`` and ``labels.png`` (the labels each device collected). Every file is written
+atomically.
+
+Budget (:data:`BUDGETS`). ``--budget default`` trains to a converged model: the horizon replayed
+:data:`DEFAULT_PASSES` times with mini-batch local updates (``⌈G_i(t)/b⌉`` steps, see
+:class:`~foglearn.learning.trainer.LocalUpdate`) at a constant η; ``--budget paper`` is the paper's
+protocol (one pass, one SGD step per device and slot — eq. 3 — at η = 0.01), which leaves the models
+near chance. ``--passes``, ``--lr`` and ``--local-update`` override single parts. A setting whose
+final accuracy is within :data:`NEAR_CHANCE` of chance (1 / number of classes) is flagged in the
+table, on the console and in ``result.json`` (``near_chance``).
 
 The run directory is checked before any work: ``--out`` that is a file, or a folder that cannot
 be written, is an error (exit 2) before the data set is read. Each finished setting is kept as
@@ -34,7 +43,18 @@ if TYPE_CHECKING:
     from foglearn.learning import ArrayDataset, TrainResult
 
 #: What a run writes into its directory (besides ``finished/``).
-OUTPUTS = ("config.toml", "result.json", "slots.csv", "device_loss.csv", "loss.png", "accuracy.png")
+OUTPUTS = ("config.toml", "result.json", "slots.csv", "device_loss.csv", "loss.png", "accuracy.png", "labels.png")
+
+#: ``--budget``: (passes, η, local update). The default converges on MNIST (docs/accuracy.md).
+BUDGETS: dict[str, tuple[int, float, str]] = {"default": (5, 0.1, "minibatch:16"), "paper": (1, 0.01, "paper")}
+DEFAULT_PASSES, DEFAULT_LR, DEFAULT_UPDATE = BUDGETS["default"]
+#: A final accuracy at most this far above chance is flagged (5 points).
+NEAR_CHANCE = 0.05
+
+
+def near_chance(accuracy: float, n_classes: int) -> bool:
+    """Whether ``accuracy`` is within :data:`NEAR_CHANCE` of guessing (``1 / n_classes``)."""
+    return accuracy <= 1.0 / max(1, n_classes) + NEAR_CHANCE
 
 
 def _default_threads() -> int:
@@ -94,11 +114,21 @@ def run_command(
     model: Annotated[str, typer.Option(help="cnn | mlp (a name of the models registry)")] = "cnn",
     dataset: Annotated[str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")] = "mnist",
     seed: Annotated[int, typer.Option(help="seed of the scenario, the data stream and w(0)")] = 0,
-    lr: Annotated[float, typer.Option(help="learning rate η (eq. 3)")] = 0.01,
+    budget: Annotated[str, typer.Option(
+        help=f"default: {DEFAULT_PASSES} passes, η = {DEFAULT_LR}, local update {DEFAULT_UPDATE} (trains to a "
+             "converged model, about 2 min on 2 cores for the CNN); paper: 1 pass, η = 0.01, one step per device "
+             "and slot (eq. 3; the paper's protocol, near chance)")] = "default",
+    lr: Annotated[float | None, typer.Option(help="learning rate η (default: the budget's)")] = None,
     capacities: Annotated[bool, typer.Option(
         help="impose node and link capacities (docs/model.md §4)")] = False,
-    passes: Annotated[int, typer.Option(help="replay the horizon this many times with fresh points (training "
-                                        "budget; 1 = the paper's protocol)")] = 1,
+    passes: Annotated[int | None, typer.Option(help="replay the horizon this many times with fresh points "
+                                               "(default: the budget's; 1 = the paper's protocol)")] = None,
+    local_update: Annotated[str | None, typer.Option(
+        help="paper (eq. 3: one SGD step per device and slot) | minibatch:B (⌈G_i(t)/B⌉ steps on mini-batches "
+             "of B points); default: the budget's")] = None,
+    partition: Annotated[str, typer.Option(
+        help="labels each device collects: iid | dirichlet:ALPHA (label mix ~ Dirichlet(α·1)) | classes:K "
+             "(K labels per device)")] = "iid",
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
     out: Annotated[Path, typer.Option(help="run directory to write")] = Path("runs/default"),
 ) -> None:
@@ -109,16 +139,25 @@ def run_command(
     from foglearn.io import atomic_write, write_json
     from foglearn.learning import DatasetError, TrainingError, load_dataset, train
     from foglearn.learning.models import MODELS
+    from foglearn.learning.partition import Partition, plot_histograms
     from foglearn.learning.results import plot_curves, save_result, write_csv
+    from foglearn.learning.trainer import LocalUpdate
     from foglearn.network import synthetic
     from foglearn.planning import plan
 
     if n < 1 or horizon < 1:
         fail(f"--n = {n}, --T = {horizon}: both must be ≥ 1")
+    if budget not in BUDGETS:
+        fail(f"--budget = {budget!r}: must be one of {', '.join(BUDGETS)}")
+    b_passes, b_lr, b_update = BUDGETS[budget]
+    passes = b_passes if passes is None else passes
+    lr = b_lr if lr is None else lr
     try:
         MODELS.get_entry(model, "--model")
+        update = LocalUpdate.parse(b_update if local_update is None else local_update).spec
+        part = Partition.parse(partition)
     except InputError as exc:
-        fail(str(exc))
+        fail(str(exc).replace("local_update", "--local-update").replace("partition =", "--partition ="))
     _check_out(out)
     threads = threads or _default_threads()
     try:
@@ -131,7 +170,8 @@ def run_command(
         fail(str(exc))
     settings = [("no-movement", plan(scenario, movement=False)), ("network-aware", plan(scenario))]
     training = {"dataset": data.name, "dataset_sha256": dataset_sha256(data), "model": model,
-                "period": period, "lr": lr, "seed": seed, "passes": passes}
+                "period": period, "lr": lr, "seed": seed, "passes": passes, "budget": budget,
+                "local_update": update, "partition": part.spec}
     config: dict[str, Any] = {"scenario": {"generator": "synthetic", "n_devices": n, "horizon": horizon,
                                            "topology": "full", "capacities": capacities, "seed": seed},
                               "training": training,
@@ -160,20 +200,33 @@ def run_command(
                 continue
             try:
                 r = train(scenario, p, dataset=data, model=model, period=period, lr=lr, seed=seed, passes=passes,
-                          threads=threads, name=name,
+                          threads=threads, name=name, local_update=update, partition=part,
                           progress=lambda done, total, task=task: bar.update(task, completed=done))
             except TrainingError as exc:
                 fail(str(exc))
             save_result(r, finished / f"{name}-{key}.json")
             results.append(r)
-    rows = [(r.name, {**r.costs, "accuracy": r.accuracy}) for r in results]
+    chance = 1.0 / data.n_classes
+    flags = {r.name: near_chance(r.accuracy, data.n_classes) for r in results}
+    rows = [(f"{r.name} [bold red](NEAR CHANCE)[/]" if flags[r.name] else r.name, {**r.costs, "accuracy": r.accuracy})
+            for r in results]
     console.print(cost_table(rows, title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
-                             f"η = {lr}, passes = {passes}, seed = {seed}", extra=("accuracy",)))
+                             f"η = {lr}, passes = {passes}, {update}, {part.spec}, seed = {seed}",
+                             extra=("accuracy",)))
+    for name in (k for k, v in flags.items() if v):
+        console.print(f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance "
+                      f"({chance:.0%}): the model did not learn at this budget (try --budget default or more "
+                      "--passes)[/]", highlight=False, soft_wrap=True)
     config["training"]["threads"] = threads
     atomic_write(out / "config.toml", tomli_w.dumps(config))
+    drawn = results[0].config.get("partition", {})
+    hist = np.asarray(drawn.get("label_histograms", np.zeros((n, data.n_classes))), dtype=np.int64)
     write_json(out / "result.json", {
-        "settings": [{**r.as_dict(), "name": r.name, "unit_cost": r.costs["unit"], "accuracy": r.accuracy}
+        "settings": [{**r.as_dict(), "name": r.name, "unit_cost": r.costs["unit"], "accuracy": r.accuracy,
+                      "chance": chance, "near_chance": flags[r.name]}
                      for r in results],
+        "partition": {**part.as_dict(), "label_histograms": hist.tolist(),
+                      "proportions": drawn.get("proportions")},
         "dataset": data.summary(), "scenario": scenario.summary(),
         "config": config})
     write_csv(out / "slots.csv", [{"setting": r.name, **row} for r in results for row in r.slot_rows()])
@@ -182,6 +235,7 @@ def run_command(
                                             for i, v in enumerate(r.device_loss[s])}}
                                         for r in results for s in range(r.device_loss.shape[0])])
     plot_curves(results, out / "loss.png", out / "accuracy.png")
+    plot_histograms(hist, out / "labels.png", title=f"labels collected per device ({part.spec}, {passes} passes)")
     console.print(f"run directory: {out} ({', '.join(OUTPUTS)})")
 
 
