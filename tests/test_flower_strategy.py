@@ -43,6 +43,7 @@ class FakeGrid:
         return list(self.partition_of_node)
 
     def send_and_receive(self, messages, timeout=None):
+        self.asked = getattr(self, "asked", []) + [m.metadata.dst_node_id for m in messages]
         out = []
         for k, m in enumerate(messages):
             m.metadata.__dict__["_message_id"] = f"hello-{k}-{m.metadata.dst_node_id}"
@@ -310,3 +311,12 @@ def test_the_expected_split_sends_nothing_on_a_link_the_device_reports_unusable(
     h.slot()
     assert h.failures(1) == {}, "the device sends nothing there; the server expects nothing there"
     assert s.sent[1, e] == 0 == s.expect_sent[1, e]
+
+
+def test_a_node_that_is_no_device_of_the_run_is_asked_once(tmp_path):
+    h = Harness(tmp_path)
+    h.grid.partition_of_node[999] = 7  # n = 3: partition-id 7 is not a device of this run
+    for _ in range(3):
+        h.slot()
+    assert h.grid.asked == [999]
+    assert h.strategy.failures == [] and 999 not in h.strategy.device_of_node

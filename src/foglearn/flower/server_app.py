@@ -44,7 +44,7 @@ def discover_devices(grid: Grid, cfg: FlowerRunConfig, wait_s: float) -> dict[in
         if time.time() > deadline:
             raise FlowerRunError(f"only {len(nodes)} of {cfg.num_devices} SuperNodes connected within {wait_s:.0f} s")
         time.sleep(0.5)
-    mapping, problems = discover(grid, nodes, cfg.num_devices, wait_s)
+    mapping, problems, _ = discover(grid, nodes, cfg.num_devices, wait_s)
     for p in problems:
         log(WARNING, "foglearn: %s", p)
     missing = sorted(set(range(cfg.num_devices)) - set(mapping))

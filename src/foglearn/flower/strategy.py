@@ -131,10 +131,12 @@ def _reply_device(msg: Message, sent: dict[str, int], device_of_node: dict[int, 
 
 
 def discover(grid: Grid, nodes: Iterable[int], num_devices: int, timeout: float
-             ) -> tuple[dict[int, int], list[str]]:
+             ) -> tuple[dict[int, int], list[str], set[int]]:
     """Ask ``nodes`` which device each is (``query.hello``: its ``partition-id``).
 
-    Returns device → node id for valid answers and the problems (one line each, naming the node).
+    Returns device → node id for valid answers, the problems (one line each, naming the node),
+    and the nodes that answered with a ``partition-id`` outside ``0..num_devices-1`` (not devices
+    of this run: not asked again).
     Two nodes claiming one device: the later answer wins (a restarted device replaces its old node).
     """
     msgs = {}
@@ -143,11 +145,12 @@ def discover(grid: Grid, nodes: Iterable[int], num_devices: int, timeout: float
                     f"{MessageType.QUERY}.hello", group_id="hello")
         msgs[node] = m
     if not msgs:
-        return {}, []
+        return {}, [], set()
     replies = list(grid.send_and_receive(list(msgs.values()), timeout=timeout))
     node_of = {m.metadata.message_id: node for node, m in msgs.items()}
     mapping: dict[int, int] = {}
     problems: list[str] = []
+    strangers: set[int] = set()
     for r in replies:
         node = node_of.get(r.metadata.reply_to_message_id, r.metadata.src_node_id)
         if r.has_error():
@@ -160,12 +163,13 @@ def discover(grid: Grid, nodes: Iterable[int], num_devices: int, timeout: float
             continue
         if not 0 <= dev < num_devices:
             problems.append(f"node {node} has partition-id {dev}, outside 0..{num_devices - 1}")
+            strangers.add(node)
             continue
         mapping[dev] = node
     for node in set(msgs) - set(node_of[r.metadata.reply_to_message_id] for r in replies
                                  if r.metadata.reply_to_message_id in node_of):
         problems.append(f"node {node} did not answer the hello query within {timeout:.0f} s")
-    return mapping, problems
+    return mapping, problems, strangers
 
 
 class FogStrategy(Strategy):
@@ -236,6 +240,7 @@ class FogStrategy(Strategy):
         self.slot_seconds = np.zeros(T)
         self._slot_t0 = 0.0
         self._t = 0
+        self._strangers: set[int] = set()  # nodes that are not devices of this run
         self._out: list[tuple[Message, int]] = []
         self._carried_global: set[int] = set()
         self._global_ref: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
@@ -307,13 +312,15 @@ class FogStrategy(Strategy):
     def _rediscover(self, grid: Grid) -> None:
         """Map nodes that joined since the last slot to their devices (a restarted SuperNode)."""
         try:
-            new = [nd for nd in grid.get_node_ids() if nd not in self.device_of_node]
+            known = set(self.device_of_node) | self._strangers
+            new = [nd for nd in grid.get_node_ids() if nd not in known]
         except Exception as exc:  # noqa: BLE001 - a Grid that cannot list nodes: keep the old map
             log(WARNING, "foglearn: could not list nodes: %s", exc)
             return
         if not new:
             return
-        mapping, problems = discover(grid, new, self.n, min(self.cfg.slot_timeout, 30.0))
+        mapping, problems, strangers = discover(grid, new, self.n, min(self.cfg.slot_timeout, 30.0))
+        self._strangers |= strangers
         for p in problems:
             log(WARNING, "foglearn: %s", p)
         for dev, node in mapping.items():
