@@ -65,7 +65,12 @@ def plain_loop(s, p, model, period, lr, seed, b):
     return {k: v.detach() for k, v in glob.named_parameters()}
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def small_net() -> torch.nn.Module:
+    """Any module: the trainer's vmap path."""
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", small_net])
 @pytest.mark.parametrize("period", [1, 3])
 @pytest.mark.parametrize("b", [None, 7])
 def test_trainer_matches_plain_pytorch_loop(model, period, b):
