@@ -19,7 +19,8 @@ from foglearn.planning.greedy import plan_greedy
 
 
 def _overloaded_problem():
-    sc = synthetic(n_devices=30, horizon=8, topology="random", rho=0.5, capacities=True, seed=4, max_points=60)
+    sc = synthetic(n_devices=30, horizon=8, topology="random", rho=0.5, capacities=True, seed=4,
+                   max_points=60)
     return F.build_problem(sc.replace(proc_cap=sc.proc_cap * 0.3))
 
 
@@ -31,7 +32,8 @@ def test_ssp_returns_interrupted_when_stop_is_set():
                         K.Arcs(prob.arc_src, prob.arc_sink, prob.arc_cost, prob.arc_cap), cp)
 
     def run(stop):
-        x, lam = K.greedy_fill(prob.ptr, prob.alive_end, prob.arc_cost, prob.arc_cap, prob.f, prob.supply)
+        x, lam = K.greedy_fill(prob.ptr, prob.alive_end, prob.arc_cost, prob.arc_cap, prob.f,
+                               prob.supply)
         return K.ssp(problem, x, lam, F.TOL, 16, 16, stop)
 
     done = run(np.zeros(1, dtype=np.uint8))

@@ -23,7 +23,8 @@ Algorithm (all float64, no integer scaling; kernels in :mod:`foglearn.planning.f
    :func:`~foglearn.planning.flow_kernels.ssp`).
 5. **Certificate.** ``(λ, π)`` give the LP dual bound
    ``Σ D λ − Σ C π − Σ u (λ − cost − π)^+`` over every arc of step 1 (π = 0 on the sinks of
-   step 2); ``gap`` = primal − dual. A relative gap above ``1e-9`` raises :class:`~foglearn.errors.SolverError`.
+   step 2); ``gap`` = primal − dual. A relative gap above ``1e-9`` raises
+   :class:`~foglearn.errors.SolverError`.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def solve_flow(prob: FlowProblem, heap_cap: int = 1 << 16, settle_cap: int = 1 <
     N = prob.supply.size
     t0 = time.perf_counter()
     cp = K.coupled_structure(prob.ptr, prob.alive_end, prob.arc_sink, prob.arc_cost, prob.unsat, N)
-    x, lam = K.greedy_fill(prob.ptr, prob.alive_end, prob.arc_cost, prob.arc_cap, prob.f, prob.supply)
+    x, lam = K.greedy_fill(prob.ptr, prob.alive_end, prob.arc_cost, prob.arc_cap, prob.f,
+                           prob.supply)
     problem = K.Problem(K.Nodes(prob.supply, prob.f, prob.sink_cap),
                         K.Arcs(prob.arc_src, prob.arc_sink, prob.arc_cost, prob.arc_cap), cp)
     t1 = time.perf_counter()

@@ -62,8 +62,8 @@ class Problem(NamedTuple):
 class Flow(NamedTuple):
     """The primal-dual state :func:`ssp` updates in place.
 
-    Arc flows ``x``, source values ``lam`` (``λ_s``), sink prices ``pi`` (``π_k ≥ 0``), sink loads
-    ``load`` and ``pp[s]``, the first private arc of ``s`` that may have room.
+    Arc flows ``x``, source values ``lam`` (``λ_s``), sink prices ``pi`` (``π_k ≥ 0``), sink
+    loads ``load`` and ``pp[s]``, the first private arc of ``s`` that may have room.
     """
 
     x: np.ndarray
@@ -366,7 +366,10 @@ def _initial_flow(P, x, lam, tol):
             load[k] += x[cp.in_arc[q]]
     pp = cp.pv_ptr[:N].copy()
     for s in range(N):
-        while pp[s] < cp.pv_ptr[s + 1] and x[cp.pv_arc[pp[s]]] >= P.arcs.cap[cp.pv_arc[pp[s]]] - tol:
+        while pp[s] < cp.pv_ptr[s + 1]:
+            a = cp.pv_arc[pp[s]]
+            if x[a] < P.arcs.cap[a] - tol:
+                break
             pp[s] += 1
     return Flow(x, lam, np.zeros(N), load, pp)
 
@@ -375,10 +378,11 @@ def _initial_flow(P, x, lam, tol):
 def _search_arrays(N, settle_cap):
     """Fresh :class:`Search` arrays for ``N`` nodes and a settled list of ``settle_cap``."""
     N2 = 2 * N
-    S = Search(np.empty(N2), np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64),
-               np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64), np.zeros(N2, dtype=np.int64),
-               np.full(N2, np.nan), np.full(N2, -1, dtype=np.int64), np.empty(N2, dtype=np.int64),
-               np.zeros(N, dtype=np.int64), np.full(N, np.nan), np.zeros(_PEND_SINK + 1, dtype=np.int64), np.zeros(1))
+    i64 = np.int64
+    S = Search(np.empty(N2), np.zeros(N2, dtype=i64), np.zeros(N2, dtype=i64), np.zeros(N2, dtype=i64),
+               np.zeros(N2, dtype=i64), np.zeros(N2, dtype=i64), np.full(N2, np.nan),
+               np.full(N2, -1, dtype=i64), np.empty(N2, dtype=i64), np.zeros(N, dtype=i64),
+               np.full(N, np.nan), np.zeros(_PEND_SINK + 1, dtype=i64), np.zeros(1))
     settle_cap = max(settle_cap, 1)
     return S, Tree(np.empty(settle_cap, dtype=np.int64), np.empty(settle_cap, dtype=np.int64))
 

@@ -80,8 +80,8 @@ def greedy_fractions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, float]
     keep = np.zeros((T, n))
     offload = np.zeros((T, E))
     total, done = interrupt.call(
-        _greedy_kernel, scenario.collected, scenario.proc_cost, scenario.error_weight, indptr, by_src,
-        scenario.dst, scenario.link_cost, scenario.link_up, scenario.active, keep, offload,
+        _greedy_kernel, scenario.collected, scenario.proc_cost, scenario.error_weight, indptr,
+        by_src, scenario.dst, scenario.link_cost, scenario.link_up, scenario.active, keep, offload,
         stop=interrupt.new_stop_flag())
     if not done:
         raise interrupt.PlanInterrupted("planning interrupted (Ctrl-C); no plan was returned")

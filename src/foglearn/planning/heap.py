@@ -48,7 +48,8 @@ __all__ = ["Heap", "grown", "new_heap", "pop", "push"]
 
 
 class Heap(NamedTuple):
-    """A binary min-heap's storage: ``key[capacity]`` (float64), ``item[capacity, width]`` (int64)."""
+    """A binary min-heap's storage: ``key[capacity]`` (float64), ``item[capacity, width]``
+    (int64)."""
 
     key: np.ndarray
     item: np.ndarray
