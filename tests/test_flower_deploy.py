@@ -7,7 +7,8 @@ SuperNode with an unregistered key is refused (Flower exit code 305), runs the a
 has counted it failed, and asserts: the run completes (``status = ok``); the failure is
 attributed to device 1 (the SuperLink's "node unavailable" reply names the SuperLink, not the
 device); the next window is planned without it; it rejoins (same node id: node auth) and is
-active in the last slot, its model aggregated. Every process is stopped by PID in a ``finally``.
+active in the last slot, its model aggregated; two devices that lie (``faults``: a claimed
+``H_i = 10⁹``, a NaN model) are rejected for their slot and the run completes. Every process is stopped by PID in a ``finally``.
 
 Slow: every message starts a ClientApp process (torch + Flower imports, ~4 s alone, tens of
 seconds on a loaded machine; the SuperLink declares a killed SuperNode unavailable after two
@@ -127,7 +128,7 @@ def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
 
         run_dir = tmp_path / "run"
         cfg = (f'num-devices={N} horizon=4 period=2 window=2 dataset="tiny" model="mlp" lr=0.1 max-points=30 '
-               f'seed=3 slot-timeout=240 run-dir="{run_dir}"')
+               f'seed=3 slot-timeout=240 faults="0@2~h,2@3~nan" run-dir="{run_dir}"')
         run = subprocess.Popen([str(BIN / "flwr"), "run", str(ROOT / "flower_app"), "fog", "--stream", "-c", cfg],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
@@ -162,13 +163,17 @@ def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
         procs.stop_all()
 
     assert res["status"] == "ok", res["why_failed"]
-    fails = res["failures"]
-    assert fails and {f["device"] for f in fails} == {1}, fails
+    by_dev = {d: [f for f in res["failures"] if f["device"] == d] for d in range(N)}
+    # the lying devices: device 0 claims H = 10⁹ in slot 2, device 2 sends a NaN model in slot 3
+    assert [(f["slot"], "claims H = 1000000000" in f["reason"]) for f in by_dev[0]] == [(2, True)]
+    assert [(f["slot"], "not finite" in f["reason"]) for f in by_dev[2]] == [(3, True)]
+    fails = by_dev[1]  # the killed SuperNode, attributed to its device, not to the SuperLink
+    assert fails and all("Node Unavailable" in f["reason"] for f in fails), fails
     assert fails[0]["slot"] == 1 and fails[0]["node"] == res["node_of_device"]["1"]
     assert res["planned"]["windows"][-1]["without"] == [1], "window 1 is planned without device 1"
     # slot 2 may start before the restarted SuperNode is back (the SuperLink answers "node
     # unavailable" at once); by slot 3 it is back, with the global model, and trains
     assert {f["slot"] for f in fails} <= {1, 2}
-    assert res["movement"]["active"][3] == [1, 1, 1], "device 1 rejoined"
-    assert str(1) in res["aggregations"][-1]["weights"], "and its model is aggregated"
+    assert res["movement"]["active"][3] == [1, 1, 0], "device 1 rejoined (device 2 lied)"
+    assert list(res["aggregations"][-1]["weights"]) == ["0", "1"], "device 1's model is aggregated, 2's not"
     assert time.monotonic() - t_start < TIMEOUT

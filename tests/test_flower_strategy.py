@@ -320,3 +320,13 @@ def test_a_node_that_is_no_device_of_the_run_is_asked_once(tmp_path):
         h.slot()
     assert h.grid.asked == [999]
     assert h.strategy.failures == [] and 999 not in h.strategy.device_of_node
+
+
+@pytest.mark.parametrize("lie, why", [("nan", "not finite"), ("h", "claims H = 1000000000"),
+                                      ("shape", "the global model has")])
+def test_injected_lies_are_rejected(tmp_path, lie, why):
+    h = Harness(tmp_path, faults=f"2@1~{lie}")
+    h.slot()
+    agg, _ = h.slot()
+    assert list(h.failures(1)) == [2] and why in h.failures(1)[2]
+    assert agg is not None and set(h.strategy.aggregations[-1]["weights"]) == {"0", "1"}

@@ -66,8 +66,12 @@ def train(msg: Message, context: Context) -> Message:
     slot = int(ins["slot"])
     if int(ins["device"]) != dev:
         raise RuntimeError(f"message for device {ins['device']} reached device {dev}")
+    lies = set()
     for fault in cfg.fault_list:
         if fault.hits(dev, slot):
+            if fault.lie:
+                lies.add(fault.lie)
+                continue
             if fault.kill:
                 os._exit(17)  # like an OOM kill: the process vanishes without a reply
             raise RuntimeError(f"injected fault: device {dev} fails in slot {slot}")
@@ -153,7 +157,8 @@ def train(msg: Message, context: Context) -> Message:
     report = MetricRecord({
         "slot": slot, "device": dev, "collected": D, "kept": kept_n, "discarded": int(discarded),
         "off-count": off_counts or [0], "received": received, "processed": G,
-        "dropped": int(dropped_proc + dropped_link), "h": h, "version": version,
+        "dropped": int(dropped_proc + dropped_link), "h": 10**9 if "h" in lies else h,
+        "version": version,
         "proc-seconds": proc_seconds, "proc-seconds-per-point": proc_seconds / G if G else -1.0,
         "latency-in": latency_in, "handler-seconds": time.time() - t_enter,
         # the scenario's values at this device, replayed like a traced device (docs/model.md §5)
@@ -166,8 +171,21 @@ def train(msg: Message, context: Context) -> Message:
         content["out"] = _records({"x": np.concatenate(out_x), "y": np.concatenate(out_y),
                                    "dst": np.concatenate(out_dst)})
     if bool(ins["send-model"]):
-        content["model"] = _records(arrays)
+        content["model"] = _records(_lie(arrays, lies))
     return Message(content, reply_to=msg)
+
+
+def _lie(arrays: dict[str, np.ndarray], lies: set[str]) -> dict[str, np.ndarray]:
+    """The model a lying device sends (injected faults ``~nan``, ``~shape``: tests only)."""
+    if not lies & {"nan", "shape"}:
+        return arrays
+    arrays = dict(arrays)
+    k = next(iter(arrays))
+    if "nan" in lies:
+        arrays[k] = np.full_like(arrays[k], np.nan)
+    if "shape" in lies:
+        arrays[k] = np.zeros((*arrays[k].shape, 2), arrays[k].dtype)
+    return arrays
 
 
 def make_client_app() -> ClientApp:

@@ -32,37 +32,47 @@ class Fault:
     """An injected fault: device ``device`` fails in slot ``slot`` (and after, if ``persistent``).
 
     A failing ClientApp raises (Flower returns an error reply) or, with ``kill``, exits its
-    process (``os._exit``) the way an OOM-killed worker does.
+    process (``os._exit``) the way an OOM-killed worker does, or, with ``lie``, answers with a
+    bad reply the server must reject: ``"nan"`` (a NaN in its model), ``"h"`` (claims
+    ``H_i = 10⁹``), ``"shape"`` (a model array of the wrong shape).
     """
 
     device: int
     slot: int
     persistent: bool = False
     kill: bool = False
+    lie: str = ""
 
     def hits(self, device: int, slot: int) -> bool:
         return device == self.device and (slot == self.slot or (self.persistent and slot > self.slot))
 
 
+LIES = ("nan", "h", "shape")
+
+
 def parse_faults(spec: str) -> tuple[Fault, ...]:
-    """Parse ``"2@3,1@4+,0@2!"``: device 2 fails in slot 3; device 1 from slot 4 on; device 0
-    is killed (process exit) in slot 2. Slots are 0-based.
+    """Parse ``"2@3,1@4+,0@2!,2@5~nan"``: device 2 fails in slot 3; device 1 from slot 4 on;
+    device 0 is killed (process exit) in slot 2; device 2 sends a NaN model in slot 5 (lies:
+    :data:`LIES`). Slots are 0-based.
     """
     out: list[Fault] = []
     for raw in (p.strip() for p in spec.split(",")):
         if not raw:
             continue
-        kill = raw.endswith("!")
-        body = raw.rstrip("!")
+        body, _, lie = raw.partition("~")
+        if lie and lie not in LIES:
+            raise FlowerConfigError(f"faults: {raw!r}: a lie is one of {LIES}")
+        kill = body.endswith("!")
+        body = body.rstrip("!")
         persistent = body.endswith("+")
         body = body.rstrip("+")
         try:
             dev, slot = (int(x) for x in body.split("@"))
         except ValueError as exc:
-            raise FlowerConfigError(f"faults: {raw!r} is not DEVICE@SLOT[+][!] (e.g. '2@3', '1@4+', '0@2!')") from exc
+            raise FlowerConfigError(f"faults: {raw!r} is not DEVICE@SLOT[+][!|~LIE] (e.g. '2@3', '1@4+', '0@2!', '2@5~nan')") from exc
         if dev < 0 or slot < 0:
             raise FlowerConfigError(f"faults: {raw!r}: device and slot must be ≥ 0")
-        out.append(Fault(dev, slot, persistent, kill))
+        out.append(Fault(dev, slot, persistent, kill, lie))
     return tuple(out)
 
 
