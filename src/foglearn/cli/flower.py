@@ -34,7 +34,8 @@ def run(
     topology: Annotated[str, typer.Option(help=" | ".join(TOPOLOGIES))] = "full",
     capacities: Annotated[bool, typer.Option("--capacities/--no-capacities")] = False,
     max_points: Annotated[int, typer.Option(help="D_i(t) ~ U{0..max}; 0 = ⌊N/(nT)⌋")] = 0,
-    faults: Annotated[str, typer.Option(help="inject faults: '2@3' (slot), '1@4+' (from), '0@2!' (kill)")] = "",
+    faults: Annotated[str, typer.Option(help="inject faults: '2@3' (slot), '1@4+' (from), '0@2!' (kill), "
+                                          "'2@5~nan' (a lie: nan | h | shape)")] = "",
     run_dir: Annotated[str, typer.Option("--run-dir", "-o", help="run directory (default runs/flower-<time>)")] = "",
     client_cpus: Annotated[float, typer.Option(help="CPUs per ClientApp (Ray resources)")] = 1.0,
     eval_points: Annotated[int, typer.Option(help="test points for the server's evaluation (0 = all)")] = 0,
