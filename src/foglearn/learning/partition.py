@@ -231,8 +231,7 @@ def device_stream(partition: str | Partition, collected: np.ndarray, labels: np.
             k = -(-pos.size // members.size)
             stream[pos] = np.concatenate([members[rng.permutation(members.size)] for _ in range(k)])[:pos.size]
         wrapped = bool((demand > class_size).any())
-    hist = np.zeros((n, C), dtype=np.int64)
-    np.add.at(hist, (np.tile(who, passes), labels[stream]), 1)
+    hist = np.bincount(np.tile(who, passes) * C + labels[stream], minlength=n * C).reshape(n, C)
     return DeviceStream(stream=stream, histograms=hist, proportions=q, wrapped=wrapped)
 
 
