@@ -235,7 +235,8 @@ def run_command(
                                             for i, v in enumerate(r.device_loss[s])}}
                                         for r in results for s in range(r.device_loss.shape[0])])
     plot_curves(results, out / "loss.png", out / "accuracy.png")
-    plot_histograms(hist, out / "labels.png", title=f"labels collected per device ({part.spec}, {passes} passes)")
+    plot_histograms(hist, out / "labels.png",
+                    title=f"labels collected per device ({part.spec}, {passes} pass{'es' if passes != 1 else ''})")
     console.print(f"run directory: {out} ({', '.join(OUTPUTS)})")
 
 
