@@ -280,3 +280,50 @@ def test_bad_out_fails_before_any_work(tmp_path, monkeypatch, case):
     assert res.exit_code == 2, res.output
     assert "--out" in res.output and "Traceback" not in res.output
     assert elapsed < 10
+
+
+def test_run_on_any_network(tmp_path, tiny_npz, monkeypatch):
+    """--topology/--rho/--error/--information reach the scenario and the plan, and the config says so;
+    --scenario runs a saved Scenario (its n and T)."""
+    from foglearn.network import synthetic
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    common = ["--period", "5", "--model", "mlp", "--dataset", str(tiny_npz), "--passes", "1", "--threads", "1"]
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--n", "4", "--T", "10", *common, "--topology", "random", "--rho", "0.6",
+                              "--error", "sqrt", "--information", "5", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["scenario"]["topology"] == "random" and config["scenario"]["rho"] == 0.6
+    aware = config["settings"][1]
+    assert aware["error"] == "sqrt" and "5" in aware["information"]
+    path = synthetic(n_devices=3, horizon=6, seed=4).save(tmp_path / "net.npz")
+    out2 = tmp_path / "run2"
+    res = runner.invoke(app, ["run", *common, "--scenario", str(path), "--out", str(out2)])
+    assert res.exit_code == 0, res.output
+    config = tomllib.loads((out2 / "config.toml").read_text())
+    assert config["scenario"]["generator"] == "file" and len(config["scenario"]["sha256"]) == 64
+    result = json.loads((out2 / "result.json").read_text())
+    assert result["scenario"]["n_devices"] == 3 and result["scenario"]["horizon"] == 6
+    res = runner.invoke(app, ["run", *common, "--error", "cubic", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "cubic" in res.output
+
+
+def test_config_toml_reruns_the_same_run(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--n", "3", "--T", "8", "--period", "4", "--model", "mlp", "--dataset",
+                              str(tiny_npz), "--passes", "1", "--partition", "classes:3", "--local-update",
+                              "minibatch:8", "--lr", "0.07", "--seed", "2", "--topology", "random", "--rho", "0.9",
+                              "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    again = tmp_path / "again"
+    res = runner.invoke(app, ["run", "--config", str(out / "config.toml"), "--threads", "1", "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    assert (again / "config.toml").read_text() == (out / "config.toml").read_text()
+    first, second = (json.loads((d / "result.json").read_text())["settings"] for d in (out, again))
+    assert [s["accuracy"] for s in first] == [s["accuracy"] for s in second]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scenario]\ngenerator = 'synthetic'\n")
+    res = runner.invoke(app, ["run", "--config", str(bad), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--config" in res.output and "config.toml" in res.output

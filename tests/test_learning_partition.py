@@ -46,10 +46,14 @@ def test_dirichlet_histograms_follow_the_drawn_mix_and_sum_to_what_was_collected
     ds = device_stream("dirichlet:0.3", D, labels, passes=2, seed=4)
     N = D.sum(0)
     np.testing.assert_array_equal(ds.histograms.sum(1), 2 * N)
-    assert np.all(np.abs(ds.histograms / 2 - ds.proportions * N[:, None]) < 1.0)  # largest remainder
+    assert np.all(
+        np.abs(ds.histograms / 2 - ds.proportions * N[:, None]) < 1.0
+    )  # largest remainder
     who = np.tile(collectors(D), 2)
     for i in (0, 17, 49):  # the points device i collects carry its labels
-        np.testing.assert_array_equal(np.bincount(labels[ds.stream[who == i]], minlength=10), ds.histograms[i])
+        np.testing.assert_array_equal(
+            np.bincount(labels[ds.stream[who == i]], minlength=10), ds.histograms[i]
+        )
 
 
 def test_small_alpha_concentrates_large_alpha_spreads():
@@ -70,8 +74,10 @@ def test_reproducible_by_seed():
     np.testing.assert_array_equal(a.stream, b.stream)
     assert not np.array_equal(a.proportions, c.proportions)
     fixed = Partition("dirichlet", alpha=0.5, seed=9)
-    np.testing.assert_array_equal(device_stream(fixed, D, labels, 1, seed=0).proportions,
-                                  device_stream(fixed, D, labels, 1, seed=1).proportions)
+    np.testing.assert_array_equal(
+        device_stream(fixed, D, labels, 1, seed=0).proportions,
+        device_stream(fixed, D, labels, 1, seed=1).proportions,
+    )
 
 
 @pytest.mark.parametrize("mode", ["random", "deterministic", "first-deterministic"])
@@ -107,17 +113,35 @@ def test_each_class_is_drawn_without_replacement_until_it_runs_out():
     assert scarce.wrapped
 
 
-@pytest.mark.parametrize("spec, want", [("iid", Partition()), ("dirichlet:0.1", Partition("dirichlet", 0.1)),
-                                        ("classes:2", Partition("classes", num_classes_per_partition=2)),
-                                        (" Dirichlet:inf ", Partition("dirichlet", math.inf))])
+@pytest.mark.parametrize(
+    "spec, want",
+    [
+        ("iid", Partition()),
+        ("dirichlet:0.1", Partition("dirichlet", 0.1)),
+        ("classes:2", Partition("classes", num_classes_per_partition=2)),
+        (" Dirichlet:inf ", Partition("dirichlet", math.inf)),
+    ],
+)
 def test_parse_and_spec(spec, want):
     p = Partition.parse(spec)
     assert p == want
     assert Partition.parse(p.spec) == p
 
 
-@pytest.mark.parametrize("spec", ["dirichlet", "dirichlet:0", "dirichlet:-1", "dirichlet:nan", "classes:0",
-                                  "classes:1.5", "noniid", "iid:3", 3])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "dirichlet",
+        "dirichlet:0",
+        "dirichlet:-1",
+        "dirichlet:nan",
+        "classes:0",
+        "classes:1.5",
+        "noniid",
+        "iid:3",
+        3,
+    ],
+)
 def test_bad_partition_is_refused(spec):
     with pytest.raises(PartitionError, match="partition"):
         Partition.parse(spec)
@@ -135,11 +159,26 @@ def test_bad_fields_are_refused():
 def test_train_records_the_partition():
     rng = np.random.default_rng(0)
     T, n = 6, 4
-    s = Scenario(collected=rng.integers(1, 5, (T, n)), proc_cost=rng.random((T, n)),
-                 error_weight=rng.random((T, n)), src=np.array([0]), dst=np.array([1]),
-                 link_cost=np.ones((T, 1)))
+    s = Scenario(
+        collected=rng.integers(1, 5, (T, n)),
+        proc_cost=rng.random((T, n)),
+        error_weight=rng.random((T, n)),
+        src=np.array([0]),
+        dst=np.array([1]),
+        link_cost=np.ones((T, 1)),
+    )
     p = Plan.from_fractions(s, np.ones((T, n)), np.zeros((T, 1)))
-    r = train(s, p, dataset=TINY, model="mlp", period=3, lr=0.1, seed=1, eval_every=0, partition="classes:2")
+    r = train(
+        s,
+        p,
+        dataset=TINY,
+        model="mlp",
+        period=3,
+        lr=0.1,
+        seed=1,
+        eval_every=0,
+        partition="classes:2",
+    )
     rec = r.config["partition"]
     assert rec["spec"] == "classes:2"
     h = np.array(rec["label_histograms"])

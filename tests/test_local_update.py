@@ -23,8 +23,14 @@ def _case(T=6, n=4, seed=3, max_d=40):
     """A small network whose plan concentrates data: device 0 offloads most of its points to 1."""
     rng = np.random.default_rng(seed)
     src, dst = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 0])
-    s = Scenario(collected=rng.integers(0, max_d + 1, (T, n)), proc_cost=rng.random((T, n)),
-                 error_weight=rng.random((T, n)), src=src, dst=dst, link_cost=rng.random((T, 4)) * 0.1)
+    s = Scenario(
+        collected=rng.integers(0, max_d + 1, (T, n)),
+        proc_cost=rng.random((T, n)),
+        error_weight=rng.random((T, n)),
+        src=src,
+        dst=dst,
+        link_cost=rng.random((T, 4)) * 0.1,
+    )
     keep = np.full((T, n), 0.4)
     off = np.zeros((T, 4))
     off[:-1, 0] = 0.6
@@ -48,7 +54,7 @@ def plain_loop(s, p, model, period, lr, seed, b):
             idx = stream[sched.pos[(sched.slot == t) & (sched.device == i)]]
             step = len(idx) if b is None else b
             for a in range(0, len(idx), max(step, 1)):
-                batch = torch.from_numpy(idx[a:a + step])
+                batch = torch.from_numpy(idx[a : a + step])
                 opts[i].zero_grad()
                 F.cross_entropy(nets[i](X[batch]), Y[batch]).backward()
                 opts[i].step()
@@ -56,8 +62,12 @@ def plain_loop(s, p, model, period, lr, seed, b):
         if (t + 1) % period == 0 or t + 1 == T:
             w = aggregation_weights(H)
             if w is not None:
-                state = {k: sum(float(w[i]) * dict(nets[i].named_parameters())[k].detach() for i in range(n))
-                         for k, _ in glob.named_parameters()}
+                state = {
+                    k: sum(
+                        float(w[i]) * dict(nets[i].named_parameters())[k].detach() for i in range(n)
+                    )
+                    for k, _ in glob.named_parameters()
+                }
                 glob.load_state_dict(state)
             for m in nets:
                 m.load_state_dict(glob.state_dict())
@@ -67,7 +77,9 @@ def plain_loop(s, p, model, period, lr, seed, b):
 
 def small_net() -> torch.nn.Module:
     """Any module: the trainer's vmap path."""
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)
+    )
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", small_net])
@@ -77,8 +89,18 @@ def test_trainer_matches_plain_pytorch_loop(model, period, b):
     s, p = _case()
     assert schedule(s, p).processed.max() > 2 * 7  # several mini-batches on some device
     spec = "paper" if b is None else f"minibatch:{b}"
-    r = train(s, p, dataset=TINY, model=model, period=period, lr=0.1, seed=5, local_update=spec, threads=2,
-              eval_every=0)
+    r = train(
+        s,
+        p,
+        dataset=TINY,
+        model=model,
+        period=period,
+        lr=0.1,
+        seed=5,
+        local_update=spec,
+        threads=2,
+        eval_every=0,
+    )
     ref = plain_loop(s, p, model, period, 0.1, 5, b)
     for k, v in ref.items():
         torch.testing.assert_close(r.final_state[k], v, rtol=2e-5, atol=2e-6)
@@ -89,8 +111,17 @@ def test_minibatch_larger_than_any_batch_is_the_paper_rule():
     s, p = _case()
     big = int(schedule(s, p).processed.max())
     a = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0)
-    m = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0,
-              local_update=f"minibatch:{big}")
+    m = train(
+        s,
+        p,
+        dataset=TINY,
+        model="mlp",
+        period=2,
+        lr=0.1,
+        seed=1,
+        eval_every=0,
+        local_update=f"minibatch:{big}",
+    )
     for k in a.final_state:
         assert torch.equal(a.final_state[k], m.final_state[k])
     np.testing.assert_array_equal(a.device_loss, m.device_loss)
@@ -99,7 +130,17 @@ def test_minibatch_larger_than_any_batch_is_the_paper_rule():
 def test_minibatch_steps_grow_with_the_data():
     """Mini-batches of 4 take more steps than eq. (3), so the models part."""
     s, p = _case()
-    m = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0, local_update="minibatch:4")
+    m = train(
+        s,
+        p,
+        dataset=TINY,
+        model="mlp",
+        period=2,
+        lr=0.1,
+        seed=1,
+        eval_every=0,
+        local_update="minibatch:4",
+    )
     a = train(s, p, dataset=TINY, model="mlp", period=2, lr=0.1, seed=1, eval_every=0)
     assert all(not torch.allclose(a.final_state[k], m.final_state[k]) for k in a.final_state)
 
@@ -107,8 +148,17 @@ def test_minibatch_steps_grow_with_the_data():
 def test_minibatch_device_loss_is_the_mean_over_the_slot():
     """Device loss = mean over the device's points of each point's loss before its step."""
     s, p = _case()
-    r = train(s, p, dataset=TINY, model="mlp", period=10, lr=1e-9, seed=2, eval_every=0,
-              local_update="minibatch:5")
+    r = train(
+        s,
+        p,
+        dataset=TINY,
+        model="mlp",
+        period=10,
+        lr=1e-9,
+        seed=2,
+        eval_every=0,
+        local_update="minibatch:5",
+    )
     a = train(s, p, dataset=TINY, model="mlp", period=10, lr=1e-9, seed=2, eval_every=0)
     np.testing.assert_allclose(r.device_loss, a.device_loss, rtol=1e-5, equal_nan=True)
 

@@ -107,6 +107,29 @@ def _kept(path: Path, name: str) -> TrainResult | None:
         return None
 
 
+def options_from_config(path: Path) -> dict[str, Any]:
+    """Every option of a run (all but ``--out`` and ``--threads``) from its ``config.toml``."""
+    import tomllib
+
+    try:
+        cfg = tomllib.loads(path.read_text(encoding="utf-8"))
+        sc, tr, pl = cfg["scenario"], cfg["training"], cfg["planning"]
+        gen = sc["generator"]
+        if gen not in ("synthetic", "file", "traces"):
+            raise ValueError(f"scenario.generator = {gen!r}: must be synthetic, file or traces")
+        return {"n": int(sc.get("n_devices", 10)), "horizon": int(sc.get("horizon", 100)),
+                "topology": str(sc.get("topology", "full")), "rho": float(sc.get("rho", 0.3)),
+                "capacities": bool(sc.get("capacities", False)),
+                "scenario_file": Path(sc["path"]) if gen == "file" else None,
+                "traces": Path(sc["path"]) if gen == "traces" else None,
+                "seed": int(tr["seed"]), "dataset": str(tr["dataset_source"]), "model": str(tr["model"]),
+                "period": int(tr["period"]), "lr": float(tr["lr"]), "passes": int(tr["passes"]),
+                "budget": str(tr["budget"]), "local_update": str(tr["local_update"]),
+                "partition": str(tr["partition"]), "error": str(pl["error"]), "information": str(pl["information"])}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError is a ValueError
+        fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
+
+
 def run_command(
     n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots T")] = 100,
@@ -119,6 +142,16 @@ def run_command(
              "converged model, about 2 min on 2 cores for the CNN); paper: 1 pass, η = 0.01, one step per device "
              "and slot (eq. 3; the paper's protocol, near chance)")] = "default",
     lr: Annotated[float | None, typer.Option(help="learning rate η (default: the budget's)")] = None,
+    scenario_file: Annotated[Path | None, typer.Option(
+        "--scenario", help="a saved Scenario (.npz, Scenario.save) instead of the synthetic network; "
+                           "--n/--T/--topology/--capacities do not apply")] = None,
+    traces: Annotated[Path | None, typer.Option(
+        help="a folder of measured traces (docs/model.md §5) replayed for --n devices and --T slots")] = None,
+    topology: Annotated[str, typer.Option(help="synthetic network's topology (full, random, hierarchical, …)")] = "full",
+    rho: Annotated[float, typer.Option(help="link probability of --topology random")] = 0.3,
+    error: Annotated[str, typer.Option(help="the network-aware plan's error model: linear | sqrt")] = "linear",
+    information: Annotated[str, typer.Option(
+        help="perfect | a window length W (plan each W slots from the previous window's averages)")] = "perfect",
     capacities: Annotated[bool, typer.Option(
         help="impose node and link capacities (docs/model.md §4)")] = False,
     passes: Annotated[int | None, typer.Option(help="replay the horizon this many times with fresh points "
@@ -131,8 +164,17 @@ def run_command(
              "(K labels per device)")] = "iid",
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
     out: Annotated[Path, typer.Option(help="run directory to write")] = Path("runs/default"),
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", help="run the options recorded in a run directory's config.toml (replaces every option "
+                         "but --out and --threads)")] = None,
 ) -> None:
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
+    if config_file is not None:
+        o = options_from_config(config_file)
+        n, horizon, topology, rho, capacities = o["n"], o["horizon"], o["topology"], o["rho"], o["capacities"]
+        scenario_file, traces, seed, dataset, model = o["scenario_file"], o["traces"], o["seed"], o["dataset"], o["model"]
+        period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
+        local_update, partition, error, information = o["local_update"], o["partition"], o["error"], o["information"]
     import numpy as np
     import tomli_w
 
@@ -142,7 +184,7 @@ def run_command(
     from foglearn.learning.partition import Partition, plot_histograms
     from foglearn.learning.results import plot_curves, save_result, write_csv
     from foglearn.learning.trainer import LocalUpdate
-    from foglearn.network import synthetic
+    from foglearn.network import Scenario, from_traces, synthetic
     from foglearn.planning import plan
 
     if n < 1 or horizon < 1:
@@ -160,23 +202,41 @@ def run_command(
         fail(str(exc).replace("local_update", "--local-update").replace("partition =", "--partition ="))
     _check_out(out)
     threads = threads or _default_threads()
+    info: str | int = int(information) if information.strip().isdigit() else information.strip()
+    if scenario_file is not None and traces is not None:
+        fail("--scenario and --traces: give at most one")
     try:
-        scenario = synthetic(n_devices=n, horizon=horizon, topology="full", capacities=capacities, seed=seed)
-    except ValueError as exc:
+        if scenario_file is not None:
+            scenario = Scenario.load(scenario_file)
+            source: dict[str, Any] = {"generator": "file", "path": str(scenario_file),
+                                      "sha256": hashlib.sha256(scenario_file.read_bytes()).hexdigest()}
+        elif traces is not None:
+            scenario = from_traces(traces, n_devices=n, horizon=horizon, seed=seed)
+            source = {"generator": "traces", "path": str(traces), "n_devices": n, "horizon": horizon, "seed": seed}
+        else:
+            scenario = synthetic(n_devices=n, horizon=horizon, topology=topology, rho=rho, capacities=capacities,
+                                 seed=seed)
+            source = {"generator": "synthetic", "n_devices": n, "horizon": horizon, "topology": topology,
+                      "capacities": capacities, "seed": seed, **({"rho": rho} if topology == "random" else {})}
+    except (ValueError, InputError, OSError) as exc:
         fail(f"scenario: {exc}")
+    n, horizon = scenario.n_devices, scenario.horizon
     try:
         data = load_dataset(dataset)
     except DatasetError as exc:
         fail(str(exc))
-    settings = [("no-movement", plan(scenario, movement=False)), ("network-aware", plan(scenario))]
+    try:
+        settings = [("no-movement", plan(scenario, movement=False)),
+                    ("network-aware", plan(scenario, error=error, information=info))]
+    except InputError as exc:
+        fail(str(exc))
     training = {"dataset": data.name, "dataset_sha256": dataset_sha256(data), "model": model,
                 "period": period, "lr": lr, "seed": seed, "passes": passes, "budget": budget,
-                "local_update": update, "partition": part.spec}
-    config: dict[str, Any] = {"scenario": {"generator": "synthetic", "n_devices": n, "horizon": horizon,
-                                           "topology": "full", "capacities": capacities, "seed": seed},
-                              "training": training,
+                "local_update": update, "partition": part.spec, "dataset_source": dataset}
+    config: dict[str, Any] = {"scenario": source, "training": training,
+                              "planning": {"error": error, "information": str(info)},
                               "settings": [{"name": name, "movement": name != "no-movement",
-                                            "information": "perfect", "error": "linear"} for name, _ in settings]}
+                                            "information": p.information, "error": p.error} for name, p in settings]}
     # Each finished setting is kept in the run directory, keyed by the configuration and the
     # data set's content: after an interruption the same command resumes with the settings
     # still to train.

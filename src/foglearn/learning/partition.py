@@ -70,23 +70,35 @@ class Partition:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise PartitionError(f"partition.kind = {self.kind!r}: must be one of {', '.join(KINDS)}")
+            raise PartitionError(
+                f"partition.kind = {self.kind!r}: must be one of {', '.join(KINDS)}"
+            )
         if self.kind == "dirichlet":
             a = self.alpha
             if not isinstance(a, (int, float)) or isinstance(a, bool) or math.isnan(a) or a <= 0:
-                raise PartitionError(f"partition.alpha = {a!r}: the Dirichlet α must be a number > 0")
+                raise PartitionError(
+                    f"partition.alpha = {a!r}: the Dirichlet α must be a number > 0"
+                )
         elif self.alpha is not None:
-            raise PartitionError(f"partition.alpha = {self.alpha!r}: only the 'dirichlet' partition has an α")
+            raise PartitionError(
+                f"partition.alpha = {self.alpha!r}: only the 'dirichlet' partition has an α"
+            )
         if self.kind == "classes":
             k = self.num_classes_per_partition
             if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-                raise PartitionError(f"partition.num_classes_per_partition = {k!r}: k must be an integer ≥ 1")
+                raise PartitionError(
+                    f"partition.num_classes_per_partition = {k!r}: k must be an integer ≥ 1"
+                )
         elif self.num_classes_per_partition is not None:
-            raise PartitionError(f"partition.num_classes_per_partition = {self.num_classes_per_partition!r}: "
-                                 "only the 'classes' partition has k")
+            raise PartitionError(
+                f"partition.num_classes_per_partition = {self.num_classes_per_partition!r}: "
+                "only the 'classes' partition has k"
+            )
         if self.class_assignment_mode not in ASSIGNMENT_MODES:
-            raise PartitionError(f"partition.class_assignment_mode = {self.class_assignment_mode!r}: must be one "
-                                 f"of {', '.join(ASSIGNMENT_MODES)}")
+            raise PartitionError(
+                f"partition.class_assignment_mode = {self.class_assignment_mode!r}: must be one "
+                f"of {', '.join(ASSIGNMENT_MODES)}"
+            )
 
     @classmethod
     def parse(cls, spec: str | Partition) -> Partition:
@@ -95,8 +107,10 @@ class Partition:
         if isinstance(spec, Partition):
             return spec
         if not isinstance(spec, str):
-            raise PartitionError(f"partition = {spec!r}: must be a Partition or 'iid' | 'dirichlet:ALPHA' | "
-                                 "'classes:K'")
+            raise PartitionError(
+                f"partition = {spec!r}: must be a Partition or 'iid' | 'dirichlet:ALPHA' | "
+                "'classes:K'"
+            )
         kind, _, arg = spec.strip().partition(":")
         kind = kind.strip().lower()
         if kind == "iid" and not arg:
@@ -108,8 +122,10 @@ class Partition:
                 return cls("classes", num_classes_per_partition=int(arg))
         except ValueError:
             pass
-        raise PartitionError(f"partition = {spec!r}: must be 'iid', 'dirichlet:ALPHA' (α > 0) or 'classes:K' "
-                             "(integer K ≥ 1)")
+        raise PartitionError(
+            f"partition = {spec!r}: must be 'iid', 'dirichlet:ALPHA' (α > 0) or 'classes:K' "
+            "(integer K ≥ 1)"
+        )
 
     @property
     def spec(self) -> str:
@@ -123,7 +139,9 @@ class Partition:
     @property
     def iid(self) -> bool:
         """Whether every device draws from the same stream (``"iid"`` or ``α = ∞``)."""
-        return self.kind == "iid" or (self.kind == "dirichlet" and math.isinf(float(self.alpha or 0)))
+        return self.kind == "iid" or (
+            self.kind == "dirichlet" and math.isinf(float(self.alpha or 0))
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON/TOML-able record (a run's config): only the fields this kind uses."""
@@ -140,7 +158,9 @@ class Partition:
     def proportions(self, n_devices: int, n_classes: int, seed: int) -> np.ndarray:
         """``q [n, C]``: device ``i``'s label distribution (rows sum to 1; i.i.d.: uniform rows,
         which :func:`device_stream` never uses — it keeps the training set's own mix)."""
-        rng = np.random.default_rng([SEED_OFFSET, int(self.seed if self.seed is not None else seed)])
+        rng = np.random.default_rng(
+            [SEED_OFFSET, int(self.seed if self.seed is not None else seed)]
+        )
         n, C = int(n_devices), int(n_classes)
         if self.iid:
             return np.full((n, C), 1.0 / C)
@@ -152,7 +172,9 @@ class Partition:
             return q / q.sum(1, keepdims=True)
         k = int(self.num_classes_per_partition or 0)
         if k > C:
-            raise PartitionError(f"partition.num_classes_per_partition = {k}: more than the data set's {C} classes")
+            raise PartitionError(
+                f"partition.num_classes_per_partition = {k}: more than the data set's {C} classes"
+            )
         q = np.zeros((n, C))
         for i in range(n):
             if self.class_assignment_mode == "deterministic":
@@ -189,8 +211,9 @@ def collectors(collected: np.ndarray) -> np.ndarray:
     return np.repeat(np.tile(np.arange(n), T), collected.astype(np.int64).ravel())
 
 
-def device_stream(partition: str | Partition, collected: np.ndarray, labels: np.ndarray, passes: int,
-                  seed: int) -> DeviceStream:
+def device_stream(
+    partition: str | Partition, collected: np.ndarray, labels: np.ndarray, passes: int, seed: int
+) -> DeviceStream:
     """Draw every collected point of ``passes`` passes of the horizon (``collected = D [T, n]``)
     from its device's label distribution; ``labels`` are the training set's labels."""
     from foglearn.learning.trainer import point_stream
@@ -211,17 +234,22 @@ def device_stream(partition: str | Partition, collected: np.ndarray, labels: np.
         q = np.zeros((n, C))
         q[:, present] = part.proportions(n, present.size, seed)
         N = np.bincount(who, minlength=n)
-        counts = largest_remainder((q * N[:, None]).ravel(), np.repeat(np.arange(n), C), N,
-                                   np.tile(np.arange(C), n)).reshape(n, C)
-        rng = np.random.default_rng([SEED_OFFSET, int(part.seed if part.seed is not None else seed), 1])
+        counts = largest_remainder(
+            (q * N[:, None]).ravel(), np.repeat(np.arange(n), C), N, np.tile(np.arange(C), n)
+        ).reshape(n, C)
+        rng = np.random.default_rng(
+            [SEED_OFFSET, int(part.seed if part.seed is not None else seed), 1]
+        )
         need = np.empty(per_pass * passes, dtype=np.int64)  # the label each point must have
         order = np.argsort(who, kind="stable")  # positions of device 0's points, then device 1's, …
-        dev_labels = np.repeat(np.tile(np.arange(C), n), counts.ravel())  # device-major, like `order`
+        dev_labels = np.repeat(
+            np.tile(np.arange(C), n), counts.ravel()
+        )  # device-major, like `order`
         bounds = np.concatenate([[0], np.cumsum(N)])
         for p in range(passes):
             shuffled = dev_labels.copy()
             for i in range(n):
-                rng.shuffle(shuffled[bounds[i]:bounds[i + 1]])
+                rng.shuffle(shuffled[bounds[i] : bounds[i + 1]])
             need[p * per_pass + order] = shuffled
         stream = np.empty_like(need)
         demand = counts.sum(0)
@@ -229,7 +257,9 @@ def device_stream(partition: str | Partition, collected: np.ndarray, labels: np.
             pos = np.nonzero(need == c)[0]
             members = np.nonzero(labels == c)[0]
             k = -(-pos.size // members.size)
-            stream[pos] = np.concatenate([members[rng.permutation(members.size)] for _ in range(k)])[:pos.size]
+            stream[pos] = np.concatenate(
+                [members[rng.permutation(members.size)] for _ in range(k)]
+            )[: pos.size]
         wrapped = bool((demand > class_size).any())
     hist = np.bincount(np.tile(who, passes) * C + labels[stream], minlength=n * C).reshape(n, C)
     return DeviceStream(stream=stream, histograms=hist, proportions=q, wrapped=wrapped)
@@ -251,12 +281,25 @@ def plot_histograms(histograms: np.ndarray, path: str | Path, title: str = "") -
     bottom = np.zeros(n)
     cmap = plt.get_cmap("tab10" if C <= 10 else "tab20")
     for c in range(C):
-        ax.bar(np.arange(n), share[:, c], bottom=bottom, color=cmap(c % cmap.N), label=str(c), width=0.85)
+        ax.bar(
+            np.arange(n),
+            share[:, c],
+            bottom=bottom,
+            color=cmap(c % cmap.N),
+            label=str(c),
+            width=0.85,
+        )
         bottom += share[:, c]
     ax.set_xlabel("device")
     ax.set_ylabel("share of collected points")
     ax.set_ylim(0, 1)
     ax.set_title(title or "labels collected per device")
-    ax.legend(title="label", fontsize=7, ncol=1 if C <= 10 else 2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.legend(
+        title="label",
+        fontsize=7,
+        ncol=1 if C <= 10 else 2,
+        bbox_to_anchor=(1.01, 1),
+        loc="upper left",
+    )
     fig.tight_layout()
     return save_figure(fig, path)
