@@ -250,7 +250,8 @@ def test_claim_checks_metric_threshold_and_conditions() -> None:
     assert not claim.check({"drop": float("nan"), "a": 2.0, "b": 1.0}).holds  # type: ignore[union-attr]
     assert claim.check({"drop": 0.5}) is None  # not measured: left out of the report
     scoped = Claim("{name}: x > y", "x", ">", "y", "{x} vs {y}", scope="mlp")
-    assert scoped.check({"mlp": {"name": "MLP", "x": 2, "y": 1}}).markdown() == "- MLP: x > y: holds — 2 vs 1"  # type: ignore[union-attr]
+    assert scoped.check({"mlp": {"name": "MLP", "x": 2,
+                                 "y": 1}}).markdown() == "- MLP: x > y: holds — 2 vs 1"  # type: ignore[union-attr]
     assert scoped.check({"cnn": {"x": 2, "y": 1}}) is None
     with pytest.raises(ValueError, match="Claim.op = '=>'"):
         Claim("c", "x", "=>", 1.0, "e")

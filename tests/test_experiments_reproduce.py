@@ -76,7 +76,8 @@ def test_experiment_quick_on_tiny(tmp_path: Path, name: str) -> None:
         assert "2078" in report and "0.26" in report  # the paper's numbers side by side
         settings = {r["setting"] for r in rows}
         assert settings == {"A", "B", "C", "D", "A·p", "B·p", "C·p", "D·p"}
-        assert all(float(r["persistence"]) == 0.8 and r["train"] == "False" for r in rows if r["setting"].endswith("·p"))
+        persistent = [r for r in rows if r["setting"].endswith("·p")]
+        assert all(float(r["persistence"]) == 0.8 and r["train"] == "False" for r in persistent)
         assert "Beyond the paper: costs that persist" in report
         a_rows = [r for r in rows if r["setting"] == "A"]
         assert all(float(r["offload_rate"]) == 0 and float(r["discard_rate"]) == 0 for r in a_rows)

@@ -64,7 +64,8 @@ def test_idx_folder_label_outside_the_classes(tmp_path, label, gz):
     arrays = _arrays()
     arrays["y_train"][3] = label
     folder = _write_folder(tmp_path / "bad", arrays, gz)
-    with pytest.raises(DatasetError, match=rf"train-labels-idx1-ubyte.*y_train\[3\] = {label}: labels must lie in 0..9"):
+    with pytest.raises(DatasetError,
+                       match=rf"train-labels-idx1-ubyte.*y_train\[3\] = {label}: labels must lie in 0..9"):
         load_dataset(folder)
 
 
@@ -387,7 +388,8 @@ def _npy(arr=None, header=None) -> bytes:
      r"proc_cost: header claims shape \[1000000000, 1000000000\].*truncated"),
     ("collected", _npy(np.ones((3, 3), np.uint8)),
      r"collected: must be int64 of shape \[3, 3\] \(T = 3, n = 3, E = 2 from the header\), got uint8"),
-    ("link_cost", _npy(np.ones((3, 5))), r"link_cost: must be float64 of shape \[3, 2\].*got float64 of shape \[3, 5\]"),
+    ("link_cost", _npy(np.ones((3, 5))),
+     r"link_cost: must be float64 of shape \[3, 2\].*got float64 of shape \[3, 5\]"),
     ("error_weight", _npy(np.array([1, "x"], dtype=object)), "error_weight holds pickled Python objects"),
     ("extra", _npy(np.ones(3)), r"unexpected arrays \['extra'\]"),
     ("header", _npy(np.frombuffer(b'format = "foglearn-scenario"\nversion = "x"\n', np.uint8)),
@@ -601,7 +603,8 @@ def test_fuzz_npz_data_sets_raise_only_dataset_errors(tmp_path):
         n, m = int(rng.integers(0, 4)), int(rng.integers(1, 4))
         arrays = {}
         for key, count in (("x_train", n), ("y_train", n), ("x_test", m), ("y_test", m)):
-            shape = (count, *xshapes[rng.integers(0, 5)]) if key[0] == "x" else [(count,), (count, 1), ()][rng.integers(0, 3)]
+            shape = (count, *xshapes[rng.integers(0, 5)]) if key[0] == "x" else [(count,), (count, 1),
+                                                                                 ()][rng.integers(0, 3)]
             arrays[key] = _nasty_array(rng, shape)
         p = tmp_path / f"f{trial}.npz"
         buf = io.BytesIO()

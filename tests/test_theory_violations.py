@@ -75,7 +75,8 @@ def _brute_force(graph: nx.Graph, D: float, cap: Capacity) -> float:
 def test_exact_form_equals_enumeration_on_small_trees(make):
     g = make()
     for cap in (uniform_capacity(0, 3.0), Capacity(1.5), stats.expon(scale=2.0)):
-        assert expected_violations(g, 1.0, cap, "exact") == pytest.approx(_brute_force(g, 1.0, Capacity(cap)), abs=1e-10)
+        assert expected_violations(g, 1.0, cap, "exact") == pytest.approx(_brute_force(g, 1.0, Capacity(cap)),
+                                                                          abs=1e-10)
 
 
 def test_mean_field_by_hand_on_a_path():

@@ -32,14 +32,16 @@ def plan_command(
     rho: Annotated[float, typer.Option(help="link probability of the random topology")] = 0.3,
     capacities: Annotated[bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")] = False,
     error: Annotated[str, typer.Option(help="error model: linear | sqrt")] = "linear",
-    information: Annotated[str, typer.Option(help="'perfect' or a window length for estimated information")] = "perfect",
+    information: Annotated[str,
+                           typer.Option(help="'perfect' or a window length for estimated information")] = "perfect",
     profile: Annotated[str, typer.Option(help="cost profile: " + PROFILES.help())] = "synthetic",
     solver: Annotated[str, typer.Option(help="auto, or a solver registered in foglearn.planning.SOLVERS "
                                         "(an unknown name lists them)")] = "auto",
     max_points: Annotated[int | None, typer.Option(help="D_i(t) ~ U{0..max_points} (default ⌊60000/(nT)⌋)")] = None,
     seed: Annotated[int, typer.Option(min=0, help="random seed (≥ 0)")] = 0,
     scenario: Annotated[Path | None, typer.Option(help="load this scenario (.npz) instead of generating one")] = None,
-    traces: Annotated[Path | None, typer.Option(help="replay measured traces: a directory with nodes.csv and links.csv")] = None,
+    traces: Annotated[Path | None,
+                      typer.Option(help="replay measured traces: a directory with nodes.csv and links.csv")] = None,
     save_scenario: Annotated[Path | None, typer.Option(help="write the scenario used to this .npz")] = None,
     out: Annotated[Path, typer.Option(help="write the plan summary as JSON here")] = Path("plan.json"),
     compare: Annotated[bool, typer.Option(help="also show the no-movement baseline")] = True,
@@ -70,7 +72,8 @@ def plan_command(
         results.append(("network-aware", plan(scen, error=error, information=info, solver=solver)))
     except (PlanError, ScenarioError, ValueError) as exc:
         fail(str(exc))
-    console.print(cost_table([(name, p.costs.as_dict()) for name, p in results], title=f"Data-movement costs ({error} error, {info} information)"))
+    console.print(cost_table([(name, p.costs.as_dict()) for name, p in results],
+                             title=f"Data-movement costs ({error} error, {info} information)"))
     best = results[-1][1]
     console.print(f"solver: {best.stats.solver}, status {best.stats.status}, {best.stats.seconds:.3f} s, "
                   f"objective {best.stats.objective:.6f}")

@@ -69,7 +69,8 @@ def reproduce_command(
     out_dir = out if out is not None else Path("runs") / name
     try:
         options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
-                                    n_devices=n_devices, window=window, jobs=jobs, train=not no_train, out=str(out_dir), train_seeds=train_seeds,
+                                    n_devices=n_devices, window=window, jobs=jobs, train=not no_train,
+                                    out=str(out_dir), train_seeds=train_seeds,
                                     passes=passes, lr=lr, eval_every=eval_every,
                                     table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
                                     traces_dir=str(traces) if traces else None, progress=not no_progress)

@@ -82,7 +82,8 @@ def hierarchy(
     c_server: Annotated[float, typer.Option(help="server processing cost c_{n+1}")] = 0.1,
     c_link: Annotated[float, typer.Option(help="link cost c_t")] = 0.05,
     gamma: Annotated[float, typer.Option(help="error weight γ")] = 50.0,
-    planner: Annotated[bool, typer.Option(help="also solve with foglearn.planning.plan(error='sqrt') if installed")] = True,
+    planner: Annotated[bool,
+                       typer.Option(help="also solve with foglearn.planning.plan(error='sqrt') if installed")] = True,
     plot: Annotated[Path | None, typer.Option(help="write the r*, s* vs D plot here (PNG)")] = None,
 ) -> None:
     """Theorem 4: the optimal discard r* and offload s* fractions, with scipy (and the planner) beside."""
@@ -155,7 +156,8 @@ def offloading(
             sim = simulate_offloading_value(g, C, replications=replications, seed=seed)
             _table(f"Theorem 5 on {g.name}, C = {C:g}", ["method", "saving per device"], [
                 ["closed form on the graph's degree distribution", f"{offloading_value(g, C):.6f}"],
-                [f"simulation ({replications} runs)", f"{sim.mean_saving:.6f} ± {sim.stderr:.6f} (z = {sim.z_score():+.2f})"]])
+                [f"simulation ({replications} runs)",
+                 f"{sim.mean_saving:.6f} ± {sim.stderr:.6f} (z = {sim.z_score():+.2f})"]])
         if plot is not None:
             from foglearn.theory.plots import plot_offloading
 
@@ -194,7 +196,8 @@ def violations(
         _table(f"Theorem 6 on {g.name}, D = {D:g}, capacity ~ U(0, {capacity_scale:g}·D)", ["method", "violations"], [
             ["printed (16), mean-field", f"{expected_violations(g, D, cap, 'mean-field'):.4f}"],
             ["corrected (generating function)", f"{ex:.4f}"],
-            [f"simulation ({replications} runs)", f"{sim.mean:.4f} ± {sim.stderr:.4f} (z vs corrected = {sim.z_score(ex):+.2f})"]])
+            [f"simulation ({replications} runs)",
+             f"{sim.mean:.4f} ± {sim.stderr:.4f} (z vs corrected = {sim.z_score(ex):+.2f})"]])
         if plot is not None:
             from foglearn.theory.plots import plot_violations
 

@@ -126,7 +126,8 @@ def run_one(cfg: RunConfig) -> dict[str, Any]:
         "config": cfg.as_dict(),
         "scenario": {"n_devices": scenario.n_devices, "horizon": scenario.horizon, "n_edges": scenario.n_edges,
                      "collected": int(scenario.total_collected), "info": {k: v for k, v in scenario.info.items()
-                                                                            if isinstance(v, int | float | str | bool)}},
+                                                                            if isinstance(v,
+                                                                                          int | float | str | bool)}},
         "costs": plan.costs.as_dict(),
         "solver": plan.stats.as_dict(),
         "slots": slot_rates(scenario, plan),

@@ -148,7 +148,8 @@ class ArrayDataset:
             if not isinstance(y, np.ndarray) or y.dtype != np.int64:
                 raise DatasetError(f"y_{part}: must be an int64 numpy array, got {getattr(y, 'dtype', type(y))}")
             if y.shape != (x.shape[0],):
-                raise DatasetError(f"y_{part}: must have shape [{x.shape[0]}] (one label per image), got {list(y.shape)}")
+                raise DatasetError(f"y_{part}: must have shape [{x.shape[0]}] (one label per image), "
+                                   f"got {list(y.shape)}")
             if x.shape[0] == 0:
                 raise DatasetError(f"x_{part}: must hold at least one image")
             lo, hi = float(x.min()), float(x.max())
@@ -187,8 +188,8 @@ class ArrayDataset:
 # IDX files
 # ---------------------------------------------------------------------------------------------
 
-_IDX_DTYPES: dict[int, np.dtype] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict[int, np.dtype] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+                                    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -253,8 +254,8 @@ def _read_idx_stream(stream: io.BufferedIOBase, path: Path, limit: int, size: in
     count = math.prod(shape)  # Python ints: 65536⁴ does not wrap to 0
     need = count * dtype.itemsize
     if need > limit - header:
-        have = f"file holds {limit - header}" if size is not None else f"a {limit // MAX_DEFLATE_RATIO}-byte gzip file " \
-            f"holds at most {limit}"
+        have = (f"file holds {limit - header}" if size is not None
+                else f"a {limit // MAX_DEFLATE_RATIO}-byte gzip file holds at most {limit}")
         raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), {have}")
     buf = np.empty(need, dtype=np.uint8)
     got = 0
@@ -265,7 +266,8 @@ def _read_idx_stream(stream: io.BufferedIOBase, path: Path, limit: int, size: in
             break
         got += n
     if got < need:
-        raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), file holds {got}")
+        raise DatasetError(f"{path}: truncated: header says shape {list(shape)} ({need} bytes of data), "
+                           f"file holds {got}")
     if size is not None and size > header + need:
         raise DatasetError(f"{path}: {size - header - need} unexpected trailing bytes after shape {list(shape)}")
     if size is None and stream.read(1):
@@ -317,7 +319,8 @@ def read_idx_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             raise DatasetError(f"{f}: expected uint8 data (type 0x08), got {arr.dtype}")
         want_ndim = 3 if key.startswith("x") else 1
         if arr.ndim != want_ndim or (want_ndim == 3 and arr.shape[1:] != (28, 28)):
-            raise DatasetError(f"{f}: expected shape {'[N, 28, 28]' if want_ndim == 3 else '[N]'}, got {list(arr.shape)}")
+            raise DatasetError(f"{f}: expected shape {'[N, 28, 28]' if want_ndim == 3 else '[N]'}, "
+                               f"got {list(arr.shape)}")
         rule = _label_rule(key, arr) if key.startswith("y") else None
         if rule is not None:
             raise DatasetError(f"{f}: {rule}")
@@ -540,7 +543,8 @@ def fetch(name: str, source: str | os.PathLike[str] | None = None, force: bool =
     try:
         save_npz(target, arrays)
     except OSError as exc:
-        raise DatasetError(f"{target}: cannot write the cache ({exc}); set $FOGLEARN_DATA to a writable folder") from exc
+        raise DatasetError(f"{target}: cannot write the cache ({exc}); "
+                           f"set $FOGLEARN_DATA to a writable folder") from exc
     say(f"{name}: cached {where} -> {target}")
     return target
 
@@ -566,7 +570,8 @@ def load_dataset(name_or_path: str | os.PathLike[str] | ArrayDataset = "mnist", 
             if key == "mnist" and not download:
                 found = next((c for c in _idx_candidates(key) if find_idx_dir(c) is not None), None)
                 if found is None:
-                    raise DatasetError(f"mnist: not cached at {target} and no IDX files found; run `foglearn data fetch mnist`")
+                    raise DatasetError(f"mnist: not cached at {target} and no IDX files found; "
+                                       f"run `foglearn data fetch mnist`")
             target = fetch(key)
         arrays = _load_npz(target)
         if verify_checksums:

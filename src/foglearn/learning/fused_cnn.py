@@ -1,4 +1,5 @@
-"""The paper CNN's whole forward + backward pass as **one compiled call** (:class:`~foglearn.learning.kernels.BatchedCNN`).
+"""The paper CNN's whole forward + backward pass as **one compiled call**
+(:class:`~foglearn.learning.kernels.BatchedCNN`).
 
 The layer-by-layer kernel (``BatchedCNN`` with ``fused=False``) issues ~40 PyTorch ops and ~10
 numba calls per batch; their fixed cost (≈ 1 ms per call here, measured) is as large as the

@@ -399,7 +399,8 @@ class BatchedCNN:
 
     def _fused_scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ws = self._workspace()
-        return (ws.tensor("fused", (fused_cnn.SCRATCH_FLOATS,)).numpy(), ws.array("fused_codes", fused_cnn.SCRATCH_CODES),
+        return (ws.tensor("fused", (fused_cnn.SCRATCH_FLOATS,)).numpy(), ws.array("fused_codes",
+                                                                                  fused_cnn.SCRATCH_CODES),
                 ws.array("fused_ints", fused_cnn.SCRATCH_INTS, torch.int64))
 
     def _fused(self, params: torch.Tensor, rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,

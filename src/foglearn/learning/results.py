@@ -197,7 +197,8 @@ def load_result(path: str | os.PathLike[str]) -> TrainResult:
             RESULT_FORMAT, RESULT_VERSION):
         raise bad(f"not a {RESULT_FORMAT} version {RESULT_VERSION} file")
     number: tuple[type, ...] = (int, float)
-    fields: dict[str, type | tuple[type, ...]] = {"name": str, "accuracy": number, "test_loss": number, "seconds": number,
+    fields: dict[str, type | tuple[type, ...]] = {"name": str, "accuracy": number, "test_loss": number,
+                                                  "seconds": number,
               "wrapped": bool, "costs": dict, "config": dict, "final_state": list, "arrays": dict}
     for key, kind in fields.items():
         value = meta.get(key)

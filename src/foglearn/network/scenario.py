@@ -109,7 +109,8 @@ def _as_array(name: str, value: Any, dtype: Any) -> np.ndarray:
             if frac.any():
                 idx = _first_bad(frac)
                 raise ScenarioError(f"{name}{_fmt_index(idx)} = {arr[idx]}: must be a whole number of datapoints")
-        limits = np.finfo(arr.dtype) if arr.dtype.kind == "f" else np.iinfo(arr.dtype) if arr.dtype.kind in "iu" else None
+        kind = arr.dtype.kind
+        limits = np.finfo(arr.dtype) if kind == "f" else np.iinfo(arr.dtype) if kind in "iu" else None
         if limits is not None and float(limits.max) > MAX_COUNT:  # before the cast, which would wrap
             huge = (arr > MAX_COUNT) | (arr < -MAX_COUNT)
             if huge.any():
@@ -259,7 +260,8 @@ class Scenario:
         if bad.any():
             idx = _first_bad(bad)
             raise ScenarioError(
-                f"collected{_fmt_index(idx)} = {collected[idx]}: an inactive device (active{_fmt_index(idx)} = false) collects nothing"
+                f"collected{_fmt_index(idx)} = {collected[idx]}: an inactive device "
+                f"(active{_fmt_index(idx)} = false) collects nothing"
             )
         if not isinstance(self.info, dict):
             raise ScenarioError("info: must be a dict of TOML-serialisable provenance")
@@ -379,7 +381,8 @@ class Scenario:
                 raise ScenarioError(f"{path}: header {key} = {value!r}: must be a whole number ≥ 0")
             sizes[key] = value
         if sizes["version"] > FORMAT_VERSION:
-            raise ScenarioError(f"{path}: scenario format version {sizes['version']} is newer than this foglearn reads ({FORMAT_VERSION})")
+            raise ScenarioError(f"{path}: scenario format version {sizes['version']} is newer "
+                                f"than this foglearn reads ({FORMAT_VERSION})")
         T, n, E = sizes["horizon"], sizes["n_devices"], sizes["n_edges"]
         shapes = {**dict.fromkeys(_DEVICE_FIELDS, (T, n)), **dict.fromkeys(_LINK_FIELDS, (T, E)), "src": (E,),
                   "dst": (E,)}
@@ -424,7 +427,8 @@ class Scenario:
         """Headline numbers for tables and reports."""
         return {"n_devices": self.n_devices, "horizon": self.horizon, "n_edges": self.n_edges,
                 "collected": self.total_collected, "capacities": self.has_capacities,
-                "active_fraction": float(self.active.mean()), "links_up_fraction": float(self.link_up.mean()) if self.n_edges else 1.0}
+                "active_fraction": float(self.active.mean()),
+                "links_up_fraction": float(self.link_up.mean()) if self.n_edges else 1.0}
 
     def __repr__(self) -> str:
         return (f"Scenario(n_devices={self.n_devices}, horizon={self.horizon}, n_edges={self.n_edges}, "

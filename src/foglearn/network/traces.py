@@ -253,7 +253,8 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
     rng = np.random.default_rng(seed)
     rows = np.arange(horizon) % tr.length
     node_of = np.arange(n) % tr.n_nodes
-    link_of: dict[tuple[int, int], int] = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(tr.link_src, tr.link_dst))}
+    link_of: dict[tuple[int, int], int] = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(tr.link_src,
+                                                                                              tr.link_dst))}
     src, dst, which = [], [], []
     for i in range(n):
         for j in range(n):

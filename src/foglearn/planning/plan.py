@@ -23,7 +23,8 @@ from foglearn.errors import InputError
 from foglearn.network.scenario import Scenario
 from foglearn.planning.rules import ERROR_MODELS, CostBreakdown, realised_costs
 
-__all__ = ["ERROR_MODELS", "INFINITE_COST", "CostBreakdown", "EdgeTotals", "Plan", "PlanError", "SolverStats", "check_feasible",
+__all__ = ["ERROR_MODELS", "INFINITE_COST", "CostBreakdown", "EdgeTotals", "Plan", "PlanError", "SolverStats",
+           "check_feasible",
            "cost_breakdown", "edge_totals", "offload_sum", "processed_points", "realise"]
 
 ErrorModel = Literal["linear", "sqrt"]
@@ -139,7 +140,8 @@ class Plan:
         over = discard < -1e-9
         if over.any():
             idx = tuple(int(k) for k in np.argwhere(over)[0])
-            raise PlanError(f"keep + Σ offload at {list(idx)} = {1 - discard[idx]:.9g}: fractions must sum to ≤ 1 (eq. 8)")
+            raise PlanError(f"keep + Σ offload at {list(idx)} = {1 - discard[idx]:.9g}: "
+                            f"fractions must sum to ≤ 1 (eq. 8)")
         np.maximum(discard, 0.0, out=discard)
         discard[no_data] = 0.0
         processed = keep * scenario.collected + totals.inflow

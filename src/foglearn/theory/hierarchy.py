@@ -55,7 +55,8 @@ class HierarchyInstance:
         object.__setattr__(self, "gamma", positive("gamma", self.gamma))
         if not self.c > self.c_server:
             raise TheoryError(
-                f"c = {self.c!r}: Theorem 4 assumes the leaves cost more than the server (c > c_server = {self.c_server!r})"
+                f"c = {self.c!r}: Theorem 4 assumes the leaves cost more than the server "
+                f"(c > c_server = {self.c_server!r})"
             )
         if self.c_server + self.c_link <= 0:
             raise TheoryError("c_server + c_link: must be > 0 (otherwise s* is unbounded)")

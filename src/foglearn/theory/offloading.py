@@ -200,7 +200,8 @@ def as_distribution(obj: Any) -> DegreeDistribution:
     if isinstance(obj, nx.Graph):
         return DegreeDistribution.from_graph(obj)
     raise TheoryError(
-        f"graph_or_distribution: expected a networkx graph, a DegreeDistribution or a {{k: N(k)}} mapping, got {type(obj).__name__}"
+        f"graph_or_distribution: expected a networkx graph, a DegreeDistribution "
+        f"or a {{k: N(k)}} mapping, got {type(obj).__name__}"
     )
 
 

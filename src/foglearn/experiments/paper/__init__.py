@@ -46,7 +46,8 @@ FIGURES: dict[str, str] = {
     "fig6": "A larger τ gives a smaller total unit cost (processing and discard fall, transfer about constant); "
             "accuracy improves only until about τ = 20.",
     "fig7": "Costs are reasonably robust to ρ (for ρ > 0.1); nodes offload less as ρ falls; accuracy tends to "
-            "improve with ρ (for ρ > 0.5); the discarded fraction rises slightly as ρ falls while the discard cost falls.",
+            "improve with ρ (for ρ > 0.5); the discarded fraction rises slightly "
+            "as ρ falls while the discard cost falls.",
     "fig8": "LTE: processing dominates for every topology, social and hierarchical cost about the same. WiFi: "
             "transfer dominates, total cost substantially higher; hierarchical has higher transfer and lower discard "
             "cost than social.",
