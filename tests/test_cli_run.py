@@ -26,8 +26,12 @@ runner = CliRunner()
 
 def write_tiny(path: Path, seed: int = 0) -> Path:
     ds = dsm.tiny_dataset(n_train=3000, n_test=200, seed=seed)
-    arrays = {"x_train": np.round(ds.x_train[:, 0] * 255).astype(np.uint8), "y_train": ds.y_train.astype(np.uint8),
-              "x_test": np.round(ds.x_test[:, 0] * 255).astype(np.uint8), "y_test": ds.y_test.astype(np.uint8)}
+    arrays = {
+        "x_train": np.round(ds.x_train[:, 0] * 255).astype(np.uint8),
+        "y_train": ds.y_train.astype(np.uint8),
+        "x_test": np.round(ds.x_test[:, 0] * 255).astype(np.uint8),
+        "y_test": ds.y_test.astype(np.uint8),
+    }
     return dsm.save_npz(path, arrays)
 
 
@@ -39,11 +43,41 @@ def tiny_npz(tmp_path):
 def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--dataset",
-                              str(tiny_npz), "--lr", "0.05", "--passes", "2", "--threads", "1", "--seed", "1",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--n",
+            "3",
+            "--T",
+            "10",
+            "--period",
+            "5",
+            "--model",
+            "mlp",
+            "--dataset",
+            str(tiny_npz),
+            "--lr",
+            "0.05",
+            "--passes",
+            "2",
+            "--threads",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    for f in ("config.toml", "result.json", "slots.csv", "device_loss.csv", "loss.png", "accuracy.png"):
+    for f in (
+        "config.toml",
+        "result.json",
+        "slots.csv",
+        "device_loss.csv",
+        "loss.png",
+        "accuracy.png",
+    ):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert not list(out.glob("*.tmp"))
     result = json.loads((out / "result.json").read_text())
@@ -59,21 +93,51 @@ def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
     assert (out / "slots.csv").read_text().count("\n") == 1 + 2 * 10 * 2
     assert "network-aware" in res.output and "accuracy" in res.output
     assert not nm["near_chance"] and not na["near_chance"] and "NEAR CHANCE" not in res.output
-    assert (config["training"]["budget"], config["training"]["passes"], config["training"]["local_update"]) == \
-        ("default", 2, "minibatch:16")  # the default budget's local update, --passes overrides
+    assert (
+        config["training"]["budget"],
+        config["training"]["passes"],
+        config["training"]["local_update"],
+    ) == ("default", 2, "minibatch:16")  # the default budget's local update, --passes overrides
     assert config["training"]["lr"] == 0.05 and config["training"]["partition"] == "iid"
 
 
-def test_budget_paper_is_the_papers_protocol_and_says_it_is_near_chance(tmp_path, tiny_npz, monkeypatch):
+def test_budget_paper_is_the_papers_protocol_and_says_it_is_near_chance(
+    tmp_path, tiny_npz, monkeypatch
+):
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", "--n", "3", "--T", "4", "--period", "2", "--model", "mlp", "--dataset",
-                              str(tiny_npz), "--budget", "paper", "--lr", "1e-7", "--threads", "1", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--n",
+            "3",
+            "--T",
+            "4",
+            "--period",
+            "2",
+            "--model",
+            "mlp",
+            "--dataset",
+            str(tiny_npz),
+            "--budget",
+            "paper",
+            "--lr",
+            "1e-7",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     config = tomllib.loads((out / "config.toml").read_text())["training"]
     assert (config["passes"], config["local_update"], config["budget"]) == (1, "paper", "paper")
     result = json.loads((out / "result.json").read_text())
-    assert all(s["near_chance"] and s["chance"] == 0.1 and s["accuracy"] <= 0.15 for s in result["settings"])
+    assert all(
+        s["near_chance"] and s["chance"] == 0.1 and s["accuracy"] <= 0.15
+        for s in result["settings"]
+    )
     text = " ".join(res.output.split())
     assert "(NEAR CHANCE)" in text and "within 5% points of chance" in text
 
@@ -81,9 +145,32 @@ def test_budget_paper_is_the_papers_protocol_and_says_it_is_near_chance(tmp_path
 def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", "--n", "4", "--T", "6", "--period", "3", "--model", "mlp", "--dataset",
-                              str(tiny_npz), "--partition", "classes:2", "--passes", "2", "--local-update",
-                              "minibatch:8", "--threads", "1", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--n",
+            "4",
+            "--T",
+            "6",
+            "--period",
+            "3",
+            "--model",
+            "mlp",
+            "--dataset",
+            str(tiny_npz),
+            "--partition",
+            "classes:2",
+            "--passes",
+            "2",
+            "--local-update",
+            "minibatch:8",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "labels.png").stat().st_size > 0
     result = json.loads((out / "result.json").read_text())
@@ -99,8 +186,25 @@ def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
     """A setting finished before an interruption is kept: the same command does not train it again."""
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    args = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--dataset", str(tiny_npz),
-            "--threads", "1", "--passes", "1", "--out", str(out)]
+    args = [
+        "run",
+        "--n",
+        "3",
+        "--T",
+        "10",
+        "--period",
+        "5",
+        "--model",
+        "mlp",
+        "--dataset",
+        str(tiny_npz),
+        "--threads",
+        "1",
+        "--passes",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert runner.invoke(app, args).exit_code == 0
     first = json.loads((out / "result.json").read_text())
     (out / "result.json").unlink()
@@ -115,18 +219,24 @@ def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
     assert "(kept)" in res.output
     assert json.loads((out / "result.json").read_text())["settings"] == first["settings"]
     monkeypatch.undo()
-    res = runner.invoke(app, [*args[:-2], "--seed", "3", "--out", str(out)])  # another configuration trains anew
+    res = runner.invoke(
+        app, [*args[:-2], "--seed", "3", "--out", str(out)]
+    )  # another configuration trains anew
     assert res.exit_code == 0 and "(kept)" not in res.output
 
 
 def test_run_bad_options(tmp_path):
     res = runner.invoke(app, ["run", "--model", "resnet", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--model = 'resnet'" in res.output and "cnn, mlp" in res.output
-    res = runner.invoke(app, ["run", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
+    res = runner.invoke(
+        app, ["run", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]
+    )
     assert res.exit_code == 2 and "not one of" in res.output
-    for opt, value, says in [("--partition", "dirichlet:0", "--partition = 'dirichlet:0'"),
-                             ("--local-update", "minibatch:0", "--local-update = 'minibatch:0'"),
-                             ("--budget", "huge", "--budget = 'huge'")]:
+    for opt, value, says in [
+        ("--partition", "dirichlet:0", "--partition = 'dirichlet:0'"),
+        ("--local-update", "minibatch:0", "--local-update = 'minibatch:0'"),
+        ("--budget", "huge", "--budget = 'huge'"),
+    ]:
         res = runner.invoke(app, ["run", opt, value, "--out", str(tmp_path / "x")])
         assert res.exit_code == 2 and says in res.output, res.output
 
@@ -139,7 +249,21 @@ def test_help_states_the_default_budget():
 
 
 # ---------------------------------------- resume: no pickle, keyed on content, damaged files
-ARGS = ["run", "--n", "3", "--T", "10", "--period", "5", "--model", "mlp", "--threads", "1", "--passes", "1"]
+ARGS = [
+    "run",
+    "--n",
+    "3",
+    "--T",
+    "10",
+    "--period",
+    "5",
+    "--model",
+    "mlp",
+    "--threads",
+    "1",
+    "--passes",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +295,9 @@ def resumed(finished_run, tmp_path, monkeypatch):
 
     out, data = tmp_path / "run", tmp_path / "tiny.npz"
     args = [*ARGS, "--dataset", str(data), "--out", str(out)]
-    return SimpleNamespace(out=out, data=data, trained=trained,
-                           invoke=lambda: runner.invoke(app, args))
+    return SimpleNamespace(
+        out=out, data=data, trained=trained, invoke=lambda: runner.invoke(app, args)
+    )
 
 
 def test_finished_settings_are_json_and_npz(resumed):
@@ -288,10 +413,40 @@ def test_run_on_any_network(tmp_path, tiny_npz, monkeypatch):
     from foglearn.network import synthetic
 
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
-    common = ["--period", "5", "--model", "mlp", "--dataset", str(tiny_npz), "--passes", "1", "--threads", "1"]
+    common = [
+        "--period",
+        "5",
+        "--model",
+        "mlp",
+        "--dataset",
+        str(tiny_npz),
+        "--passes",
+        "1",
+        "--threads",
+        "1",
+    ]
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", "--n", "4", "--T", "10", *common, "--topology", "random", "--rho", "0.6",
-                              "--error", "sqrt", "--information", "5", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--n",
+            "4",
+            "--T",
+            "10",
+            *common,
+            "--topology",
+            "random",
+            "--rho",
+            "0.6",
+            "--error",
+            "sqrt",
+            "--information",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     config = tomllib.loads((out / "config.toml").read_text())
     assert config["scenario"]["topology"] == "random" and config["scenario"]["rho"] == 0.6
@@ -312,13 +467,45 @@ def test_run_on_any_network(tmp_path, tiny_npz, monkeypatch):
 def test_config_toml_reruns_the_same_run(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    res = runner.invoke(app, ["run", "--n", "3", "--T", "8", "--period", "4", "--model", "mlp", "--dataset",
-                              str(tiny_npz), "--passes", "1", "--partition", "classes:3", "--local-update",
-                              "minibatch:8", "--lr", "0.07", "--seed", "2", "--topology", "random", "--rho", "0.9",
-                              "--threads", "1", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--n",
+            "3",
+            "--T",
+            "8",
+            "--period",
+            "4",
+            "--model",
+            "mlp",
+            "--dataset",
+            str(tiny_npz),
+            "--passes",
+            "1",
+            "--partition",
+            "classes:3",
+            "--local-update",
+            "minibatch:8",
+            "--lr",
+            "0.07",
+            "--seed",
+            "2",
+            "--topology",
+            "random",
+            "--rho",
+            "0.9",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     again = tmp_path / "again"
-    res = runner.invoke(app, ["run", "--config", str(out / "config.toml"), "--threads", "1", "--out", str(again)])
+    res = runner.invoke(
+        app, ["run", "--config", str(out / "config.toml"), "--threads", "1", "--out", str(again)]
+    )
     assert res.exit_code == 0, res.output
     assert (again / "config.toml").read_text() == (out / "config.toml").read_text()
     first, second = (json.loads((d / "result.json").read_text())["settings"] for d in (out, again))

@@ -43,10 +43,21 @@ if TYPE_CHECKING:
     from foglearn.learning import ArrayDataset, TrainResult
 
 #: What a run writes into its directory (besides ``finished/``).
-OUTPUTS = ("config.toml", "result.json", "slots.csv", "device_loss.csv", "loss.png", "accuracy.png", "labels.png")
+OUTPUTS = (
+    "config.toml",
+    "result.json",
+    "slots.csv",
+    "device_loss.csv",
+    "loss.png",
+    "accuracy.png",
+    "labels.png",
+)
 
 #: ``--budget``: (passes, η, local update). The default converges on MNIST (docs/accuracy.md).
-BUDGETS: dict[str, tuple[int, float, str]] = {"default": (5, 0.1, "minibatch:16"), "paper": (1, 0.01, "paper")}
+BUDGETS: dict[str, tuple[int, float, str]] = {
+    "default": (5, 0.1, "minibatch:16"),
+    "paper": (1, 0.01, "paper"),
+}
 DEFAULT_PASSES, DEFAULT_LR, DEFAULT_UPDATE = BUDGETS["default"]
 #: A final accuracy at most this far above chance is flagged (5 points).
 NEAR_CHANCE = 0.05
@@ -102,8 +113,9 @@ def _kept(path: Path, name: str) -> TrainResult | None:
     try:
         return load_result(path)
     except ResultFileError as exc:
-        console.print(f"notice: {escape(str(exc))}; training {name} again", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"notice: {escape(str(exc))}; training {name} again", highlight=False, soft_wrap=True
+        )
         return None
 
 
@@ -117,16 +129,33 @@ def options_from_config(path: Path) -> dict[str, Any]:
         gen = sc["generator"]
         if gen not in ("synthetic", "file", "traces"):
             raise ValueError(f"scenario.generator = {gen!r}: must be synthetic, file or traces")
-        return {"n": int(sc.get("n_devices", 10)), "horizon": int(sc.get("horizon", 100)),
-                "topology": str(sc.get("topology", "full")), "rho": float(sc.get("rho", 0.3)),
-                "capacities": bool(sc.get("capacities", False)),
-                "scenario_file": Path(sc["path"]) if gen == "file" else None,
-                "traces": Path(sc["path"]) if gen == "traces" else None,
-                "seed": int(tr["seed"]), "dataset": str(tr["dataset_source"]), "model": str(tr["model"]),
-                "period": int(tr["period"]), "lr": float(tr["lr"]), "passes": int(tr["passes"]),
-                "budget": str(tr["budget"]), "local_update": str(tr["local_update"]),
-                "partition": str(tr["partition"]), "error": str(pl["error"]), "information": str(pl["information"])}
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError is a ValueError
+        return {
+            "n": int(sc.get("n_devices", 10)),
+            "horizon": int(sc.get("horizon", 100)),
+            "topology": str(sc.get("topology", "full")),
+            "rho": float(sc.get("rho", 0.3)),
+            "capacities": bool(sc.get("capacities", False)),
+            "scenario_file": Path(sc["path"]) if gen == "file" else None,
+            "traces": Path(sc["path"]) if gen == "traces" else None,
+            "seed": int(tr["seed"]),
+            "dataset": str(tr["dataset_source"]),
+            "model": str(tr["model"]),
+            "period": int(tr["period"]),
+            "lr": float(tr["lr"]),
+            "passes": int(tr["passes"]),
+            "budget": str(tr["budget"]),
+            "local_update": str(tr["local_update"]),
+            "partition": str(tr["partition"]),
+            "error": str(pl["error"]),
+            "information": str(pl["information"]),
+        }
+    except (
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+        KeyError,
+        TypeError,
+    ) as exc:  # TOMLDecodeError is a ValueError
         fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
 
 
@@ -135,46 +164,107 @@ def run_command(
     horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots T")] = 100,
     period: Annotated[int, typer.Option(help="aggregation period τ (eq. 4)")] = 10,
     model: Annotated[str, typer.Option(help="cnn | mlp (a name of the models registry)")] = "cnn",
-    dataset: Annotated[str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")] = "mnist",
+    dataset: Annotated[
+        str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")
+    ] = "mnist",
     seed: Annotated[int, typer.Option(help="seed of the scenario, the data stream and w(0)")] = 0,
-    budget: Annotated[str, typer.Option(
-        help=f"default: {DEFAULT_PASSES} passes, η = {DEFAULT_LR}, local update {DEFAULT_UPDATE} (trains to a "
-             "converged model, about 2 min on 2 cores for the CNN); paper: 1 pass, η = 0.01, one step per device "
-             "and slot (eq. 3; the paper's protocol, near chance)")] = "default",
-    lr: Annotated[float | None, typer.Option(help="learning rate η (default: the budget's)")] = None,
-    scenario_file: Annotated[Path | None, typer.Option(
-        "--scenario", help="a saved Scenario (.npz, Scenario.save) instead of the synthetic network; "
-                           "--n/--T/--topology/--capacities do not apply")] = None,
-    traces: Annotated[Path | None, typer.Option(
-        help="a folder of measured traces (docs/model.md §5) replayed for --n devices and --T slots")] = None,
-    topology: Annotated[str, typer.Option(help="synthetic network's topology (full, random, hierarchical, …)")] = "full",
+    budget: Annotated[
+        str,
+        typer.Option(
+            help=f"default: {DEFAULT_PASSES} passes, η = {DEFAULT_LR}, local update {DEFAULT_UPDATE} (trains to a "
+            "converged model, about 2 min on 2 cores for the CNN); paper: 1 pass, η = 0.01, one step per device "
+            "and slot (eq. 3; the paper's protocol, near chance)"
+        ),
+    ] = "default",
+    lr: Annotated[
+        float | None, typer.Option(help="learning rate η (default: the budget's)")
+    ] = None,
+    scenario_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--scenario",
+            help="a saved Scenario (.npz, Scenario.save) instead of the synthetic network; "
+            "--n/--T/--topology/--capacities do not apply",
+        ),
+    ] = None,
+    traces: Annotated[
+        Path | None,
+        typer.Option(
+            help="a folder of measured traces (docs/model.md §5) replayed for --n devices and --T slots"
+        ),
+    ] = None,
+    topology: Annotated[
+        str, typer.Option(help="synthetic network's topology (full, random, hierarchical, …)")
+    ] = "full",
     rho: Annotated[float, typer.Option(help="link probability of --topology random")] = 0.3,
-    error: Annotated[str, typer.Option(help="the network-aware plan's error model: linear | sqrt")] = "linear",
-    information: Annotated[str, typer.Option(
-        help="perfect | a window length W (plan each W slots from the previous window's averages)")] = "perfect",
-    capacities: Annotated[bool, typer.Option(
-        help="impose node and link capacities (docs/model.md §4)")] = False,
-    passes: Annotated[int | None, typer.Option(help="replay the horizon this many times with fresh points "
-                                               "(default: the budget's; 1 = the paper's protocol)")] = None,
-    local_update: Annotated[str | None, typer.Option(
-        help="paper (eq. 3: one SGD step per device and slot) | minibatch:B (⌈G_i(t)/B⌉ steps on mini-batches "
-             "of B points); default: the budget's")] = None,
-    partition: Annotated[str, typer.Option(
-        help="labels each device collects: iid | dirichlet:ALPHA (label mix ~ Dirichlet(α·1)) | classes:K "
-             "(K labels per device)")] = "iid",
+    error: Annotated[
+        str, typer.Option(help="the network-aware plan's error model: linear | sqrt")
+    ] = "linear",
+    information: Annotated[
+        str,
+        typer.Option(
+            help="perfect | a window length W (plan each W slots from the previous window's averages)"
+        ),
+    ] = "perfect",
+    capacities: Annotated[
+        bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")
+    ] = False,
+    passes: Annotated[
+        int | None,
+        typer.Option(
+            help="replay the horizon this many times with fresh points "
+            "(default: the budget's; 1 = the paper's protocol)"
+        ),
+    ] = None,
+    local_update: Annotated[
+        str | None,
+        typer.Option(
+            help="paper (eq. 3: one SGD step per device and slot) | minibatch:B (⌈G_i(t)/B⌉ steps on mini-batches "
+            "of B points); default: the budget's"
+        ),
+    ] = None,
+    partition: Annotated[
+        str,
+        typer.Option(
+            help="labels each device collects: iid | dirichlet:ALPHA (label mix ~ Dirichlet(α·1)) | classes:K "
+            "(K labels per device)"
+        ),
+    ] = "iid",
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
     out: Annotated[Path, typer.Option(help="run directory to write")] = Path("runs/default"),
-    config_file: Annotated[Path | None, typer.Option(
-        "--config", help="run the options recorded in a run directory's config.toml (replaces every option "
-                         "but --out and --threads)")] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="run the options recorded in a run directory's config.toml (replaces every option "
+            "but --out and --threads)",
+        ),
+    ] = None,
 ) -> None:
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
     if config_file is not None:
         o = options_from_config(config_file)
-        n, horizon, topology, rho, capacities = o["n"], o["horizon"], o["topology"], o["rho"], o["capacities"]
-        scenario_file, traces, seed, dataset, model = o["scenario_file"], o["traces"], o["seed"], o["dataset"], o["model"]
+        n, horizon, topology, rho, capacities = (
+            o["n"],
+            o["horizon"],
+            o["topology"],
+            o["rho"],
+            o["capacities"],
+        )
+        scenario_file, traces, seed, dataset, model = (
+            o["scenario_file"],
+            o["traces"],
+            o["seed"],
+            o["dataset"],
+            o["model"],
+        )
         period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
-        local_update, partition, error, information = o["local_update"], o["partition"], o["error"], o["information"]
+        local_update, partition, error, information = (
+            o["local_update"],
+            o["partition"],
+            o["error"],
+            o["information"],
+        )
     import numpy as np
     import tomli_w
 
@@ -199,7 +289,11 @@ def run_command(
         update = LocalUpdate.parse(b_update if local_update is None else local_update).spec
         part = Partition.parse(partition)
     except InputError as exc:
-        fail(str(exc).replace("local_update", "--local-update").replace("partition =", "--partition ="))
+        fail(
+            str(exc)
+            .replace("local_update", "--local-update")
+            .replace("partition =", "--partition =")
+        )
     _check_out(out)
     threads = threads or _default_threads()
     info: str | int = int(information) if information.strip().isdigit() else information.strip()
@@ -208,16 +302,38 @@ def run_command(
     try:
         if scenario_file is not None:
             scenario = Scenario.load(scenario_file)
-            source: dict[str, Any] = {"generator": "file", "path": str(scenario_file),
-                                      "sha256": hashlib.sha256(scenario_file.read_bytes()).hexdigest()}
+            source: dict[str, Any] = {
+                "generator": "file",
+                "path": str(scenario_file),
+                "sha256": hashlib.sha256(scenario_file.read_bytes()).hexdigest(),
+            }
         elif traces is not None:
             scenario = from_traces(traces, n_devices=n, horizon=horizon, seed=seed)
-            source = {"generator": "traces", "path": str(traces), "n_devices": n, "horizon": horizon, "seed": seed}
+            source = {
+                "generator": "traces",
+                "path": str(traces),
+                "n_devices": n,
+                "horizon": horizon,
+                "seed": seed,
+            }
         else:
-            scenario = synthetic(n_devices=n, horizon=horizon, topology=topology, rho=rho, capacities=capacities,
-                                 seed=seed)
-            source = {"generator": "synthetic", "n_devices": n, "horizon": horizon, "topology": topology,
-                      "capacities": capacities, "seed": seed, **({"rho": rho} if topology == "random" else {})}
+            scenario = synthetic(
+                n_devices=n,
+                horizon=horizon,
+                topology=topology,
+                rho=rho,
+                capacities=capacities,
+                seed=seed,
+            )
+            source = {
+                "generator": "synthetic",
+                "n_devices": n,
+                "horizon": horizon,
+                "topology": topology,
+                "capacities": capacities,
+                "seed": seed,
+                **({"rho": rho} if topology == "random" else {}),
+            }
     except (ValueError, InputError, OSError) as exc:
         fail(f"scenario: {exc}")
     n, horizon = scenario.n_devices, scenario.horizon
@@ -226,32 +342,65 @@ def run_command(
     except DatasetError as exc:
         fail(str(exc))
     try:
-        settings = [("no-movement", plan(scenario, movement=False)),
-                    ("network-aware", plan(scenario, error=error, information=info))]
+        settings = [
+            ("no-movement", plan(scenario, movement=False)),
+            ("network-aware", plan(scenario, error=error, information=info)),
+        ]
     except InputError as exc:
         fail(str(exc))
-    training = {"dataset": data.name, "dataset_sha256": dataset_sha256(data), "model": model,
-                "period": period, "lr": lr, "seed": seed, "passes": passes, "budget": budget,
-                "local_update": update, "partition": part.spec, "dataset_source": dataset}
-    config: dict[str, Any] = {"scenario": source, "training": training,
-                              "planning": {"error": error, "information": str(info)},
-                              "settings": [{"name": name, "movement": name != "no-movement",
-                                            "information": p.information, "error": p.error} for name, p in settings]}
+    training = {
+        "dataset": data.name,
+        "dataset_sha256": dataset_sha256(data),
+        "model": model,
+        "period": period,
+        "lr": lr,
+        "seed": seed,
+        "passes": passes,
+        "budget": budget,
+        "local_update": update,
+        "partition": part.spec,
+        "dataset_source": dataset,
+    }
+    config: dict[str, Any] = {
+        "scenario": source,
+        "training": training,
+        "planning": {"error": error, "information": str(info)},
+        "settings": [
+            {
+                "name": name,
+                "movement": name != "no-movement",
+                "information": p.information,
+                "error": p.error,
+            }
+            for name, p in settings
+        ],
+    }
     # Each finished setting is kept in the run directory, keyed by the configuration and the
     # data set's content: after an interruption the same command resumes with the settings
-    # still to train.
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    # still to train. Where the data set lies (``dataset_source``) is not part of the key.
+    keyed = {**config, "training": {k: v for k, v in training.items() if k != "dataset_source"}}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     finished = out / "finished"
     if old := sorted(finished.glob("*.pkl")):
-        console.print(f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored "
-                      "(an older format; pickle files are never loaded)", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored "
+            "(an older format; pickle files are never loaded)",
+            highlight=False,
+            soft_wrap=True,
+        )
     kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     results = []
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TextColumn("slots"),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("slots"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
         for name, p in settings:
             task = bar.add_task(name, total=horizon * passes)
             if (r := kept[name]) is not None:
@@ -259,44 +408,102 @@ def run_command(
                 bar.update(task, completed=horizon * passes, description=f"{name} (kept)")
                 continue
             try:
-                r = train(scenario, p, dataset=data, model=model, period=period, lr=lr, seed=seed, passes=passes,
-                          threads=threads, name=name, local_update=update, partition=part,
-                          progress=lambda done, total, task=task: bar.update(task, completed=done))
+                r = train(
+                    scenario,
+                    p,
+                    dataset=data,
+                    model=model,
+                    period=period,
+                    lr=lr,
+                    seed=seed,
+                    passes=passes,
+                    threads=threads,
+                    name=name,
+                    local_update=update,
+                    partition=part,
+                    progress=lambda done, total, task=task: bar.update(task, completed=done),
+                )
             except TrainingError as exc:
                 fail(str(exc))
             save_result(r, finished / f"{name}-{key}.json")
             results.append(r)
     chance = 1.0 / data.n_classes
     flags = {r.name: near_chance(r.accuracy, data.n_classes) for r in results}
-    rows = [(f"{r.name} [bold red](NEAR CHANCE)[/]" if flags[r.name] else r.name, {**r.costs, "accuracy": r.accuracy})
-            for r in results]
-    console.print(cost_table(rows, title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
-                             f"η = {lr}, passes = {passes}, {update}, {part.spec}, seed = {seed}",
-                             extra=("accuracy",)))
+    rows = [
+        (
+            f"{r.name} [bold red](NEAR CHANCE)[/]" if flags[r.name] else r.name,
+            {**r.costs, "accuracy": r.accuracy},
+        )
+        for r in results
+    ]
+    console.print(
+        cost_table(
+            rows,
+            title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
+            f"η = {lr}, passes = {passes}, {update}, {part.spec}, seed = {seed}",
+            extra=("accuracy",),
+        )
+    )
     for name in (k for k, v in flags.items() if v):
-        console.print(f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance "
-                      f"({chance:.0%}): the model did not learn at this budget (try --budget default or more "
-                      "--passes)[/]", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance "
+            f"({chance:.0%}): the model did not learn at this budget (try --budget default or more "
+            "--passes)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     config["training"]["threads"] = threads
     atomic_write(out / "config.toml", tomli_w.dumps(config))
     drawn = results[0].config.get("partition", {})
     hist = np.asarray(drawn.get("label_histograms", np.zeros((n, data.n_classes))), dtype=np.int64)
-    write_json(out / "result.json", {
-        "settings": [{**r.as_dict(), "name": r.name, "unit_cost": r.costs["unit"], "accuracy": r.accuracy,
-                      "chance": chance, "near_chance": flags[r.name]}
-                     for r in results],
-        "partition": {**part.as_dict(), "label_histograms": hist.tolist(),
-                      "proportions": drawn.get("proportions")},
-        "dataset": data.summary(), "scenario": scenario.summary(),
-        "config": config})
-    write_csv(out / "slots.csv", [{"setting": r.name, **row} for r in results for row in r.slot_rows()])
-    write_csv(out / "device_loss.csv", [{"setting": r.name, "slot": s + 1,
-                                         **{f"device_{i}": (None if np.isnan(v) else float(v))
-                                            for i, v in enumerate(r.device_loss[s])}}
-                                        for r in results for s in range(r.device_loss.shape[0])])
+    write_json(
+        out / "result.json",
+        {
+            "settings": [
+                {
+                    **r.as_dict(),
+                    "name": r.name,
+                    "unit_cost": r.costs["unit"],
+                    "accuracy": r.accuracy,
+                    "chance": chance,
+                    "near_chance": flags[r.name],
+                }
+                for r in results
+            ],
+            "partition": {
+                **part.as_dict(),
+                "label_histograms": hist.tolist(),
+                "proportions": drawn.get("proportions"),
+            },
+            "dataset": data.summary(),
+            "scenario": scenario.summary(),
+            "config": config,
+        },
+    )
+    write_csv(
+        out / "slots.csv", [{"setting": r.name, **row} for r in results for row in r.slot_rows()]
+    )
+    write_csv(
+        out / "device_loss.csv",
+        [
+            {
+                "setting": r.name,
+                "slot": s + 1,
+                **{
+                    f"device_{i}": (None if np.isnan(v) else float(v))
+                    for i, v in enumerate(r.device_loss[s])
+                },
+            }
+            for r in results
+            for s in range(r.device_loss.shape[0])
+        ],
+    )
     plot_curves(results, out / "loss.png", out / "accuracy.png")
-    plot_histograms(hist, out / "labels.png",
-                    title=f"labels collected per device ({part.spec}, {passes} pass{'es' if passes != 1 else ''})")
+    plot_histograms(
+        hist,
+        out / "labels.png",
+        title=f"labels collected per device ({part.spec}, {passes} pass{'es' if passes != 1 else ''})",
+    )
     console.print(f"run directory: {out} ({', '.join(OUTPUTS)})")
 
 

@@ -126,7 +126,8 @@ class LocalUpdate:
                     return cls(cls.DEFAULT_BATCH)
                 if arg.isdigit() and int(arg) >= 1:
                     return cls(int(arg))
-        raise TrainingError(f"local_update = {spec!r}: must be 'paper' (eq. 3) or 'minibatch:B' (B an integer ≥ 1)")
+        raise TrainingError(f"local_update = {spec!r}: must be 'paper' (eq. 3) or 'minibatch:B' "
+                            "(B an integer ≥ 1)")
 
     @property
     def spec(self) -> str:
@@ -521,8 +522,9 @@ class _VmapRunner(_Runner):
         return self.global_
 
 
-def _minibatch_step(runner: _Runner, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray, dev: np.ndarray,
-                    sizes: np.ndarray, starts: np.ndarray, active: np.ndarray, lr: float, b: int) -> np.ndarray:
+def _minibatch_step(runner: _Runner, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray,
+                    dev: np.ndarray, sizes: np.ndarray, starts: np.ndarray, active: np.ndarray,
+                    lr: float, b: int) -> np.ndarray:
     """``⌈|G_i|/b⌉`` SGD steps per device on its consecutive mini-batches of ``b`` points (the
     slot's points are grouped by device, ``starts``/``sizes``), as rounds of the runner's one-step
     call; returns each active device's mean loss over its points (each point's loss before the
@@ -652,8 +654,9 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
         stream = drawn.stream
         wrapped = _warn_wrap(per_pass, data.n_train)
         if drawn.wrapped and not wrapped:
-            warnings.warn(f"partition {part.spec}: the devices collect more points of some label in one pass than "
-                          "the training set holds, so that label's points repeat within a pass", stacklevel=2)
+            warnings.warn(f"partition {part.spec}: the devices collect more points of some label "
+                          "in one pass than the training set holds, so that label's points repeat "
+                          "within a pass", stacklevel=2)
             wrapped = True
         X = torch.from_numpy(data.x_train)
         Y = torch.from_numpy(data.y_train)
@@ -685,8 +688,8 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
                 if update.batch is None:
                     device_loss[s, active] = runner.step(X, Y, pts, dev, active, sizes, starts, lr)
                 else:
-                    device_loss[s, active] = _minibatch_step(runner, X, Y, pts, dev, sizes, starts, active, lr,
-                                                             update.batch)
+                    device_loss[s, active] = _minibatch_step(runner, X, Y, pts, dev, sizes, starts,
+                                                             active, lr, update.batch)
                 H += sizes
             if (s + 1) % period == 0 or s + 1 == total:
                 runner.aggregate(H)
