@@ -460,6 +460,18 @@ def test_run_on_any_network(tmp_path, tiny_npz, monkeypatch):
     assert config["scenario"]["generator"] == "file" and len(config["scenario"]["sha256"]) == 64
     result = json.loads((out2 / "result.json").read_text())
     assert result["scenario"]["n_devices"] == 3 and result["scenario"]["horizon"] == 6
+    from foglearn.network.traces import write_traces
+
+    traces = tmp_path / "traces"
+    write_traces(traces, synthetic(n_devices=3, horizon=5, seed=1))
+    out3 = tmp_path / "run3"
+    res = runner.invoke(
+        app, ["run", *common, "--traces", str(traces), "--n", "4", "--T", "7", "--out", str(out3)]
+    )
+    assert res.exit_code == 0, res.output
+    config = tomllib.loads((out3 / "config.toml").read_text())
+    assert config["scenario"]["generator"] == "traces" and config["scenario"]["horizon"] == 7
+    assert json.loads((out3 / "result.json").read_text())["scenario"]["n_devices"] == 4
     res = runner.invoke(app, ["run", *common, "--error", "cubic", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "cubic" in res.output
 
