@@ -26,6 +26,7 @@ one-line notice, and the setting is trained again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress, TaskID
 
 from foglearn.cli.common import console, cost_table, fail
 from foglearn.errors import InputError
@@ -100,8 +102,13 @@ def dataset_sha256(data: ArrayDataset) -> str:
     for a in (data.x_train, data.y_train, data.x_test, data.y_test):
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape};".encode())
-        h.update(a)
+        h.update(a.data)
     return h.hexdigest()
+
+
+def _advance(bar: Progress, task: TaskID, done: int, total: int) -> None:
+    """Progress callback of ``train``: ``done`` of ``total`` slots."""
+    bar.update(task, completed=done)
 
 
 def _kept(path: Path, name: str) -> TrainResult | None:
@@ -421,7 +428,7 @@ def run_command(
                     name=name,
                     local_update=update,
                     partition=part,
-                    progress=lambda done, total, task=task: bar.update(task, completed=done),
+                    progress=functools.partial(_advance, bar, task),
                 )
             except TrainingError as exc:
                 fail(str(exc))

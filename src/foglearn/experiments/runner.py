@@ -155,7 +155,7 @@ def _train(cfg: RunConfig, scenario: Any, plan: Any) -> dict[str, Any]:
     """
     from foglearn.learning import centralised, federated, train
 
-    common = dict(dataset=cfg.dataset, model=cfg.model, lr=cfg.lr, seed=cfg.seed, passes=cfg.passes,
+    common: dict[str, Any] = dict(dataset=cfg.dataset, model=cfg.model, lr=cfg.lr, seed=cfg.seed, passes=cfg.passes,
                   eval_every=cfg.eval_every, threads=_threads())
     if cfg.method == "centralised":
         result = centralised(scenario, period=cfg.period, **common)

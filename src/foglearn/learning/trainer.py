@@ -268,9 +268,9 @@ def _size_groups(devices: np.ndarray, sizes: np.ndarray, overhead: float = GROUP
     groups = []
     k = 0
     while k < m:
-        j = int(cut[k])
-        groups.append((devices[bounds[k]:bounds[j]], int(widths[k])))
-        k = j
+        end = int(cut[k])
+        groups.append((devices[bounds[k]:bounds[end]], int(widths[k])))
+        k = end
     return groups
 
 
@@ -359,14 +359,14 @@ class _KernelRunner(_Runner):
             loss, grad = self.kernel.loss_and_grad(self.flat.index_select(0, rows), X, Y[ti], w, index=ti)
         return grad, (loss * w).sum(1).numpy().astype(np.float64)
 
-    def _task(self, part: np.ndarray, X, Y, pts, sizes, starts, width: int, lo: int = 0,  # type: ignore[no-untyped-def]
+    def _task(self, part: np.ndarray, X, Y, pts, sizes, starts, width: int, lo: int = 0,
               lr: float = 0.0) -> tuple:
         """A call for devices ``part`` on their points ``lo … lo + width`` (padded; loss weights
         1/|G_i|); ``lr`` > 0 when the devices are whole (their steps are taken in the call)."""
         idx, valid = _padded(pts, starts, sizes, part, width, lo)
         return part, X, Y, idx, (valid / sizes[part][:, None].astype(np.float32)).astype(np.float32), lr
 
-    def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
+    def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         calls: list[tuple[np.ndarray, int]] = []  # whole devices: (devices, padded width)
         if self.kernel.skips_padding:
             # padding is free: runs of consecutive devices with about CHUNK real points each
@@ -397,7 +397,7 @@ class _KernelRunner(_Runner):
             losses[devs] += loss
         return losses[active]
 
-    def aggregate(self, H):  # type: ignore[no-untyped-def]
+    def aggregate(self, H):
         w = aggregation_weights(H)
         if w is not None:
             nz = np.nonzero(w)[0]
@@ -405,7 +405,7 @@ class _KernelRunner(_Runner):
             self.glob = wt @ self.flat.index_select(0, torch.from_numpy(nz))
         self.flat.copy_(self.glob.unsqueeze(0).expand_as(self.flat))
 
-    def global_state(self):  # type: ignore[no-untyped-def]
+    def global_state(self):
         return self.layout.unflatten(self.glob)
 
 
@@ -436,7 +436,7 @@ class _UnionRunner(_Runner):
                                                index=idx)
         return grad[0], loss[0].numpy()
 
-    def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
+    def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         N = len(pts)
         # equal pieces of at most CHUNK samples (balanced across workers; they depend on N only)
         k = -(-N // CHUNK)
@@ -450,10 +450,10 @@ class _UnionRunner(_Runner):
         self.glob = self.glob - lr * grad
         return np.bincount(dev, weights=per_sample, minlength=len(sizes))[active] / sizes[active]
 
-    def aggregate(self, H):  # type: ignore[no-untyped-def]
+    def aggregate(self, H):
         pass  # the step already applied eq. (4)
 
-    def global_state(self):  # type: ignore[no-untyped-def]
+    def global_state(self):
         return self.layout.unflatten(self.glob)
 
 
@@ -476,7 +476,7 @@ class _VmapRunner(_Runner):
     def forward_one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, params, (x,))
 
-    def step(self, X, Y, pts, dev, active, sizes, starts, lr):  # type: ignore[no-untyped-def]
+    def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         total_loss = None
         loss_parts = []
         order = []
@@ -508,7 +508,7 @@ class _VmapRunner(_Runner):
             losses[devs] = part.numpy()
         return losses[active]
 
-    def aggregate(self, H):  # type: ignore[no-untyped-def]
+    def aggregate(self, H):
         """Eq. (4): ``w = Σ H_i w_i / Σ H_i`` over devices with ``H_i > 0``; then synchronise everyone."""
         w = aggregation_weights(H)
         with torch.no_grad():
@@ -518,7 +518,7 @@ class _VmapRunner(_Runner):
                     self.global_[k] = torch.tensordot(wt, p, dims=([0], [0]))
                 p.copy_(self.global_[k].unsqueeze(0).expand_as(p))
 
-    def global_state(self):  # type: ignore[no-untyped-def]
+    def global_state(self):
         return self.global_
 
 
@@ -549,7 +549,10 @@ def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tenso
     def part(a: int) -> tuple[float, int]:
         xb, yb = x[a:a + EVAL_BATCH], y[a:a + EVAL_BATCH]
         with torch.no_grad():
-            out = kernel.forward(flat, xb.unsqueeze(0))[0] if kernel is not None else functional_call(module, params, (xb,))
+            if kernel is not None and flat is not None:
+                out = kernel.forward(flat, xb.unsqueeze(0))[0]
+            else:
+                out = functional_call(module, params, (xb,))
             return float(F.cross_entropy(out, yb, reduction="sum")), int((out.argmax(1) == yb).sum())
 
     tasks = [(a,) for a in range(0, len(x), EVAL_BATCH)]

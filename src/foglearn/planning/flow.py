@@ -30,6 +30,7 @@ Algorithm (all float64, no integer scaling; kernels in :mod:`foglearn.planning.f
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def plan_linear(scenario: Scenario, information: str = "perfect", check: bool = 
                         f"successive shortest paths; the solve failed to certify optimality")
     keep, offload = K.fractions(prob.ptr, prob.arc_src, prob.arc_edge, sol["x"], prob.supply, prob.n, prob.E)
     t4 = time.perf_counter()
-    extra = {"arcs": prob.n_arcs, "alive_arcs": prob.n_alive, "reduction_rounds": int(prob.rounds)}
+    extra: dict[str, Any] = {"arcs": prob.n_arcs, "alive_arcs": prob.n_alive, "reduction_rounds": int(prob.rounds)}
     extra.update({k: v for k, v in sol.items() if isinstance(v, int | float) and k not in ("primal", "dual")})
     extra.update({"build_seconds": t1 - t0, "reduce_seconds": t2 - t1, "solve_seconds": t3 - t2,
                   "fractions_seconds": t4 - t3, "dual_bound": dual, "precision": "float64"})

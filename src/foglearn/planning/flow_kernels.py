@@ -82,7 +82,7 @@ class Search(NamedTuple):
     (the subtree being reset); ``tkey`` (key of its live terminal entry, NaN if none);
     ``first_child`` (head of its child list, an index into the settled list); ``queue`` (the
     subtree being reset). Per source: ``scanpos`` (next shared arc to scan) and ``ckey`` (key of
-    its live scan entry). ``count``: counters and the pending work, indexed by ``_IT`` ...
+    its live scan entry). ``counters``: counters and the pending work, indexed by ``_IT`` ...
     ``_PEND_SINK``; ``dstar[0]``: the distance of the search's last terminal.
     """
 
@@ -97,7 +97,7 @@ class Search(NamedTuple):
     queue: np.ndarray
     scanpos: np.ndarray
     ckey: np.ndarray
-    count: np.ndarray
+    counters: np.ndarray
     dstar: np.ndarray
 
 
@@ -345,7 +345,7 @@ OK, NO_PATH, INTERRUPTED = 0, 1, 2
 _POLL_POPS = 4096
 #: ``_run``'s requests to its caller: more heap room / a longer settled list
 _NEED_HEAP, _NEED_TREE = 3, 4
-#: ``Search.count`` slots: searches started, settle stamps, subtree marks, settled-list length,
+#: ``Search.counters`` slots: searches started, settle stamps, subtree marks, settled-list length,
 #: augmentations, arc scans, subtree resets; the sink searched now (-1: none) and the next one to
 #: look at; the pending work of an augmentation (next and end index in ``Search.queue`` of the
 #: nodes to re-relax, the full sink to expand or -1)
@@ -401,7 +401,7 @@ def _grown_tree(tree):
 @njit(cache=True, inline="always")
 def _add_settled(tree, S, v, N, arcs):
     """Append ``v`` to the settled list (which has room) and to its parent's child list."""
-    ns = S.count[_NS]
+    ns = S.counters[_NS]
     tree.settled[ns] = v
     S.spos[v] = ns
     S.first_child[v] = -1
@@ -410,7 +410,7 @@ def _add_settled(tree, S, v, N, arcs):
         par = N + arcs.sink[a] if v < N else arcs.src[a]
         tree.sib[ns] = S.first_child[par]
         S.first_child[par] = ns
-    S.count[_NS] = ns + 1
+    S.counters[_NS] = ns + 1
 
 
 @njit(cache=True, inline="always")
@@ -457,9 +457,9 @@ def _settle(P, fl, S, tree, h, size, v, d, a, k0, tol):
     N = P.nodes.supply.size
     S.dist[v] = d
     S.pred[v] = a
-    S.done[v] = S.count[_IT]
-    S.count[_GV] += 1
-    S.stamp[v] = S.count[_GV]
+    S.done[v] = S.counters[_IT]
+    S.counters[_GV] += 1
+    S.stamp[v] = S.counters[_GV]
     _add_settled(tree, S, v, N, P.arcs)
     if v >= N:
         k = v - N
@@ -483,7 +483,7 @@ def _scan_shared(P, fl, S, h, size, s, d, tol):
     ``dist_s + cost − λ_s`` is at most the heap's minimum; re-push the scan for the rest."""
     N = P.nodes.supply.size
     arcs = P.arcs
-    it = S.count[_IT]
+    it = S.counters[_IT]
     ds = S.dist[s]
     ls = fl.lam[s]
     lim = d
@@ -512,7 +512,7 @@ def _scan_shared(P, fl, S, h, size, s, d, tol):
             rc = 0.0
         size = push(h, size, ds + rc, (N + k, a, stamp))
     S.scanpos[s] = q
-    S.count[_SCAN] += q - q0
+    S.counters[_SCAN] += q - q0
     return size
 
 
@@ -520,7 +520,7 @@ def _scan_shared(P, fl, S, h, size, s, d, tol):
 def _expand_sink(P, fl, S, h, size, k, d, tol):
     """Push every source with flow into the (full) sink ``k`` settled at ``d`` (reverse arcs)."""
     cp = P.coupled
-    it = S.count[_IT]
+    it = S.counters[_IT]
     pk = fl.pi[k]
     stamp = S.stamp[P.nodes.supply.size + k]
     for q in range(cp.in_ptr[k], cp.in_ptr[k + 1]):
@@ -532,7 +532,7 @@ def _expand_sink(P, fl, S, h, size, k, d, tol):
         if rc < 0.0:
             rc = 0.0
         size = push(h, size, d + rc, (s, a, stamp))
-    S.count[_SCAN] += cp.in_ptr[k + 1] - cp.in_ptr[k]
+    S.counters[_SCAN] += cp.in_ptr[k + 1] - cp.in_ptr[k]
     return size
 
 
@@ -603,7 +603,7 @@ def _augment(P, fl, S, v, k0, tol):
     delta = _path_room(P, fl, S, v, k0, delta)
     b = _shift_path(P, fl, S, v, k0, delta, tol)
     fl.load[k0] -= delta
-    S.count[_AUG] += 1
+    S.counters[_AUG] += 1
     if v >= N:
         fl.load[v - N] += delta
     elif ta >= 0:
@@ -617,9 +617,9 @@ def _augment(P, fl, S, v, k0, tol):
 @njit(cache=True, inline="always")
 def _collect_subtree(S, tree, b):
     """Mark the settled subtree below ``b`` (child lists) into ``S.queue``; returns its size."""
-    it = S.count[_IT]
-    S.count[_BRK] += 1
-    brk = S.count[_BRK]
+    it = S.counters[_IT]
+    S.counters[_BRK] += 1
+    brk = S.counters[_BRK]
     S.mark[b] = brk
     S.queue[0] = b
     nb = 1
@@ -664,7 +664,7 @@ def _rerelax(P, fl, S, h, size, w, k0, tol):
     N = P.nodes.supply.size
     arcs = P.arcs
     cp = P.coupled
-    it = S.count[_IT]
+    it = S.counters[_IT]
     if w < N:
         ls = fl.lam[w]
         for r in range(cp.sh_ptr[w], cp.sh_ptr[w + 1]):
@@ -720,10 +720,10 @@ def _terminal(P, fl, S, tree, h, size, v, d, k0, tol):
         size = push(h, size, d, (4 * N + v, 0, 0))
     nb = 0
     if b >= 0:
-        S.count[_RESET] += 1
+        S.counters[_RESET] += 1
         nb = _collect_subtree(S, tree, b)
         _end_phase(fl, S, N, nb, d)
-        if expand >= 0 and S.mark[N + expand] == S.count[_BRK]:
+        if expand >= 0 and S.mark[N + expand] == S.counters[_BRK]:
             expand = -1
     return size, nb, expand
 
@@ -732,8 +732,8 @@ def _terminal(P, fl, S, tree, h, size, v, d, k0, tol):
 def _raise_settled(fl, S, tree, N, dstar):
     """End of a search: settled nodes closer than the last terminal (``D*``) raise their
     potentials by ``D* − d_v``."""
-    it = S.count[_IT]
-    for q in range(S.count[_NS]):
+    it = S.counters[_IT]
+    for q in range(S.counters[_NS]):
         v = tree.settled[q]
         if S.spos[v] != q or S.done[v] != it:
             continue
@@ -752,7 +752,7 @@ def _pending(P, fl, S, h, size, k0, tol):
     (the work stays pending)."""
     N = P.nodes.supply.size
     cp = P.coupled
-    c = S.count
+    c = S.counters
     while c[_PEND_Q] < c[_PEND_NB]:
         w = S.queue[c[_PEND_Q]]
         m = cp.sh_ptr[w + 1] - cp.sh_ptr[w] if w < N else cp.in_ptr[w - N + 1] - cp.in_ptr[w - N]
@@ -775,7 +775,7 @@ def _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol):
     """Process the popped entry ``(d, (code, a, stamp))``. Returns ``(size, state)``: state
     ``_DRAINED``, ``_PENDING`` (work left for :func:`_pending`) or 0."""
     N = P.nodes.supply.size
-    it = S.count[_IT]
+    it = S.counters[_IT]
     if code < 2 * N:
         if S.done[code] == it:
             return size, 0
@@ -787,7 +787,7 @@ def _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol):
                 return push(h, size, key, (code, a, stamp)), 0
         size, expand = _settle(P, fl, S, tree, h, size, code, d, a, k0, tol)
         if expand >= 0:
-            S.count[_PEND_SINK] = expand
+            S.counters[_PEND_SINK] = expand
             return size, _PENDING
     elif code < 4 * N:
         if S.ckey[code - 2 * N] == d and S.done[code - 2 * N] == it:
@@ -800,20 +800,20 @@ def _step(P, fl, S, tree, h, size, d, code, a, stamp, k0, tol):
         size, nb, expand = _terminal(P, fl, S, tree, h, size, v, d, k0, tol)
         if expand == _DRAINED:
             return size, _DRAINED
-        S.count[_PEND_Q] = 0
-        S.count[_PEND_NB] = nb
-        S.count[_PEND_SINK] = expand
+        S.counters[_PEND_Q] = 0
+        S.counters[_PEND_NB] = nb
+        S.counters[_PEND_SINK] = expand
         return size, _PENDING
     return size, 0
 
 
 @njit(cache=True, inline="always")
 def _next_search(P, fl, S, h, tol):
-    """Start the search of the next overloaded saturable sink ``k0`` (from ``S.count[_NEXT]``
+    """Start the search of the next overloaded saturable sink ``k0`` (from ``S.counters[_NEXT]``
     on): an empty heap holding ``k0``. Returns ``(size, k0)``; ``k0 = -1`` when none is left."""
     N = P.nodes.supply.size
     cp = P.coupled
-    c = S.count
+    c = S.counters
     for k0 in range(c[_NEXT], N):
         if cp.in_ptr[k0 + 1] > cp.in_ptr[k0] and fl.load[k0] > P.nodes.cap[k0] + tol:
             c[_NEXT] = k0 + 1
@@ -829,7 +829,8 @@ def _next_search(P, fl, S, h, tol):
     return 0, -1
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+# _nrt (numba's private switch for code without reference counting) is absent from numba's type stubs
+@njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def _run(P, fl, S, tree, h, size, tol, stop):
     """The searches of :func:`ssp`, one per overloaded sink ``k0`` in turn, compiled without
     reference counting (it allocates nothing; with it, every inlined helper would count
@@ -841,7 +842,7 @@ def _run(P, fl, S, tree, h, size, tol, stop):
     calls again and the search resumes where it was.
     """
     N = P.nodes.supply.size
-    c = S.count
+    c = S.counters
     state = _PENDING  # on a new call: resume what the last one left
     pops = 0
     while True:
@@ -913,7 +914,7 @@ def ssp(P, x, lam, tol, heap_cap, settle_cap, stop):
     fl = _initial_flow(P, x, lam, tol)
     S, tree = _search_arrays(N, settle_cap)
     h = new_heap(heap_cap, 3)
-    S.count[_K0] = -1
+    S.counters[_K0] = -1
     size = 0
     while True:
         status, size, need = _run(P, fl, S, tree, h, size, tol, stop)
@@ -923,7 +924,7 @@ def ssp(P, x, lam, tol, heap_cap, settle_cap, stop):
             tree = _grown_tree(tree)
         else:
             break
-    c = S.count
+    c = S.counters
     return status, fl.pi, fl.load, c[_IT], c[_AUG], c[_SCAN], c[_RESET]
 
 

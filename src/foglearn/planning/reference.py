@@ -10,12 +10,12 @@ correctness, not the production path (docs/model.md §2).
 
 from __future__ import annotations
 
-from foglearn.errors import SolverError
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
+from foglearn.errors import SolverError
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan, SolverStats
 
@@ -125,8 +125,11 @@ def reference_sqrt(scenario: Scenario, solver: str = "CLARABEL", **solver_opts) 
         raise SolverError(f"reference_sqrt: {solver} failed: {exc}") from exc
     if prob.status not in ("optimal", "optimal_inaccurate"):
         raise SolverError(f"reference_sqrt: {solver} status {prob.status}")
-    xa_value = np.maximum(xa.value, 0) if xa is not None else np.zeros(0)
-    keep, offload = _fractions(scenario, np.maximum(xk.value, 0), xa_value,
+    xk_value = xk.value
+    xa_value = xa.value if xa is not None else np.zeros(0)
+    if xk_value is None or xa_value is None:
+        raise SolverError(f"reference_sqrt: {solver} returned no solution values")
+    keep, offload = _fractions(scenario, np.maximum(xk_value, 0), np.maximum(xa_value, 0),
                                (t_idx, e_idx, a_src))
     stats = SolverStats(f"cvxpy-{solver.lower()}", prob.status, time.perf_counter() - t0, float(prob.value))
     return Plan.from_fractions(scenario, keep, offload, error="sqrt", stats=stats, check=False)
