@@ -169,7 +169,8 @@ def linear_goal(ours, others):
     checks = {"<= 20 s": ours["seconds"] <= 20, "<= 4 GB": ours["maxrss_mb"] <= 4096}
     for r in others:
         if r["objective"] == r["objective"]:
-            checks[f"matches {r['kind']} (1e-6)"] = abs(r["objective"] - ours["objective"]) <= 1e-6 * abs(ours["objective"])
+            gap = abs(r["objective"] - ours["objective"])
+            checks[f"matches {r['kind']} (1e-6)"] = gap <= 1e-6 * abs(ours["objective"])
         if r["kind"] == "ortools" and r["seconds"] == r["seconds"]:
             checks[">= 5x OR-tools"] = r["seconds"] >= 5 * ours["seconds"]
     print("   goal: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))

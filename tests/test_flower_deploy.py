@@ -8,7 +8,8 @@ has counted it failed, and asserts: the run completes (``status = ok``); the fai
 attributed to device 1 (the SuperLink's "node unavailable" reply names the SuperLink, not the
 device); the next window is planned without it; it rejoins (same node id: node auth) and is
 active in the last slot, its model aggregated; two devices that lie (``faults``: a claimed
-``H_i = 10⁹``, a NaN model) are rejected for their slot and the run completes. Every process is stopped by PID in a ``finally``.
+``H_i = 10⁹``, a NaN model) are rejected for their slot and the run completes. Every process is
+stopped by PID in a ``finally``.
 
 Slow: every message starts a ClientApp process (torch + Flower imports, ~4 s alone, tens of
 seconds on a loaded machine; the SuperLink declares a killed SuperNode unavailable after two

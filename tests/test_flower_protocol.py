@@ -69,11 +69,13 @@ def test_config_round_trips_through_flower_run_config():
     cfg = FlowerRunConfig(num_devices=4, horizon=8, period=2, faults="1@3+,2@5!")
     back = FlowerRunConfig.from_user_config(cfg.to_user_config())
     assert back == cfg and back.plan_window == 2
-    assert [(f.device, f.slot, f.persistent, f.kill) for f in back.fault_list] == [(1, 3, True, False), (2, 5, False, True)]
+    faults = [(f.device, f.slot, f.persistent, f.kill) for f in back.fault_list]
+    assert faults == [(1, 3, True, False), (2, 5, False, True)]
     assert FlowerRunConfig.from_user_config({"num-devices": "3", "movement": "false"}).movement is False
 
 
-@pytest.mark.parametrize("bad, match", [({"num-devices": 0}, "num_devices"), ({"information": "psychic"}, "information"),
+@pytest.mark.parametrize("bad, match", [({"num-devices": 0}, "num_devices"),
+                                        ({"information": "psychic"}, "information"),
                                         ({"no-such-key": 1}, "unknown"), ({"faults": "9@1"}, "device 9"),
                                         ({"period": 2.5}, "period")])
 def test_config_errors_name_the_field(bad, match):

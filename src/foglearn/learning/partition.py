@@ -147,7 +147,8 @@ class Partition:
         """JSON/TOML-able record (a run's config): only the fields this kind uses."""
         d: dict[str, Any] = {"kind": self.kind, "spec": self.spec}
         if self.kind == "dirichlet":
-            d["alpha"] = float(self.alpha) if not math.isinf(float(self.alpha or 0)) else "inf"  # type: ignore[arg-type]
+            alpha = float(self.alpha or 0)
+            d["alpha"] = "inf" if math.isinf(alpha) else alpha
         if self.kind == "classes":
             d["num_classes_per_partition"] = int(self.num_classes_per_partition or 0)
             d["class_assignment_mode"] = self.class_assignment_mode
