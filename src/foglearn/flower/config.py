@@ -69,7 +69,8 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
         try:
             dev, slot = (int(x) for x in body.split("@"))
         except ValueError as exc:
-            raise FlowerConfigError(f"faults: {raw!r} is not DEVICE@SLOT[+][!|~LIE] (e.g. '2@3', '1@4+', '0@2!', '2@5~nan')") from exc
+            raise FlowerConfigError(f"faults: {raw!r} is not DEVICE@SLOT[+][!|~LIE] "
+                                    "(e.g. '2@3', '1@4+', '0@2!', '2@5~nan')") from exc
         if dev < 0 or slot < 0:
             raise FlowerConfigError(f"faults: {raw!r}: device and slot must be ≥ 0")
         out.append(Fault(dev, slot, persistent, kill, lie))
@@ -216,7 +217,8 @@ class FlowerRunConfig:
         for key, value in cfg.items():
             name = key.replace("-", "_")
             if name not in known:
-                raise FlowerConfigError(f"{key}: unknown foglearn run-config key (known: {sorted(k.replace('_', '-') for k in known)})")
+                names = sorted(k.replace("_", "-") for k in known)
+                raise FlowerConfigError(f"{key}: unknown foglearn run-config key (known: {names})")
             default = getattr(cls, name) if hasattr(cls, name) else None
             kwargs[name] = _coerce(name, value, default)
         kwargs.update(overrides)
