@@ -1,4 +1,4 @@
-"""Exact linear-error planning with capacities as a min-cost flow (SPEC §2, problem (5)-(9)).
+"""Exact linear-error planning with capacities as a min-cost flow (docs/model.md §2, problem (5)-(9)).
 
 Network: a source per ``(i, t)`` with supply ``D_i(t)``; a sink "process at ``(i, t)``" with
 capacity ``C_i(t)``; arcs ``(i, t) -> (i, t)`` (keep, cost ``c_i(t)``) and
