@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TypeVar
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -54,18 +55,66 @@ def _numpy(rec: ArrayRecord) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in rec.items()}
 
 
+# Typed access to what the server sends (and to this node's own state): a record or value of the
+# wrong type is a ValueError naming the key, never a silent conversion.
+_R = TypeVar("_R", ArrayRecord, MetricRecord, ConfigRecord)
+
+
+def _record(content: RecordDict, key: str, kind: type[_R]) -> _R:
+    rec = content[key]
+    if not isinstance(rec, kind):
+        raise ValueError(f"record {key!r} is a {type(rec).__name__}, expected a {kind.__name__}")
+    return rec
+
+
+def _config_int(rec: ConfigRecord, key: str) -> int:
+    value = rec[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"config {key!r} = {value!r}: expected an int")
+    return value
+
+
+def _config_float(rec: ConfigRecord, key: str) -> float:
+    value = rec[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"config {key!r} = {value!r}: expected a number")
+    return float(value)
+
+
+def _config_bool(rec: ConfigRecord, key: str) -> bool:
+    value = rec[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"config {key!r} = {value!r}: expected a bool")
+    return value
+
+
+def _config_int_list(rec: ConfigRecord, key: str) -> list[int]:
+    value = rec[key]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"config {key!r} = {value!r}: expected a list of ints")
+    return [int(v) for v in value]
+
+
+def _config_float_list(rec: ConfigRecord, key: str) -> list[float]:
+    value = rec[key]
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in value):
+        raise ValueError(f"config {key!r} = {value!r}: expected a list of numbers")
+    return [float(v) for v in value]
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One slot of the loop for this device (see the module docstring)."""
     t_enter = time.time()
     latency_in = max(0.0, t_enter - float(msg.metadata.created_at))
-    run_cfg = dict(msg.content["run"])
+    run_cfg = dict(_record(msg.content, "run", ConfigRecord))
     cfg = FlowerRunConfig.from_user_config(run_cfg)
-    ins = msg.content["cfg"]
+    ins = _record(msg.content, "cfg", ConfigRecord)
     dev = _device_id(context)
-    slot = int(ins["slot"])
-    if int(ins["device"]) != dev:
-        raise RuntimeError(f"message for device {ins['device']} reached device {dev}")
+    slot = _config_int(ins, "slot")
+    if (to := _config_int(ins, "device")) != dev:
+        raise RuntimeError(f"message for device {to} reached device {dev}")
     lies = set()
     for fault in cfg.fault_list:
         if fault.hits(dev, slot):
@@ -82,26 +131,26 @@ def train(msg: Message, context: Context) -> Message:
 
     # ---- local model: a new global model resets it and H_i (eq. 4's bookkeeping)
     model = task.new_model(cfg)
-    meta = context.state.get("meta")
     if "global" in msg.content:
-        task.set_arrays(model, _numpy(msg.content["global"]))
-        h, version = 0, int(ins["version"])
-    elif "local" in context.state and meta is not None:
-        task.set_arrays(model, _numpy(context.state["local"]))
-        h, version = int(meta["h"]), int(meta["version"])
+        task.set_arrays(model, _numpy(_record(msg.content, "global", ArrayRecord)))
+        h, version = 0, _config_int(ins, "version")
+    elif "local" in context.state and "meta" in context.state:
+        task.set_arrays(model, _numpy(_record(context.state, "local", ArrayRecord)))
+        meta = _record(context.state, "meta", ConfigRecord)
+        h, version = _config_int(meta, "h"), _config_int(meta, "version")
     else:
         raise RuntimeError(f"device {dev}: no model (lost its state and got no global model in slot {slot})")
 
     # ---- 1-2: collect D_i(t) and split it by the plan's fractions
     idx = task.stream_slice(cfg, sc, dev, slot, n_train)
     D = int(idx.size)
-    off_dst = [int(j) for j in ins["off-dst"]]
-    off_edge = [int(e) for e in ins["off-edge"]]
-    off_frac = [float(f) for f in ins["off-frac"]]
+    off_dst = _config_int_list(ins, "off-dst")
+    off_edge = _config_int_list(ins, "off-edge")
+    off_frac = _config_float_list(ins, "off-frac")
     # nothing is sent on a link unusable in this slot: discarded (docs/model.md §2, as planning.realise)
     usable_out = sc.usable_links()[slot, off_edge] if off_edge else np.zeros(0, bool)
     off_frac = [f if ok else 0.0 for f, ok in zip(off_frac, usable_out)]
-    counts = split_counts(D, [float(ins["keep"]), *off_frac])
+    counts = split_counts(D, [_config_float(ins, "keep"), *off_frac])
     # a link carries at most C_ij(t); the excess stays here and is dropped (docs/model.md §2)
     dropped_link = 0
     for k, e in enumerate(off_edge):
@@ -128,7 +177,7 @@ def train(msg: Message, context: Context) -> Message:
     xs, ys = [x_new[:kept_n]], [y_new[:kept_n]]
     received, recv_src = 0, np.zeros(0, dtype=np.int64)
     if "incoming" in msg.content:
-        inc = _numpy(msg.content["incoming"])
+        inc = _numpy(_record(msg.content, "incoming", ArrayRecord))
         xs.append(inc["x"])
         ys.append(inc["y"])
         recv_src = inc["src"].astype(np.int64)
@@ -170,7 +219,7 @@ def train(msg: Message, context: Context) -> Message:
     if sum(off_counts):
         content["out"] = _records({"x": np.concatenate(out_x), "y": np.concatenate(out_y),
                                    "dst": np.concatenate(out_dst)})
-    if bool(ins["send-model"]):
+    if _config_bool(ins, "send-model"):
         content["model"] = _records(_lie(arrays, lies))
     return Message(content, reply_to=msg)
 

@@ -127,7 +127,8 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
     log(INFO, "foglearn: %d failures in %d slots; final accuracy %.4f; wrote %s",
         sum(failures_per_slot), cfg.horizon, final_acc, run_dir / "result.json")
     if reasons:
-        raise FlowerRunError("foglearn Flower run learned nothing: " + "; ".join(reasons) + f" (see {run_dir / 'result.json'})")
+        raise FlowerRunError("foglearn Flower run learned nothing: " + "; ".join(reasons)
+                             + f" (see {run_dir / 'result.json'})")
     return result
 
 

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from flwr.app import (
@@ -87,6 +87,26 @@ def _short(reason: str, limit: int = 300) -> str:
     lines = [ln.strip() for ln in reason.splitlines() if ln.strip()]
     gist = next((ln for ln in reversed(lines) if "Message:" in ln or "Error" in ln), lines[0] if lines else reason)
     return gist[:limit]
+
+
+_R = TypeVar("_R", ArrayRecord, MetricRecord, ConfigRecord)
+
+
+def _record(msg: Message, key: str, kind: type[_R]) -> _R:
+    """Record ``key`` of a device's reply, which must be a ``kind``, else :class:`ReplyError`
+    (a missing key raises :class:`KeyError`: a malformed reply)."""
+    rec = msg.content[key]
+    if not isinstance(rec, kind):
+        raise ReplyError(f"{key} is a {type(rec).__name__}, expected a {kind.__name__}")
+    return rec
+
+
+def _list(rec: MetricRecord, key: str) -> list[int] | list[float]:
+    """The list ``rec[key]`` of a device's report, else :class:`ReplyError`."""
+    value = rec[key]
+    if not isinstance(value, list):
+        raise ReplyError(f"{key} = {value!r}: must be a list")
+    return value
 
 
 def _whole(value: Any, name: str, limit: int = 2**40) -> int:
@@ -154,10 +174,13 @@ def discover(grid: Grid, nodes: Iterable[int], num_devices: int, timeout: float
     for r in replies:
         node = node_of.get(r.metadata.reply_to_message_id, r.metadata.src_node_id)
         if r.has_error():
-            problems.append(f"node {node} failed the hello query: {_short(r.error.reason)}")
+            problems.append(f"node {node} failed the hello query: "
+                            f"{_short(r.error.reason or f'error code {r.error.code}')}")
             continue
         try:
-            dev = int(r.content["hello"]["device"])
+            dev = _record(r, "hello", MetricRecord)["device"]
+            if not isinstance(dev, int):
+                raise ReplyError(f"device = {dev!r}: must be an int")
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"node {node}: bad hello reply ({exc!r})")
             continue
@@ -295,7 +318,8 @@ class FogStrategy(Strategy):
         into = np.flatnonzero(self.dst == dev)
         if start >= stop or not into.size:
             return
-        np.add.at(self.plan_keep[start:stop], (slice(None), self.src[into]), self.plan_offload[start:stop][:, into])
+        # on the transposed views (device/edge first), as numpy's stubs do not take a slice in a tuple index
+        np.add.at(self.plan_keep[start:stop].T, self.src[into], self.plan_offload[start:stop][:, into].T)
         self.plan_offload[start:stop, into] = 0.0
 
     def _fail(self, t: int, dev: int, reason: str) -> None:
@@ -325,7 +349,8 @@ class FogStrategy(Strategy):
             log(WARNING, "foglearn: %s", p)
         for dev, node in mapping.items():
             old = self.node_of_device.get(dev)
-            self.device_of_node.pop(old, None)
+            if old is not None:
+                self.device_of_node.pop(old, None)
             self.node_of_device[dev] = node
             self.device_of_node[node] = dev
             self.synced[dev] = -1
@@ -424,17 +449,17 @@ class FogStrategy(Strategy):
     def _check(self, t: int, dev: int, msg: Message, aggregate: bool) -> dict[str, Any]:
         """Device ``dev``'s slot-``t`` reply, checked against what the server sent and planned
         (rules in the module docstring); raises :class:`ReplyError` naming the broken rule."""
-        r = msg.content["report"]
+        r = _record(msg, "report", MetricRecord)
         if _whole(r["slot"], "slot") != t or _whole(r["device"], "device") != dev:
             raise ReplyError(f"answers slot {r['slot']} as device {r['device']}, asked slot {t} of device {dev}")
         b: dict[str, Any] = {k: _whole(r[k], k) for k in
                              ("collected", "kept", "discarded", "received", "processed", "dropped", "version")}
         claimed_h = _whole(r["h"], "h")
         out = np.flatnonzero(self.src == dev)
-        edges = [int(e) for e in r["out-edges"]]
+        edges = [int(e) for e in _list(r, "out-edges")]
         if edges != ([int(e) for e in out] or [-1]):
             raise ReplyError(f"out-edges {edges} are not the device's out-links {out.tolist()}")
-        counts = [_whole(c, "off-count") for c in r["off-count"]]
+        counts = [_whole(c, "off-count") for c in _list(r, "off-count")]
         if len(counts) != max(out.size, 1):
             raise ReplyError(f"off-count has {len(counts)} entries for {out.size} out-links")
         counts = counts[:out.size]
@@ -442,7 +467,7 @@ class FogStrategy(Strategy):
         if b["kept"] + sum(counts) + b["discarded"] != D:
             raise ReplyError(f"kept {b['kept']} + offloaded {sum(counts)} + discarded {b['discarded']} "
                              f"≠ collected {D}")
-        up = [bool(_whole(u, "link-up")) for u in r["link-up"]][:out.size] if out.size else []
+        up = [bool(_whole(u, "link-up")) for u in _list(r, "link-up")][:out.size] if out.size else []
         if len(up) != out.size:
             raise ReplyError(f"link-up has {len(up)} entries for {out.size} out-links")
         exp = split_counts(D, [self.plan_keep[t, dev],
@@ -464,10 +489,10 @@ class FogStrategy(Strategy):
         for k in ("proc-cost", "error-weight", "proc-cap", "proc-seconds-per-point"):
             _finite(r[k], k)
         for k in ("link-cost", "link-cap"):
-            vals = [_finite(v, k) for v in r[k]]
+            vals = [_finite(v, k) for v in _list(r, k)]
             if len(vals) != max(out.size, 1):
                 raise ReplyError(f"{k} has {len(vals)} entries for {out.size} out-links")
-        ml = [_finite(v, "measured-link") for v in r["measured-link"]]
+        ml = [_finite(v, "measured-link") for v in _list(r, "measured-link")]
         if len(ml) % 2:
             raise ReplyError("measured-link must hold (source, seconds) pairs")
         b["report"] = r
@@ -477,7 +502,7 @@ class FogStrategy(Strategy):
         if aggregate:
             if "model" not in msg.content:
                 raise ReplyError("no model on an aggregation slot")
-            b["model"] = check_arrays(msg.content["model"], self._global_ref, "model")
+            b["model"] = check_arrays(_record(msg, "model", ArrayRecord), self._global_ref, "model")
         return b
 
     def _check_points(self, dev: int, msg: Message, out: np.ndarray, counts: list[int]
@@ -489,7 +514,7 @@ class FogStrategy(Strategy):
             return None
         if "out" not in msg.content:
             raise ReplyError(f"reports offloading {sum(counts)} points but sends none")
-        rec = msg.content["out"]
+        rec = _record(msg, "out", ArrayRecord)
         if sorted(rec.keys()) != ["dst", "x", "y"]:
             raise ReplyError(f"out holds {sorted(rec.keys())}, expected ['dst', 'x', 'y']")
         x, y, d = (rec[k].numpy() for k in ("x", "y", "dst"))
@@ -627,4 +652,5 @@ class FogStrategy(Strategy):
                                transfer=transfer_cost(self.sent, sc.link_cost), offloaded=float(self.sent.sum()),
                                error=self.cfg.error, violations=int((self.dropped > 0).sum()))
         return {**costs.as_dict(), "processed": int(costs.processed), "offloaded": int(costs.offloaded),
-                "discarded": int(costs.discarded), "dropped": int(self.dropped.sum()), "lost_in_relay": int(self.lost.sum())}
+                "discarded": int(costs.discarded), "dropped": int(self.dropped.sum()),
+                "lost_in_relay": int(self.lost.sum())}
