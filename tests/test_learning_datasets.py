@@ -10,23 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _data import _arrays, _private_cache  # noqa: F401  (_private_cache: autouse fixture)
 
 from foglearn.learning import datasets as dsm
 from foglearn.learning.datasets import ArrayDataset, DatasetError, load_dataset, read_idx, write_idx
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
-def _arrays(n_train=12, n_test=5, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-            "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
-            "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-            "y_test": rng.integers(0, 10, n_test).astype(np.uint8)}
 
 
 def _write_folder(folder: Path, arrays, gz: bool) -> Path:
