@@ -6,6 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.foglearn-installed
 TORCH := torch==2.13.0
+# Where PyTorch comes from. Empty (the default): pip's configured index — on this project's machines a CPU
+# build. Elsewhere on Linux the default PyPI wheel is the CUDA build (gigabytes); a CPU-only machine can ask
+# for the CPU build:  make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# and a GPU machine for a given CUDA:  make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+TORCH_INDEX_URL ?=
 
 .PHONY: run test bench lint reproduce clean fuzz
 
@@ -14,7 +19,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install -q -e '.[dev,flower]'
 	touch $(STAMP)
 
