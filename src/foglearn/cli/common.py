@@ -1,9 +1,12 @@
-"""Shared pieces of the command line: clear errors and cost tables."""
+"""Shared pieces of the command line: clear errors, cost tables and ``--json`` output."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich import box
@@ -14,6 +17,29 @@ from rich.table import Table
 # Piped output (logs, CI, README examples) gets room for a full cost table instead of 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=120)
 err_console = Console(stderr=True)
+
+
+#: ``--json``: the command's numbers as one JSON document on stdout; messages and progress go to stderr.
+JsonFlag = Annotated[bool, typer.Option(
+    "--json", help="print the numbers as one JSON document on stdout (nothing else there; messages go to stderr)")]
+
+
+@contextlib.contextmanager
+def json_mode(active: bool) -> Iterator[None]:
+    """With ``active``, whatever is printed on stdout meanwhile (tables, progress) goes to stderr."""
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def emit_json(payload: Any) -> None:
+    """``payload`` as JSON on stdout (numpy values unwrapped, NaN/inf as null)."""
+    from foglearn.io import jsonable
+
+    sys.stdout.write(json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

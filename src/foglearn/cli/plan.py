@@ -1,15 +1,33 @@
-"""``foglearn plan``: build or load a scenario, plan its data movement, print and save the costs."""
+"""``foglearn plan``: build or load a scenario, plan its data movement, print the costs; write
+files only where asked (``--out``, ``--flows``, ``--table``, ``--save-scenario``)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from foglearn.cli.common import console, cost_table, fail
-from foglearn.io import write_json
-from foglearn.network import PROFILES, TOPOLOGIES
+from foglearn.cli.common import JsonFlag, console, cost_table, emit_json, fail, json_mode
+from foglearn.cli.scenario_options import (
+    Capacities,
+    Devices,
+    MaxPoints,
+    Profile,
+    Repeat,
+    Rho,
+    ScenarioFile,
+    ScenarioOptions,
+    Slots,
+    Topology,
+    Traces,
+)
+
+#: Columns of ``--flows`` (who sends what to whom) and ``--table`` (per device and slot).
+FLOW_COLUMNS = ("t", "src", "dst", "src_name", "dst_name", "points")
+TABLE_COLUMNS = ("t", "device", "name", "collected", "kept", "offloaded", "received", "discarded", "processed")
 
 
 def parse_information(value: str) -> str | int:
@@ -25,61 +43,80 @@ def parse_information(value: str) -> str | int:
     return window
 
 
+def write_rows(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
+    """``rows`` as CSV with these ``columns`` (a header even when there are no rows), atomically."""
+    from foglearn.io import atomic_write
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, buf.getvalue())
+
+
 def plan_command(
-    topology: Annotated[str, typer.Option(help=TOPOLOGIES.help())] = "full",
-    n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
-    horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots")] = 100,
-    rho: Annotated[float, typer.Option(help="link probability of the random topology")] = 0.3,
-    capacities: Annotated[bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")] = False,
+    devices: Devices = None,
+    slots: Slots = None,
+    topology: Topology = None,
+    rho: Rho = None,
+    capacities: Capacities = None,
+    profile: Profile = None,
+    max_points: MaxPoints = None,
+    scenario: ScenarioFile = None,
+    traces: Traces = None,
+    repeat: Repeat = False,
     error: Annotated[str, typer.Option(help="error model: linear | sqrt")] = "linear",
     information: Annotated[str,
                            typer.Option(help="'perfect' or a window length for estimated information")] = "perfect",
-    profile: Annotated[str, typer.Option(help="cost profile: " + PROFILES.help())] = "synthetic",
     solver: Annotated[str, typer.Option(help="auto, or a solver registered in foglearn.planning.SOLVERS "
                                         "(an unknown name lists them)")] = "auto",
-    max_points: Annotated[int | None, typer.Option(help="D_i(t) ~ U{0..max_points} (default ⌊60000/(nT)⌋)")] = None,
     seed: Annotated[int, typer.Option(min=0, help="random seed (≥ 0)")] = 0,
-    scenario: Annotated[Path | None, typer.Option(help="load this scenario (.npz) instead of generating one")] = None,
-    traces: Annotated[Path | None,
-                      typer.Option(help="replay measured traces: a directory with nodes.csv and links.csv")] = None,
     save_scenario: Annotated[Path | None, typer.Option(help="write the scenario used to this .npz")] = None,
-    out: Annotated[Path, typer.Option(help="write the plan summary as JSON here")] = Path("plan.json"),
+    out: Annotated[Path | None, typer.Option(
+        help="write the summary as JSON here (plan.json): costs per plan; offload_rate and discard_rate are "
+        "fractions of the collected points, as the plan's keep / offload / discard (s_ii, s_ij, r_i) are "
+        "fractions of D_i(t); --flows and --table give point counts")] = None,
+    flows: Annotated[Path | None, typer.Option(
+        help="write who sends what to whom as CSV: t, src, dst, src_name, dst_name, points (network-aware plan)")
+    ] = None,
+    table: Annotated[Path | None, typer.Option(
+        help="write the per-device table as CSV: t, device, name, collected, kept, offloaded, received, discarded, "
+        "processed (points; network-aware plan)")] = None,
     compare: Annotated[bool, typer.Option(help="also show the no-movement baseline")] = True,
+    json_out: JsonFlag = False,
 ) -> None:
     """Plan the data movement of problem (5)-(9) for a fog network and print its costs."""
-    from foglearn.network import Scenario, ScenarioError, from_traces, synthetic
-    from foglearn.planning import PlanError, plan
+    from foglearn.planning import plan
 
     info = parse_information(information)
-    try:
-        if scenario is not None:
-            scen = Scenario.load(scenario)
-        elif traces is not None:
-            scen = from_traces(traces, n_devices=n, horizon=horizon, seed=seed,
-                               **({"max_points": max_points} if max_points is not None else {}))
-        else:
-            scen = synthetic(n_devices=n, horizon=horizon, topology=topology, rho=rho, capacities=capacities,
-                             seed=seed, max_points=max_points, profile=profile)
-    except ScenarioError as exc:
-        fail(str(exc))
-    if save_scenario is not None:
-        console.print(f"scenario written to {scen.save(save_scenario)}")
-    console.print(repr(scen))
-    results: list[tuple[str, Any]] = []
-    try:
+    options = ScenarioOptions(devices, slots, topology, rho, capacities, profile, max_points, scenario, traces,
+                              repeat)
+    with json_mode(json_out):
+        scen, source = options.build(seed)
+        if save_scenario is not None:
+            console.print(f"scenario written to {scen.save(save_scenario)}")
+        console.print(repr(scen))
+        results: list[tuple[str, Any]] = []
         if compare:
             results.append(("no movement", plan(scen, error=error, movement=False)))
         results.append(("network-aware", plan(scen, error=error, information=info, solver=solver)))
-    except (PlanError, ScenarioError, ValueError) as exc:
-        fail(str(exc))
-    console.print(cost_table([(name, p.costs.as_dict()) for name, p in results],
-                             title=f"Data-movement costs ({error} error, {info} information)"))
-    best = results[-1][1]
-    console.print(f"solver: {best.stats.solver}, status {best.stats.status}, {best.stats.seconds:.3f} s, "
-                  f"objective {best.stats.objective:.6f}")
-    write_json(out, {"scenario": {**scen.summary(), "info": scen.info},
-                            "plans": [{"name": name, **p.summary()} for name, p in results]})
-    console.print(f"summary written to {out}")
+        console.print(cost_table([(name, p.costs.as_dict()) for name, p in results],
+                                 title=f"Data-movement costs ({error} error, {info} information)"))
+        best = results[-1][1]
+        console.print(f"solver: {best.stats.solver}, status {best.stats.status}, {best.stats.seconds:.3f} s, "
+                      f"objective {best.stats.objective:.6f}")
+        summary = {"scenario": {**scen.summary(), "source": source, "info": scen.info},
+                   "plans": [{"name": name, **p.summary()} for name, p in results]}
+        if out is not None:
+            from foglearn.io import write_json
+
+            console.print(f"summary written to {write_json(out, summary)}")
+        if flows is not None:
+            console.print(f"flows written to {write_rows(flows, FLOW_COLUMNS, best.flows(scen))}")
+        if table is not None:
+            console.print(f"per-device table written to {write_rows(table, TABLE_COLUMNS, best.table(scen))}")
+    if json_out:
+        emit_json(summary)
 
 
 def register(app: typer.Typer) -> None:
