@@ -153,7 +153,8 @@ def test_trace_round_trip(tmp_path):
     assert np.array_equal(r.src, s.src) and np.array_equal(r.link_up, s.link_up)
     np.testing.assert_allclose(r.link_cost, s.link_cost, rtol=1e-12)
     np.testing.assert_allclose(r.proc_cap, s.proc_cap)
-    longer = from_traces(tr, n_devices=8, horizon=15, reference_s=0.01)
+    with pytest.warns(UserWarning, match="traces tiled: 8 devices replay the 4 traced nodes"):
+        longer = from_traces(tr, n_devices=8, horizon=15, repeat=True, reference_s=0.01)
     np.testing.assert_allclose(longer.proc_cost[13, 5], s.proc_cost[13 % 6, 5 % 4])
 
 

@@ -52,7 +52,8 @@ def build_scenario(cfg: RunConfig, dataset_size: int | None = None) -> Any:
                          error_decay_period=cfg.error_decay_period, persistence=cfg.persistence, **kwargs)
     assert cfg.traces_dir is not None
     max_points = max(1, (dataset_size or 60_000) // (cfg.n_devices * cfg.horizon))
-    scen = from_traces(cfg.traces_dir, n_devices=cfg.n_devices, horizon=cfg.horizon, seed=cfg.seed,
+    # a run asks for its own n and T: the traces tile to them (device i replays node i mod N), with a warning
+    scen = from_traces(cfg.traces_dir, n_devices=cfg.n_devices, horizon=cfg.horizon, repeat=True, seed=cfg.seed,
                        max_points=max_points)
     if not cfg.capacities:
         scen = scen.replace(proc_cap=None, link_cap=None)

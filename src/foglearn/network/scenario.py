@@ -293,6 +293,15 @@ class Scenario:
         return int(self.src.shape[0])
 
     @property
+    def device_names(self) -> list[str]:
+        """Device ``i``'s name: ``info["device_names"][i]`` when ``info`` names every device (a replayed
+        trace's node ids, docs/traces.md), else ``"0"`` … ``"n-1"``."""
+        names = self.info.get("device_names")
+        if isinstance(names, list) and len(names) == self.n_devices and all(isinstance(x, str) for x in names):
+            return list(names)
+        return [str(i) for i in range(self.n_devices)]
+
+    @property
     def has_capacities(self) -> bool:
         """Whether any finite capacity ``C_i(t)`` or ``C_ij(t)`` is set."""
         return bool(np.isfinite(self.proc_cap).any() or np.isfinite(self.link_cap).any())
