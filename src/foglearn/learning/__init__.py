@@ -1,8 +1,9 @@
 """Learning layer: datasets, the paper's models, the device-parallel trainer and the baselines.
 
 ``train(scenario, plan, ...)`` executes a data-movement plan at datapoint level with real SGD
-(eqs. 3-4) and returns a :class:`TrainResult`; ``make_model("cnn" | "mlp")`` builds the paper's
-models; ``load_dataset(name_or_path)`` gives real MNIST / Fashion-MNIST as an :class:`ArrayDataset`.
+(eqs. 3-4) and returns a :class:`TrainResult`; ``make_model("cnn" | "mlp" | factory | module)`` builds
+the module a run starts from; ``load_dataset(name_or_path)`` gives real MNIST / Fashion-MNIST as an
+:class:`ArrayDataset`, and ``make_dataset(train, test)`` converts torch Datasets or arrays into one.
 
 Training budget
 ---------------
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from foglearn.learning.baselines import centralised, federated, no_movement_plan, reference_loop
-    from foglearn.learning.datasets import ArrayDataset, DatasetError, load_dataset
-    from foglearn.learning.models import CNN, MLP, make_model
+    from foglearn.learning.datasets import ArrayDataset, DatasetError, load_dataset, make_dataset
+    from foglearn.learning.models import CNN, MLP, ModelError, make_model, resolve_model_spec
     from foglearn.learning.results import TrainResult
     from foglearn.learning.trainer import TrainingError, aggregation_weights, schedule, train
 
@@ -42,15 +43,18 @@ _EXPORTS = {
     "CNN": "models",
     "DatasetError": "datasets",
     "MLP": "models",
+    "ModelError": "models",
     "TrainResult": "results",
     "TrainingError": "trainer",
     "aggregation_weights": "trainer",
     "centralised": "baselines",
     "federated": "baselines",
     "load_dataset": "datasets",
+    "make_dataset": "datasets",
     "make_model": "models",
     "no_movement_plan": "baselines",
     "reference_loop": "baselines",
+    "resolve_model_spec": "models",
     "schedule": "trainer",
     "train": "trainer",
 }
@@ -60,15 +64,18 @@ __all__ = [
     "CNN",
     "DatasetError",
     "MLP",
+    "ModelError",
     "TrainResult",
     "TrainingError",
     "aggregation_weights",
     "centralised",
     "federated",
     "load_dataset",
+    "make_dataset",
     "make_model",
     "no_movement_plan",
     "reference_loop",
+    "resolve_model_spec",
     "schedule",
     "train",
 ]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foglearn.learning.datasets import ArrayDataset, load_dataset
+from foglearn.learning.datasets import DataSpec, load_dataset
 from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.results import TrainResult
 from foglearn.learning.trainer import (
@@ -47,15 +47,16 @@ def no_movement_plan(scenario: Scenario) -> Plan:
                                information="perfect", check=False)
 
 
-def federated(scenario: Scenario, dataset: str | ArrayDataset = "mnist", model: ModelSpec = "cnn",
+def federated(scenario: Scenario, dataset: DataSpec = "mnist", model: ModelSpec = "cnn",
               lr: float = 0.01, seed: int = 0, **kw: Any) -> TrainResult:
-    """Federated averaging: ``G_i(t) = D_i(t)``, ``τ = 1`` (paper Sec. V-A). Keywords go to :func:`train`."""
+    """Federated averaging: ``G_i(t) = D_i(t)``, ``τ = 1`` (paper Sec. V-A). Keywords go to :func:`train`,
+    which also says what ``dataset`` and ``model`` may be."""
     kw.setdefault("name", "federated")
     return train(scenario, no_movement_plan(scenario), dataset=dataset, model=model, period=1, lr=lr,
                  seed=seed, **kw)
 
 
-def centralised(scenario: Scenario, dataset: str | ArrayDataset = "mnist", model: ModelSpec = "cnn",
+def centralised(scenario: Scenario, dataset: DataSpec = "mnist", model: ModelSpec = "cnn",
                 lr: float = 0.01, seed: int = 0, *, period: int = 10, passes: int = 1, eval_every: int = 1,
                 threads: int | None = None, name: str = "centralised",
                 progress: ProgressFn | None = None) -> TrainResult:
@@ -63,6 +64,7 @@ def centralised(scenario: Scenario, dataset: str | ArrayDataset = "mnist", model
 
     Uses the same point stream (same ``seed``) as :func:`train`, so it sees exactly the points the
     devices collect. ``period`` only sets when the test set is evaluated (for comparable curves).
+    ``dataset`` and ``model`` take what :func:`train` takes.
     """
     _check_args(period, lr, passes, eval_every)
     data = load_dataset(dataset)
@@ -76,7 +78,7 @@ def centralised(scenario: Scenario, dataset: str | ArrayDataset = "mnist", model
         stream, _ = point_stream(per_pass * passes, data.n_train, seed)
         wrapped = _warn_wrap(per_pass, data.n_train)
         bounds = np.concatenate([[0], np.cumsum(scenario.collected.sum(1))])
-        net = make_model(model, seed=seed)
+        net = make_model(model, seed=seed, n_classes=data.n_classes)
         opt = torch.optim.SGD(net.parameters(), lr=lr)
         X, Y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
         Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
@@ -113,7 +115,7 @@ def centralised(scenario: Scenario, dataset: str | ArrayDataset = "mnist", model
                        final_state={k: v.detach().clone() for k, v in net.named_parameters()})
 
 
-def reference_loop(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
+def reference_loop(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist",
                    model: ModelSpec = "cnn", period: int = 10, lr: float = 0.01, seed: int = 0) -> dict[str, Any]:
     """Execute ``plan`` with a plain per-device loop (one module + ``torch.optim.SGD`` per device).
 
@@ -126,7 +128,7 @@ def reference_loop(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset =
     sched = schedule(scenario, plan)
     stream, _ = point_stream(int(scenario.collected.sum()), data.n_train, seed)
     X, Y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    glob = make_model(model, seed=seed)
+    glob = make_model(model, seed=seed, n_classes=data.n_classes)
     nets = [copy.deepcopy(glob) for _ in range(n)]
     opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
     H = np.zeros(n)

@@ -28,8 +28,16 @@ Sources, in the order :func:`load_dataset` tries them
 ``"tiny"``
     a small generated 10-class problem for fast unit tests only (never a default).
 a path
-    a folder of IDX files, or an ``.npz`` written by :func:`save_npz` (images uint8 ``[N, 28, 28]``
-    or floats in ``[0, 1]``, ``[N, 28, 28]`` or ``[N, 1, 28, 28]``; integer labels ``[N]``).
+    a folder of IDX files, or an ``.npz`` written by :func:`save_npz`.
+``(train, test)``
+    data in memory (:func:`make_dataset`): each split a map-style ``torch.utils.data.Dataset``
+    whose items are ``(x, y)`` (a ``TensorDataset``, torchvision's ``MNIST`` with ``ToTensor()``
+    or without a transform) or an ``(x, y)`` pair of numpy arrays or torch tensors.
+
+Every source follows one rule (:func:`_array_rule`, then :class:`ArrayDataset`): images uint8
+(``0..255``, divided by 255) or floats in ``[0, 1]``, shaped ``[N, 28, 28]``, ``[N, 1, 28, 28]``
+or ``[N, 784]`` (row-major 28×28); integer labels ``[N]`` in ``0..9``. An :class:`ArrayDataset`
+given to :func:`load_dataset` has its labels checked again (its arrays are the caller's).
 
 The cache directory is ``$FOGLEARN_DATA`` if set, else ``$FOGLEARN_CACHE/datasets``, else
 ``platformdirs.user_cache_dir("foglearn")/datasets``. Cached arrays are verified against sha256
@@ -51,7 +59,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -155,7 +163,8 @@ class ArrayDataset:
             lo, hi = float(x.min()), float(x.max())
             if not (lo >= 0.0 and hi <= 1.0):
                 k = np.unravel_index(int(np.argmax((x < 0) | (x > 1) | np.isnan(x))), x.shape)
-                raise DatasetError(f"x_{part}{list(map(int, k))} = {x[k]}: pixel values must lie in [0, 1]")
+                raise DatasetError(f"x_{part}{list(map(int, k))} = {x[k]}: pixel values must lie in [0, 1] "
+                                   "(floats are used as they are; give uint8 0..255 to have them divided by 255)")
             rule = _label_rule(f"y_{part}", y)
             if rule is not None:
                 raise DatasetError(rule)
@@ -375,13 +384,20 @@ def save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Pat
     return atomic_write(path, buf.getvalue())
 
 
-def _npz_header_rule(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
-    """The rule a data set member's header breaks (see :func:`_to_dataset`), or ``None``."""
+#: The image layouts every source may use (:func:`_array_rule`); all become ``[N, 1, 28, 28]``.
+IMAGE_LAYOUTS = "[N, 28, 28], [N, 1, 28, 28] or [N, 784]"
+
+
+def _array_rule(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    """The rule a data set array breaks (by its shape and dtype; see :func:`_to_dataset`), or ``None``.
+
+    Images (``x_…``): uint8 or floating, shaped as :data:`IMAGE_LAYOUTS`. Labels (``y_…``):
+    integers ``[N]`` (their values are :func:`_label_rule`'s)."""
     if name.startswith("x"):
         if not (dtype == np.uint8 or dtype.kind == "f"):
             return f"images must be uint8 (0..255) or floats in [0, 1], got dtype {dtype}"
-        if len(shape) not in (3, 4) or shape[-2:] != (28, 28) or (len(shape) == 4 and shape[1] != 1):
-            return f"images must have shape [N, 28, 28] or [N, 1, 28, 28], got {list(shape)}"
+        if shape[1:] not in ((1, 28, 28), (28, 28), (28 * 28,)):
+            return f"images must have shape {IMAGE_LAYOUTS}, got {list(shape)}"
     else:
         if dtype.kind not in "iu":
             return f"labels must be integers, got dtype {dtype}"
@@ -392,16 +408,18 @@ def _npz_header_rule(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """The four arrays of a data set ``.npz``, each header checked before its data is read."""
-    return read_npz(path, IDX_FILES, DatasetError, _npz_header_rule)
+    return read_npz(path, IDX_FILES, DatasetError, _array_rule)
 
 
-def _to_dataset(arrays: dict[str, np.ndarray], name: str, source: str) -> ArrayDataset:
-    """An :class:`ArrayDataset` of uint8 (or float ``[0, 1]``) images ``[N, (1,) 28, 28]`` and integer
-    labels ``[N]``; a broken rule raises :class:`DatasetError` naming ``source`` and the array."""
+def _to_dataset(arrays: dict[str, np.ndarray], name: str, source: str, where: str | None = None) -> ArrayDataset:
+    """An :class:`ArrayDataset` of uint8 (or float ``[0, 1]``) images (:data:`IMAGE_LAYOUTS`) and integer
+    labels ``[N]``; a broken rule raises :class:`DatasetError` naming ``where`` (default ``source``)
+    and the array."""
+    where = source if where is None else where
     for key, arr in arrays.items():
-        rule = _npz_header_rule(key, np.shape(arr), np.asarray(arr).dtype)
+        rule = _array_rule(key, np.shape(arr), np.asarray(arr).dtype)
         if rule is not None:
-            raise DatasetError(f"{source}: {key}: {rule}")
+            raise DatasetError(f"{where}: {key}: {rule}")
 
     def images(a: np.ndarray) -> np.ndarray:
         out = a.reshape(-1, *IMAGE_SHAPE).astype(np.float32)
@@ -420,7 +438,115 @@ def _to_dataset(arrays: dict[str, np.ndarray], name: str, source: str) -> ArrayD
                             x_test=images(arrays["x_test"]), y_test=labels("y_test"),
                             name=name, source=source)
     except DatasetError as exc:
-        raise DatasetError(f"{source}: {exc}") from None
+        raise DatasetError(f"{where}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data in memory: torch Datasets, tensors, numpy arrays
+# ---------------------------------------------------------------------------------------------
+
+#: One split in memory: a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items, or an
+#: ``(x, y)`` pair of numpy arrays / torch tensors.
+Split: TypeAlias = Any
+#: What ``dataset=`` takes everywhere: a name, a path, an :class:`ArrayDataset` or a
+#: ``(train, test)`` pair of :data:`Split`.
+DataSpec: TypeAlias = str | os.PathLike[str] | ArrayDataset | tuple[Split, Split]
+
+
+def _torch_data() -> Any:
+    """``torch.utils.data`` if torch is loaded (an object can be a torch Dataset only then), else ``None``."""
+    if "torch" not in sys.modules:
+        return None
+    import torch.utils.data
+
+    return torch.utils.data
+
+
+def _numpy(field: str, value: Any) -> np.ndarray:
+    """``value`` (a numpy array, a torch tensor, a PIL image, a number, nested lists) as a numpy array."""
+    if _is_array(value) and not isinstance(value, np.ndarray):  # a torch tensor
+        value = value.detach().cpu()
+        try:
+            value = value.numpy()
+        except TypeError:  # bfloat16 has no numpy dtype
+            value = value.float().numpy()
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise DatasetError(f"{field}: cannot be read as an array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise DatasetError(f"{field}: must be numbers, got dtype {arr.dtype} ({type(value).__name__})")
+    return arr
+
+
+def _split_from_torch(part: str, ds: Any, tud: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of a map-style torch Dataset of ``(x, y)`` items, read once, in index order."""
+    field = f"dataset {part}"
+    if isinstance(ds, tud.IterableDataset):
+        raise DatasetError(f"{field}: {type(ds).__name__} is an IterableDataset; give a map-style Dataset "
+                           "(len() and ds[i] -> (x, y)) or an (x, y) pair of arrays")
+    if isinstance(ds, tud.TensorDataset):
+        if len(ds.tensors) != 2:
+            raise DatasetError(f"{field}: a TensorDataset of {len(ds.tensors)} tensors; give two (images, labels)")
+        return _numpy(f"x_{part}", ds.tensors[0]), _numpy(f"y_{part}", ds.tensors[1])
+    try:
+        n = len(ds)
+    except TypeError:
+        raise DatasetError(f"{field}: {type(ds).__name__} has no len(); give a map-style Dataset") from None
+    if n == 0:
+        raise DatasetError(f"{field}: is empty; it must hold at least one (image, label) item")
+    xs: np.ndarray | None = None
+    ys: list[Any] = []
+    for i in range(n):
+        item = ds[i]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise DatasetError(f"{field}[{i}]: items must be (x, y) pairs, got {type(item).__name__}")
+        x = _numpy(f"x_{part}[{i}]", item[0])
+        if xs is None:
+            xs = np.empty((n, *x.shape), dtype=x.dtype)
+        elif x.shape != xs.shape[1:] or x.dtype != xs.dtype:
+            raise DatasetError(f"x_{part}[{i}]: shape {list(x.shape)} dtype {x.dtype}, but item 0 has "
+                               f"shape {list(xs.shape[1:])} dtype {xs.dtype}; every image must be alike")
+        xs[i] = x
+        y = _numpy(f"y_{part}[{i}]", item[1])
+        if y.size != 1:
+            raise DatasetError(f"y_{part}[{i}]: a label must be one integer, got shape {list(y.shape)}")
+        ys.append(y.reshape(())[()])
+    assert xs is not None
+    return xs, _numpy(f"y_{part}", np.array(ys))
+
+
+def _split(part: str, data: Split) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` arrays of one split given as a torch Dataset or an ``(x, y)`` pair."""
+    tud = _torch_data()
+    if tud is not None and isinstance(data, tud.Dataset):
+        return _split_from_torch(part, data, tud)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return _numpy(f"x_{part}", data[0]), _numpy(f"y_{part}", data[1])
+    raise DatasetError(f"dataset {part}: must be a map-style torch Dataset of (x, y) items or an (x, y) pair "
+                       f"of arrays or tensors, got {type(data).__name__}")
+
+
+def make_dataset(train: Split, test: Split, *, name: str = "custom") -> ArrayDataset:
+    """An :class:`ArrayDataset` from data in memory; each split is converted once, here.
+
+    A split is a map-style ``torch.utils.data.Dataset`` whose items are ``(x, y)``
+    (``TensorDataset(x, y)``, torchvision's ``MNIST(root, train=..., transform=ToTensor())``, …)
+    or an ``(x, y)`` pair of numpy arrays or torch tensors. Images: uint8 ``0..255`` (divided by
+    255) or floats in ``[0, 1]``, shaped ``[N, 1, 28, 28]``, ``[N, 28, 28]`` or ``[N, 784]``
+    (an item: ``[1, 28, 28]``, ``[28, 28]`` or ``[784]``); labels: integers ``[N]`` in ``0..9``.
+    A broken rule is a :class:`DatasetError` naming the array (``x_train``, ``y_test``, …) and,
+    for a Dataset item, its index.
+
+    >>> ds = make_dataset((np.zeros((4, 784), np.float32), np.arange(4)), (np.zeros((2, 28, 28), np.uint8), [0, 1]))
+    >>> ds.x_train.shape, ds.y_test.dtype
+    ((4, 1, 28, 28), dtype('int64'))
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for part, data in (("train", train), ("test", test)):
+        arrays[f"x_{part}"], arrays[f"y_{part}"] = _split(part, data)
+    source = f"in memory (train: {type(train).__name__}, test: {type(test).__name__})"
+    return _to_dataset(arrays, name, source, where="dataset")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,9 +675,10 @@ def fetch(name: str, source: str | os.PathLike[str] | None = None, force: bool =
     return target
 
 
-def load_dataset(name_or_path: str | os.PathLike[str] | ArrayDataset = "mnist", *, download: bool = True,
+def load_dataset(name_or_path: DataSpec = "mnist", *, download: bool = True,
                  verify_checksums: bool = True) -> ArrayDataset:
-    """Load ``"mnist"``, ``"fashion-mnist"``, ``"tiny"`` or a path (IDX folder or ``.npz``).
+    """Load ``"mnist"``, ``"fashion-mnist"``, ``"tiny"``, a path (IDX folder or ``.npz``), or
+    convert a ``(train, test)`` pair of data in memory (:func:`make_dataset`).
 
     MNIST is fetched on first use (see the module docstring) unless ``download=False``.
 
@@ -560,7 +687,26 @@ def load_dataset(name_or_path: str | os.PathLike[str] | ArrayDataset = "mnist", 
     ((1, 28, 28), dtype('float32'), dtype('int64'))
     """
     if isinstance(name_or_path, ArrayDataset):
+        for key in ("y_train", "y_test"):  # checked at construction, but the arrays are the caller's
+            rule = _label_rule(key, getattr(name_or_path, key))
+            if rule is not None:
+                raise DatasetError(rule)
         return name_or_path
+    if isinstance(name_or_path, (tuple, list)):
+        if len(name_or_path) == 2 and all(_is_array(v) for v in name_or_path):
+            raise DatasetError("dataset = (x, y): that is one split; give (train, test), each a torch Dataset "
+                               "or an (x, y) pair, e.g. dataset=((x_train, y_train), (x_test, y_test))")
+        if len(name_or_path) != 2:
+            raise DatasetError(f"dataset: a {type(name_or_path).__name__} of {len(name_or_path)} items; "
+                               "give (train, test)")
+        return make_dataset(*name_or_path)
+    tud = _torch_data()
+    if tud is not None and isinstance(name_or_path, tud.Dataset):
+        raise DatasetError(f"dataset = {type(name_or_path).__name__}: a torch Dataset is one split; "
+                           "give (train_dataset, test_dataset)")
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise DatasetError(f"dataset = {type(name_or_path).__name__}: must be a name ({', '.join(NAMES)}), "
+                           "a path, an ArrayDataset or a (train, test) pair")
     key = str(name_or_path)
     if key == "tiny":
         return tiny_dataset()
@@ -583,6 +729,12 @@ def load_dataset(name_or_path: str | os.PathLike[str] | ArrayDataset = "mnist", 
     if path.is_dir():
         return _to_dataset(read_idx_folder(path), path.name, str(path))
     raise DatasetError(f"dataset = {key!r}: not one of {', '.join(NAMES)} and not an IDX folder or .npz file")
+
+
+def _is_array(value: Any) -> bool:
+    """A numpy array or a torch tensor (not a split)."""
+    return isinstance(value, np.ndarray) or (type(value).__module__.startswith("torch") and hasattr(value, "shape")
+                                             and hasattr(value, "detach"))
 
 
 def dataset_info() -> list[dict[str, Any]]:

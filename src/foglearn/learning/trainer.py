@@ -74,7 +74,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from foglearn.errors import InputError
-from foglearn.learning.datasets import ArrayDataset, load_dataset
+from foglearn.learning.datasets import DataSpec, load_dataset
 from foglearn.learning.kernels import BatchedModel, batched_kernel
 from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.partition import Partition, PartitionError, device_stream
@@ -585,7 +585,7 @@ def _kernel_path(kernel: BatchedModel | None) -> str:
     return "mlp" if fused is None else "cnn-fused" if fused else "cnn-layered"
 
 
-def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist", model: ModelSpec = "cnn",
+def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: ModelSpec = "cnn",
           period: int = 10, lr: float = 0.01, seed: int = 0, *, passes: int = 1, eval_every: int = 1,
           threads: int | None = None, name: str = "network-aware",
           local_update: str | LocalUpdate = "paper", partition: str | Partition = "iid",
@@ -597,10 +597,19 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
     scenario, plan
         The fog network (``D_i(t)``, links) and a feasible plan for it (``s_ii``, ``s_ij``, ``r_i``).
     dataset
-        ``"mnist"``, ``"fashion-mnist"``, ``"tiny"`` (tests only), a path, or an :class:`ArrayDataset`.
+        ``"mnist"``, ``"fashion-mnist"``, ``"tiny"`` (tests only), a path, an :class:`ArrayDataset`,
+        or ``(train, test)`` data in memory, each split a map-style ``torch.utils.data.Dataset``
+        with ``(x, y)`` items or an ``(x, y)`` pair of numpy arrays / torch tensors
+        (:func:`~foglearn.learning.datasets.make_dataset`, converted once). Images: uint8 ``0..255``
+        or floats in ``[0, 1]``, shaped ``[N, 1, 28, 28]``, ``[N, 28, 28]`` or ``[N, 784]``;
+        labels: integers ``[N]`` in ``0..9``. The model always receives ``[B, 1, 28, 28]`` float32.
     model
-        ``"cnn"``, ``"mlp"`` or a zero-argument factory returning a ``torch.nn.Module``
-        (no buffers; any architecture that :func:`torch.func.vmap` can batch).
+        A name in :data:`~foglearn.learning.models.MODELS` (``"cnn"``, ``"mlp"``, …), a
+        zero-argument factory returning a ``torch.nn.Module`` (built with ``seed``), or a
+        ``torch.nn.Module`` instance (deep-copied: its weights are ``w(0)``, the instance is
+        never changed). It maps ``[B, 1, 28, 28]`` to logits ``[B, n_classes]``; any
+        architecture that :func:`torch.func.vmap` can batch
+        (:func:`~foglearn.learning.models.make_model`).
     period
         ``τ``: aggregate every ``period`` slots (eq. 4).
     lr
@@ -645,7 +654,7 @@ def train(scenario: Scenario, plan: Plan, dataset: str | ArrayDataset = "mnist",
     if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
         raise TrainingError(f"threads = {threads!r}: must be an integer ≥ 1")
     cores = int(threads or old_threads)
-    module = make_model(model, seed=seed)
+    module = make_model(model, seed=seed, n_classes=data.n_classes)
     kernel = batched_kernel(module)  # the CNN's fused path where fused_cnn.enabled()
     workers = _Workers(cores if kernel is not None else 1)
     torch.set_num_threads(1 if kernel is not None else cores)
