@@ -47,9 +47,9 @@ def test_run_writes_run_directory(tmp_path, tiny_npz, monkeypatch):
         app,
         [
             "run",
-            "--n",
+            "--devices",
             "3",
-            "--T",
+            "--slots",
             "10",
             "--period",
             "5",
@@ -110,9 +110,9 @@ def test_budget_paper_is_the_papers_protocol_and_says_it_is_near_chance(
         app,
         [
             "run",
-            "--n",
+            "--devices",
             "3",
-            "--T",
+            "--slots",
             "4",
             "--period",
             "2",
@@ -149,9 +149,9 @@ def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
         app,
         [
             "run",
-            "--n",
+            "--devices",
             "4",
-            "--T",
+            "--slots",
             "6",
             "--period",
             "3",
@@ -188,9 +188,9 @@ def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
     out = tmp_path / "run"
     args = [
         "run",
-        "--n",
+        "--devices",
         "3",
-        "--T",
+        "--slots",
         "10",
         "--period",
         "5",
@@ -251,9 +251,9 @@ def test_help_states_the_default_budget():
 # ---------------------------------------- resume: no pickle, keyed on content, damaged files
 ARGS = [
     "run",
-    "--n",
+    "--devices",
     "3",
-    "--T",
+    "--slots",
     "10",
     "--period",
     "5",
@@ -430,9 +430,9 @@ def test_run_on_any_network(tmp_path, tiny_npz, monkeypatch):
         app,
         [
             "run",
-            "--n",
+            "--devices",
             "4",
-            "--T",
+            "--slots",
             "10",
             *common,
             "--topology",
@@ -466,7 +466,7 @@ def test_run_on_any_network(tmp_path, tiny_npz, monkeypatch):
     write_traces(traces, synthetic(n_devices=3, horizon=5, seed=1))
     out3 = tmp_path / "run3"
     res = runner.invoke(
-        app, ["run", *common, "--traces", str(traces), "--n", "4", "--T", "7", "--out", str(out3)]
+        app, ["run", *common, "--traces", str(traces), "--devices", "4", "--slots", "7", "--repeat", "--out", str(out3)]
     )
     assert res.exit_code == 0, res.output
     config = tomllib.loads((out3 / "config.toml").read_text())
@@ -483,9 +483,9 @@ def test_config_toml_reruns_the_same_run(tmp_path, tiny_npz, monkeypatch):
         app,
         [
             "run",
-            "--n",
+            "--devices",
             "3",
-            "--T",
+            "--slots",
             "8",
             "--period",
             "4",
@@ -526,3 +526,100 @@ def test_config_toml_reruns_the_same_run(tmp_path, tiny_npz, monkeypatch):
     bad.write_text("[scenario]\ngenerator = 'synthetic'\n")
     res = runner.invoke(app, ["run", "--config", str(bad), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--config" in res.output and "config.toml" in res.output
+
+
+# ---------------------------------------- --json, --log tensorboard, --model module:factory, traces
+SMALL = ["--period", "5", "--model", "mlp", "--passes", "1", "--threads", "1"]
+
+
+def test_run_json_and_tensorboard_match_the_csv(tmp_path, tiny_npz, monkeypatch):
+    """--json: result.json's content (and the run directory) is all stdout holds; --log tensorboard
+    writes each setting's slots.csv columns and costs as scalars."""
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--devices", "3", "--slots", "10", *SMALL, "--dataset", str(tiny_npz),
+                              "--log", "tensorboard", "--json", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["run_directory"] == str(out)
+    assert {k: v for k, v in doc.items() if k != "run_directory"} == json.loads((out / "result.json").read_text())
+    assert "network-aware" in res.stderr and "tensorboard/" in res.stderr
+    with (out / "slots.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    for setting in doc["settings"]:
+        folder = out / "tensorboard" / setting["name"]
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        mine = [r for r in rows if r["setting"] == setting["name"]]
+        for column in ("loss_mean", "processed", "test_accuracy", "test_loss"):
+            want = {int(r["slot"]): float(r[column]) for r in mine if r[column] not in ("", "nan")}
+            got = {e.step: e.value for e in acc.Scalars(column)}
+            assert got == pytest.approx(want, rel=1e-6), column
+        assert acc.Scalars("test_accuracy")[-1].value == pytest.approx(setting["accuracy"], rel=1e-6)
+        assert acc.Scalars("cost/unit")[0].value == pytest.approx(setting["unit_cost"], rel=1e-6)
+    # a rerun (settings kept) replaces the event files instead of adding to them
+    res = runner.invoke(app, ["run", "--devices", "3", "--slots", "10", *SMALL, "--dataset", str(tiny_npz),
+                              "--log", "tensorboard", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "tensorboard" / "no-movement").glob("events.out.tfevents.*"))) == 1
+
+
+def test_log_needs_tensorboard_and_a_known_logger(tmp_path, monkeypatch):
+    _no_work(monkeypatch)
+    res = runner.invoke(app, ["run", "--log", "wandb", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--log = 'wandb'" in res.output and "tensorboard" in res.output
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    res = runner.invoke(app, ["run", "--log", "tensorboard", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "foglearn[tracking]" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_model_import_only_where_the_operator_allows_it(tmp_path, tiny_npz, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "import torch\n\ndef linear():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("FOGLEARN_ALLOW_MODEL_IMPORT", raising=False)
+    args = ["run", "--devices", "3", "--slots", "4", "--period", "2", "--passes", "1", "--threads", "1",
+            "--dataset", str(tiny_npz), "--model", "my_models:linear", "--out", str(tmp_path / "run")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "FOGLEARN_ALLOW_MODEL_IMPORT=1" in res.output
+    assert "my_models" not in sys.modules and not (tmp_path / "run").exists()
+    monkeypatch.setenv("FOGLEARN_ALLOW_MODEL_IMPORT", "1")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    config = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert config["training"]["model"] == "my_models:linear"
+
+
+def test_config_toml_round_trip_replays_tiled_traces(tmp_path, tiny_npz, monkeypatch):
+    """config.toml records what ran (the traces, n, T, --repeat, --max-points) and --config runs it again."""
+    from foglearn.network import synthetic, write_traces
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    traces = tmp_path / "traces"
+    write_traces(traces, synthetic(n_devices=2, horizon=3, seed=1))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", *SMALL, "--dataset", str(tiny_npz), "--traces", str(traces),
+                              "--slots", "5", "--repeat", "--max-points", "20", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "tiled" in res.output
+    source = tomllib.loads((out / "config.toml").read_text())["scenario"]
+    assert source == {"generator": "traces", "path": str(traces), "n_devices": 2, "horizon": 5, "repeat": True,
+                      "seed": 0, "max_points": 20}
+    again = tmp_path / "again"
+    res = runner.invoke(app, ["run", "--config", str(out / "config.toml"), "--threads", "1", "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    assert (again / "config.toml").read_text() == (out / "config.toml").read_text()
+    first, second = (json.loads((d / "result.json").read_text()) for d in (out, again))
+    assert first["scenario"] == second["scenario"]
+    assert [s["accuracy"] for s in first["settings"]] == [s["accuracy"] for s in second["settings"]]
+    res = runner.invoke(app, ["run", *SMALL, "--dataset", str(tiny_npz), "--traces", str(traces),
+                              "--capacities", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--capacities: does not apply with --traces" in res.output

@@ -38,7 +38,21 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 
-from foglearn.cli.common import console, cost_table, fail
+from foglearn.cli.common import JsonFlag, console, cost_table, emit_json, fail, json_mode
+from foglearn.cli.scenario_options import (
+    Capacities,
+    Devices,
+    MaxPoints,
+    Profile,
+    Repeat,
+    Rho,
+    ScenarioFile,
+    ScenarioOptions,
+    Slots,
+    Topology,
+    Traces,
+)
+from foglearn.cli.tracking import Log, require_tensorboard, write_tensorboard
 from foglearn.errors import InputError
 
 if TYPE_CHECKING:
@@ -127,23 +141,15 @@ def _kept(path: Path, name: str) -> TrainResult | None:
 
 
 def options_from_config(path: Path) -> dict[str, Any]:
-    """Every option of a run (all but ``--out`` and ``--threads``) from its ``config.toml``."""
+    """Every option of a run (all but ``--out``, ``--threads``, ``--log`` and ``--json``) from its
+    ``config.toml``; the scenario options as :class:`ScenarioOptions`."""
     import tomllib
 
     try:
         cfg = tomllib.loads(path.read_text(encoding="utf-8"))
-        sc, tr, pl = cfg["scenario"], cfg["training"], cfg["planning"]
-        gen = sc["generator"]
-        if gen not in ("synthetic", "file", "traces"):
-            raise ValueError(f"scenario.generator = {gen!r}: must be synthetic, file or traces")
+        tr, pl = cfg["training"], cfg["planning"]
         return {
-            "n": int(sc.get("n_devices", 10)),
-            "horizon": int(sc.get("horizon", 100)),
-            "topology": str(sc.get("topology", "full")),
-            "rho": float(sc.get("rho", 0.3)),
-            "capacities": bool(sc.get("capacities", False)),
-            "scenario_file": Path(sc["path"]) if gen == "file" else None,
-            "traces": Path(sc["path"]) if gen == "traces" else None,
+            "scenario": ScenarioOptions.from_source(cfg["scenario"]),
             "seed": int(tr["seed"]),
             "dataset": str(tr["dataset_source"]),
             "model": str(tr["model"]),
@@ -156,21 +162,21 @@ def options_from_config(path: Path) -> dict[str, Any]:
             "error": str(pl["error"]),
             "information": str(pl["information"]),
         }
-    except (
-        OSError,
-        UnicodeDecodeError,
-        ValueError,
-        KeyError,
-        TypeError,
-    ) as exc:  # TOMLDecodeError is a ValueError
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError: a ValueError
         fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
 
 
 def run_command(
-    n: Annotated[int, typer.Option("--n", "-n", help="number of devices")] = 10,
-    horizon: Annotated[int, typer.Option("--T", "-T", help="number of slots T")] = 100,
+    devices: Devices = None,
+    slots: Slots = None,
     period: Annotated[int, typer.Option(help="aggregation period τ (eq. 4)")] = 10,
-    model: Annotated[str, typer.Option(help="cnn | mlp (a name of the models registry)")] = "cnn",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="a name of the models registry (cnn | mlp …), or package.module:factory where the operator "
+            "allows importing it (FOGLEARN_ALLOW_MODEL_IMPORT=1)"
+        ),
+    ] = "cnn",
     dataset: Annotated[
         str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")
     ] = "mnist",
@@ -186,24 +192,14 @@ def run_command(
     lr: Annotated[
         float | None, typer.Option(help="learning rate η (default: the budget's)")
     ] = None,
-    scenario_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--scenario",
-            help="a saved Scenario (.npz, Scenario.save) instead of the synthetic network; "
-            "--n/--T/--topology/--capacities do not apply",
-        ),
-    ] = None,
-    traces: Annotated[
-        Path | None,
-        typer.Option(
-            help="a folder of measured traces (docs/model.md §5) replayed for --n devices and --T slots"
-        ),
-    ] = None,
-    topology: Annotated[
-        str, typer.Option(help="synthetic network's topology (full, random, hierarchical, …)")
-    ] = "full",
-    rho: Annotated[float, typer.Option(help="link probability of --topology random")] = 0.3,
+    scenario_file: ScenarioFile = None,
+    traces: Traces = None,
+    repeat: Repeat = False,
+    topology: Topology = None,
+    rho: Rho = None,
+    capacities: Capacities = None,
+    profile: Profile = None,
+    max_points: MaxPoints = None,
     error: Annotated[
         str, typer.Option(help="the network-aware plan's error model: linear | sqrt")
     ] = "linear",
@@ -213,9 +209,6 @@ def run_command(
             help="perfect | a window length W (plan each W slots from the previous window's averages)"
         ),
     ] = "perfect",
-    capacities: Annotated[
-        bool, typer.Option(help="impose node and link capacities (docs/model.md §4)")
-    ] = False,
     passes: Annotated[
         int | None,
         typer.Option(
@@ -244,182 +237,131 @@ def run_command(
         typer.Option(
             "--config",
             help="run the options recorded in a run directory's config.toml (replaces every option "
-            "but --out and --threads)",
+            "but --out, --threads, --log and --json)",
         ),
     ] = None,
+    log: Log = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
     if config_file is not None:
         o = options_from_config(config_file)
-        n, horizon, topology, rho, capacities = (
-            o["n"],
-            o["horizon"],
-            o["topology"],
-            o["rho"],
-            o["capacities"],
-        )
-        scenario_file, traces, seed, dataset, model = (
-            o["scenario_file"],
-            o["traces"],
-            o["seed"],
-            o["dataset"],
-            o["model"],
-        )
+        options, seed, dataset, model = o["scenario"], o["seed"], o["dataset"], o["model"]
         period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
         local_update, partition, error, information = (
-            o["local_update"],
-            o["partition"],
-            o["error"],
-            o["information"],
+            o["local_update"], o["partition"], o["error"], o["information"]
         )
+    else:
+        options = ScenarioOptions(devices, slots, topology, rho, capacities, profile, max_points, scenario_file,
+                                  traces, repeat)
     import numpy as np
     import tomli_w
 
     from foglearn.io import atomic_write, write_json
-    from foglearn.learning import DatasetError, TrainingError, load_dataset, train
-    from foglearn.learning.models import MODELS
+    from foglearn.learning import load_dataset, train
+    from foglearn.learning.models import ALLOW_IMPORT_ENV, MODELS, resolve_model_spec
     from foglearn.learning.partition import Partition, plot_histograms
     from foglearn.learning.results import plot_curves, save_result, write_csv
     from foglearn.learning.trainer import LocalUpdate
-    from foglearn.network import Scenario, from_traces, synthetic
     from foglearn.planning import plan
 
-    if n < 1 or horizon < 1:
-        fail(f"--n = {n}, --T = {horizon}: both must be ≥ 1")
+    options.check()
+    if log is not None:
+        require_tensorboard(log)
     if budget not in BUDGETS:
         fail(f"--budget = {budget!r}: must be one of {', '.join(BUDGETS)}")
     b_passes, b_lr, b_update = BUDGETS[budget]
     passes = b_passes if passes is None else passes
     lr = b_lr if lr is None else lr
     try:
-        MODELS.get_entry(model, "--model")
+        factory = resolve_model_spec(model, allow_import=os.environ.get(ALLOW_IMPORT_ENV) == "1")
         update = LocalUpdate.parse(b_update if local_update is None else local_update).spec
         part = Partition.parse(partition)
     except InputError as exc:
+        message = str(exc)
         fail(
-            str(exc)
+            ("--" + message if message.startswith("model = ") else message)
             .replace("local_update", "--local-update")
             .replace("partition =", "--partition =")
         )
     _check_out(out)
     threads = threads or _default_threads()
     info: str | int = int(information) if information.strip().isdigit() else information.strip()
-    if scenario_file is not None and traces is not None:
-        fail("--scenario and --traces: give at most one")
-    try:
-        if scenario_file is not None:
-            scenario = Scenario.load(scenario_file)
-            source: dict[str, Any] = {
-                "generator": "file",
-                "path": str(scenario_file),
-                "sha256": hashlib.sha256(scenario_file.read_bytes()).hexdigest(),
-            }
-        elif traces is not None:
-            scenario = from_traces(traces, n_devices=n, horizon=horizon, seed=seed)
-            source = {
-                "generator": "traces",
-                "path": str(traces),
-                "n_devices": n,
-                "horizon": horizon,
-                "seed": seed,
-            }
-        else:
-            scenario = synthetic(
-                n_devices=n,
-                horizon=horizon,
-                topology=topology,
-                rho=rho,
-                capacities=capacities,
-                seed=seed,
-            )
-            source = {
-                "generator": "synthetic",
-                "n_devices": n,
-                "horizon": horizon,
-                "topology": topology,
-                "capacities": capacities,
-                "seed": seed,
-                **({"rho": rho} if topology == "random" else {}),
-            }
-    except (ValueError, InputError, OSError) as exc:
-        fail(f"scenario: {exc}")
-    n, horizon = scenario.n_devices, scenario.horizon
-    try:
+    with json_mode(json_out):
+        try:
+            scenario, source = options.build(seed)
+        except OSError as exc:
+            fail(f"scenario: {exc}")
+        n, horizon = scenario.n_devices, scenario.horizon
         data = load_dataset(dataset)
-    except DatasetError as exc:
-        fail(str(exc))
-    try:
         settings = [
             ("no-movement", plan(scenario, movement=False)),
             ("network-aware", plan(scenario, error=error, information=info)),
         ]
-    except InputError as exc:
-        fail(str(exc))
-    training = {
-        "dataset": data.name,
-        "dataset_sha256": dataset_sha256(data),
-        "model": model,
-        "period": period,
-        "lr": lr,
-        "seed": seed,
-        "passes": passes,
-        "budget": budget,
-        "local_update": update,
-        "partition": part.spec,
-        "dataset_source": dataset,
-    }
-    config: dict[str, Any] = {
-        "scenario": source,
-        "training": training,
-        "planning": {"error": error, "information": str(info)},
-        "settings": [
-            {
-                "name": name,
-                "movement": name != "no-movement",
-                "information": p.information,
-                "error": p.error,
-            }
-            for name, p in settings
-        ],
-    }
-    # Each finished setting is kept in the run directory, keyed by the configuration and the
-    # data set's content: after an interruption the same command resumes with the settings
-    # still to train. Where the data set lies (``dataset_source``) is not part of the key.
-    keyed = {**config, "training": {k: v for k, v in training.items() if k != "dataset_source"}}
-    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-    finished = out / "finished"
-    if old := sorted(finished.glob("*.pkl")):
-        console.print(
-            f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored "
-            "(an older format; pickle files are never loaded)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        training = {
+            "dataset": data.name,
+            "dataset_sha256": dataset_sha256(data),
+            "model": model,
+            "period": period,
+            "lr": lr,
+            "seed": seed,
+            "passes": passes,
+            "budget": budget,
+            "local_update": update,
+            "partition": part.spec,
+            "dataset_source": dataset,
+        }
+        config: dict[str, Any] = {
+            "scenario": source,
+            "training": training,
+            "planning": {"error": error, "information": str(info)},
+            "settings": [
+                {
+                    "name": name,
+                    "movement": name != "no-movement",
+                    "information": p.information,
+                    "error": p.error,
+                }
+                for name, p in settings
+            ],
+        }
+        # Each finished setting is kept in the run directory, keyed by the configuration and the
+        # data set's content: after an interruption the same command resumes with the settings
+        # still to train. Where the data set lies (``dataset_source``) is not part of the key.
+        keyed = {**config, "training": {k: v for k, v in training.items() if k != "dataset_source"}}
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+        finished = out / "finished"
+        if old := sorted(finished.glob("*.pkl")):
+            console.print(
+                f"notice: {len(old)} .pkl file(s) in {escape(str(finished))} are ignored "
+                "(an older format; pickle files are never loaded)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    results = []
-    with Progress(
-        TextColumn("{task.description:<14}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("slots"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        for name, p in settings:
-            task = bar.add_task(name, total=horizon * passes)
-            if (r := kept[name]) is not None:
-                results.append(r)
-                bar.update(task, completed=horizon * passes, description=f"{name} (kept)")
-                continue
-            try:
+        results = []
+        with Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("slots"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            for name, p in settings:
+                task = bar.add_task(name, total=horizon * passes)
+                if (r := kept[name]) is not None:
+                    results.append(r)
+                    bar.update(task, completed=horizon * passes, description=f"{name} (kept)")
+                    continue
                 r = train(
                     scenario,
                     p,
                     dataset=data,
-                    model=model,
+                    model=model if model in MODELS else factory,
                     period=period,
                     lr=lr,
                     seed=seed,
@@ -430,42 +372,38 @@ def run_command(
                     partition=part,
                     progress=functools.partial(_advance, bar, task),
                 )
-            except TrainingError as exc:
-                fail(str(exc))
-            save_result(r, finished / f"{name}-{key}.json")
-            results.append(r)
-    chance = 1.0 / data.n_classes
-    flags = {r.name: near_chance(r.accuracy, data.n_classes) for r in results}
-    rows = [
-        (
-            f"{r.name} [bold red](NEAR CHANCE)[/]" if flags[r.name] else r.name,
-            {**r.costs, "accuracy": r.accuracy},
-        )
-        for r in results
-    ]
-    console.print(
-        cost_table(
-            rows,
-            title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
-            f"η = {lr}, passes = {passes}, {update}, {part.spec}, seed = {seed}",
-            extra=("accuracy",),
-        )
-    )
-    for name in (k for k, v in flags.items() if v):
+                save_result(r, finished / f"{name}-{key}.json")
+                results.append(r)
+        chance = 1.0 / data.n_classes
+        flags = {r.name: near_chance(r.accuracy, data.n_classes) for r in results}
+        rows = [
+            (
+                f"{r.name} [bold red](NEAR CHANCE)[/]" if flags[r.name] else r.name,
+                {**r.costs, "accuracy": r.accuracy},
+            )
+            for r in results
+        ]
         console.print(
-            f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance "
-            f"({chance:.0%}): the model did not learn at this budget (try --budget default or more "
-            "--passes)[/]",
-            highlight=False,
-            soft_wrap=True,
+            cost_table(
+                rows,
+                title=f"{data.name}, {model.upper()}, n = {n}, T = {horizon}, τ = {period}, "
+                f"η = {lr}, passes = {passes}, {update}, {part.spec}, seed = {seed}",
+                extra=("accuracy",),
+            )
         )
-    config["training"]["threads"] = threads
-    atomic_write(out / "config.toml", tomli_w.dumps(config))
-    drawn = results[0].config.get("partition", {})
-    hist = np.asarray(drawn.get("label_histograms", np.zeros((n, data.n_classes))), dtype=np.int64)
-    write_json(
-        out / "result.json",
-        {
+        for name in (k for k, v in flags.items() if v):
+            console.print(
+                f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance "
+                f"({chance:.0%}): the model did not learn at this budget (try --budget default or more "
+                "--passes)[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
+        config["training"]["threads"] = threads
+        atomic_write(out / "config.toml", tomli_w.dumps(config))
+        drawn = results[0].config.get("partition", {})
+        hist = np.asarray(drawn.get("label_histograms", np.zeros((n, data.n_classes))), dtype=np.int64)
+        result_doc = {
             "settings": [
                 {
                     **r.as_dict(),
@@ -485,33 +423,41 @@ def run_command(
             "dataset": data.summary(),
             "scenario": scenario.summary(),
             "config": config,
-        },
-    )
-    write_csv(
-        out / "slots.csv", [{"setting": r.name, **row} for r in results for row in r.slot_rows()]
-    )
-    write_csv(
-        out / "device_loss.csv",
-        [
-            {
-                "setting": r.name,
-                "slot": s + 1,
-                **{
-                    f"device_{i}": (None if np.isnan(v) else float(v))
-                    for i, v in enumerate(r.device_loss[s])
-                },
-            }
-            for r in results
-            for s in range(r.device_loss.shape[0])
-        ],
-    )
-    plot_curves(results, out / "loss.png", out / "accuracy.png")
-    plot_histograms(
-        hist,
-        out / "labels.png",
-        title=f"labels collected per device ({part.spec}, {passes} pass{'es' if passes != 1 else ''})",
-    )
-    console.print(f"run directory: {out} ({', '.join(OUTPUTS)})")
+        }
+        write_json(out / "result.json", result_doc)
+        write_csv(
+            out / "slots.csv", [{"setting": r.name, **row} for r in results for row in r.slot_rows()]
+        )
+        write_csv(
+            out / "device_loss.csv",
+            [
+                {
+                    "setting": r.name,
+                    "slot": s + 1,
+                    **{
+                        f"device_{i}": (None if np.isnan(v) else float(v))
+                        for i, v in enumerate(r.device_loss[s])
+                    },
+                }
+                for r in results
+                for s in range(r.device_loss.shape[0])
+            ],
+        )
+        plot_curves(results, out / "loss.png", out / "accuracy.png")
+        plot_histograms(
+            hist,
+            out / "labels.png",
+            title=f"labels collected per device ({part.spec}, {passes} pass{'es' if passes != 1 else ''})",
+        )
+        written = list(OUTPUTS)
+        if log is not None:
+            write_tensorboard(out, {r.name: (r.slot_rows(), r.costs) for r in results})
+            written.append(f"tensorboard/{{{','.join(r.name for r in results)}}}/")
+        console.print(f"run directory: {out} ({', '.join(written)})")
+        payload = {"run_directory": str(out), **result_doc}
+
+    if json_out:
+        emit_json(payload)
 
 
 def register(app: typer.Typer) -> None:
