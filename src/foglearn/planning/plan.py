@@ -21,11 +21,11 @@ from numba import njit
 
 from foglearn.errors import InputError
 from foglearn.network.scenario import Scenario
-from foglearn.planning.rules import ERROR_MODELS, CostBreakdown, realised_costs
+from foglearn.planning.rules import ERROR_MODELS, CostBreakdown, largest_remainder, realised_costs, whole_points
 
-__all__ = ["ERROR_MODELS", "INFINITE_COST", "CostBreakdown", "EdgeTotals", "Plan", "PlanError", "SolverStats",
-           "check_feasible",
-           "cost_breakdown", "edge_totals", "offload_sum", "processed_points", "realise"]
+__all__ = ["ERROR_MODELS", "INFINITE_COST", "CostBreakdown", "EdgeTotals", "Plan", "PlanError", "PointCounts",
+           "SolverStats", "check_feasible", "cost_breakdown", "edge_totals", "offload_sum", "point_counts",
+           "processed_points", "realise"]
 
 ErrorModel = Literal["linear", "sqrt"]
 
@@ -81,6 +81,12 @@ class Plan:
         The error model the costs are accounted under.
     information : str
         ``"perfect"`` or ``"estimated(window=W)"``.
+    scenario : Scenario or None
+        The scenario the plan was made for and is accounted on (set by :meth:`from_fractions` and
+        :func:`realise`); :meth:`flows` and :meth:`table` use it when not given one.
+
+    ``keep``, ``offload`` and ``discard`` are fractions of ``D_i(t)``; :meth:`flows` and
+    :meth:`table` give whole points.
     """
 
     keep: np.ndarray
@@ -92,6 +98,7 @@ class Plan:
     stats: SolverStats
     error: str = "linear"
     information: str = "perfect"
+    scenario: Scenario | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # docs/model.md §2: a plan whose realised cost is not finite is never reported as optimal
@@ -113,6 +120,69 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         return {"error": self.error, "information": self.information, **self.costs.as_dict(),
                 "solver": self.stats.as_dict()}
+
+    def _scenario_for(self, scenario: Scenario | None, what: str) -> Scenario:
+        scen = scenario if scenario is not None else self.scenario
+        if scen is None:
+            raise PlanError(f"{what}: this plan does not record its scenario (it was built directly); "
+                            "pass the scenario it was made for")
+        if (scen.horizon, scen.n_devices, scen.n_edges) != (self.horizon, self.n_devices, self.offload.shape[1]):
+            raise PlanError(f"{what}: scenario (T, n, E) = {(scen.horizon, scen.n_devices, scen.n_edges)} does not "
+                            f"match the plan's {(self.horizon, self.n_devices, self.offload.shape[1])}")
+        return scen
+
+    def flows(self, scenario: Scenario | None = None) -> list[dict[str, Any]]:
+        """Who sends how many points to whom: one record per slot and link that carries points.
+
+        The plan's ``offload[t, e]`` is ``s_ij(t)``, a *fraction* of ``D_i(t)``; a record gives
+        *points*: ``{"t", "src", "dst", "points"}`` — ``points`` of the ``D_src(t)`` collected at
+        ``t`` are sent on ``src → dst`` and processed at ``dst`` in ``t + 1`` — rounded as the
+        trainer executes them (:func:`point_counts`). With a ``scenario`` the records also hold
+        ``src_name`` and ``dst_name`` (:attr:`Scenario.device_names`); without one the scenario the
+        plan was made for is used. Sorted by slot, then link. ``pandas.DataFrame(plan.flows())``
+        gives a table.
+        """
+        scen = self._scenario_for(scenario, "flows")
+        c = point_counts(scen, self)
+        t, e, pts = c.offloaded
+        src, dst = scen.src[e].tolist(), scen.dst[e].tolist()
+        rows: list[dict[str, Any]] = [{"t": a, "src": b, "dst": d, "points": k}
+                                      for a, b, d, k in zip(t.tolist(), src, dst, pts.tolist()) if k > 0]
+        if scenario is not None:
+            names = scenario.device_names
+            for row in rows:
+                row["src_name"], row["dst_name"] = names[row["src"]], names[row["dst"]]
+        return rows
+
+    def table(self, scenario: Scenario | None = None) -> list[dict[str, Any]]:
+        """What each device does in each slot, in points: one record per ``(t, device)``, slot-major.
+
+        The plan's ``keep``/``offload``/``discard`` are *fractions* of ``D_i(t)``; the records give
+        *points*, rounded as the trainer executes them (:func:`point_counts`): ``t``, ``device``
+        (and ``name``, :attr:`Scenario.device_names`, when a ``scenario`` is given), ``collected``
+        (``D_i(t)``), ``kept`` (processed at ``i`` in ``t``), ``offloaded`` (sent on, processed by
+        the receivers in ``t + 1``), ``discarded`` (never processed, charged ``f_i(t)``),
+        ``received`` (points offloaded to ``i`` in ``t − 1``), ``dropped`` (points over
+        ``⌊C_i(t)⌋`` after rounding) and ``processed`` (``G_i(t)``, eq. 6). Always
+        ``kept + offloaded + discarded = collected`` and ``processed = kept + received − dropped``.
+        """
+        scen = self._scenario_for(scenario, "table")
+        c = point_counts(scen, self)
+        T, n = scen.horizon, scen.n_devices
+        t_of = np.repeat(np.arange(T), n).tolist()
+        i_of = np.tile(np.arange(n), T).tolist()
+        cols = {"collected": scen.collected, "kept": c.kept, "offloaded": c.offloaded_by_device,
+                "discarded": c.discarded, "received": c.received, "dropped": c.dropped, "processed": c.processed}
+        flat = {k: v.ravel().tolist() for k, v in cols.items()}
+        names = scenario.device_names if scenario is not None else None
+        rows: list[dict[str, Any]] = []
+        for k, (t, i) in enumerate(zip(t_of, i_of)):
+            row: dict[str, Any] = {"t": t, "device": i}
+            if names is not None:
+                row["name"] = names[i]
+            row.update({key: vals[k] for key, vals in flat.items()})
+            rows.append(row)
+        return rows
 
     @classmethod
     def from_fractions(cls, scenario: Scenario, keep: np.ndarray, offload: np.ndarray,
@@ -148,7 +218,7 @@ class Plan:
         costs = _costs(scenario, discard, processed, totals.transfer, totals.sent, error)
         plan = cls(keep=keep, offload=offload, discard=discard, processed=processed, dropped=np.zeros_like(keep),
                    costs=costs, stats=stats or SolverStats("given", objective=costs.total),
-                   error=error, information=information)
+                   error=error, information=information, scenario=scenario)
         if check:
             _check_totals(scenario, plan, totals, FEAS_TOL)
         return plan
@@ -353,7 +423,7 @@ def realise(scenario: Scenario, keep: np.ndarray, offload: np.ndarray, error: st
     transfer = float((sent * scenario.link_cost).sum())  # dropped-on-arrival points were still sent
     costs = _costs(scenario, discard, G, transfer, totals.sent, error, violations)
     return Plan(keep=keep, offload=offload, discard=discard, processed=G, dropped=dropped, costs=costs,
-                stats=stats, error=error, information=information)
+                stats=stats, error=error, information=information, scenario=scenario)
 
 
 def _accumulate(target: np.ndarray, device_of_edge: np.ndarray, values: np.ndarray) -> None:
@@ -361,3 +431,57 @@ def _accumulate(target: np.ndarray, device_of_edge: np.ndarray, values: np.ndarr
     T, n = target.shape
     idx = (np.arange(T)[:, None] * n + device_of_edge[None, :]).ravel()
     target += np.bincount(idx, weights=values.ravel(), minlength=T * n).reshape(T, n)
+
+
+@dataclass(frozen=True)
+class PointCounts:
+    """A plan in whole points, as the trainer executes it (see :func:`point_counts`); ``[T, n]`` int arrays.
+
+    ``offloaded = (t, e, points)``: the points sent on link ``e`` at ``t`` for every ``(t, e)``
+    with ``s_ij(t) > 0``; ``offloaded_by_device`` sums them per sender.
+    """
+
+    kept: np.ndarray
+    offloaded: tuple[np.ndarray, np.ndarray, np.ndarray]
+    offloaded_by_device: np.ndarray
+    discarded: np.ndarray
+    received: np.ndarray
+    dropped: np.ndarray
+    processed: np.ndarray
+
+
+def point_counts(scenario: Scenario, plan: Plan) -> PointCounts:
+    """Split every ``D_i(t)`` into whole points by the plan's fractions, as the trainer does.
+
+    The rules of :mod:`foglearn.planning.rules` (docs/model.md §6): ``s_ii(t) D_i(t)``,
+    ``s_ij(t) D_i(t)`` and ``r_i(t) D_i(t)`` are rounded by :func:`largest_remainder` so they sum
+    to ``D_i(t)`` exactly (ties: keep, offloads in edge order, discard); a link carries at most
+    :func:`whole_points` of ``C_ij(t)`` (the excess stays at the source and counts as discarded);
+    a device processes at most :func:`whole_points` of ``C_i(t)`` of what it kept plus what it
+    received (the excess is ``dropped``). Offloads at ``t`` are received at ``t + 1``.
+    """
+    T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
+    D = scenario.collected.astype(np.int64)
+    tt, ee = np.nonzero(plan.offload > 0)
+    src_of = scenario.src[ee]
+    n_off = len(tt)
+    ti = np.arange(T * n)
+    group = np.concatenate([ti, tt * n + src_of, ti])
+    share = np.concatenate([plan.keep.ravel() * D.ravel(), plan.offload[tt, ee] * D[tt, src_of],
+                            plan.discard.ravel() * D.ravel()])
+    kind = np.concatenate([np.zeros(T * n, np.int64), np.ones(n_off, np.int64), np.full(T * n, 2, np.int64)])
+    within = np.concatenate([np.zeros(T * n, np.int64), ee.astype(np.int64), np.zeros(T * n, np.int64)])
+    counts = largest_remainder(share, group, D.ravel(), kind * (E + 1) + within)
+    kept, off, disc = counts[:T * n], counts[T * n:T * n + n_off], counts[T * n + n_off:]
+    sent = np.minimum(off, whole_points(scenario.link_cap[tt, ee]))
+    disc = disc + np.bincount(tt * n + src_of, weights=off - sent, minlength=T * n).astype(np.int64)
+    by_device = np.bincount(tt * n + src_of, weights=sent, minlength=T * n).astype(np.int64).reshape(T, n)
+    inside = tt + 1 < T
+    received = np.bincount((tt[inside] + 1) * n + scenario.dst[ee[inside]], weights=sent[inside],
+                           minlength=T * n).astype(np.int64).reshape(T, n)
+    kept = kept.reshape(T, n)
+    arriving = kept + received
+    processed = np.minimum(arriving, whole_points(scenario.proc_cap))
+    return PointCounts(kept=kept, offloaded=(tt, ee, sent), offloaded_by_device=by_device,
+                       discarded=disc.reshape(T, n), received=received, dropped=arriving - processed,
+                       processed=processed)
