@@ -194,9 +194,9 @@ def resolve_model_spec(spec: str, *, allow_import: bool) -> Callable[[], nn.Modu
     :func:`importlib.import_module` only when ``allow_import`` is true (the CLI sets it from
     ``FOGLEARN_ALLOW_MODEL_IMPORT=1``, :data:`ALLOW_IMPORT_ENV`): importing runs that module's
     code. ``factory`` may be a zero-argument callable or a ``torch.nn.Module`` instance (each
-    call then deep-copies it); it is called once here, with the global RNG left as it was, to
-    check that it returns a ``torch.nn.Module``. The returned factory's ``__name__`` is ``spec``,
-    so results record it. Anything else is a :class:`ModelError`.
+    call then deep-copies it); it is called once here to check that it returns a
+    ``torch.nn.Module``. The import and that call leave the global RNG as it was. The returned
+    factory's ``__name__`` is ``spec``, so results record it. Anything else is a :class:`ModelError`.
     """
     if not isinstance(spec, str):
         raise ModelError(f"model = {spec!r}: must be a string")
@@ -207,13 +207,14 @@ def resolve_model_spec(spec: str, *, allow_import: bool) -> Callable[[], nn.Modu
                          "or package.module:factory")
     if not _IMPORT_SPEC.fullmatch(spec):
         raise ModelError(f"model = {spec!r}: not package.module:factory (dotted Python identifiers, one colon, "
-                         "a function or class name; no paths, spaces or file suffixes)")
+                         "a function or class name; no paths or spaces)")
     if not allow_import:
         raise ModelError(f"model = {spec!r}: importing a model factory runs that module's code, which is off by "
                          f"default; set {ALLOW_IMPORT_ENV}=1 to allow it")
     module_name, attr = spec.split(":")
     try:
-        module = importlib.import_module(module_name)
+        with torch.random.fork_rng(devices=[]):  # module-level code may draw random weights
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ModelError(f"model = {spec!r}: cannot import {module_name} ({exc}); is it installed "
                          "or on PYTHONPATH?") from exc
