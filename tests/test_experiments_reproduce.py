@@ -268,7 +268,7 @@ def test_cli_reproduce_passes_n_and_window(tmp_path: Path) -> None:
 
     out = tmp_path / "t3"
     res = CliRunner().invoke(app, ["reproduce", "table3", "--no-train", "--seeds", "1", "--jobs", "1",
-                                   "--dataset", "tiny", "--n", "6", "--T", "12", "--window", "3",
+                                   "--dataset", "tiny", "--devices", "6", "--slots", "12", "--window", "3",
                                    "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
     runs = read_config_toml(out / "config.toml").runs

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from foglearn.cli.common import console, err_console, fail
+from foglearn.cli.common import JsonFlag, console, emit_json, err_console, fail, json_mode
 from foglearn.experiments.definitions import EXPERIMENTS, names
 
 
@@ -19,8 +19,8 @@ def reproduce_command(
                                                   "(overrides --seeds).")] = None,
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or tiny (tests only).")] = "mnist",
     model: Annotated[str, typer.Option(help="cnn or mlp (Table II trains both).")] = "cnn",
-    horizon: Annotated[int, typer.Option("--horizon", "--T", "-T", help="Time slots T.")] = 100,
-    n_devices: Annotated[int, typer.Option("--n-devices", "--n", "-n", help="Devices n (Fig. 5 sweeps its own "
+    horizon: Annotated[int, typer.Option("--slots", help="T: time slots.")] = 100,
+    n_devices: Annotated[int, typer.Option("--devices", "-n", help="n: devices (Fig. 5 sweeps its own "
                                            "n values).")] = 10,
     window: Annotated[int | None, typer.Option("--window", help="Window of estimated information "
                                                "(Table III C, D; default τ = 10).")] = None,
@@ -44,6 +44,7 @@ def reproduce_command(
     export: Annotated[Path | None, typer.Option("--export-docs", help="Also copy report.md and its plots "
                                                 "to this Markdown file (e.g. docs/reproduction.md).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    json_out: JsonFlag = False,
 ) -> None:
     """Reproduce a table or figure of the paper's Section V: sweep, raw results, plots, report.md.
 
@@ -67,41 +68,50 @@ def reproduce_command(
     if traces is not None and not traces.is_dir():
         fail(f"--traces {traces}: not a folder")
     out_dir = out if out is not None else Path("runs") / name
-    try:
-        options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
-                                    n_devices=n_devices, window=window, jobs=jobs, train=not no_train,
-                                    out=str(out_dir), train_seeds=train_seeds,
-                                    passes=passes, lr=lr, eval_every=eval_every,
-                                    table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
-                                    traces_dir=str(traces) if traces else None, progress=not no_progress)
-        sections = run_experiment(name, options)
-    except ConfigError as exc:
-        fail(str(exc))
-    except Interrupted as exc:
-        err_console.print(f"[yellow]{exc}[/]")
-        raise typer.Exit(130) from None
-    except (RunFailed, FileNotFoundError) as exc:
-        fail(str(exc), code=1)
-    for s in sections:
-        held = sum(c.holds for c in s.checks)
-        console.print(f"[bold]{s.name}[/]: {s.runs} runs ({s.computed} computed now, {s.seconds:.0f} s); "
-                      f"{held}/{len(s.checks)} claims hold")
-        for c in s.checks:
-            console.print(f"  {'✓' if c.holds else '✗'} {c.claim}: {c.evidence}")
-    console.print(f"report: {out_dir / 'report.md'}")
-    if export is not None:
-        import sys
+    with json_mode(json_out):
+        try:
+            options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
+                                        n_devices=n_devices, window=window, jobs=jobs, train=not no_train,
+                                        out=str(out_dir), train_seeds=train_seeds,
+                                        passes=passes, lr=lr, eval_every=eval_every,
+                                        table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
+                                        traces_dir=str(traces) if traces else None, progress=not no_progress)
+            sections = run_experiment(name, options)
+        except ConfigError as exc:
+            fail(str(exc))
+        except Interrupted as exc:
+            err_console.print(f"[yellow]{exc}[/]")
+            raise typer.Exit(130) from None
+        except (RunFailed, FileNotFoundError) as exc:
+            fail(str(exc), code=1)
+        for s in sections:
+            held = sum(c.holds for c in s.checks)
+            console.print(f"[bold]{s.name}[/]: {s.runs} runs ({s.computed} computed now, {s.seconds:.0f} s); "
+                          f"{held}/{len(s.checks)} claims hold")
+            for c in s.checks:
+                console.print(f"  {'✓' if c.holds else '✗'} {c.claim}: {c.evidence}")
+        console.print(f"report: {out_dir / 'report.md'}")
+        exported = None
+        if export is not None:
+            import sys
 
-        from foglearn.experiments import export_docs
+            from foglearn.experiments import export_docs
 
-        args, skip = [], False
-        for a in sys.argv[1:]:
-            if skip or a.startswith("--export-docs"):
-                skip = a == "--export-docs"
-                continue
-            args.append(a)
-        command = "foglearn " + " ".join(args)
-        console.print(f"exported: {export_docs(out_dir, export, command=command)}")
+            args, skip = [], False
+            for a in sys.argv[1:]:
+                if skip or a.startswith("--export-docs"):
+                    skip = a == "--export-docs"
+                    continue
+                args.append(a)
+            command = "foglearn " + " ".join(a for a in args if a != "--json")
+            exported = export_docs(out_dir, export, command=command)
+            console.print(f"exported: {exported}")
+    if json_out:
+        emit_json({"report": out_dir / "report.md", "exported": exported, "sections": [
+            {"name": s.name, "runs": s.runs, "computed": s.computed, "seconds": s.seconds,
+             "claims_held": sum(c.holds for c in s.checks),
+             "checks": [{"claim": c.claim, "holds": c.holds, "evidence": c.evidence} for c in s.checks]}
+            for s in sections]})
 
 
 def register(app: typer.Typer) -> None:
