@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from foglearn.cli import app
@@ -79,3 +80,40 @@ def test_cli_sweep_errors(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no such grid file" in missing.output
     plot = invoke("n=[3,4]", "train=false", "--plot", "unit:rho", "--out", str(tmp_path / "c"))
     assert plot.exit_code == 2 and "rho is not a [grid] key" in plot.output
+
+
+def test_cli_sweep_scenario_options_json_and_tensorboard(tmp_path: Path) -> None:
+    """--devices/--slots/--topology fix those keys; --json prints the counts and summary alone on
+    stdout; --log tensorboard writes each grid point's runs.csv metrics per seed."""
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "out"
+    args = ('error=["linear","sqrt"]', "dataset=tiny", "train=false", "--devices", "4", "--slots", "6",
+            "--topology", "random", "--rho", "0.5", "--seeds", "2", "--jobs", "1", "--out", str(out),
+            "--log", "tensorboard", "--json")
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert (data["runs"], data["computed"], data["found_finished"]) == (4, 8, 0)  # each run and its baseline
+    assert {row["error"] for row in data["summary"]} == {"linear", "sqrt"}
+    assert "grid point(s)" in res.stderr
+    with (out / "runs.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    config = (out / "config.toml").read_text()
+    assert "n_devices = 4" in config and "horizon = 6" in config and 'topology = "random"' in config
+    for error in ("linear", "sqrt"):
+        acc = EventAccumulator(str(out / "tensorboard" / f"error={error}"))
+        acc.Reload()
+        want = {int(r["seed"]): float(r["unit"]) for r in rows if r["error"] == error}
+        assert {e.step: e.value for e in acc.Scalars("unit")} == pytest.approx(want, rel=1e-6)
+    again = json.loads(invoke(*args).stdout)
+    assert (again["computed"], again["found_finished"]) == (0, 8)
+
+
+def test_cli_sweep_scenario_option_errors(tmp_path: Path) -> None:
+    res = invoke("train=false", "--traces", str(tmp_path), "--topology", "full", "--out", str(tmp_path / "a"))
+    assert res.exit_code == 2 and "--topology = 'full': does not apply with --traces" in res.output
+    res = invoke("train=false", "--rho", "0.5", "--out", str(tmp_path / "b"))
+    assert res.exit_code == 2 and "--rho = 0.5: applies only to --topology random" in res.output

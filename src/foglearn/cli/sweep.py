@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from foglearn.cli.common import console, err_console, fail
+from foglearn.cli.common import JsonFlag, console, emit_json, err_console, fail, json_mode
+from foglearn.cli.scenario_options import Capacities, Devices, Profile, Rho, ScenarioOptions, Slots, Topology, Traces
+from foglearn.cli.tracking import Log, require_tensorboard, write_tensorboard
 
 
 def sweep_command(
@@ -49,12 +51,22 @@ def sweep_command(
         ),
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    devices: Devices = None,
+    slots: Slots = None,
+    topology: Topology = None,
+    rho: Rho = None,
+    capacities: Capacities = None,
+    profile: Profile = None,
+    traces: Traces = None,
+    log: Log = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Sweep any scenario, planning and training option over seeds, each run beside its
     no-movement baseline; write one tidy runs.csv, a per-setting summary.csv and plots.
 
     Finished runs are kept (one file per run, keyed by its configuration's hash): rerunning the
-    same command after Ctrl-C, or with more values, computes only what is missing.
+    same command after Ctrl-C, or with more values, computes only what is missing. The scenario
+    options fix their key for every run (--devices 20 is n=20); a grid key sweeps it.
     """
     import warnings
 
@@ -66,33 +78,56 @@ def sweep_command(
         fail(f"sweep: at most one grid file, got {files}; overrides are key=value")
     if jobs < 1:
         fail(f"--jobs = {jobs}: must be ≥ 1")
-    overrides = [a for a in args or [] if "=" in a]
+    if log is not None:
+        require_tensorboard(log)
+    scenario = ScenarioOptions(devices=devices, slots=slots, topology=topology, rho=rho, capacities=capacities,
+                               profile=profile, traces=traces)
+    overrides = [*scenario.sweep_overrides(), *(a for a in args or [] if "=" in a)]
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if no_baseline:
         overrides.append("baseline=false")
     grid = load_grid(files[0] if files else None, overrides)
     runs = len(grid.points()) * len(grid.seeds)
-    console.print(
-        f"sweep: {len(grid.points())} grid point(s) × {len(grid.seeds)} seed(s) = {runs} runs"
-        + (" (+ their no-movement baselines)" if grid.baseline else "")
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        try:
-            result = run_grid(grid, out, jobs=jobs, progress=not no_progress, plots=plot or ())
-        except Interrupted as exc:
-            err_console.print(f"[yellow]{exc}[/]")
-            raise typer.Exit(130) from None
-    for w in caught:
-        err_console.print(f"[yellow]warning:[/] {w.message}")
-    done = result.outcome
-    console.print(
-        f"{len(result.rows)} runs ({len(done.computed)} computed now, {len(done.skipped)} "
-        f"found finished, {done.seconds:.0f} s)"
-    )
-    for name in ("runs.csv", "summary.csv", *(p.name for p in result.plots)):
-        console.print(f"  {out / name}")
+    with json_mode(json_out):
+        console.print(
+            f"sweep: {len(grid.points())} grid point(s) × {len(grid.seeds)} seed(s) = {runs} runs"
+            + (" (+ their no-movement baselines)" if grid.baseline else "")
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            try:
+                result = run_grid(grid, out, jobs=jobs, progress=not no_progress, plots=plot or ())
+            except Interrupted as exc:
+                err_console.print(f"[yellow]{exc}[/]")
+                raise typer.Exit(130) from None
+        for w in caught:
+            err_console.print(f"[yellow]warning:[/] {w.message}")
+        done = result.outcome
+        console.print(
+            f"{len(result.rows)} runs ({len(done.computed)} computed now, {len(done.skipped)} "
+            f"found finished, {done.seconds:.0f} s)"
+        )
+        written = [out / name for name in ("runs.csv", "summary.csv", *(p.name for p in result.plots))]
+        if log is not None:
+            written += write_tensorboard(out, _settings(result.rows, result.columns), step="seed")
+        for path in written:
+            console.print(f"  {path}")
+    if json_out:
+        emit_json({"runs": len(result.rows), "computed": len(done.computed), "found_finished": len(done.skipped),
+                   "seconds": done.seconds, "files": written, "summary": result.summary})
+
+
+def _settings(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, tuple[list[dict[str, Any]], dict]]:
+    """runs.csv's rows grouped per grid point (``key=value,…`` of the swept keys, ``all`` if none):
+    each row's seed and metrics, for :func:`~foglearn.cli.tracking.write_tensorboard`."""
+    varying = columns[: columns.index("seed")]
+    metrics = columns[columns.index("key") + 1:]
+    settings: dict[str, tuple[list[dict[str, Any]], dict]] = {}
+    for row in rows:
+        name = ",".join(f"{k}={row[k]}" for k in varying).replace("/", "_") or "all"
+        settings.setdefault(name, ([], {}))[0].append({"seed": row["seed"], **{m: row[m] for m in metrics}})
+    return settings
 
 
 def register(app: typer.Typer) -> None:
