@@ -25,6 +25,18 @@ def test_info_lists_datasets(tmp_path):
         assert name in res.output
 
 
+def test_info_json(tmp_path):
+    import json
+
+    res = runner.invoke(app, ["data", "info", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["cache"] == str(tmp_path / "cache")
+    by_name = {row["name"]: row for row in data["datasets"]}
+    assert {"mnist", "fashion-mnist", "tiny"} <= set(by_name)
+    assert all({"train", "test", "status"} <= set(row) for row in data["datasets"])
+
+
 def test_fetch_unknown_name():
     res = runner.invoke(app, ["data", "fetch", "cifar10"])
     assert res.exit_code == 2 and "can fetch only" in res.output

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from foglearn.cli.common import console, fail
+from foglearn.cli.common import JsonFlag, console, emit_json, fail
 
 data_app = typer.Typer(help="Datasets: fetch MNIST / Fashion-MNIST into the cache, show what is cached.",
                        no_args_is_help=True)
@@ -35,10 +35,13 @@ def fetch_command(
 
 
 @data_app.command("info")
-def info_command() -> None:
+def info_command(json_out: JsonFlag = False) -> None:
     """Show the cache directory and each dataset's status."""
     from foglearn.learning.datasets import cache_dir, dataset_info
 
+    if json_out:
+        emit_json({"cache": cache_dir(), "datasets": dataset_info()})
+        return
     table = Table(title=f"datasets (cache: {cache_dir()})")
     for col in ("name", "train", "test", "status"):
         table.add_column(col)
