@@ -43,7 +43,7 @@ def test_flower_config_prints_an_absolute_run_dir(tmp_path, monkeypatch):
     from foglearn.cli.flower import flower_app
 
     monkeypatch.chdir(tmp_path)
-    out = CliRunner().invoke(flower_app, ["config", "-n", "3", "-T", "4"]).output
+    out = CliRunner().invoke(flower_app, ["config", "--devices", "3", "--slots", "4"]).output
     assert "$PWD" not in out and f'run-dir="{tmp_path}/runs/flower"' in out
 
 
@@ -62,6 +62,7 @@ def test_foglearn_flower_run_exits_non_zero_when_the_run_failed(monkeypatch, tmp
                 "config": {"run_dir": str(tmp_path)}}
 
     monkeypatch.setattr(simulation, "run_flower", fake_run)
-    res = CliRunner().invoke(flower_app, ["run", "-n", "3", "-T", "1", "--period", "1", "--model", "mlp"])
+    res = CliRunner().invoke(flower_app, ["run", "--devices", "3", "--slots", "1", "--period", "1", "--model", "mlp",
+                                              "--out", str(tmp_path)])
     assert res.exit_code == 1, res.output
     assert ("not finite" if outcome == "failed" else "learned nothing") in res.output

@@ -33,12 +33,22 @@ if TYPE_CHECKING:
 #: The synthetic network's defaults (the paper's Sec. V-A setting).
 DEFAULT_DEVICES, DEFAULT_SLOTS, DEFAULT_TOPOLOGY, DEFAULT_RHO, DEFAULT_PROFILE = 10, 100, "full", 0.3, "synthetic"
 
-Devices = Annotated[int | None, typer.Option(
-    "--devices", "-n", min=1, show_default=False,
-    help=f"n: number of devices (default: {DEFAULT_DEVICES}; with --traces the traces' node count)")]
-Slots = Annotated[int | None, typer.Option(
-    "--slots", min=1, show_default=False,
-    help=f"T: number of time slots (default: {DEFAULT_SLOTS}; with --traces the traces' length)")]
+
+
+def devices_option(default: int, what: str = "devices") -> Any:
+    """``--devices`` / ``-n`` (``None`` when not given), saying its default."""
+    return typer.Option("--devices", "-n", min=1, show_default=False,
+                        help=f"n: number of {what} (default: {default}; with --traces the traces' node count)")
+
+
+def slots_option(default: int, what: str = "time slots") -> Any:
+    """``--slots`` (``None`` when not given), saying its default."""
+    return typer.Option("--slots", min=1, show_default=False,
+                        help=f"T: number of {what} (default: {default}; with --traces the traces' length)")
+
+
+Devices = Annotated[int | None, devices_option(DEFAULT_DEVICES)]
+Slots = Annotated[int | None, slots_option(DEFAULT_SLOTS)]
 Topology = Annotated[str | None, typer.Option(
     "--topology", show_default=False,
     help=f"synthetic network's topology: {TOPOLOGIES.help()} (default: {DEFAULT_TOPOLOGY})")]
