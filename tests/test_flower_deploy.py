@@ -1,19 +1,23 @@
 """Deployment: a real SuperLink and three SuperNodes on 127.0.0.1, TLS + node authentication.
 
 The test generates the certificates and keys with ``flower_app/tls_setup.sh`` (the script
-docs/flower.md shows), registers three SuperNode keys, starts the SuperNodes, checks that a
-SuperNode with an unregistered key is refused (Flower exit code 305), runs the app with
-``flwr run``, SIGKILLs device 1's SuperNode when slot 1 starts and restarts it once the server
-has counted it failed, and asserts: the run completes (``status = ok``); the failure is
-attributed to device 1 (the SuperLink's "node unavailable" reply names the SuperLink, not the
-device); the next window is planned without it; it rejoins (same node id: node auth) and is
-active in the last slot, its model aggregated; two devices that lie (``faults``: a claimed
-``H_i = 10⁹``, a NaN model) are rejected for their slot and the run completes. Every process is
-stopped by PID in a ``finally``.
+docs/flower.md shows), registers three SuperNode keys, starts the SuperNodes the way docs/flower.md
+recommends (``--isolation process`` and a long-running ``python -m foglearn.flower.worker`` each,
+through :class:`foglearn.flower.local.LocalDeployment`), checks that a SuperNode with an
+unregistered key is refused (Flower exit code 305), runs the app with ``flwr run``, SIGKILLs device
+1 (SuperNode and worker) when slot 1 starts and restarts it once the server has counted it failed,
+and asserts: the run completes (``status = ok``); the failure is attributed to device 1 (the
+SuperLink's "node unavailable" reply names the SuperLink, not the device); the next window is
+planned without it; it rejoins (same node id: node auth) and is active in the last slot, its model
+aggregated; two devices that lie (``faults``: a claimed ``H_i = 10⁹``, a NaN model) are rejected
+for their slot and the run completes. Then the in-process simulator (:func:`run_flower`) runs the
+same config with device 1 failing in the slots it failed live: every count, aggregation weight,
+accuracy and loss, and the final global model equal the deployment's (to float round-off). Every
+process is stopped by PID in a ``finally``.
 
-Slow: every message starts a ClientApp process (torch + Flower imports, ~4 s alone, tens of
-seconds on a loaded machine; the SuperLink declares a killed SuperNode unavailable after two
-missed 30 s heartbeats). Bounded by ``FOGLEARN_DEPLOY_TIMEOUT`` seconds (default 420).
+Slow: the SuperLink declares a killed SuperNode unavailable only after two missed 30 s
+heartbeats, and the simulator starts Ray. Bounded by ``FOGLEARN_DEPLOY_TIMEOUT`` seconds
+(default 420) for the deployment.
 """
 
 from __future__ import annotations
@@ -21,14 +25,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -45,98 +48,38 @@ def _need(*tools):
             pytest.skip(f"{t} not found")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Procs:
-    """Processes started by the test, stopped by PID (their process group) at the end."""
-
-    def __init__(self, tmp: Path, env: dict[str, str]):
-        self.tmp, self.env, self.procs = tmp, env, {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "w")
-        p = subprocess.Popen([str(BIN / args[0]), *args[1:]], cwd=self.tmp, env=self.env, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = p
-        return p
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        p = self.procs[name]
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=30)
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.kill(name, signal.SIGTERM)
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")
-
-
-def _flwr(env, *args, timeout=60):
-    return subprocess.run([str(BIN / "flwr"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
     _need("flower-superlink", "flower-supernode", "flwr", "openssl", "ssh-keygen")
+    pytest.importorskip("ray")
+    from foglearn.flower.config import FlowerRunConfig
+    from foglearn.flower.local import LocalDeployment
+    from foglearn.flower.simulation import run_flower
+
     t_start = time.monotonic()
     subprocess.run(["bash", str(ROOT / "flower_app" / "tls_setup.sh"), str(tmp_path), str(N + 1)], check=True,
                    capture_output=True, timeout=120)
-    port = _free_port()
-    home = tmp_path / "flwr-home"
-    home.mkdir()
-    ca = tmp_path / "certificates" / "ca.crt"
-    (home / "config.toml").write_text(f'[superlink]\ndefault = "fog"\n\n[superlink.fog]\n'
-                                      f'address = "127.0.0.1:{port}"\nroot-certificates = "{ca}"\n')
-    env = {**os.environ, "FLWR_HOME": str(home), "FLWR_DISABLE_UPDATE_CHECK": "1", "OMP_NUM_THREADS": "1",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    procs = Procs(tmp_path, env)
-
-    def supernode(i: int, partition: int) -> subprocess.Popen:
-        return procs.start(f"supernode-{i}", "flower-supernode", "--superlink", f"127.0.0.1:{port}",
-                           "--root-certificates", str(ca), "--auth-supernode-private-key",
-                           str(tmp_path / "keys" / f"supernode-{i}"), "--node-config",
-                           f"partition-id={partition} num-partitions={N}", "--port", str(_free_port()))
-
-    run = None
+    cfg = FlowerRunConfig(num_devices=N, horizon=4, period=2, window=2, dataset="tiny", model="mlp", lr=0.1,
+                          max_points=30, seed=3, slot_timeout=240, faults="0@2~h,2@3~nan",
+                          run_dir=str(tmp_path / "run"))
+    dep = LocalDeployment(tmp_path, N, tls_dir=tmp_path, clientapp="worker")
     try:
-        procs.start("superlink", "flower-superlink", "--ssl-ca-certfile", str(ca),
-                    "--ssl-certfile", str(tmp_path / "certificates" / "server.pem"),
-                    "--ssl-keyfile", str(tmp_path / "certificates" / "server.key"), "--enable-supernode-auth",
-                    "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(port))
-        deadline = time.monotonic() + 60
-        while "Uvicorn running" not in procs.log("superlink"):
-            assert time.monotonic() < deadline, procs.log("superlink")
-            time.sleep(0.5)
+        dep.start_superlink()
         # keys are registered before the SuperNodes start (a refused SuperNode exits, 305)
         for i in range(N):
-            r = _flwr(env, "supernode", "register", str(tmp_path / "keys" / f"supernode-{i}.pub"), "fog")
-            assert "registered successfully" in r.stdout, r.stdout + r.stderr
+            dep.register(i)
         for i in range(N):
-            supernode(i, i)
-        rogue = supernode(N, 0)  # a key nobody registered
+            dep.start_device(i)
+        rogue = dep.start_device(N, key=N, partition=0)  # a key nobody registered
         assert rogue.wait(timeout=90) != 0
-        assert "305" in procs.log(f"supernode-{N}")
+        assert "305" in dep.log(f"supernode-{N}")
+        dep.kill(f"worker-{N}")
 
-        run_dir = tmp_path / "run"
-        cfg = (f'num-devices={N} horizon=4 period=2 window=2 dataset="tiny" model="mlp" lr=0.1 max-points=30 '
-               f'seed=3 slot-timeout=240 faults="0@2~h,2@3~nan" run-dir="{run_dir}"')
-        run = subprocess.Popen([str(BIN / "flwr"), "run", str(ROOT / "flower_app"), "fog", "--stream", "-c", cfg],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+        run = dep.flwr_run(ROOT / "flower_app", cfg)
         lines: list[str] = []
         events = {"slot1": threading.Event(), "failed": threading.Event()}
 
         def read() -> None:
+            assert run.stdout is not None
             for line in run.stdout:
                 lines.append(line)
                 if "[ROUND 2/" in line:
@@ -148,20 +91,19 @@ def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
         reader.start()
         left = TIMEOUT - (time.monotonic() - t_start)
         assert events["slot1"].wait(left), "".join(lines[-40:])
-        procs.kill("supernode-1")  # SIGKILL device 1's SuperNode as slot 1 starts
+        dep.kill_device(1)  # SIGKILL device 1 (its SuperNode and its worker) as slot 1 starts
         left = TIMEOUT - (time.monotonic() - t_start)
         assert events["failed"].wait(left), "".join(lines[-40:])
-        supernode(1, 1)  # restart it: same key, so the same node id
+        dep.start_device(1)  # restart it: same key, so the same node id
         run.wait(timeout=max(1.0, TIMEOUT - (time.monotonic() - t_start)))
         reader.join(timeout=10)
         out = "".join(lines)
         assert run.returncode == 0, out[-3000:]
-        res = json.loads((run_dir / "result.json").read_text())
+        res = json.loads((tmp_path / "run" / "result.json").read_text())
+        deploy_seconds = time.monotonic() - t_start
     finally:
-        if run is not None and run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait(timeout=30)
-        procs.stop_all()
+        dep.stop_all()
+    assert all(p.poll() is not None for p in dep.procs.values()), "every process is stopped"
 
     assert res["status"] == "ok", res["why_failed"]
     by_dev = {d: [f for f in res["failures"] if f["device"] == d] for d in range(N)}
@@ -177,4 +119,21 @@ def test_deployment_with_tls_node_auth_kill_and_restart(tmp_path):
     assert {f["slot"] for f in fails} <= {1, 2}
     assert res["movement"]["active"][3] == [1, 1, 0], "device 1 rejoined (device 2 lied)"
     assert list(res["aggregations"][-1]["weights"]) == ["0", "1"], "device 1's model is aggregated, 2's not"
-    assert time.monotonic() - t_start < TIMEOUT
+    assert deploy_seconds < TIMEOUT
+
+    # the in-process simulator, same config, device 1 failing in the slots it failed live: the
+    # surviving devices' counts, the H_i weights, accuracy and loss, and the final model are the same
+    down = ",".join(f"1@{f['slot']}" for f in fails)
+    sim_cfg = FlowerRunConfig(**{**cfg.as_dict(), "faults": f"{cfg.faults},{down}", "run_dir": str(tmp_path / "sim")})
+    sim = run_flower(sim_cfg)
+    assert sim["movement"] == res["movement"]
+    assert [a["weights"] for a in sim["aggregations"]] == [a["weights"] for a in res["aggregations"]]
+    assert [(f["slot"], f["device"]) for f in sim["failures"]] == [(f["slot"], f["device"]) for f in res["failures"]]
+    assert [c["slot"] for c in sim["accuracy"]] == [c["slot"] for c in res["accuracy"]]
+    np.testing.assert_allclose([c["loss"] for c in sim["accuracy"]], [c["loss"] for c in res["accuracy"]],
+                               rtol=1e-6)
+    np.testing.assert_allclose([c["accuracy"] for c in sim["accuracy"]], [c["accuracy"] for c in res["accuracy"]])
+    with np.load(tmp_path / "run" / "model.npz") as live, np.load(tmp_path / "sim" / "model.npz") as simulated:
+        assert sorted(live.files) == sorted(simulated.files)
+        for k in live.files:
+            np.testing.assert_allclose(live[k], simulated[k], rtol=1e-6, atol=1e-7, err_msg=k)

@@ -330,3 +330,56 @@ def test_injected_lies_are_rejected(tmp_path, lie, why):
     agg, _ = h.slot()
     assert list(h.failures(1)) == [2] and why in h.failures(1)[2]
     assert agg is not None and set(h.strategy.aggregations[-1]["weights"]) == {"0", "1"}
+
+
+# ---- cost-source = "measured": what a device measures never includes starting a process
+
+
+def test_processing_time_is_the_sgd_step_alone(tmp_path, monkeypatch):
+    """A slow start (here: the data set takes 0.3 s to load) is in the handler's time, not in the
+    processing time the server plans with."""
+    h = Harness(tmp_path, cost_source="measured", seconds_per_unit=0.001)
+    load = task.dataset
+
+    def slow_dataset(cfg):
+        import time
+
+        time.sleep(0.3)
+        return load(cfg)
+
+    monkeypatch.setattr(task, "dataset", slow_dataset)
+    reports = {}
+    h.slot(lambda dev, rep: reports.setdefault(dev, rep))
+    busy = {dev: rep.content["report"] for dev, rep in reports.items() if rep.content["report"]["processed"] > 0}
+    assert busy, "some device processed points in slot 0"
+    for dev, r in busy.items():
+        assert r["handler-seconds"] >= 0.3 > r["proc-seconds"] > 0
+        assert r["proc-seconds-per-point"] == pytest.approx(r["proc-seconds"] / r["processed"])
+        # booked as the window's processing cost: seconds per point / seconds-per-unit
+        assert h.strategy.proc_spp[0, dev] == r["proc-seconds-per-point"]
+        assert h.strategy.window_meas.proc_cost[0, dev] == pytest.approx(r["proc-seconds-per-point"] / 0.001)
+
+
+def test_a_fresh_process_reports_no_relay_time_a_warm_one_does(tmp_path, monkeypatch):
+    """The relay leg is timed from the message's creation to the handler's entry; in a process that
+    handled nothing yet (Flower's process per message) that span is its start-up, so it is not sent."""
+    h = Harness(tmp_path, cost_source="measured")
+    t, _src = _offloading_slot(h)  # slot t offloads: slot t + 1 relays points
+    msgs = list(h.strategy.configure_train(h.round + 1, h.arrays, ConfigRecord(), h.grid))
+    m = next(m for m in msgs if "incoming" in m.content)
+    dev = h.strategy.device_of_node[m.metadata.dst_node_id]
+    m.metadata.__dict__["_message_id"] = "relay"
+    m.metadata.__dict__["_created_at"] = m.metadata.created_at - 2.0  # 2 s before the handler
+    monkeypatch.setattr(client_app, "_handled", 0)
+    cold = client_app.train(m, h.ctx[dev])
+    assert cold.content["report"]["warm"] == 0
+    assert list(cold.content["report"]["measured-link"]) == [-1.0, -1.0]
+    warm = client_app.train(m, h.ctx[dev])
+    r = warm.content["report"]
+    assert r["warm"] == 1
+    srcs = m.content["incoming"]["src"].numpy()
+    ml = list(r["measured-link"])
+    assert [int(s) for s in ml[::2]] == sorted(set(srcs.tolist()))
+    for s, v in zip(ml[::2], ml[1::2]):
+        assert v == pytest.approx(r["latency-in"] / int((srcs == s).sum()))
+        assert v >= 2.0 / int((srcs == s).sum())

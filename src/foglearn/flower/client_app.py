@@ -11,6 +11,13 @@ Per slot ``t`` the device (paper Sec. III, eqs. 3, 6):
    for the relay leg that brought it data), its replayed scenario costs, the offloaded points
    themselves (the server relays them), and, on aggregation slots, its local model.
 
+What it measures never includes starting a process: the processing time is the SGD step alone
+(:func:`task.sgd_step`, timed inside the handler, after the data set and the model are in
+memory), and the relay leg (the message's creation at the server to the handler's entry) is
+measured only by a process that has already handled a message (``warm``): a fresh process —
+Flower's default of one ``flwr-clientapp`` process per message — spent that time starting and
+importing, so it reports no relay measurement and the server keeps the replayed link cost.
+
 The local model and ``H_i`` (points processed since the last global model) live in
 ``context.state`` between slots. Message keys are documented in :mod:`foglearn.flower.strategy`.
 """
@@ -32,6 +39,9 @@ from foglearn.planning.rules import whole_points
 
 app = ClientApp()
 
+#: Messages this process has handled (0 in a fresh process: its timings include its start-up).
+_handled = 0
+
 
 def _device_id(context: Context) -> int:
     if "partition-id" not in context.node_config:
@@ -43,6 +53,8 @@ def _device_id(context: Context) -> int:
 @app.query("hello")
 def hello(msg: Message, context: Context) -> Message:
     """Tell the server which device this node is (its ``partition-id``)."""
+    global _handled
+    _handled += 1
     dev = _device_id(context)
     return Message(RecordDict({"hello": MetricRecord({"device": dev})}), reply_to=msg)
 
@@ -106,8 +118,11 @@ def _config_float_list(rec: ConfigRecord, key: str) -> list[float]:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One slot of the loop for this device (see the module docstring)."""
+    global _handled
     t_enter = time.time()
     latency_in = max(0.0, t_enter - float(msg.metadata.created_at))
+    warm = _handled > 0
+    _handled += 1
     run_cfg = dict(_record(msg.content, "run", ConfigRecord))
     cfg = FlowerRunConfig.from_user_config(run_cfg)
     ins = _record(msg.content, "cfg", ConfigRecord)
@@ -200,7 +215,7 @@ def train(msg: Message, context: Context) -> Message:
 
     # ---- 4: report what was collected, done and measured
     measured_link = []
-    for s in sorted(set(recv_src.tolist())):
+    for s in sorted(set(recv_src.tolist())) if warm else []:
         k = int((recv_src == s).sum())
         measured_link += [float(s), latency_in / k]
     report = MetricRecord({
@@ -209,10 +224,11 @@ def train(msg: Message, context: Context) -> Message:
         "dropped": int(dropped_proc + dropped_link), "h": 10**9 if "h" in lies else h,
         "version": version,
         "proc-seconds": proc_seconds, "proc-seconds-per-point": proc_seconds / G if G else -1.0,
-        "latency-in": latency_in, "handler-seconds": time.time() - t_enter,
+        "latency-in": latency_in, "handler-seconds": time.time() - t_enter, "warm": int(warm),
         # the scenario's values at this device, replayed like a traced device (docs/model.md §5)
         **scenario_report(sc, slot, dev),
         # measured: seconds per point on the relay leg that brought points from each source
+        # (a warm process only: a fresh one spent that time starting)
         "measured-link": measured_link or [-1.0, -1.0],
     })
     content = RecordDict({"report": report})

@@ -2,8 +2,8 @@
 
 Run directory (``run-dir``): ``config.toml`` (the run config), ``result.json`` (per-slot
 movement, the plan and the counts it implies, measured costs, realised costs, accuracy after
-every aggregation, aggregation weights, failures per slot, wall time), ``estimates/`` (each
-window's estimated scenario, ``.npz``).
+every aggregation, aggregation weights, failures per slot, wall time), ``model.npz`` (the final
+global model's arrays by name), ``estimates/`` (each window's estimated scenario, ``.npz``).
 
 The run *fails loudly* (raises after writing ``result.json`` with ``status = "failed"``) when
 no aggregation took any update (every device failed or processed nothing), the final loss is
@@ -14,14 +14,17 @@ not finite, or the final accuracy is not above ``min-accuracy``: a Flower run wh
 from __future__ import annotations
 
 import functools
+import io
 import math
 import time
+from collections.abc import Iterable
 from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
-from flwr.app import Array, ArrayRecord, Context, MetricRecord
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
@@ -35,6 +38,62 @@ from foglearn.io import atomic_write, write_json
 
 class FlowerRunError(RunError):
     """A Flower run that learned nothing or could not start."""
+
+
+#: Seconds between two pulls of a slot's replies (:class:`PollingGrid`).
+REPLY_POLL_SECONDS = 0.05
+
+
+class PollingGrid(Grid):
+    """The run's :class:`~flwr.serverapp.Grid`, pulling replies every ``poll`` seconds.
+
+    flwr 1.42's deployment Grid (``HttpGrid``) sleeps 3 s between two pulls of the replies in
+    ``send_and_receive``, so every slot ends on average 1.5 s after its last reply; the simulation
+    runtime's Grid pulls every 0.1 s. This wrapper sends with the wrapped Grid and pulls the replies
+    itself every ``poll`` seconds (one small request to the SuperLink each), with the same timeout
+    rule: wait at most ``timeout`` seconds (``None``: until every reply is in). Everything else is
+    the wrapped Grid's.
+    """
+
+    def __init__(self, grid: Grid, poll: float = REPLY_POLL_SECONDS) -> None:
+        self.grid = grid
+        self.poll = float(poll)
+
+    def set_run(self, run: Any) -> None:
+        self.grid.set_run(run)
+
+    @property
+    def run(self) -> Any:
+        return self.grid.run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
+                       ttl: float | None = None) -> Message:
+        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.grid.get_node_ids()
+
+    def get_nodes(self) -> Iterable[Any]:
+        return self.grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.grid.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        waiting = set(self.grid.push_messages(messages))
+        end = time.time() + (timeout or 0.0)
+        replies: list[Message] = []
+        while waiting:
+            got = list(self.grid.pull_messages(waiting))
+            replies += got
+            waiting -= {m.metadata.reply_to_message_id for m in got}
+            if not waiting or (timeout is not None and time.time() >= end):
+                break
+            time.sleep(self.poll)
+        return replies
 
 
 def discover_devices(grid: Grid, cfg: FlowerRunConfig, wait_s: float) -> dict[int, int]:
@@ -57,6 +116,8 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
     """Run the paper's loop on ``grid`` and write the run directory; returns ``result.json``'s content."""
     t0 = time.perf_counter()
     import torch
+
+    grid = grid if isinstance(grid, PollingGrid) else PollingGrid(grid)
 
     torch.set_num_threads(1)
     run_dir = Path(cfg.run_dir or f"runs/flower-{time.strftime('%Y%m%d-%H%M%S')}").expanduser().resolve()
@@ -86,8 +147,11 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
         return MetricRecord({"accuracy": acc, "loss": loss})
 
     initial = ArrayRecord({k: Array(v) for k, v in task.get_arrays(model).items()})
-    strategy.start(grid=grid, initial_arrays=initial, num_rounds=cfg.horizon, timeout=cfg.slot_timeout,
-                   evaluate_fn=evaluate_fn)
+    outcome = strategy.start(grid=grid, initial_arrays=initial, num_rounds=cfg.horizon, timeout=cfg.slot_timeout,
+                             evaluate_fn=evaluate_fn)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.numpy() for k, v in outcome.arrays.items()})
+    atomic_write(run_dir / "model.npz", buf.getvalue())
 
     failures_per_slot = [sum(1 for f in strategy.failures if f["slot"] == t) for t in range(cfg.horizon)]
     learned = sum(sum(a["weights"].values()) for a in strategy.aggregations if a.get("applied"))
