@@ -138,7 +138,7 @@ def test_toys_in_the_flower_config_and_device_task(doc_namespaces):
 
 def test_toys_in_the_cli(doc_namespaces, tmp_path):
     out = tmp_path / "plan.json"
-    res = CliRunner().invoke(app, ["plan", "--n", "5", "--T", "6", "--topology", "ring", "--profile",
+    res = CliRunner().invoke(app, ["plan", "--devices", "5", "--slots", "6", "--topology", "ring", "--profile",
                                    "flat-links", "--solver", "local", "--out", str(out)])
     assert res.exit_code == 0, res.output
     aware = json.loads(out.read_text())["plans"][1]

@@ -131,8 +131,8 @@ def test_cli_run_on_idx_folder_with_bad_labels_exits_2(tmp_path):
     arrays = _arrays(n_train=300, n_test=20)
     arrays["y_train"][7] = 255
     folder = _write_folder(tmp_path / "bad", arrays, gz=True)
-    res = CliRunner().invoke(app, ["run", "--n", "2", "--T", "4", "--period", "2", "--model", "mlp", "--dataset",
-                                   str(folder), "--threads", "1", "--out", str(tmp_path / "run")])
+    res = CliRunner().invoke(app, ["run", "--devices", "2", "--slots", "4", "--period", "2", "--model", "mlp",
+                                   "--dataset", str(folder), "--threads", "1", "--out", str(tmp_path / "run")])
     assert res.exit_code == 2, res.output
     assert "y_train[7] = 255: labels must lie in 0..9" in res.output
     assert "Traceback" not in res.output
@@ -411,7 +411,7 @@ def test_scenario_load_of_a_directory_and_of_garbage(tmp_path):
 
 
 def test_cli_plan_negative_seed_is_a_usage_error():
-    res = CliRunner().invoke(app, ["plan", "--seed", "-1", "--n", "2", "--T", "3"])
+    res = CliRunner().invoke(app, ["plan", "--seed", "-1", "--devices", "2", "--slots", "3"])
     assert res.exit_code == 2 and "--seed" in res.output and "Traceback" not in res.output
 
 

@@ -67,7 +67,7 @@ def marked(*args, **kwargs):
     return call(*args, **kwargs)
 interrupt.call = marked
 from foglearn.cli import main
-sys.argv = ["foglearn", "plan", "--topology", "random", "--n", "1000", "--T", "100", "--rho", "0.3",
+sys.argv = ["foglearn", "plan", "--topology", "random", "--devices", "1000", "--slots", "100", "--rho", "0.3",
             "--capacities", "--out", sys.argv[1]]
 main()
 """

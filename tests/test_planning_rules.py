@@ -117,7 +117,7 @@ def test_estimated_sqrt_plan_keeps_points_where_d_rounds_to_zero(tmp_path):
     """Regression (issue 12): D ∈ {0, 1} and W = 2 make D̂ = rint(0.5) = 0 for many devices; their
     points used to be discarded, the error term was infinite and the plan still said "optimal"."""
     out = tmp_path / "p.json"
-    res = CliRunner().invoke(app, ["plan", "--n", "10", "--T", "20", "--max-points", "1", "--error", "sqrt",
+    res = CliRunner().invoke(app, ["plan", "--devices", "10", "--slots", "20", "--max-points", "1", "--error", "sqrt",
                                    "--information", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
     aware = json.loads(out.read_text())["plans"][1]
