@@ -107,6 +107,35 @@ def test_reference_loop_agrees_with_train_on_an_instance(small, tiny):
         torch.testing.assert_close(fast[k], ref[k], rtol=1e-4, atol=1e-5)
 
 
+class BNNet(nn.Module):
+    """A model with buffers: batch-norm's running statistics and its step counter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 13 * 13, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def test_an_instance_with_buffers_is_copied_so_its_running_statistics_stay_put(small, tiny):
+    s, p = small
+    torch.manual_seed(0)
+    net = BNNet()
+    before = _snapshot(net)
+    run = centralised(s, dataset=tiny, model=net, lr=0.2, seed=0, threads=1)
+    ref = reference_loop(s, p, dataset=tiny, model=net, period=2, lr=0.2, seed=0)["state"]
+    assert _same_state(_snapshot(net), before)  # running_mean, running_var, num_batches_tracked included
+    for state in (run.final_state, ref):
+        assert {"bn.running_mean", "bn.running_var", "bn.num_batches_tracked"} <= set(state)
+        assert not torch.equal(state["bn.running_mean"], before["bn.running_mean"])
+    # one step per slot with data: the counter counts them; eq. (4) keeps it an integer
+    assert int(run.final_state["bn.num_batches_tracked"]) == int((s.collected.sum(1) > 0).sum())
+    assert ref["bn.num_batches_tracked"].dtype == torch.int64 and int(ref["bn.num_batches_tracked"]) >= 1
+
+
 def test_make_model_copies_an_instance_and_checks_its_layout():
     net = Net()
     built = make_model(net, seed=0)

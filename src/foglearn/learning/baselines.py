@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from foglearn.learning.datasets import DataSpec, load_dataset
 from foglearn.learning.models import ModelSpec, make_model, model_name
@@ -64,7 +65,9 @@ def centralised(scenario: Scenario, dataset: DataSpec = "mnist", model: ModelSpe
 
     Uses the same point stream (same ``seed``) as :func:`train`, so it sees exactly the points the
     devices collect. ``period`` only sets when the test set is evaluated (for comparable curves).
-    ``dataset`` and ``model`` take what :func:`train` takes.
+    ``dataset`` and ``model`` take what :func:`train` takes; the model trains in training mode
+    (batch-norm on batch statistics, updating its running statistics) and is evaluated in eval
+    mode. ``final_state`` holds its parameters and buffers.
     """
     _check_args(period, lr, passes, eval_every)
     data = load_dataset(dataset)
@@ -78,7 +81,7 @@ def centralised(scenario: Scenario, dataset: DataSpec = "mnist", model: ModelSpe
         stream, _ = point_stream(per_pass * passes, data.n_train, seed)
         wrapped = _warn_wrap(per_pass, data.n_train)
         bounds = np.concatenate([[0], np.cumsum(scenario.collected.sum(1))])
-        net = make_model(model, seed=seed, n_classes=data.n_classes)
+        net = make_model(model, seed=seed, n_classes=data.n_classes).train()
         opt = torch.optim.SGD(net.parameters(), lr=lr)
         X, Y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
         Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
@@ -112,7 +115,12 @@ def centralised(scenario: Scenario, dataset: DataSpec = "mnist", model: ModelSpe
                        eval_accuracy=np.array([e[1] for e in ev]), eval_loss=np.array([e[2] for e in ev]),
                        device_loss=loss_curve, processed=D.astype(np.int64), costs=costs, config=config,
                        seconds=seconds, wrapped=wrapped,
-                       final_state={k: v.detach().clone() for k, v in net.named_parameters()})
+                       final_state=_state(net))
+
+
+def _state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of ``net``'s parameters and buffers (what :attr:`TrainResult.final_state` holds)."""
+    return {k: v.detach().clone() for k, v in (*net.named_parameters(), *net.named_buffers())}
 
 
 def reference_loop(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist",
@@ -120,15 +128,17 @@ def reference_loop(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist",
     """Execute ``plan`` with a plain per-device loop (one module + ``torch.optim.SGD`` per device).
 
     Same point routing (:func:`~foglearn.learning.trainer.schedule`), same stream, same ``w(0)``,
-    same eq. (3)/(4) semantics as :func:`train`; returns ``{"state": final global parameters,
-    "device_loss": [T, n]}``. For tests; no evaluation, one pass.
+    same eq. (3)/(4) semantics as :func:`train`; returns ``{"state": final global parameters and
+    buffers, "device_loss": [T, n]}``. Devices train in training mode; eq. (4) averages buffers
+    (batch-norm running statistics) with the parameters' weights, integer buffers
+    (``num_batches_tracked``) rounded to the nearest integer. For tests; no evaluation, one pass.
     """
     data = load_dataset(dataset)
     T, n = scenario.horizon, scenario.n_devices
     sched = schedule(scenario, plan)
     stream, _ = point_stream(int(scenario.collected.sum()), data.n_train, seed)
     X, Y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    glob = make_model(model, seed=seed, n_classes=data.n_classes)
+    glob = make_model(model, seed=seed, n_classes=data.n_classes).train()
     nets = [copy.deepcopy(glob) for _ in range(n)]
     opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
     H = np.zeros(n)
@@ -149,13 +159,14 @@ def reference_loop(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist",
             w = aggregation_weights(H)
             with torch.no_grad():
                 if w is not None:
-                    for name, gp in glob.named_parameters():
-                        avg = torch.zeros_like(gp)
+                    states = [dict((*m.named_parameters(), *m.named_buffers())) for m in nets]
+                    for name, gp in (*glob.named_parameters(), *glob.named_buffers()):
+                        avg = torch.zeros_like(gp, dtype=gp.dtype if gp.is_floating_point() else torch.float64)
                         for i in range(n):
                             if w[i] > 0:
-                                avg += float(w[i]) * dict(nets[i].named_parameters())[name]
-                        gp.copy_(avg)
+                                avg += float(w[i]) * states[i][name].to(avg.dtype)
+                        gp.copy_(avg if gp.is_floating_point() else avg.round())
                 for m in nets:
                     m.load_state_dict(glob.state_dict())
             H[:] = 0
-    return {"state": {k: v.detach().clone() for k, v in glob.named_parameters()}, "device_loss": device_loss}
+    return {"state": _state(glob), "device_loss": device_loss}
