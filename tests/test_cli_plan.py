@@ -74,10 +74,11 @@ def test_plan_flows_and_table_count_points(tmp_path):
     collected = sum(float(r["collected"]) for r in trows)
     offloaded = sum(float(r["offloaded"]) for r in trows)
     assert offloaded == pytest.approx(sum(float(r["points"]) for r in frows))
-    assert offloaded / collected == pytest.approx(aware["offload_rate"])
+    assert offloaded / collected == pytest.approx(aware["offload_rate"], rel=1e-3)  # whole points vs fractions
     for r in trows:
-        assert float(r["collected"]) == pytest.approx(
-            float(r["kept"]) + float(r["offloaded"]) + float(r["discarded"]), abs=1e-6)
+        assert int(r["collected"]) == int(r["kept"]) + int(r["offloaded"]) + int(r["discarded"])
+        assert int(r["processed"]) == int(r["kept"]) + int(r["received"]) - int(r["dropped"])
+    assert {r["src_name"] for r in frows} | {r["dst_name"] for r in frows} <= {r["name"] for r in trows}
 
 
 def test_plan_estimated_information_with_capacities(tmp_path):

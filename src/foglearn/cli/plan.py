@@ -27,7 +27,8 @@ from foglearn.cli.scenario_options import (
 
 #: Columns of ``--flows`` (who sends what to whom) and ``--table`` (per device and slot).
 FLOW_COLUMNS = ("t", "src", "dst", "src_name", "dst_name", "points")
-TABLE_COLUMNS = ("t", "device", "name", "collected", "kept", "offloaded", "received", "discarded", "processed")
+TABLE_COLUMNS = ("t", "device", "name", "collected", "kept", "offloaded", "discarded", "received", "dropped",
+                 "processed")
 
 
 def parse_information(value: str) -> str | int:
@@ -80,8 +81,8 @@ def plan_command(
         help="write who sends what to whom as CSV: t, src, dst, src_name, dst_name, points (network-aware plan)")
     ] = None,
     table: Annotated[Path | None, typer.Option(
-        help="write the per-device table as CSV: t, device, name, collected, kept, offloaded, received, discarded, "
-        "processed (points; network-aware plan)")] = None,
+        help="write the per-device table as CSV: t, device, name, collected, kept, offloaded, discarded, received, "
+        "dropped, processed (points per slot; network-aware plan)")] = None,
     compare: Annotated[bool, typer.Option(help="also show the no-movement baseline")] = True,
     json_out: JsonFlag = False,
 ) -> None:
