@@ -110,6 +110,9 @@ def deploy_vs_simulation(n_devices: int = 3, horizon: int = 6, period: int = 3, 
                 if p.returncode != 0:
                     raise RuntimeError(out[-3000:])
                 dep.append(json.loads((tmp / f"dep-{k}" / "result.json").read_text()))
+                with np.load(tmp / f"dep-{k}" / "model.npz") as a, np.load(tmp / "sim" / "model.npz") as b:
+                    dep[-1]["same_model"] = sorted(a.files) == sorted(b.files) and all(
+                        np.allclose(a[f], b[f], rtol=1e-6, atol=1e-7) for f in a.files)
     last = dep[-1]
     return {"clientapp": clientapp, "n": n_devices, "T": horizon, "simulation_seconds": sim_s,
             "simulation_serverapp_seconds": sim["wall_seconds"], "deploy_seconds": dep_s,
@@ -118,6 +121,7 @@ def deploy_vs_simulation(n_devices: int = 3, horizon: int = 6, period: int = 3, 
             "ratio": min(dep_s) / sim_s, "status": [r["status"] for r in dep],
             "same_processed": all(r["movement"]["processed"] == sim["movement"]["processed"] for r in dep),
             "same_accuracy": all(np.isclose(r["final_accuracy"], sim["final_accuracy"]) for r in dep),
+            "same_final_model": all(r["same_model"] for r in dep),
             "final_accuracy": sim["final_accuracy"]}
 
 

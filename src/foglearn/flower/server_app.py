@@ -150,7 +150,8 @@ def run_server(grid: Grid, cfg: FlowerRunConfig, planner: Any = None) -> dict[st
     outcome = strategy.start(grid=grid, initial_arrays=initial, num_rounds=cfg.horizon, timeout=cfg.slot_timeout,
                              evaluate_fn=evaluate_fn)
     buf = io.BytesIO()
-    np.savez(buf, **{k: v.numpy() for k, v in outcome.arrays.items()})
+    final: dict[str, Any] = {k: v.numpy() for k, v in outcome.arrays.items()}
+    np.savez(buf, **final)
     atomic_write(run_dir / "model.npz", buf.getvalue())
 
     failures_per_slot = [sum(1 for f in strategy.failures if f["slot"] == t) for t in range(cfg.horizon)]
