@@ -104,7 +104,7 @@ def make_model(model: ModelSpec = "cnn", seed: int | None = None, *, n_classes: 
       ``model=Net, seed=s`` does.
 
     The module is then checked on a batch ``[2, 1, 28, 28]`` of float32 zeros, the layout the
-    trainer feeds (in eval mode, without gradients, so nothing in it changes; lazy layers are
+    trainer feeds (on the module's device, in eval mode, without gradients, so nothing in it changes; lazy layers are
     materialised): it must return logits ``[2, C]``, with ``C ≥ n_classes`` when ``n_classes``
     is given. An unknown name, a factory that needs arguments or returns something else, and a
     module that fails the check are a :class:`ModelError` (an :class:`~foglearn.errors.InputError`).
@@ -155,13 +155,15 @@ def _build(factory: Callable[[], nn.Module], label: str) -> nn.Module:
 
 
 def _check_module(net: nn.Module, label: str, n_classes: int | None) -> None:
-    """Run ``net`` once on float32 zeros ``[2, *IMAGE_SHAPE]`` (eval mode, no grad) and check its logits."""
+    """Run ``net`` once on float32 zeros ``[2, *IMAGE_SHAPE]`` (eval mode, no grad; on the device of
+    its parameters) and check its logits."""
     shape = [2, *IMAGE_SHAPE]
+    first = next(net.parameters(), None)
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            out = net(torch.zeros(shape))
+            out = net(torch.zeros(shape, device=None if first is None else first.device))
     except Exception as exc:  # the user's forward: say which input it was given
         raise ModelError(f"model = {label}: forward on a float32 batch {shape} failed "
                          f"({type(exc).__name__}: {exc}); the trainer feeds images as [B, 1, 28, 28] "
