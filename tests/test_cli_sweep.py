@@ -87,7 +87,7 @@ def test_cli_sweep_scenario_options_json_and_tensorboard(tmp_path: Path) -> None
     stdout; --log tensorboard writes each grid point's runs.csv metrics per seed."""
     import json
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    EventAccumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
 
     out = tmp_path / "out"
     args = ('error=["linear","sqrt"]', "dataset=tiny", "train=false", "--devices", "4", "--slots", "6",
