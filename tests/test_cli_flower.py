@@ -52,7 +52,8 @@ def test_flower_run_replays_traces_and_saved_scenarios(ran, tmp_path):
     assert res.exit_code == 0, res.output
     cfg = ran[-1]
     assert (cfg.num_devices, cfg.horizon) == (3, 5) and cfg.scenario_file == str(out / "scenario.npz")
-    assert Scenario.load(out / "scenario.npz").info["generator"] == "traces"
+    replayed = Scenario.load(out / "scenario.npz")
+    assert replayed.info["generator"] == "traces" and cfg.capacities == replayed.has_capacities
     saved = synthetic(4, 6, seed=1).save(tmp_path / "s.npz")
     res = runner.invoke(app, ["flower", "run", "--scenario", str(saved), "--out", str(out)])
     assert res.exit_code == 0, res.output

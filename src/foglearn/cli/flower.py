@@ -90,7 +90,8 @@ def run(
     else:
         built, _ = options.build(seed)
         path = scenario if scenario is not None else built.save(run_dir / "scenario.npz")
-        network = {"num_devices": built.n_devices, "horizon": built.horizon, "scenario_file": str(path)}
+        network = {"num_devices": built.n_devices, "horizon": built.horizon, "scenario_file": str(path),
+                   "capacities": built.has_capacities}  # the config records what the file holds
     try:
         cfg = FlowerRunConfig(period=period, dataset=dataset, model=model, lr=lr, seed=seed, information=information,
                               movement=movement, faults=faults, run_dir=str(run_dir), eval_points=eval_points,

@@ -22,7 +22,7 @@ LOGGERS = ("tensorboard",)
 Log = Annotated[str | None, typer.Option(
     "--log", show_default=False,
     help="tensorboard: also write the metrics as TensorBoard event files into OUT/tensorboard/<setting>/ "
-    "(needs the tracking extra: pip install 'foglearn[tracking]')")]
+    "(needs the tensorboard package: foglearn's extra named tracking)")]
 
 
 def require_tensorboard(log: str) -> None:
