@@ -7,13 +7,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from foglearn.errors import SolverError
+from foglearn.errors import InputError, SolverError
 from foglearn.network.generators import synthetic
 from foglearn.network.scenario import Scenario
 from foglearn.planning import PlanError, check_feasible, plan, sqrt_kernels
+from foglearn.planning.hard_instances import short_of_data
 from foglearn.planning.plan import Plan, offload_sum
 from foglearn.planning.reference import reference_sqrt
-from foglearn.planning.sqrt import plan_sqrt, sqrt_dual_bound
+from foglearn.planning.sqrt import REPAIR_FRACTION, plan_sqrt, sqrt_dual_bound
 
 
 def make_scenario(seed: int, n: int, T: int, capacities: bool, scarce: bool, inactive: float = 0.0,
@@ -90,14 +91,15 @@ def feasible_reference_cost(sc: Scenario, ref: Plan) -> float:
 def test_sqrt_matches_clarabel(args):
     seed, n, T, caps, scarce, inactive, down = args
     sc = make_scenario(seed, n, T, caps, scarce, inactive, down)
-    p = plan_sqrt(sc)
-    _check_plan(sc, p)
     ref = reference_sqrt(sc)
-    # ours is certified optimal: never worse than the interior-point answer beyond its accuracy
-    assert p.stats.objective == pytest.approx(ref.stats.objective, rel=1e-6, abs=1e-6)
-    # the bound is a valid lower bound: below every feasible plan, the repaired reference included
     upper = feasible_reference_cost(sc, ref)
-    assert p.stats.extra["dual_bound"] <= upper + 1e-12 * max(1.0, upper)
+    for method in ("ipm", "repair"):
+        p = plan_sqrt(sc, method=method)
+        _check_plan(sc, p)
+        # ours is certified optimal: never worse than the interior-point answer beyond its accuracy
+        assert p.stats.objective == pytest.approx(ref.stats.objective, rel=1e-6, abs=1e-6)
+        # the bound is a valid lower bound: below every feasible plan, the repaired reference included
+        assert p.stats.extra["dual_bound"] <= upper + 1e-12 * max(1.0, upper)
 
 
 def test_reference_violating_capacity_is_not_a_counterexample():
@@ -114,16 +116,19 @@ def test_reference_violating_capacity_is_not_a_counterexample():
     assert feasible_reference_cost(sc, ref) >= p.stats.extra["dual_bound"]
 
 
-def test_coupled_instance_is_repaired_and_exact():
+@pytest.mark.parametrize("method", ["ipm", "repair"])
+def test_coupled_instance_is_exact(method):
     # scarce data, cheap processing: many sources are wanted by several sinks
     found = 0
     for seed in range(40):
         sc = make_scenario(seed, 6, 5, capacities=seed % 2 == 0, scarce=True, p_edge=0.9, down=0.0)
-        p = plan_sqrt(sc)
+        p = plan_sqrt(sc, method=method)
         if p.stats.extra["oversubscribed_sources"] == 0:
+            assert p.stats.extra["method"] == "decoupled"  # the decoupled start is optimal as it is
             continue
         found += 1
-        assert p.stats.extra["repair_steps"] > 0
+        assert p.stats.extra["method"] == method
+        assert p.stats.extra["repair_steps" if method == "repair" else "newton_steps"] > 0
         _check_plan(sc, p)
         D = sc.collected.astype(float)
         sent = offload_sum(sc, p.offload * D[:, sc.src]) if sc.n_edges else 0.0
@@ -173,19 +178,41 @@ def test_zero_capacity_with_error_term_is_an_error():
         plan_sqrt(sc)
 
 
-def test_raises_when_it_cannot_certify(monkeypatch):
+@pytest.mark.parametrize("method", ["ipm", "repair"])
+def test_raises_when_it_cannot_certify(monkeypatch, method):
     sc = make_scenario(7, 5, 4, capacities=True, scarce=True, p_edge=0.9, down=0.0)
     real = sqrt_kernels.dual_bound
     monkeypatch.setattr(sqrt_kernels, "dual_bound", lambda *a: real(*a) - 1.0)
     with pytest.raises(SolverError, match="cannot certify"):
-        plan_sqrt(sc)
+        plan_sqrt(sc, method=method, max_steps=60)
 
 
-def test_raises_at_step_limit():
+@pytest.mark.parametrize("method", ["ipm", "repair"])
+def test_raises_at_step_limit(method):
+    key = "repair_steps" if method == "repair" else "newton_steps"
     for seed in range(40):
         sc = make_scenario(seed, 6, 5, capacities=False, scarce=True, p_edge=0.9, down=0.0)
-        if plan_sqrt(sc).stats.extra["repair_steps"] > 1:
+        if plan_sqrt(sc, method=method).stats.extra.get(key, 0) > 1:
             with pytest.raises(SolverError, match="step limit"):
-                plan_sqrt(sc, max_steps=1)
+                plan_sqrt(sc, method=method, max_steps=1)
             return
-    pytest.fail("no instance needed more than one repair step")
+    pytest.fail("no instance needed more than one step")
+
+
+def test_structural_choice_of_method():
+    # the paper's synthetic instances: a handful of over-subscribed sources, repaired locally
+    sc = synthetic(n_devices=40, horizon=30, topology="random", rho=0.3, capacities=True, seed=0, max_points=60)
+    p = plan_sqrt(sc)
+    _check_plan(sc, p)
+    over = p.stats.extra["oversubscribed_sources"]
+    assert 0 < over <= REPAIR_FRACTION * np.count_nonzero(sc.collected)
+    assert p.stats.extra["method"] == "repair"
+    # every device short of data: nearly every source over-subscribed, the interior point runs
+    p = plan_sqrt(short_of_data(8, 4))
+    assert p.stats.extra["oversubscribed_sources"] > 0.5 * 8 * 4
+    assert p.stats.extra["method"] == "ipm"
+
+
+def test_unknown_method_is_an_input_error():
+    with pytest.raises(InputError, match="method must be"):
+        plan_sqrt(short_of_data(3, 2), method="simplex")

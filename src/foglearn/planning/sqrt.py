@@ -54,9 +54,10 @@ import time
 
 import numpy as np
 
-from foglearn.errors import SolverError
+from foglearn.errors import InputError, SolverError
 from foglearn.network.scenario import Scenario
 from foglearn.planning import interrupt
+from foglearn.planning import sqrt_ipm as I
 from foglearn.planning import sqrt_kernels as K
 from foglearn.planning.plan import Plan, PlanError, SolverStats
 
@@ -106,15 +107,27 @@ def sqrt_dual_bound(scenario: Scenario, price: np.ndarray) -> float:
     return SqrtNetwork(scenario).dual_bound(price)
 
 
+#: the repair runs when at most this fraction of the sources with data is over-subscribed after
+#: the decoupled start (see the module docstring); otherwise the interior-point method runs
+REPAIR_FRACTION = 0.01
+#: the certificate is first tried once the interior point's complementarity is below this
+#: fraction of the decoupled objective (a lower bound on the optimum's scale)
+CHECK_GAP = 1e-6
+
+
 def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = True,
-              rtol: float = 1e-9, max_steps: int | None = None) -> Plan:
+              rtol: float = 1e-9, max_steps: int | None = None, method: str = "auto") -> Plan:
     """Exact square-root-error plan (Lemma 1, Thm 4); ``stats.gap`` is the certified duality gap.
 
-    Raises :class:`~foglearn.errors.SolverError` if the certified relative gap exceeds ``rtol``
-    or the repair does not finish within ``max_steps`` price/augmentation steps (default
-    ``500·T·n + 10⁶``), and :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C
-    (the repair polls a stop flag, so it returns within a fraction of a second).
+    ``method``: ``"auto"`` (the structural choice of the module docstring), ``"ipm"`` or
+    ``"repair"``. Raises :class:`~foglearn.errors.SolverError` if the certified relative gap
+    exceeds ``rtol``, or the method does not finish within ``max_steps`` steps (repair: price /
+    augmentation steps, default ``500·T·n + 10⁶``; interior point: Newton steps, default 200), and
+    :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C (both poll a stop flag, so
+    they return within a fraction of a second).
     """
+    if method not in ("auto", "ipm", "repair"):
+        raise InputError(f"method must be 'auto', 'ipm' or 'repair', got {method!r}")
     t0 = time.perf_counter()
     sn = SqrtNetwork(scenario)
     net = sn.net
@@ -124,12 +137,13 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
     d = K.out_flow(T, n, net.D, xo, x, net.src)
     scale = max(1.0, float(net.D.max(initial=0.0)))
     over = int((d > net.D + 1e-12 * scale).sum())
-    u = np.zeros(T * n)
     tolx = 1e-12 * scale
-    steps = augs = rmax = 0
-    if over:
+    extra: dict[str, float | int | str] = {"oversubscribed_sources": over, "decoupled_seconds": t_dec}
+    if method == "auto":
+        method = "repair" if over <= REPAIR_FRACTION * max(int((net.D > 0).sum()), 1) else "ipm"
+    if over and method == "repair":
         ms = int(max_steps if max_steps is not None else 500 * T * n + 1_000_000)
-        st = K.Flow(xo, x, pi, u, d)
+        st = K.Flow(xo, x, pi, np.zeros(T * n), d)
         status, steps, augs, rmax = interrupt.call(K.repair, net, st, tolx, ms, stop=interrupt.new_stop_flag())
         if status != K.OK:
             why = "step limit" if status == K.ITER_LIMIT else "unbounded price raise"
@@ -140,9 +154,19 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
         hi = np.flatnonzero(d > net.D)
         if hi.size:
             _shave(sn, xo, x, d, hi)
-    G = K.in_flow(T, n, xo, x, net.dst)
-    primal = float(K.primal_objective(net, xo, x, G))
-    dual = sn.dual_bound(pi)
+        extra.update({"method": "repair", "repair_steps": int(steps), "augmentations": int(augs),
+                      "largest_tree": int(rmax)})
+        G = K.in_flow(T, n, xo, x, net.dst)
+        primal = float(K.primal_objective(net, xo, x, G))
+        dual = sn.dual_bound(pi)
+    elif over:
+        xo, x, pi, primal, dual, newton = _interior_point(sn, xo, x, rtol, max_steps)
+        extra.update({"method": "ipm", "newton_steps": newton})
+    else:
+        extra["method"] = "decoupled"
+        G = K.in_flow(T, n, xo, x, net.dst)
+        primal = float(K.primal_objective(net, xo, x, G))
+        dual = sn.dual_bound(pi)
     gap = max(primal - dual, 0.0)
     rel = gap / max(abs(primal), 1.0)
     if not np.isfinite(primal) or rel > rtol:
@@ -154,12 +178,67 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
     if sn.E:
         Ds = D2[:, net.src]
         np.divide(x, Ds, out=offload, where=Ds > 0)
-    stats = SolverStats("sqrt", "optimal", time.perf_counter() - t0, primal, gap,
-                        {"dual_bound": dual, "relative_gap": rel, "oversubscribed_sources": over,
-                         "repair_steps": int(steps), "augmentations": int(augs), "largest_tree": int(rmax),
-                         "decoupled_seconds": t_dec})
+    extra.update({"dual_bound": dual, "relative_gap": rel})
+    stats = SolverStats("sqrt", "optimal", time.perf_counter() - t0, primal, gap, extra)
     return Plan.from_fractions(scenario, keep, offload, error="sqrt",
                                stats=stats, information=information, check=check)
+
+
+def _interior_point(sn: SqrtNetwork, xo0: np.ndarray, x0: np.ndarray, rtol: float,
+                    max_steps: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, int]:
+    """:func:`~foglearn.planning.sqrt_ipm.ipm` from the decoupled flows until the certificate holds.
+
+    After each Newton step whose complementarity is small, the iterate's flows are made exactly
+    feasible (:func:`_feasible`) and priced; the Lagrangian bound at its sink prices must be within
+    ``rtol`` of that cost. Returns ``(xo, x, π, primal, dual, Newton steps)``.
+    """
+    net = sn.net
+    arcs = I.build_arcs(net)
+    best: dict[str, object] = {}
+
+    def certified(xa: np.ndarray, pi: np.ndarray) -> bool:
+        xo, x, primal = _feasible(sn, arcs, xa)
+        dual = sn.dual_bound(pi)
+        best.update(xo=xo, x=x, pi=pi.copy(), primal=primal, dual=dual)
+        return primal - dual <= rtol * max(abs(primal), 1.0)
+
+    start = np.concatenate([xo0[arcs.src[:arcs.n_own]], x0[arcs.slot[arcs.n_own:], arcs.edge[arcs.n_own:]]])
+    objective = float(K.primal_objective(net, xo0, x0, K.in_flow(net.T, net.n, xo0, x0, net.dst)))
+    check_below = CHECK_GAP * max(abs(objective), 1.0)
+    status, xa, pi, steps = interrupt.call(I.ipm, net, arcs, start, certified, check_below,
+                                           int(max_steps if max_steps is not None else 200),
+                                           stop=interrupt.new_stop_flag())
+    if status == "interrupted":
+        raise interrupt.PlanInterrupted("planning interrupted (Ctrl-C); no plan was returned")
+    if status != "certified":
+        if not best:
+            certified(xa, pi)
+        primal, dual = float(best["primal"]), float(best["dual"])  # type: ignore[arg-type]
+        raise SolverError(f"solver = 'sqrt': cannot certify the plan: the interior point stopped ({status}) after "
+                          f"{steps} Newton steps at primal {primal:.12g}, dual bound {dual:.12g}, relative gap "
+                          f"{(primal - dual) / max(abs(primal), 1.0):.3g} > rtol = {rtol:g}")
+    return best["xo"], best["x"], best["pi"], best["primal"], best["dual"], steps  # type: ignore[return-value]
+
+
+def _feasible(sn: SqrtNetwork, arcs: I.Arcs, xa: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Arc flows made exactly feasible and priced: ``(xo [T·n], x [T, E], primal objective)``.
+
+    Interior-point flows are positive and within the link capacities; a source that sends more
+    than ``D`` (a sink that processes more than ``C``) by round-off has its flows scaled down.
+    """
+    net = sn.net
+    N = net.T * net.n
+    x = xa.copy()
+    d = np.bincount(arcs.src, weights=x, minlength=N)
+    x *= np.where(d > net.D, net.D / np.where(d > 0, d, 1.0) * (1 - 1e-15), 1.0)[arcs.src]
+    G = np.bincount(arcs.sink, weights=x, minlength=N)
+    x *= np.where(G > net.cap, net.cap / np.where(G > 0, G, 1.0) * (1 - 1e-15), 1.0)[arcs.sink]
+    xo = np.zeros(N)
+    xo[arcs.src[:arcs.n_own]] = x[:arcs.n_own]
+    X = np.zeros((net.T, net.src.size))
+    X[arcs.slot[arcs.n_own:], arcs.edge[arcs.n_own:]] = x[arcs.n_own:]
+    G = K.in_flow(net.T, net.n, xo, X, net.dst)
+    return xo, X, float(K.primal_objective(net, xo, X, G))
 
 
 def _shave(sn: SqrtNetwork, xo: np.ndarray, x: np.ndarray, d: np.ndarray, rows: np.ndarray) -> None:
