@@ -67,7 +67,7 @@ ScenarioFile = Annotated[Path | None, typer.Option(
     help="a saved scenario (.npz, Scenario.save): its n, T, network and costs")]
 Traces = Annotated[Path | None, typer.Option(
     "--traces", show_default=False,
-    help="replay measured traces: a folder with nodes.csv and links.csv (docs/model.md §5)")]
+    help="replay measured traces: a folder with nodes.csv and links.csv (docs/traces.md)")]
 Repeat = Annotated[bool, typer.Option(
     "--repeat", help="with --traces: tile the traces to more --devices/--slots than they hold (warns)")]
 
