@@ -21,6 +21,8 @@ supernode=$!
 "${PYTHON:-python}" -m foglearn.flower.worker --runtime-api-address "127.0.0.1:$port" &
 worker=$!
 trap 'kill "$supernode" "$worker" 2>/dev/null || true; wait' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 status=0
 wait -n "$supernode" "$worker" || status=$?
 exit "$status"

@@ -78,6 +78,14 @@ def stream_slice(cfg: FlowerRunConfig, sc: Scenario, device: int, slot: int, n_t
     return share[start:stop]
 
 
+def preload() -> None:
+    """Import what a slot needs (PyTorch, the model registry) now, before the first message
+    (a long-running ClientApp process: :mod:`foglearn.flower.worker`)."""
+    import torch  # noqa: F401
+
+    from foglearn.learning import models  # noqa: F401
+
+
 def new_model(cfg: FlowerRunConfig) -> Any:
     """The initial global model: the registered ``cfg.model`` (seeded, identical on every process)."""
     import torch

@@ -151,7 +151,9 @@ class Worker:
         from flwr.supercore import log
         from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 
-        from foglearn.flower import client_app  # the imports, once
+        from foglearn.flower import client_app, task  # the imports, once
+
+        task.preload()
 
         def stop(signum: int, _frame: Any) -> None:
             self._stop = True
