@@ -5,7 +5,7 @@ Each solver runs in its own subprocess so that peak memory (ru_maxrss) is its ow
     .venv/bin/python bench/planner.py --quick
     .venv/bin/python bench/planner.py --linear-n 1000 --greedy-n 5000 --sqrt-n 100
     .venv/bin/python bench/planner.py --only-linear --repeats 3   # issue 2: n=1000 vs OR-tools, n=300 + HiGHS
-    .venv/bin/python bench/planner.py --only-families --family-n 30 --repeats 3   # issue 12: hard sqrt families
+    .venv/bin/python bench/planner.py --only-families --family-n 30 100 --family-T 20 --repeats 3   # hard sqrt families
 
 The square-root rows include the hard families of :mod:`foglearn.planning.hard_instances` (short
 of data, tight capacities, links down, extreme f, one hot sink), ours vs CVXPY + Clarabel; those
@@ -113,7 +113,8 @@ def _run(kind, args, q):
         from foglearn.planning.sqrt import plan_sqrt
         st = plan_sqrt(sc).stats
         obj = st.objective
-        info = {k: st.extra[k] for k in ("oversubscribed_sources", "repair_steps", "largest_tree", "relative_gap")}
+        info = {k: st.extra[k] for k in ("method", "oversubscribed_sources", "newton_steps", "repair_steps",
+                                         "largest_tree", "relative_gap") if k in st.extra}
     elif kind == "highs":
         from foglearn.planning.reference import reference_linear
         obj = reference_linear(sc).stats.objective
@@ -177,16 +178,30 @@ def linear_goal(ours, others):
 
 
 def families(a):
-    """Issue 12: each hard family, ours vs CVXPY + Clarabel (speedup = Clarabel seconds / ours)."""
+    """Each hard family at each ``--family-n``, ours vs CVXPY + Clarabel (speedup = Clarabel seconds / ours).
+
+    Ends with a summary table; the goal is ours never slower than Clarabel, and short_of_data at
+    n = 100, T = 20 in at most 2 s, certified to a relative gap of 1e-9.
+    """
     from foglearn.planning.hard_instances import FAMILIES
-    for name in a.families or list(FAMILIES):
-        args = (name, a.family_n, a.family_T, 0)
-        ours = measure("ours-sqrt", args, a.repeats, a.timeout)
-        others = [measure("clarabel", args, a.repeats, a.timeout)] if "clarabel" not in a.skip else []
-        report(f"sqrt family {name}: n={a.family_n}, T={a.family_T} (warm; median of {a.repeats})", ours, others)
-        print("   ours: runs " + str(ours.get("all_seconds")) + " s; " +
-              ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in ours.get("info", {}).items()))
+    rows = []
+    for n in a.family_n:
+        for name in a.families or list(FAMILIES):
+            args = (name, n, a.family_T, 0)
+            ours = measure("ours-sqrt", args, a.repeats, a.timeout)
+            others = [measure("clarabel", args, a.repeats, a.timeout)] if "clarabel" not in a.skip else []
+            report(f"sqrt family {name}: n={n}, T={a.family_T} (warm; median of {a.repeats})", ours, others)
+            print("   ours: runs " + str(ours.get("all_seconds")) + " s; " +
+                  ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in ours.get("info", {}).items()))
+            rows.append((name, n, ours, others[0] if others else None))
+    print(f"\n== hard sqrt families, T={a.family_T}: seconds (median of {a.repeats} warm runs)")
+    print(f"{'family':18s} {'n':>5s} {'ours':>8s} {'clarabel':>9s} {'speedup':>8s} {'rel gap':>9s} {'rel diff':>9s}")
+    for name, n, ours, clar in rows:
+        cs = clar["seconds"] if clar else float("nan")
+        diff = (ours["objective"] - clar["objective"]) / abs(ours["objective"]) if clar else float("nan")
+        print(f"{name:18s} {n:5d} {ours['seconds']:8.2f} {cs:9.2f} {cs / ours['seconds']:8.2f} "
+              f"{ours.get('info', {}).get('relative_gap', float('nan')):9.1e} {diff:9.1e}")
 
 
 def main():
@@ -207,7 +222,7 @@ def main():
     ap.add_argument("--skip", nargs="*", default=[], help="competitors to skip (highs ortools clarabel)")
     ap.add_argument("--families", nargs="*", default=None,
                     help="hard sqrt families to run (default: all of foglearn.planning.hard_instances)")
-    ap.add_argument("--family-n", type=int, default=100)
+    ap.add_argument("--family-n", type=int, nargs="+", default=[30, 100])
     ap.add_argument("--family-T", type=int, default=20)
     ap.add_argument("--only-families", action="store_true", help="run only the hard sqrt families")
     a = ap.parse_args()
