@@ -196,9 +196,13 @@ class Scenario:
             raise ScenarioError(f"src[{e}] = dst[{e}] = {src[e]}: self-loops are not links")
         if E:
             key = src * n + dst
-            uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
-            if (counts > 1).any():
-                k = uniq[np.argmax(counts > 1)]
+            if bool(np.all(key[1:] >= key[:-1])):  # sorted (as the generators give it): duplicates are adjacent, O(E)
+                twice = np.flatnonzero(key[1:] == key[:-1])
+                k = key[twice[0]] if twice.size else None
+            else:
+                uniq, counts = np.unique(key, return_counts=True)
+                k = uniq[np.argmax(counts > 1)] if (counts > 1).any() else None
+            if k is not None:
                 dup = np.flatnonzero(key == k)
                 raise ScenarioError(
                     f"src/dst: link {int(src[dup[0]])}->{int(dst[dup[0]])} appears twice (edges {dup[0]} and {dup[1]})"

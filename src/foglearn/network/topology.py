@@ -61,8 +61,18 @@ def build(name: str, inputs: TopologyInputs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sorted(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((dst, src))
-    return src[order].astype(np.int64), dst[order].astype(np.int64)
+    """``(src, dst)`` as int64, sorted by ``(src, dst)``; an already sorted list (``random`` draws
+    one) is only checked, in ``O(E)``, not sorted again."""
+    if not is_sorted(src, dst):
+        order = np.lexsort((dst, src))
+        src, dst = src[order], dst[order]
+    return src.astype(np.int64), dst.astype(np.int64)
+
+
+def is_sorted(src: np.ndarray, dst: np.ndarray) -> bool:
+    """Whether the edge list is in increasing ``(src, dst)`` order (non-strict: duplicates pass)."""
+    s0, s1, d0, d1 = src[:-1], src[1:], dst[:-1], dst[1:]
+    return bool(np.all((s0 < s1) | ((s0 == s1) & (d0 <= d1))))
 
 
 def full(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -84,6 +84,10 @@ class Search(NamedTuple):
     subtree being reset). Per source: ``scanpos`` (next shared arc to scan) and ``ckey`` (key of
     its live scan entry). ``counters``: counters and the pending work, indexed by ``_IT`` ...
     ``_PEND_SINK``; ``dstar[0]``: the distance of the search's last terminal.
+
+    Indices (``done``, ``pred``, ``spos``, ``first_child``, ``queue``, ``scanpos``) are int32
+    (:class:`~foglearn.planning.flow.FlowProblem` refuses networks whose nodes or arcs would not
+    fit); ``stamp`` and ``mark`` count over all searches and stay int64.
     """
 
     dist: np.ndarray
@@ -112,6 +116,15 @@ class Tree(NamedTuple):
 # --------------------------------------------------------------------------------------- build
 
 
+@njit(cache=True, inline="always")
+def _receivers(t, c, cap, active, recv):
+    """``recv[k]``: the processing cost ``c_k(t+1)`` of receiving at ``k`` on a link used in slot
+    ``t`` when ``k`` can receive (active at ``t`` and ``t+1``, ``C_k(t+1) > 0``), else ``inf`` (then
+    ``c_ij(t) + recv[k]`` is ``inf`` and never ``≤ f``); one lookup per link instead of four."""
+    for k in range(recv.size):
+        recv[k] = c[t + 1, k] if cap[t + 1, k] > 0 and active[t, k] and active[t + 1, k] else np.inf
+
+
 @njit(cache=True)
 def build_arcs(src, dst, link_cost, link_cap, link_up, active, c, f, cap, D):
     """Arcs surviving the exact cost pruning (an option dearer than ``f_s`` is never needed).
@@ -121,24 +134,41 @@ def build_arcs(src, dst, link_cost, link_cap, link_up, active, c, f, cap, D):
 
     Kept: keep ``(i,t)`` when ``c_i(t) ≤ f_i(t)``, ``C_i(t) > 0``; offload on a usable link with
     ``C_ij(t) > 0``, ``C_j(t+1) > 0`` and ``c_ij(t) + c_j(t+1) ≤ f_i(t)``; only for ``D_i(t) > 0``.
-    Returns ``(ptr, a_src, a_sink, a_cost, a_cap, a_edge)`` sorted by (source, cost).
+    Returns ``(ptr, a_src, a_sink, a_cost, a_cap, a_edge)`` sorted by (source, cost): per source
+    the keep arc, then its links in edge order, stably sorted by cost.
+
+    Two passes (count, fill) over the sources in order, each visiting the source's links through
+    a CSR of the edge list by source, so that the arcs are written sequentially; per-source
+    sorting is an insertion sort for short lists (the same stable order as a merge sort).
     """
     T, n = D.shape
     E = src.size
     N = T * n
+    eptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(E):
+        eptr[src[e] + 1] += 1
+    for i in range(n):
+        eptr[i + 1] += eptr[i]
+    by_src = np.empty(E, dtype=np.int64)
+    epos = eptr[:n].copy()
+    for e in range(E):
+        by_src[epos[src[e]]] = e
+        epos[src[e]] += 1
     ptr = np.zeros(N + 1, dtype=np.int64)
+    recv = np.empty(n)
     for t in range(T):
-        for i in range(n):
-            if D[t, i] > 0 and cap[t, i] > 0 and c[t, i] <= f[t, i]:
-                ptr[t * n + i + 1] += 1
         if t < T - 1:
-            for e in range(E):
-                i = src[e]
-                k = dst[e]
-                if link_up[t, e] and D[t, i] > 0 and link_cap[t, e] > 0 and cap[t + 1, k] > 0 \
-                        and active[t, i] and active[t, k] and active[t + 1, k]:
-                    if link_cost[t, e] + c[t + 1, k] <= f[t, i]:
-                        ptr[t * n + i + 1] += 1
+            _receivers(t, c, cap, active, recv)
+        for i in range(n):
+            if not D[t, i] > 0:
+                continue
+            m = 1 if cap[t, i] > 0 and c[t, i] <= f[t, i] else 0
+            if t < T - 1 and active[t, i]:
+                for q in range(eptr[i], eptr[i + 1]):
+                    e = by_src[q]
+                    if link_up[t, e] and link_cap[t, e] > 0 and link_cost[t, e] + recv[dst[e]] <= f[t, i]:
+                        m += 1
+            ptr[t * n + i + 1] = m
     for s in range(N):
         ptr[s + 1] += ptr[s]
     M = ptr[N]
@@ -147,58 +177,77 @@ def build_arcs(src, dst, link_cost, link_cap, link_up, active, c, f, cap, D):
     a_cost = np.empty(M, dtype=np.float64)
     a_cap = np.empty(M, dtype=np.float64)
     a_edge = np.empty(M, dtype=np.int32)
-    pos = ptr[:N].copy()
     for t in range(T):
+        if t < T - 1:
+            _receivers(t, c, cap, active, recv)
         for i in range(n):
-            if D[t, i] > 0 and cap[t, i] > 0 and c[t, i] <= f[t, i]:
-                s = t * n + i
-                p = pos[s]
+            if not D[t, i] > 0:
+                continue
+            s = t * n + i
+            p = ptr[s]
+            if cap[t, i] > 0 and c[t, i] <= f[t, i]:
                 a_src[p] = s
                 a_sink[p] = s
                 a_cost[p] = c[t, i]
                 a_cap[p] = D[t, i]
                 a_edge[p] = -1
-                pos[s] = p + 1
-        if t < T - 1:
-            for e in range(E):
-                i = src[e]
-                k = dst[e]
-                if link_up[t, e] and D[t, i] > 0 and link_cap[t, e] > 0 and cap[t + 1, k] > 0 \
-                        and active[t, i] and active[t, k] and active[t + 1, k]:
-                    cost = link_cost[t, e] + c[t + 1, k]
-                    if cost <= f[t, i]:
-                        s = t * n + i
-                        p = pos[s]
+                p += 1
+            if t < T - 1 and active[t, i]:
+                for q in range(eptr[i], eptr[i + 1]):
+                    e = by_src[q]
+                    k = dst[e]
+                    # the same test as in the count (written out: a helper function was 3x slower)
+                    if link_up[t, e] and link_cap[t, e] > 0 and link_cost[t, e] + recv[k] <= f[t, i]:
+                        cost = link_cost[t, e] + c[t + 1, k]
                         a_src[p] = s
                         a_sink[p] = (t + 1) * n + k
                         a_cost[p] = cost
                         a_cap[p] = min(link_cap[t, e], D[t, i])
                         a_edge[p] = e
-                        pos[s] = p + 1
-    # within each source: cheapest first, stable (the keep arc is written first: it wins ties)
-    for s in range(N):
-        a0, a1 = ptr[s], ptr[s + 1]
-        m = a1 - a0
-        if m < 2:
-            continue
-        sorted_ = True
-        for q in range(a0 + 1, a1):
-            if a_cost[q] < a_cost[q - 1]:
-                sorted_ = False
-                break
-        if sorted_:
-            continue
-        o = np.argsort(a_cost[a0:a1], kind="mergesort")
-        tk = a_sink[a0:a1].copy()
-        tc = a_cost[a0:a1].copy()
-        tu = a_cap[a0:a1].copy()
-        te = a_edge[a0:a1].copy()
-        for q in range(m):
-            a_sink[a0 + q] = tk[o[q]]
-            a_cost[a0 + q] = tc[o[q]]
-            a_cap[a0 + q] = tu[o[q]]
-            a_edge[a0 + q] = te[o[q]]
+                        p += 1
+            _sort_by_cost(ptr[s], p, a_sink, a_cost, a_cap, a_edge)
     return ptr, a_src, a_sink, a_cost, a_cap, a_edge
+
+
+#: per-source arc lists up to this long are sorted by insertion, longer ones by a merge sort
+_INSERTION_MAX = 32
+
+
+@njit(cache=True, inline="always")
+def _sort_by_cost(a0, a1, a_sink, a_cost, a_cap, a_edge):
+    """Stably sort the arcs ``a0 .. a1-1`` by cost, in place (the keep arc, written first, wins ties)."""
+    m = a1 - a0
+    if m < 2:
+        return
+    sorted_ = True
+    for q in range(a0 + 1, a1):
+        if a_cost[q] < a_cost[q - 1]:
+            sorted_ = False
+            break
+    if sorted_:
+        return
+    if m <= _INSERTION_MAX:
+        for q in range(a0 + 1, a1):
+            ck, cc, cu, ce = a_sink[q], a_cost[q], a_cap[q], a_edge[q]
+            r = q
+            while r > a0 and a_cost[r - 1] > cc:
+                a_sink[r] = a_sink[r - 1]
+                a_cost[r] = a_cost[r - 1]
+                a_cap[r] = a_cap[r - 1]
+                a_edge[r] = a_edge[r - 1]
+                r -= 1
+            a_sink[r], a_cost[r], a_cap[r], a_edge[r] = ck, cc, cu, ce
+        return
+    o = np.argsort(a_cost[a0:a1], kind="mergesort")
+    tk = a_sink[a0:a1].copy()
+    tc = a_cost[a0:a1].copy()
+    tu = a_cap[a0:a1].copy()
+    te = a_edge[a0:a1].copy()
+    for q in range(m):
+        a_sink[a0 + q] = tk[o[q]]
+        a_cost[a0 + q] = tc[o[q]]
+        a_cap[a0 + q] = tu[o[q]]
+        a_edge[a0 + q] = te[o[q]]
 
 
 # ----------------------------------------------------------------------------------- reduction
@@ -379,9 +428,10 @@ def _search_arrays(N, settle_cap):
     """Fresh :class:`Search` arrays for ``N`` nodes and a settled list of ``settle_cap``."""
     N2 = 2 * N
     i64 = np.int64
-    S = Search(np.empty(N2), np.zeros(N2, dtype=i64), np.zeros(N2, dtype=i64), np.zeros(N2, dtype=i64),
-               np.zeros(N2, dtype=i64), np.zeros(N2, dtype=i64), np.full(N2, np.nan),
-               np.full(N2, -1, dtype=i64), np.empty(N2, dtype=i64), np.zeros(N, dtype=i64),
+    i32 = np.int32  # node, arc and settled-list indices (FlowProblem checks that 2N and the arcs fit)
+    S = Search(np.empty(N2), np.zeros(N2, dtype=i32), np.zeros(N2, dtype=i32), np.zeros(N2, dtype=i64),
+               np.zeros(N2, dtype=i32), np.zeros(N2, dtype=i64), np.full(N2, np.nan),
+               np.full(N2, -1, dtype=i32), np.empty(N2, dtype=i32), np.zeros(N, dtype=i32),
                np.full(N, np.nan), np.zeros(_PEND_SINK + 1, dtype=i64), np.zeros(1))
     settle_cap = max(settle_cap, 1)
     return S, Tree(np.empty(settle_cap, dtype=np.int64), np.empty(settle_cap, dtype=np.int64))
@@ -754,7 +804,7 @@ def _pending(P, fl, S, h, size, k0, tol):
     cp = P.coupled
     c = S.counters
     while c[_PEND_Q] < c[_PEND_NB]:
-        w = S.queue[c[_PEND_Q]]
+        w = np.int64(S.queue[c[_PEND_Q]])  # heap entries are int64 triples
         m = cp.sh_ptr[w + 1] - cp.sh_ptr[w] if w < N else cp.in_ptr[w - N + 1] - cp.in_ptr[w - N]
         if size + m > h.key.size:
             return size, m
