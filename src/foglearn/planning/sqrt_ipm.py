@@ -36,7 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
-from scipy.linalg.lapack import dtrtrs
+from scipy.linalg.blas import dsyrk
+from scipy.linalg.lapack import dpotrf, dtrtrs
 
 from foglearn.planning import sqrt_kernels as K
 
@@ -44,8 +45,6 @@ __all__ = ["Arcs", "build_arcs", "ipm"]
 
 #: fraction-to-boundary factor
 _TAU = 0.995
-#: Gondzio correctors per Newton step at most
-_CORRECTORS = 2
 
 
 @dataclass
@@ -295,33 +294,6 @@ def _mehrotra(P, d, sm, tg):
         tg.C[k] = sm + d.G[k] * d.zC[k] if P.capG[k] else 0.0
 
 
-@njit(cache=True, inline="always")
-def _clip(p, lo, hi):
-    """Gondzio's correction of a trial product ``p`` towards ``[lo, hi]`` (at most ``−hi`` down)."""
-    if p < lo:
-        return lo - p
-    if p > hi:
-        return max(hi - p, -hi)
-    return 0.0
-
-
-@njit(cache=True, nogil=True)
-def _gondzio(P, z, d, ap, ad, sm, tg):
-    """Add Gondzio's centrality correction to the targets ``tg``: the products at the trial step
-    ``(ap, ad)`` along ``d`` that fall outside ``[0.1 σμ, 10 σμ]`` are pulled back into it."""
-    lo, hi = 0.1 * sm, 10.0 * sm
-    for a in range(P.a_s.size):
-        x = z.x[a] + ap * d.x[a]
-        tg.lo[a] += _clip(x * (z.zl[a] + ad * d.zl[a]), lo, hi)
-        if P.hub[a]:
-            tg.up[a] += _clip((P.U[a] - x) * (z.zu[a] + ad * d.zu[a]), lo, hi)
-    for k in range(P.D.size):
-        if P.hasD[k]:
-            tg.w[k] += _clip((z.w[k] + ap * d.w[k]) * (z.zw[k] + ad * d.zw[k]), lo, hi)
-        if P.capG[k]:
-            tg.C[k] += _clip((P.C[k] - z.G[k] - ap * d.G[k]) * (z.zC[k] + ad * d.zC[k]), lo, hi)
-
-
 @njit(cache=True, nogil=True)
 def _complementarity_after(P, z, d, ap, ad):
     """``Σ`` complementarity products after a step ``(ap, ad)`` along ``d``."""
@@ -395,9 +367,10 @@ class _BlockTridiagonal:
             A = np.diag(diag[t * n:(t + 1) * n])
             if t > 0:
                 Th = self.Th[t - 1]
-                A -= Th.T @ (Th / Mss[(t - 1) * n:t * n, None])
-                Ct, info = dtrtrs(prev, -(rho[(t - 1) * n:t * n, None] * Th), lower=1)
-                A -= Ct.T @ Ct
+                # A −= Θᵀ M_ss⁻¹ Θ + C_tᵀ C_t (lower triangles, as dpotrf reads them)
+                A = dsyrk(-1.0, Th / np.sqrt(Mss[(t - 1) * n:t * n, None]), 1.0, A, trans=1, lower=1)
+                Ct = dtrtrs(prev, -(rho[(t - 1) * n:t * n, None] * Th), lower=1)[0]
+                A = dsyrk(-1.0, Ct, 1.0, A, trans=1, lower=1, overwrite_c=1)
                 self.C[t] = Ct
             prev = _cholesky(A)
             self.L[t] = prev
@@ -475,10 +448,9 @@ def ipm(net: K.Net, arcs: Arcs, x0: np.ndarray, certified: Callable[[np.ndarray,
              np.empty(A), np.empty(N), np.empty(N), np.empty(N), np.empty(N))
     m = A + int(P.hub.sum()) + int(P.hasD.sum()) + int(P.capG.sum())
     solver = _BlockTridiagonal(net, arcs)
-    aff, cor, trial = _new_state(A, N), _new_state(A, N), _new_state(A, N)
+    aff, cor = _new_state(A, N), _new_state(A, N)
     zero = Targets(np.zeros(A), np.zeros(A), np.zeros(N), np.zeros(N))
-    tg, tg2 = Targets(np.empty(A), np.empty(A), np.empty(N), np.empty(N)), \
-        Targets(np.empty(A), np.empty(A), np.empty(N), np.empty(N))
+    tg = Targets(np.empty(A), np.empty(A), np.empty(N), np.empty(N))
     comp0 = np.inf
     for step in range(1, max_steps + 1):
         if stop[0]:
@@ -499,18 +471,6 @@ def ipm(net: K.Net, arcs: Arcs, x0: np.ndarray, certified: Callable[[np.ndarray,
             _rhs(P, z, W, tg)
             ap, ad = _back(P, z, W, solver.solve(W.rhs), tg, cor)
             ap, ad = min(1.0, _TAU * ap), min(1.0, _TAU * ad)
-            for _ in range(_CORRECTORS):          # Gondzio's centrality correctors (same factorisation)
-                if min(ap, ad) >= 1.0:
-                    break
-                for src, dst in zip(tg, tg2):
-                    dst[:] = src
-                _gondzio(P, z, cor, min(1.0, 1.5 * ap + 0.3), min(1.0, 1.5 * ad + 0.3), sigma * mu, tg2)
-                _rhs(P, z, W, tg2)
-                ap2, ad2 = _back(P, z, W, solver.solve(W.rhs), tg2, trial)
-                ap2, ad2 = min(1.0, _TAU * ap2), min(1.0, _TAU * ad2)
-                if ap2 + ad2 < 1.02 * (ap + ad):
-                    break
-                ap, ad, cor, trial, tg, tg2 = ap2, ad2, trial, cor, tg2, tg
         except (np.linalg.LinAlgError, ZeroDivisionError):   # singular in floating point
             return "stalled", z.x, -np.where(P.err, z.yK, 0.0), step - 1
         if max(ap, ad) < 1e-12 or not comp > 1e-14 * comp0:
@@ -550,16 +510,12 @@ def single_threaded_blas() -> None:
 
 
 def _cholesky(A: np.ndarray) -> np.ndarray:
-    """Cholesky factor of ``A``; round-off in a nearly singular Schur complement is met by the
-    smallest diagonal shift (``10⁻¹³ … 10⁻⁷`` relative) that makes it positive definite."""
-    try:
-        return np.linalg.cholesky(A)
-    except np.linalg.LinAlgError:
-        pass
+    """Lower Cholesky factor of ``A`` (its lower triangle is read); round-off in a nearly singular
+    Schur complement is met by the smallest diagonal shift (``10⁻¹³ … 10⁻⁷`` relative) that makes
+    it positive definite."""
     top = float(np.abs(np.diag(A)).max())
-    for rel in (1e-13, 1e-11, 1e-9, 1e-7):
-        try:
-            return np.linalg.cholesky(A + rel * top * np.eye(A.shape[0]))
-        except np.linalg.LinAlgError:
-            continue
+    for rel in (0.0, 1e-13, 1e-11, 1e-9, 1e-7):
+        L, info = dpotrf(A + rel * top * np.eye(A.shape[0]) if rel else A, lower=1, clean=1)
+        if info == 0:
+            return L
     raise np.linalg.LinAlgError("Schur complement of the Newton system is not positive definite")
