@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numba import njit
 from torch import nn
 
 from foglearn.errors import InputError
@@ -448,3 +449,127 @@ def batched_kernel(module: nn.Module) -> BatchedModel | None:
     except TypeError:
         return None
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Device-major SGD for the MLP: one device's local steps back to back, its model in cache
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.ndarray, step_ptr: np.ndarray,
+                 pts: np.ndarray, weight: np.ndarray, lr: float, hid: int, n_cls: int, out_sum: np.ndarray,
+                 out_loss: np.ndarray) -> None:  # pragma: no cover - compiled
+    d_in = x.shape[1]
+    o_b1 = hid * d_in
+    o_w2 = o_b1 + hid
+    o_b2 = o_w2 + n_cls * hid
+    P = glob.shape[0]
+    m_max = 1
+    for s in range(step_ptr.shape[0] - 1):
+        m_max = max(m_max, step_ptr[s + 1] - step_ptr[s])
+    p = np.empty(P, np.float32)
+    h1 = np.empty((m_max, hid), np.float32)
+    d1 = np.empty((m_max, hid), np.float32)
+    d2 = np.empty((m_max, n_cls), np.float32)
+    z2 = np.empty(n_cls, np.float32)
+    lr32 = np.float32(lr)
+    for d in range(dev_ptr.shape[0] - 1):
+        p[:] = glob
+        for s in range(dev_ptr[d], dev_ptr[d + 1]):
+            a = step_ptr[s]
+            m = step_ptr[s + 1] - a
+            inv_m = np.float32(1.0) / np.float32(m)
+            for q in range(m):  # forward and the loss' gradient wrt the logits, sample by sample
+                xi = x[pts[a + q]]
+                for j in range(hid):
+                    acc = p[o_b1 + j]
+                    row = j * d_in
+                    for k in range(d_in):
+                        acc += p[row + k] * xi[k]
+                    h1[q, j] = acc if acc > 0 else np.float32(0.0)
+                mx = np.float32(-np.inf)
+                for c in range(n_cls):
+                    acc = p[o_b2 + c]
+                    row = o_w2 + c * hid
+                    for j in range(hid):
+                        acc += p[row + j] * h1[q, j]
+                    z2[c] = acc
+                    mx = max(mx, acc)
+                se = 0.0
+                for c in range(n_cls):
+                    se += np.exp(np.float64(z2[c] - mx))
+                label = y[pts[a + q]]
+                out_loss[a + q] = np.log(se) + mx - z2[label]
+                for c in range(n_cls):
+                    d2[q, c] = np.float32(np.exp(np.float64(z2[c] - mx)) / se) * inv_m
+                d2[q, label] -= inv_m
+            for q in range(m):  # d h1 through the old fc2 weights, masked by ReLU
+                for j in range(hid):
+                    acc = np.float32(0.0)
+                    if h1[q, j] > 0:
+                        for c in range(n_cls):
+                            acc += d2[q, c] * p[o_w2 + c * hid + j]
+                    d1[q, j] = acc
+            for c in range(n_cls):  # SGD step (eq. 3), fc2
+                gb = np.float32(0.0)
+                for q in range(m):
+                    gb += d2[q, c]
+                    g = lr32 * d2[q, c]
+                    row = o_w2 + c * hid
+                    for j in range(hid):
+                        p[row + j] -= g * h1[q, j]
+                p[o_b2 + c] -= lr32 * gb
+            for j in range(hid):  # fc1: rows of dead ReLU units get no update (their gradient is 0)
+                gb = np.float32(0.0)
+                row = j * d_in
+                for q in range(m):
+                    gq = d1[q, j]
+                    if gq != 0:
+                        gb += gq
+                        g = lr32 * gq
+                        xi = x[pts[a + q]]
+                        for k in range(d_in):
+                            p[row + k] -= g * xi[k]
+                p[o_b1 + j] -= lr32 * gb
+        wd = weight[d]
+        if wd != 0:
+            for i in range(P):
+                out_sum[i] += wd * p[i]
+
+
+def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torch.Tensor, dev_ptr: np.ndarray,
+                step_ptr: np.ndarray, pts: np.ndarray, weight: np.ndarray, lr: float, out_sum: np.ndarray,
+                out_loss: np.ndarray) -> None:
+    """Device-major local SGD (eq. 3) for the MLP, one compiled call (numba, GIL released).
+
+    Device ``d`` starts from ``glob [P]`` and takes its steps ``dev_ptr[d] … dev_ptr[d+1] - 1`` in
+    order; step ``s`` is one SGD step on the mean cross-entropy of the samples
+    ``x[pts[step_ptr[s] : step_ptr[s+1]]]``, ``out_loss`` receiving each sample's loss before
+    that step. Then ``out_sum += weight[d] · w_d`` (float64; eq. 4's weighted sum) and the
+    device's model is dropped: only one model (in cache, ~0.6 MB) exists at a time, however many
+    devices. Same arithmetic as :meth:`BatchedMLP.sgd_step` (float32; to round-off).
+    """
+    names = kernel.layout.names
+    shapes = dict(zip(names, kernel.layout.shapes))
+    hid, d_in = shapes["fc1.weight"]
+    n_cls = shapes["fc2.weight"][0]
+    xs = x.reshape(x.shape[0], -1).to(torch.float32).contiguous().numpy()
+    if xs.shape[1] != d_in:
+        raise InputError(f"x: samples have {xs.shape[1]} features, the MLP takes {d_in}")
+    labels = y.contiguous().numpy()
+    if labels.dtype != np.int64 or labels.ndim != 1 or labels.shape[0] != xs.shape[0]:
+        raise InputError("y: labels must be an int64 vector, one per sample of x")
+    g = glob.to(torch.float32).contiguous().numpy()
+    if g.shape != (kernel.layout.size,) or out_sum.shape != g.shape or out_sum.dtype != np.float64:
+        raise InputError(f"glob, out_sum: must have shape [{kernel.layout.size}] (out_sum float64)")
+    dev_ptr, step_ptr, pts = (np.ascontiguousarray(a, dtype=np.int64) for a in (dev_ptr, step_ptr, pts))
+    if (len(dev_ptr) < 1 or dev_ptr[0] != 0 or dev_ptr[-1] != len(step_ptr) - 1 or step_ptr[0] != 0
+            or step_ptr[-1] != len(pts) or np.any(np.diff(dev_ptr) < 0) or np.any(np.diff(step_ptr) < 1)):
+        raise InputError("dev_ptr, step_ptr: must be non-decreasing offsets covering the steps and points "
+                         "(every step at least one point)")
+    if weight.shape != (len(dev_ptr) - 1,) or out_loss.shape != pts.shape:
+        raise InputError("weight: one per device; out_loss: one per point")
+    _check_range("pts", pts, xs.shape[0], "sample indices", " (the rows of x)")
+    _check_range("y", labels[pts], n_cls, "labels", f" (the model has {n_cls} classes)")
+    _mlp_devices(xs, labels, g, dev_ptr, step_ptr, pts, np.ascontiguousarray(weight, dtype=np.float64), float(lr),
+                 int(hid), int(n_cls), out_sum, out_loss)

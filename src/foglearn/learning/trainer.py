@@ -75,7 +75,7 @@ from torch.func import functional_call, vmap
 
 from foglearn.errors import InputError
 from foglearn.learning.datasets import DataSpec, load_dataset
-from foglearn.learning.kernels import BatchedModel, batched_kernel
+from foglearn.learning.kernels import BatchedMLP, BatchedModel, batched_kernel, mlp_devices
 from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.partition import Partition, PartitionError, device_stream
 from foglearn.learning.results import TrainResult
@@ -92,6 +92,11 @@ EVAL_BATCH = 1000
 CHUNK = 256
 #: Per-call overhead of a batched-kernel call, in padded-sample equivalents.
 KERNEL_OVERHEAD = 8.0
+#: Bytes of per-device model state a block of devices may hold at once (device-major periods):
+#: the block size is this divided by a device's share (about 140 MLP or 500 CNN devices).
+STATE_BUDGET = 256 * 2**20
+#: Layers whose output for a sample depends on the other samples of its batch (no padding then).
+_BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class TrainingError(InputError):
@@ -274,8 +279,69 @@ def _size_groups(devices: np.ndarray, sizes: np.ndarray, overhead: float = GROUP
     return groups
 
 
+class _Period:
+    """What every aggregation period of a run shares: data, schedule, stream, blocks of devices.
+
+    ``edges``: the blocks' first devices (and ``n``); ``bounds[t, k]``: the first scheduled point
+    of slot ``t`` whose device is ≥ ``edges[k]`` — the schedule is sorted by slot, then device,
+    so a block's points in a slot are one run ``bounds[t, k] … bounds[t, k + 1] - 1``.
+    """
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor, sched: Schedule, stream: np.ndarray, per_pass: int,
+                 T: int, n: int, block: int, batch: int | None, lr: float, device_loss: np.ndarray) -> None:
+        self.X, self.Y, self.sched, self.stream, self.per_pass = X, Y, sched, stream, per_pass
+        self.T, self.n, self.block, self.batch, self.lr, self.device_loss = T, n, block, batch, lr, device_loss
+        self.edges = np.append(np.arange(0, n, block), n)
+        key = sched.slot * n + sched.device
+        self.bounds = np.searchsorted(key, (np.arange(T)[:, None] * n + self.edges[None, :]).ravel()).reshape(T, -1)
+        self.slot_bounds = np.searchsorted(sched.slot, np.arange(T + 1))
+
+
 class _Runner:
-    """Holds the devices' models; ``step`` does eq. (3) for a slot, ``aggregate`` eq. (4)."""
+    """Runs one aggregation period device-major (see :func:`train`).
+
+    ``open_period(w)`` takes the period's eq. (4) weights (``None``: every ``H_i = 0``, the global
+    model stays); then for each block of consecutive devices ``c0 … c1 - 1``: ``begin(c1 - c0)``
+    gives the block's devices the global model, ``step`` does eq. (3) for the block's devices in a
+    slot (devices numbered ``0 … c1 - c0 - 1`` within the block), ``end(c0, c1)`` adds
+    ``Σ_{i in block} w_i w_i`` to the period's sum and drops the block's state; ``close_period``
+    makes the sum the global model. Only one block's models exist at a time.
+    """
+
+    def block_size(self) -> int:
+        """Devices per block: as many as :data:`STATE_BUDGET` holds (at least 1; runners without
+        per-device state: any number)."""
+        return 2**62
+
+    def run_period(self, job: _Period, slots: range) -> None:
+        """Eq. (3) for every device in ``slots`` (one period), block by block, each block's slots
+        in order; fills ``job.device_loss`` for those slots."""
+        edges, bounds = job.edges, job.bounds
+        for k in range(len(edges) - 1):
+            c0, c1 = int(edges[k]), int(edges[k + 1])
+            self.begin(c1 - c0)
+            for s in slots:
+                p, t = divmod(s, job.T)
+                a, b = bounds[t, k], bounds[t, k + 1]
+                if b == a:
+                    continue
+                dev = job.sched.device[a:b] - c0
+                pts = job.stream[p * job.per_pass + job.sched.pos[a:b]]
+                sizes = np.bincount(dev, minlength=c1 - c0)
+                starts = np.cumsum(sizes) - sizes
+                active = np.nonzero(sizes)[0]
+                if job.batch is None:
+                    loss = self.step(job.X, job.Y, pts, dev, active, sizes, starts, job.lr)
+                else:
+                    loss = _minibatch_step(self, job.X, job.Y, pts, dev, sizes, starts, active, job.lr, job.batch)
+                job.device_loss[s, c0 + active] = loss
+            self.end(c0, c1)
+
+    def open_period(self, w: np.ndarray | None) -> None:
+        self.w = w
+
+    def begin(self, count: int) -> None:
+        """Give ``count`` devices (one block) the global model."""
 
     def step(self, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray, dev: np.ndarray, active: np.ndarray,
              sizes: np.ndarray, starts: np.ndarray, lr: float) -> np.ndarray:
@@ -283,8 +349,11 @@ class _Runner:
         ``pts[starts[i]:starts[i] + sizes[i]]``; ``dev`` is each point's device); returns their losses."""
         raise NotImplementedError
 
-    def aggregate(self, H: np.ndarray) -> None:
-        raise NotImplementedError
+    def end(self, c0: int, c1: int) -> None:
+        """Add the block's ``Σ w_i w_i`` (devices ``c0 … c1 - 1``) to the period's sum."""
+
+    def close_period(self) -> None:
+        """Eq. (4): the period's sum becomes the global model (kept if every ``H_i = 0``)."""
 
     def global_state(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -334,16 +403,39 @@ class _KernelRunner(_Runner):
     group). A call whose devices are whole takes their SGD steps in place
     (:meth:`~foglearn.learning.kernels.BatchedCNN.sgd_step`; calls touch disjoint rows, so they run
     at once on the worker threads). A device whose batch alone exceeds :data:`CHUNK` is cut into
-    sample chunks whose gradients are summed and applied with ``index_add_`` in call order. Eq. (4)
-    is one ``[n] @ [n, P]`` product.
+    sample chunks whose gradients are summed and applied with ``index_add_`` in call order.
+
+    Only a block's devices have parameters: ``flat [block, P]``, one buffer reused by every
+    block, so memory does not grow with ``n``. Eq. (4) is one ``[k] @ [k, P]`` product per block
+    (``k`` devices with ``H_i > 0``), summed over blocks in float64.
     """
+
+    #: Per-device bytes in flight, in units of the parameter vector: the block's row, the kernel's
+    #: gathered copy and its gradient.
+    COPIES = 3
 
     def __init__(self, kernel: BatchedModel, module: nn.Module, n: int, workers: _Workers) -> None:
         self.kernel = kernel
         self.layout = kernel.layout
         self.workers = workers
+        self.n = n
         self.glob = self.layout.flatten(dict(module.named_parameters()))
-        self.flat = self.glob.unsqueeze(0).repeat(n, 1)
+        self.buf = torch.empty(0, self.layout.size)
+        self.flat = self.buf
+        self.sum: torch.Tensor | None = None
+
+    def block_size(self):
+        return int(min(self.n, max(1, STATE_BUDGET // (self.COPIES * 4 * self.layout.size))))
+
+    def open_period(self, w):
+        self.w = w
+        self.sum = None if w is None else torch.zeros(self.layout.size, dtype=torch.float64)
+
+    def begin(self, count):
+        if self.buf.shape[0] < count:
+            self.buf = torch.empty(count, self.layout.size)
+        self.flat = self.buf[:count]
+        self.flat.copy_(self.glob.unsqueeze(0).expand_as(self.flat))
 
     def _call(self, devs: np.ndarray, X: torch.Tensor, Y: torch.Tensor, idx: np.ndarray, wt: np.ndarray,
               lr: float) -> tuple[torch.Tensor | None, np.ndarray]:
@@ -397,16 +489,99 @@ class _KernelRunner(_Runner):
             losses[devs] += loss
         return losses[active]
 
-    def aggregate(self, H):
-        w = aggregation_weights(H)
-        if w is not None:
-            nz = np.nonzero(w)[0]
-            wt = torch.from_numpy(w[nz].astype(np.float32))
-            self.glob = wt @ self.flat.index_select(0, torch.from_numpy(nz))
-        self.flat.copy_(self.glob.unsqueeze(0).expand_as(self.flat))
+    def end(self, c0, c1):
+        if self.w is None or self.sum is None:
+            return
+        nz = np.nonzero(self.w[c0:c1])[0]
+        if len(nz):
+            wt = torch.from_numpy(self.w[c0:c1][nz].astype(np.float32))
+            self.sum += (wt @ self.flat.index_select(0, torch.from_numpy(nz))).double()
+
+    def close_period(self):
+        if self.sum is not None:
+            self.glob = self.sum.float()
+            self.sum = None
 
     def global_state(self):
         return self.layout.unflatten(self.glob)
+
+
+class _DeviceMajorMLP(_Runner):
+    """The MLP on the CPU (any τ and local update except τ = 1's union identity): device-major.
+
+    Within a period the devices are independent given the global model ``w`` (the schedule fixes
+    their points), so each device's steps of the period run back to back in one compiled call
+    (:func:`~foglearn.learning.kernels.mlp_devices`): its model (0.6 MB) is copied from ``w``,
+    stays in cache for all its steps, and is added to the period's weighted sum ``Σ H_i w_i / Σ H``
+    (eq. 4) before the next device starts. Only the devices with ``H_i > 0`` are visited. A call
+    takes :attr:`block` devices; calls run on the worker threads, each with its own float64 partial
+    sum, and the partial sums are added in call order, so the result depends neither on the thread
+    count nor (beyond float64 round-off) on the block size. Memory: one model and one sum per call
+    in flight, whatever ``n``.
+    """
+
+    #: Devices per compiled call.
+    BLOCK = 32
+
+    def __init__(self, kernel: BatchedMLP, module: nn.Module, workers: _Workers) -> None:
+        self.kernel = kernel
+        self.workers = workers
+        self.glob = kernel.layout.flatten(dict(module.named_parameters()))
+
+    def block_size(self):
+        return self.BLOCK
+
+    def _call(self, dev_ptr: np.ndarray, step_ptr: np.ndarray, pts: np.ndarray, w: np.ndarray,
+              X: torch.Tensor, Y: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
+        out_sum = np.zeros(self.kernel.layout.size)
+        loss = np.empty(len(pts))
+        mlp_devices(self.kernel, X, Y, self.glob, dev_ptr, step_ptr, pts, w, lr, out_sum, loss)
+        return out_sum, loss
+
+    def run_period(self, job, slots):
+        if self.w is None:  # nobody processes anything in the period
+            return
+        parts = []
+        for i, s in enumerate(slots):
+            p, t = divmod(s, job.T)
+            a, b = job.slot_bounds[t], job.slot_bounds[t + 1]
+            parts.append((job.sched.device[a:b], job.stream[p * job.per_pass + job.sched.pos[a:b]],
+                          np.full(b - a, i)))
+        dev, pts, sl = (np.concatenate(x) for x in zip(*parts))
+        o = np.lexsort((sl, dev))  # device-major; within a (device, slot) the schedule's order (stable)
+        dev, pts, sl = dev[o], pts[o], sl[o]
+        M = len(pts)
+        pair = dev * len(slots) + sl
+        first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])  # each (device, slot)'s first point
+        if job.batch is None:
+            step_start = first
+        else:  # consecutive mini-batches of b points within each (device, slot)
+            rank = np.arange(M) - np.repeat(first, np.diff(np.r_[first, M]))
+            step_start = np.flatnonzero(rank % job.batch == 0)
+        step_dev = dev[step_start]
+        devices = np.unique(step_dev)
+        dev_start = np.searchsorted(step_dev, devices)
+        cuts = list(range(0, len(devices), job.block)) + [len(devices)]
+        tasks = []
+        for c0, c1 in zip(cuts[:-1], cuts[1:]):
+            s_lo, s_hi = dev_start[c0], (dev_start[c1] if c1 < len(devices) else len(step_start))
+            p_lo, p_hi = step_start[s_lo], (step_start[s_hi] if s_hi < len(step_start) else M)
+            tasks.append((np.r_[dev_start[c0:c1], s_hi] - s_lo, np.r_[step_start[s_lo:s_hi], p_hi] - p_lo,
+                          pts[p_lo:p_hi], self.w[devices[c0:c1]], job.X, job.Y, job.lr))
+        total = np.zeros(self.kernel.layout.size)
+        losses = []
+        wave = 4 * self.workers.k  # calls in flight (their partial sums), added in call order
+        for i in range(0, len(tasks), wave):
+            for out_sum, loss in self.workers.map(self._call, tasks[i:i + wave]):
+                total += out_sum
+                losses.append(loss)
+        self.glob = torch.from_numpy(total.astype(np.float32))
+        per_point = np.concatenate(losses)
+        counts = np.diff(np.r_[first, M])
+        job.device_loss[slots[0] + sl[first], dev[first]] = np.add.reduceat(per_point, first) / counts
+
+    def global_state(self):
+        return self.kernel.layout.unflatten(self.glob)
 
 
 class _UnionRunner(_Runner):
@@ -450,50 +625,82 @@ class _UnionRunner(_Runner):
         self.glob = self.glob - lr * grad
         return np.bincount(dev, weights=per_sample, minlength=len(sizes))[active] / sizes[active]
 
-    def aggregate(self, H):
-        pass  # the step already applied eq. (4)
-
     def global_state(self):
         return self.layout.unflatten(self.glob)
 
 
 class _VmapRunner(_Runner):
-    """Fallback for arbitrary modules: ``n`` stacked copies of the parameters, evaluated with
-    :func:`torch.func.functional_call` under :func:`torch.func.vmap`; ragged batches are padded
-    and masked, devices grouped by batch size; one backward pass gives every device's gradient."""
+    """Any module (and every model on CUDA): a block's devices hold stacked copies of the parameters
+    ``[block, ...]``, evaluated with :func:`torch.func.functional_call` under
+    :func:`torch.func.vmap`; devices are grouped by batch size, one backward pass gives every
+    device's gradient.
 
-    def __init__(self, module: nn.Module, n: int) -> None:
-        self.module = module
-        self.names = [k for k, _ in module.named_parameters()]
-        if dict(module.named_buffers()):
-            raise TrainingError("model: modules with buffers (e.g. batch-norm) are not supported: a step must "
-                                "depend only on parameters and batch")
+    Buffers (batch-norm running statistics) are per device too: each device's forward in training
+    mode updates its own copy, and eq. (4) averages them with the parameters' weights ``H_i / Σ H``
+    (integer buffers, e.g. ``num_batches_tracked``: the weighted average rounded to the nearest
+    integer). Ragged batches are padded and masked, except when samples of a batch interact
+    (batch-norm layers, or any buffers): then every group holds devices of one batch size, so
+    each device's batch statistics are those of its own points.
+    """
+
+    #: Per-device bytes in flight, in units of the model's state: the block's copies, the gathered
+    #: copies of a group and the gradients.
+    COPIES = 4
+
+    def __init__(self, module: nn.Module, n: int, device: torch.device) -> None:
+        self.n = n
+        self.module = module.to(device)
+        self.device = device
         self.global_ = {k: p.detach().clone() for k, p in module.named_parameters()}
-        self.params = {k: v.unsqueeze(0).repeat(n, *[1] * v.dim()).requires_grad_(True)
-                       for k, v in self.global_.items()}
+        self.buffers = {k: b.detach().clone() for k, b in module.named_buffers()}
+        self.pad = not self.buffers and not any(isinstance(m, _BATCH_NORM) for m in module.modules())
+        self.params: dict[str, torch.Tensor] = {}
+        self.bufs: dict[str, torch.Tensor] = {}
+        self.sum: dict[str, torch.Tensor] | None = None
         self.fwd = vmap(self.forward_one)
 
-    def forward_one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, params, (x,))
+    def forward_one(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                    x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, {**params, **buffers}, (x,))
+
+    def block_size(self):
+        per = sum(v.numel() * v.element_size() for v in (*self.global_.values(), *self.buffers.values()))
+        return int(min(self.n, max(1, STATE_BUDGET // (self.COPIES * max(per, 1)))))
+
+    def open_period(self, w):
+        self.w = w
+        self.sum = None if w is None else {k: torch.zeros(v.shape, dtype=torch.float64, device=self.device)
+                                           for k, v in (*self.global_.items(), *self.buffers.items())}
+
+    def begin(self, count):
+        with torch.no_grad():
+            self.params = {k: v.unsqueeze(0).repeat(count, *[1] * v.dim()).requires_grad_(True)
+                           for k, v in self.global_.items()}
+            self.bufs = {k: v.unsqueeze(0).repeat(count, *[1] * v.dim()) for k, v in self.buffers.items()}
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         total_loss = None
         loss_parts = []
         order = []
-        for devs, width in _size_groups(active, sizes[active]):
+        self.module.train()
+        for devs, width in _size_groups(active, sizes[active], GROUP_OVERHEAD if self.pad else 0.0):
             devs = np.sort(devs)
             g = len(devs)
             idx_np, valid = _padded(pts, starts, sizes, devs, width)
-            idx = torch.from_numpy(idx_np)
-            mask = torch.from_numpy(valid.astype(np.float32))
+            idx = torch.from_numpy(idx_np).to(self.device)
+            mask = torch.from_numpy(valid.astype(np.float32)).to(self.device)
+            didx = torch.from_numpy(devs).to(self.device)
             if g == len(sizes):  # every device, in order: no gather (and no scatter in backward)
-                params = self.params
+                params, bufs = self.params, self.bufs
             else:
-                didx = torch.from_numpy(devs)
                 params = {k: v.index_select(0, didx) for k, v in self.params.items()}
-            out = self.fwd(params, X[idx])  # [g, width, classes]
+                bufs = {k: v.index_select(0, didx) for k, v in self.bufs.items()}
+            out = self.fwd(params, bufs, X[idx])  # [g, width, classes]; updates bufs in training mode
+            if bufs is not self.bufs:
+                for k, v in bufs.items():
+                    self.bufs[k].index_copy_(0, didx, v)
             ce = F.cross_entropy(out.reshape(g * width, -1), Y[idx].reshape(-1), reduction="none").view(g, width)
-            per_dev = (ce * mask).sum(1) / torch.from_numpy(sizes[devs].astype(np.float32))
+            per_dev = (ce * mask).sum(1) / torch.from_numpy(sizes[devs].astype(np.float32)).to(self.device)
             s = per_dev.sum()
             total_loss = s if total_loss is None else total_loss + s
             loss_parts.append(per_dev.detach())
@@ -505,21 +712,38 @@ class _VmapRunner(_Runner):
                 p.sub_(g, alpha=lr)
         losses = np.empty(len(sizes))
         for devs, part in zip(order, loss_parts):
-            losses[devs] = part.numpy()
+            losses[devs] = part.cpu().numpy()
         return losses[active]
 
-    def aggregate(self, H):
-        """Eq. (4): ``w = Σ H_i w_i / Σ H_i`` over devices with ``H_i > 0``; then synchronise everyone."""
-        w = aggregation_weights(H)
+    def end(self, c0, c1):
+        """Add ``Σ w_i w_i`` (and the buffers' ``Σ w_i b_i``) of devices ``c0 … c1 - 1`` to the sum."""
+        if self.w is None or self.sum is None:
+            return
+        nz = np.nonzero(self.w[c0:c1])[0]
+        if not len(nz):
+            return
+        rows = torch.from_numpy(nz).to(self.device)
+        wt = torch.from_numpy(self.w[c0:c1][nz].astype(np.float64)).to(self.device)
         with torch.no_grad():
-            for k, p in self.params.items():
-                if w is not None:
-                    wt = torch.from_numpy(w.astype(np.float64)).to(p.dtype)
-                    self.global_[k] = torch.tensordot(wt, p, dims=([0], [0]))
-                p.copy_(self.global_[k].unsqueeze(0).expand_as(p))
+            for k, v in (*self.params.items(), *self.bufs.items()):
+                x = v.index_select(0, rows)
+                part = torch.tensordot(wt.to(x.dtype), x, dims=([0], [0])) if x.is_floating_point() \
+                    else torch.tensordot(wt, x.double(), dims=([0], [0]))
+                self.sum[k] += part.double()
+
+    def close_period(self):
+        """Eq. (4) for parameters and buffers alike (integer buffers rounded)."""
+        self.params, self.bufs = {}, {}
+        if self.sum is None:
+            return
+        for k, v in self.sum.items():
+            ref = self.global_[k] if k in self.global_ else self.buffers[k]
+            val = v.to(ref.dtype) if ref.is_floating_point() else v.round().to(ref.dtype)
+            (self.global_ if k in self.global_ else self.buffers)[k] = val
+        self.sum = None
 
     def global_state(self):
-        return self.global_
+        return {**self.global_, **self.buffers}
 
 
 def _minibatch_step(runner: _Runner, X: torch.Tensor, Y: torch.Tensor, pts: np.ndarray,
@@ -542,9 +766,12 @@ def _minibatch_step(runner: _Runner, X: torch.Tensor, Y: torch.Tensor, pts: np.n
 
 def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
               kernel: BatchedModel | None = None, workers: _Workers | None = None) -> tuple[float, float]:
-    """Test accuracy and mean cross-entropy of the global model (batched kernel forward if given,
-    its :data:`EVAL_BATCH`-sample batches on the worker threads)."""
+    """Test accuracy and mean cross-entropy of the global model (``params``: its parameters and
+    buffers), the module in eval mode (batch-norm uses the running statistics); batched kernel
+    forward if given, its :data:`EVAL_BATCH`-sample batches on the worker threads."""
     flat = kernel.layout.flatten(params).unsqueeze(0) if kernel is not None else None
+    was_training = module.training
+    module.eval()
 
     def part(a: int) -> tuple[float, int]:
         xb, yb = x[a:a + EVAL_BATCH], y[a:a + EVAL_BATCH]
@@ -556,7 +783,10 @@ def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tenso
             return float(F.cross_entropy(out, yb, reduction="sum")), int((out.argmax(1) == yb).sum())
 
     tasks = [(a,) for a in range(0, len(x), EVAL_BATCH)]
-    parts = workers.map(part, tasks) if workers is not None else [part(*t) for t in tasks]
+    try:
+        parts = workers.map(part, tasks) if workers is not None else [part(*t) for t in tasks]
+    finally:
+        module.train(was_training)
     return sum(c for _, c in parts) / len(x), sum(v for v, _ in parts) / len(x)
 
 
@@ -564,7 +794,7 @@ def _evaluate(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tenso
 # Public entry point
 # ---------------------------------------------------------------------------------------------
 
-def _check_args(period: int, lr: float, passes: int, eval_every: int) -> None:
+def _check_args(period: int, lr: float, passes: int, eval_every: int, in_flight: int | None = None) -> None:
     """Raise :class:`TrainingError` naming the first bad argument."""
     if not isinstance(period, (int, np.integer)) or period < 1:
         raise TrainingError(f"period = {period!r}: the aggregation period τ must be an integer ≥ 1")
@@ -574,6 +804,26 @@ def _check_args(period: int, lr: float, passes: int, eval_every: int) -> None:
         raise TrainingError(f"passes = {passes!r}: must be an integer ≥ 1")
     if not isinstance(eval_every, (int, np.integer)) or eval_every < 0:
         raise TrainingError(f"eval_every = {eval_every!r}: must be an integer ≥ 0 (0: final model only)")
+    if in_flight is not None and (isinstance(in_flight, bool) or not isinstance(in_flight, (int, np.integer))
+                                  or in_flight < 1):
+        raise TrainingError(f"in_flight = {in_flight!r}: must be an integer ≥ 1 (devices whose models are held "
+                            "at once) or None")
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``: CUDA where available, else the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or a
+    :class:`torch.device` of those types."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        on = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise TrainingError(f"device = {device!r}: must be 'cpu', 'cuda', 'cuda:K' or a torch.device") from None
+    if on.type not in ("cpu", "cuda"):
+        raise TrainingError(f"device = {device!r}: must be 'cpu', 'cuda', 'cuda:K' or a torch.device")
+    if on.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device = {device!r}: CUDA is not available here (torch.cuda.is_available() is False)")
+    return on
 
 
 def _kernel_path(kernel: BatchedModel | None) -> str:
@@ -589,7 +839,8 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
           period: int = 10, lr: float = 0.01, seed: int = 0, *, passes: int = 1, eval_every: int = 1,
           threads: int | None = None, name: str = "network-aware",
           local_update: str | LocalUpdate = "paper", partition: str | Partition = "iid",
-          progress: ProgressFn | None = None) -> TrainResult:
+          progress: ProgressFn | None = None, device: str | torch.device | None = None,
+          in_flight: int | None = None) -> TrainResult:
     """Train one model by executing ``plan`` on ``scenario`` at datapoint level (eqs. 3–4).
 
     Parameters
@@ -642,8 +893,9 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         Final accuracy, test curve per aggregation, per-device loss per slot, rounded ``G_i(t)``,
         the plan's realised costs and the configuration.
     """
-    _check_args(period, lr, passes, eval_every)
+    _check_args(period, lr, passes, eval_every, in_flight)
     update = LocalUpdate.parse(local_update)
+    on = _resolve_device(device)
     try:
         part = Partition.parse(partition)
     except PartitionError as exc:
@@ -656,6 +908,8 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
     cores = int(threads or old_threads)
     module = make_model(model, seed=seed, n_classes=data.n_classes)
     kernel = batched_kernel(module)  # the CNN's fused path where fused_cnn.enabled()
+    if on.type != "cpu":  # the batched kernels are CPU code: elsewhere every model takes the torch path
+        kernel = None
     workers = _Workers(cores if kernel is not None else 1)
     torch.set_num_threads(1 if kernel is not None else cores)
     try:
@@ -670,50 +924,40 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
                           "in one pass than the training set holds, so that label's points repeat "
                           "within a pass", stacklevel=2)
             wrapped = True
-        X = torch.from_numpy(data.x_train)
-        Y = torch.from_numpy(data.y_train)
-        Xt, Yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+        X = torch.from_numpy(data.x_train).to(on)
+        Y = torch.from_numpy(data.y_train).to(on)
+        Xt, Yt = torch.from_numpy(data.x_test).to(on), torch.from_numpy(data.y_test).to(on)
         runner: _Runner
         if kernel is None:
-            runner = _VmapRunner(module, n)
+            runner = _VmapRunner(module, n, on)
         elif period == 1 and update.batch is None:
             runner = _UnionRunner(kernel, module, workers)
+        elif isinstance(kernel, BatchedMLP):
+            runner = _DeviceMajorMLP(kernel, module, workers)
         else:
             runner = _KernelRunner(kernel, module, n, workers)
         total = T * passes
         device_loss = np.full((total, n), np.nan, dtype=np.float64)
-        H = np.zeros(n, dtype=np.float64)
         ev_slot: list[int] = []
         ev_acc: list[float] = []
         ev_loss: list[float] = []
         n_agg = 0
-        slot_bounds = np.searchsorted(sched.slot, np.arange(T + 1))
-        for s in range(total):
-            p, t = divmod(s, T)
-            a, b = slot_bounds[t], slot_bounds[t + 1]
-            if b > a:
-                dev = sched.device[a:b]
-                pts = stream[p * per_pass + sched.pos[a:b]]
-                sizes = np.bincount(dev, minlength=n)
-                starts = np.cumsum(sizes) - sizes
-                active = np.nonzero(sizes)[0]
-                if update.batch is None:
-                    device_loss[s, active] = runner.step(X, Y, pts, dev, active, sizes, starts, lr)
-                else:
-                    device_loss[s, active] = _minibatch_step(runner, X, Y, pts, dev, sizes, starts,
-                                                             active, lr, update.batch)
-                H += sizes
-            if (s + 1) % period == 0 or s + 1 == total:
-                runner.aggregate(H)
-                H[:] = 0
-                n_agg += 1
-                if s + 1 == total or (eval_every and n_agg % eval_every == 0):
-                    acc, loss = _evaluate(module, runner.global_state(), Xt, Yt, kernel, workers)
-                    ev_slot.append(s + 1)
-                    ev_acc.append(acc)
-                    ev_loss.append(loss)
+        block = min(n, runner.block_size() if in_flight is None else int(in_flight))
+        job = _Period(X, Y, sched, stream, per_pass, T, n, block, update.batch, lr, device_loss)
+        for s0 in range(0, total, period):
+            slots = range(s0, min(s0 + period, total))
+            runner.open_period(aggregation_weights(sched.processed[[s % T for s in slots]].sum(0).astype(np.float64)))
+            runner.run_period(job, slots)
+            runner.close_period()
+            n_agg += 1
+            if slots[-1] + 1 == total or (eval_every and n_agg % eval_every == 0):
+                acc, loss = _evaluate(module, runner.global_state(), Xt, Yt, kernel, workers)
+                ev_slot.append(slots[-1] + 1)
+                ev_acc.append(acc)
+                ev_loss.append(loss)
             if progress is not None:
-                progress(s + 1, total)
+                for s in slots:
+                    progress(s + 1, total)
         seconds = time.perf_counter() - t0
     finally:
         workers.close()
@@ -728,5 +972,6 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
     return TrainResult(name=name, accuracy=ev_acc[-1], test_loss=ev_loss[-1], eval_slot=np.array(ev_slot),
                        eval_accuracy=np.array(ev_acc), eval_loss=np.array(ev_loss), device_loss=device_loss,
                        processed=sched.processed, costs=plan.costs.as_dict(), config=config, seconds=seconds,
-                       wrapped=wrapped, final_state={k: v.detach().clone() for k, v in runner.global_state().items()})
+                       wrapped=wrapped,
+                       final_state={k: v.detach().cpu().clone() for k, v in runner.global_state().items()})
 

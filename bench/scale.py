@@ -1,0 +1,124 @@
+"""Scaling of the trainer with the number of devices: wall time and peak memory against n.
+
+Workload (the large-network setting): ``synthetic(n, T = 100, topology = "random", ρ = 10/n,
+capacities = True)`` — a random directed topology with ~10 neighbours per device, processing and
+link capacities, ``D_i(t) ~ U{0, 1}`` (the default ``⌊60000/(nT)⌋`` floored at 1, so about half a
+point per device and slot: 500k points at n = 10,000), planned with the default (linear, exact
+min-cost flow) solver, then trained on MNIST with ``model`` (default the MLP), ``τ = 10``,
+``η = 0.01``, ``local_update = "paper"``, the final model evaluated once (``eval_every = 0``).
+The stream wraps over the 60k training set (points repeat; the warning is silenced).
+
+Each n runs in a fresh subprocess; its peak memory is that process's peak resident set size from
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (all memory: Python, numpy, torch tensors,
+the MNIST arrays, the plan). Reported per n: plan seconds, train seconds, device-steps (device,
+slot pairs with ``G_i(t) > 0``), µs per device-step, peak RSS in GB, final accuracy.
+
+    .venv/bin/python bench/scale.py [--sizes 1000,3000,10000] [--model mlp] [--threads 2]
+
+writes ``bench/results/scale_<model>.csv`` and ``.png`` (time and peak memory against n, log-log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FIELDS = ("n", "points", "processed", "device_steps", "plan_s", "train_s", "us_per_device_step", "peak_rss_gb",
+          "accuracy", "model", "tau", "threads")
+
+
+def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed: int = 0) -> dict:
+    """One run of the workload at ``n`` devices in this process (call it in a fresh one)."""
+    import resource
+
+    import torch
+
+    from foglearn.learning import load_dataset, train
+    from foglearn.network.generators import synthetic
+    from foglearn.planning import plan
+
+    torch.set_num_threads(threads)
+    ds = load_dataset("mnist")
+    s = synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+    t0 = time.perf_counter()
+    p = plan(s)
+    plan_s = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        r = train(s, p, dataset=ds, model=model, period=tau, lr=0.01, seed=seed, eval_every=0, threads=threads)
+        train_s = time.perf_counter() - t0
+    steps = int((r.processed > 0).sum())
+    return {"n": n, "points": int(s.collected.sum()), "processed": int(r.processed.sum()), "device_steps": steps,
+            "plan_s": round(plan_s, 3), "train_s": round(train_s, 3),
+            "us_per_device_step": round(train_s / max(steps, 1) * 1e6, 2),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+            "accuracy": round(r.accuracy, 4), "model": model, "tau": tau, "threads": threads}
+
+
+def run_child(n: int, model: str, tau: int, threads: int) -> dict:
+    code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; "
+            f"print(json.dumps(scale.measure({n}, {model!r}, {tau}, {threads})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"n = {n}: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["n"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    a.loglog(ns, [r["train_s"] for r in rows], "o-", label="train")
+    a.loglog(ns, [r["plan_s"] for r in rows], "s--", label="plan")
+    a.set_xlabel("devices n")
+    a.set_ylabel("seconds")
+    a.legend()
+    a.grid(True, which="both", alpha=0.3)
+    b.loglog(ns, [r["peak_rss_gb"] for r in rows], "o-")
+    b.set_xlabel("devices n")
+    b.set_ylabel("peak RSS (GB, getrusage)")
+    b.grid(True, which="both", alpha=0.3)
+    m = rows[0]
+    fig.suptitle(f"{m['model']}, T = 100, τ = {m['tau']}, ~10 neighbours, capacities, {m['threads']} thread(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,3000,10000")
+    ap.add_argument("--model", default="mlp")
+    ap.add_argument("--tau", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in (int(x) for x in args.sizes.split(",") if x):
+        r = run_child(n, args.model, args.tau, args.threads)
+        print(json.dumps(r), flush=True)
+        rows.append(r)
+    stem = args.out / f"scale_{args.model}"
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    plot(rows, stem.with_suffix(".png"))
+    print(f"wrote {stem}.csv and {stem}.png")
+
+
+if __name__ == "__main__":
+    main()
