@@ -136,6 +136,20 @@ def test_an_instance_with_buffers_is_copied_so_its_running_statistics_stay_put(s
     assert ref["bn.num_batches_tracked"].dtype == torch.int64 and int(ref["bn.num_batches_tracked"]) >= 1
 
 
+def test_train_takes_a_batch_norm_instance_and_agrees_with_the_reference_loop(small, tiny):
+    s, p = small
+    torch.manual_seed(0)
+    net = BNNet()
+    before = _snapshot(net)
+    run = train(s, p, dataset=tiny, model=net, period=2, lr=0.2, seed=0, threads=1)
+    ref = reference_loop(s, p, dataset=tiny, model=net, period=2, lr=0.2, seed=0)["state"]
+    assert _same_state(_snapshot(net), before)
+    assert set(run.final_state) == set(ref) and run.accuracy > 0.5  # chance is 0.1
+    for k in ref:  # buffers too: per device, averaged with eq. (4)'s weights, the counter an integer
+        torch.testing.assert_close(run.final_state[k], ref[k], rtol=1e-4, atol=1e-5)
+    assert run.final_state["bn.num_batches_tracked"].dtype == torch.int64
+
+
 def test_make_model_copies_an_instance_and_checks_its_layout():
     net = Net()
     built = make_model(net, seed=0)
