@@ -6,6 +6,8 @@ Each solver runs in its own subprocess so that peak memory (ru_maxrss) is its ow
     .venv/bin/python bench/planner.py --linear-n 1000 --greedy-n 5000 --sqrt-n 100
     .venv/bin/python bench/planner.py --only-linear --repeats 3   # issue 2: n=1000 vs OR-tools, n=300 + HiGHS
     .venv/bin/python bench/planner.py --only-families --family-n 30 100 --family-T 20 --repeats 3   # hard sqrt families
+    .venv/bin/python bench/planner.py --only-sqrt --repeats 3   # synthetic sqrt rows, then the hard families
+    .venv/bin/python bench/planner.py --scale   # n = 100,000 linear + capacities, n = 1,000,000 greedy
 
 The square-root rows include the hard families of :mod:`foglearn.planning.hard_instances` (short
 of data, tight capacities, links down, extreme f, one hot sink), ours vs CVXPY + Clarabel; those
@@ -109,6 +111,7 @@ def _run(kind, args, q):
     elif kind == "ours-greedy":
         from foglearn.planning.greedy import plan_greedy
         obj = plan_greedy(sc).stats.objective
+        info = {"links": sc.n_edges}
     elif kind == "ours-sqrt":
         from foglearn.planning.sqrt import plan_sqrt
         st = plan_sqrt(sc).stats
@@ -177,6 +180,20 @@ def linear_goal(ours, others):
     print("   goal: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
 
 
+def sqrt_synthetic(a, T):
+    """The paper's synthetic instances with capacities: ours vs Clarabel at --sqrt-n, ours alone at --sqrt-large-n."""
+    sq = (a.sqrt_n, T, 0.3, True, 0)
+    s = measure("ours-sqrt", sq, a.repeats, a.timeout)
+    others = [measure("clarabel", sq, 1, a.timeout)] if "clarabel" not in a.skip else []
+    report(f"sqrt + capacities: n={a.sqrt_n}, T={T}, rho=0.3", s, others)
+    print("   ours: runs " + str(s.get("all_seconds")) + " s; " + str(s.get("info", {})))
+    if a.sqrt_large_n and not a.quick:
+        sql = (a.sqrt_large_n, T, 0.3, True, 0)
+        large = measure("ours-sqrt", sql, a.repeats, a.timeout)
+        report(f"sqrt + capacities: n={a.sqrt_large_n}, T={T}, rho=0.3 (no competitor)", large, [])
+        print("   ours: runs " + str(large.get("all_seconds")) + " s; " + str(large.get("info", {})))
+
+
 def families(a):
     """Each hard family at each ``--family-n``, ours vs CVXPY + Clarabel (speedup = Clarabel seconds / ours).
 
@@ -204,6 +221,39 @@ def families(a):
               f"{ours.get('info', {}).get('relative_gap', float('nan')):9.1e} {diff:9.1e}")
 
 
+def scale(a):
+    """The planners at internet scale, each in its own process (peak memory its own).
+
+    ~10 neighbours per device (``random`` topology, ρ = 10/n), ``max_points = 60``. Linear error +
+    capacities at ``--scale-linear-n`` (T = 100); OR-tools beside ours at ``--scale-ortools-n``, the
+    largest size its network fits in memory; greedy (Theorem 3, no capacities) at ``--scale-greedy-n``
+    with T = ``--scale-greedy-T`` (at n = 10⁶ and T = 100 the scenario's ``[T, E]`` arrays alone
+    would take 17 GB). Seconds are the plan's (plan with costs and feasibility check, compiled code
+    loaded from numba's cache); the scenario's generation is timed apart.
+    """
+    goals = {"linear": (60, 8192), "greedy": (60, None)}
+    rows = [("linear", "ours-linear", (a.scale_linear_n, 100, 10 / a.scale_linear_n, True, 0))]
+    if a.scale_ortools_n:
+        rows.append(("ortools", "ours-linear", (a.scale_ortools_n, 100, 10 / a.scale_ortools_n, True, 0)))
+    rows.append(("greedy", "ours-greedy", (a.scale_greedy_n, a.scale_greedy_T, 10 / a.scale_greedy_n, False, 0)))
+    for row, kind, args in rows:
+        n, T = args[0], args[1]
+        ours = measure(kind, args, a.repeats, a.timeout)
+        others = [measure("ortools", args, 1, a.timeout)] if row == "ortools" and "ortools" not in a.skip else []
+        what = "linear + capacities" if kind == "ours-linear" else "greedy (Thm 3)"
+        report(f"scale: {what}, n={n}, T={T}, ~10 neighbours (rho=10/n)", ours, others)
+        info = ours.get("info", {})
+        gen = ours.get("gen_seconds", float("nan"))
+        print(f"   ours: runs {ours.get('all_seconds')} s; scenario generation {gen:.1f} s (not included); "
+              + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()))
+        if row in goals:
+            secs, mb = goals[row]
+            checks = {f"<= {secs} s": ours["seconds"] <= secs}
+            if mb:
+                checks[f"<= {mb // 1024} GB"] = ours["maxrss_mb"] <= mb
+            print("   goal: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (a minute)")
@@ -225,8 +275,21 @@ def main():
     ap.add_argument("--family-n", type=int, nargs="+", default=[30, 100])
     ap.add_argument("--family-T", type=int, default=20)
     ap.add_argument("--only-families", action="store_true", help="run only the hard sqrt families")
+    ap.add_argument("--only-sqrt", action="store_true",
+                    help="run only the square-root rows: the synthetic ones, then the hard families")
+    ap.add_argument("--scale", action="store_true", help="run only the internet-scale rows (several minutes, 8 GB)")
+    ap.add_argument("--scale-linear-n", type=int, default=100_000)
+    ap.add_argument("--scale-ortools-n", type=int, default=10_000, help="ours and OR-tools at this n (0: skip)")
+    ap.add_argument("--scale-greedy-n", type=int, default=1_000_000)
+    ap.add_argument("--scale-greedy-T", type=int, default=10)
     a = ap.parse_args()
-    if a.only_families:
+    if a.scale:
+        scale(a)
+        print(json.dumps({"note": "other processes may share this machine; timings are wall-clock"}))
+        return
+    if a.only_families or a.only_sqrt:
+        if a.only_sqrt:
+            sqrt_synthetic(a, a.horizon)
         families(a)
         print(json.dumps({"note": "other processes may share this machine; timings are wall-clock"}))
         return
@@ -251,14 +314,7 @@ def main():
     gr = (a.greedy_n, T, 0.02, False, 0)
     g = measure("ours-greedy", gr, a.repeats, a.timeout)
     report(f"greedy (Thm 3): n={a.greedy_n}, T={T}, rho=0.02", g, [])
-    sq = (a.sqrt_n, T, 0.3, True, 0)
-    s = measure("ours-sqrt", sq, a.repeats, a.timeout)
-    others = [measure("clarabel", sq, 1, a.timeout)] if "clarabel" not in a.skip else []
-    report(f"sqrt + capacities: n={a.sqrt_n}, T={T}, rho=0.3", s, others)
-    if a.sqrt_large_n and not a.quick:
-        sql = (a.sqrt_large_n, T, 0.3, True, 0)
-        report(f"sqrt + capacities: n={a.sqrt_large_n}, T={T}, rho=0.3 (no competitor)",
-               measure("ours-sqrt", sql, a.repeats, a.timeout), [])
+    sqrt_synthetic(a, T)
     if not a.quick:
         families(a)
     print(json.dumps({"note": "other processes may share this machine; timings are wall-clock"}))
