@@ -467,14 +467,14 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
     m_max = 1
     for s in range(step_ptr.shape[0] - 1):
         m_max = max(m_max, step_ptr[s + 1] - step_ptr[s])
-    p = np.empty(P, np.float32)
+    p = glob.copy()  # the device's model; after each device only what it changed is reset
+    touched = np.zeros(d_in, np.bool_)  # rows k of fc1ᵀ a step changed (x_k ≠ 0)
     h1 = np.empty((m_max, hid), np.float32)
     d1 = np.empty((m_max, hid), np.float32)
     d2 = np.empty((m_max, n_cls), np.float32)
     z2 = np.empty(n_cls, np.float32)
     lr32 = np.float32(lr)
     for d in range(dev_ptr.shape[0] - 1):
-        p[:] = glob
         for s in range(dev_ptr[d], dev_ptr[d + 1]):
             a = step_ptr[s]
             m = step_ptr[s + 1] - a
@@ -482,11 +482,16 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
             for q in range(m):  # forward and the loss' gradient wrt the logits, sample by sample
                 xi = x[pts[a + q]]
                 for j in range(hid):
-                    acc = p[o_b1 + j]
-                    row = j * d_in
-                    for k in range(d_in):
-                        acc += p[row + k] * xi[k]
-                    h1[q, j] = acc if acc > 0 else np.float32(0.0)
+                    h1[q, j] = p[o_b1 + j]
+                for k in range(d_in):  # z1 = b1 + Σ_k x_k fc1ᵀ[k]: rows of zero pixels skipped
+                    v = xi[k]
+                    if v != 0:
+                        row = k * hid
+                        for j in range(hid):
+                            h1[q, j] += v * p[row + j]
+                for j in range(hid):
+                    if h1[q, j] < 0:
+                        h1[q, j] = 0
                 mx = np.float32(-np.inf)
                 for c in range(n_cls):
                     acc = p[o_b2 + c]
@@ -512,29 +517,49 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
                     d1[q, j] = acc
             for c in range(n_cls):  # SGD step (eq. 3), fc2
                 gb = np.float32(0.0)
+                row = o_w2 + c * hid
                 for q in range(m):
                     gb += d2[q, c]
                     g = lr32 * d2[q, c]
-                    row = o_w2 + c * hid
                     for j in range(hid):
                         p[row + j] -= g * h1[q, j]
                 p[o_b2 + c] -= lr32 * gb
-            for j in range(hid):  # fc1: rows of dead ReLU units get no update (their gradient is 0)
+            for j in range(hid):
                 gb = np.float32(0.0)
-                row = j * d_in
                 for q in range(m):
-                    gq = d1[q, j]
-                    if gq != 0:
-                        gb += gq
-                        g = lr32 * gq
-                        xi = x[pts[a + q]]
-                        for k in range(d_in):
-                            p[row + k] -= g * xi[k]
+                    gb += d1[q, j]
                 p[o_b1 + j] -= lr32 * gb
-        wd = weight[d]
-        if wd != 0:
-            for i in range(P):
-                out_sum[i] += wd * p[i]
+            for q in range(m):  # fc1: only the rows of nonzero pixels change
+                xi = x[pts[a + q]]
+                for k in range(d_in):
+                    v = xi[k]
+                    if v != 0:
+                        touched[k] = True
+                        g = lr32 * v
+                        row = k * hid
+                        for j in range(hid):
+                            p[row + j] -= g * d1[q, j]
+        wd = weight[d]  # out_sum += w_d (p - glob), and p back to glob, where p changed
+        for k in range(d_in):
+            if touched[k]:
+                touched[k] = False
+                row = k * hid
+                for j in range(hid):
+                    out_sum[row + j] += wd * (p[row + j] - glob[row + j])
+                    p[row + j] = glob[row + j]
+        for i in range(o_b1, P):
+            out_sum[i] += wd * (p[i] - glob[i])
+            p[i] = glob[i]
+
+
+def mlp_kernel_layout(kernel: BatchedMLP, flat: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """The MLP's flat parameters with ``fc1.weight`` stored transposed (``[in, hidden]``, the
+    layout :func:`mlp_devices` works in; same size and offsets otherwise), or back with ``inverse``."""
+    hid, d_in = dict(zip(kernel.layout.names, kernel.layout.shapes))["fc1.weight"]
+    out = flat.clone()
+    w1 = flat[:hid * d_in].view(d_in, hid) if inverse else flat[:hid * d_in].view(hid, d_in)
+    out[:hid * d_in] = w1.t().reshape(-1)
+    return out
 
 
 def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torch.Tensor, dev_ptr: np.ndarray,
@@ -542,12 +567,16 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
                 out_loss: np.ndarray) -> None:
     """Device-major local SGD (eq. 3) for the MLP, one compiled call (numba, GIL released).
 
-    Device ``d`` starts from ``glob [P]`` and takes its steps ``dev_ptr[d] … dev_ptr[d+1] - 1`` in
-    order; step ``s`` is one SGD step on the mean cross-entropy of the samples
-    ``x[pts[step_ptr[s] : step_ptr[s+1]]]``, ``out_loss`` receiving each sample's loss before
-    that step. Then ``out_sum += weight[d] · w_d`` (float64; eq. 4's weighted sum) and the
-    device's model is dropped: only one model (in cache, ~0.6 MB) exists at a time, however many
-    devices. Same arithmetic as :meth:`BatchedMLP.sgd_step` (float32; to round-off).
+    ``glob [P]`` is the global model in :func:`mlp_kernel_layout` (``fc1.weight`` transposed).
+    Device ``d`` starts from it and takes its steps ``dev_ptr[d] … dev_ptr[d+1] - 1`` in order;
+    step ``s`` is one SGD step on the mean cross-entropy of the samples
+    ``x[pts[step_ptr[s] : step_ptr[s+1]]]``, ``out_loss`` (float64) receiving each sample's loss
+    before that step. Then ``out_sum += weight[d] · (w_d - glob)`` (float64, same layout; with
+    weights summing to 1, ``glob + out_sum`` is eq. (4)) and the device's model is reset to
+    ``glob`` where it changed: only one model (0.6 MB, in cache) exists per call. The first
+    layer works on the rows of ``fc1ᵀ`` of the sample's nonzero pixels only (the others neither
+    contribute to the forward pass nor change: their gradient is ``d1 · x_k = 0``). Same
+    arithmetic as :meth:`BatchedMLP.sgd_step` in float32, to round-off.
     """
     names = kernel.layout.names
     shapes = dict(zip(names, kernel.layout.shapes))

@@ -75,7 +75,7 @@ from torch.func import functional_call, vmap
 
 from foglearn.errors import InputError
 from foglearn.learning.datasets import DataSpec, load_dataset
-from foglearn.learning.kernels import BatchedMLP, BatchedModel, batched_kernel, mlp_devices
+from foglearn.learning.kernels import BatchedMLP, BatchedModel, batched_kernel, mlp_devices, mlp_kernel_layout
 from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.partition import Partition, PartitionError, device_stream
 from foglearn.learning.results import TrainResult
@@ -308,9 +308,12 @@ class _Runner:
     makes the sum the global model. Only one block's models exist at a time.
     """
 
+    #: Whether devices have their own state (so they can run in blocks); ``False``: a slot's step
+    #: involves all its devices at once (τ = 1's union identity) and the period is one block.
+    per_device = True
+
     def block_size(self) -> int:
-        """Devices per block: as many as :data:`STATE_BUDGET` holds (at least 1; runners without
-        per-device state: any number)."""
+        """Devices per block: as many as :data:`STATE_BUDGET` holds (at least 1)."""
         return 2**62
 
     def run_period(self, job: _Period, slots: range) -> None:
@@ -511,9 +514,10 @@ class _DeviceMajorMLP(_Runner):
 
     Within a period the devices are independent given the global model ``w`` (the schedule fixes
     their points), so each device's steps of the period run back to back in one compiled call
-    (:func:`~foglearn.learning.kernels.mlp_devices`): its model (0.6 MB) is copied from ``w``,
-    stays in cache for all its steps, and is added to the period's weighted sum ``Σ H_i w_i / Σ H``
-    (eq. 4) before the next device starts. Only the devices with ``H_i > 0`` are visited. A call
+    (:func:`~foglearn.learning.kernels.mlp_devices`): its model (0.6 MB) starts from ``w``,
+    stays in cache for all its steps, and its change ``w_i - w`` is added to the period's weighted
+    sum ``Σ_i H_i (w_i - w) / Σ H`` before the next device starts; eq. (4) is then
+    ``w + Σ_i H_i (w_i - w) / Σ H``. Only the devices with ``H_i > 0`` are visited. A call
     takes :attr:`block` devices; calls run on the worker threads, each with its own float64 partial
     sum, and the partial sums are added in call order, so the result depends neither on the thread
     count nor (beyond float64 round-off) on the block size. Memory: one model and one sum per call
@@ -527,6 +531,7 @@ class _DeviceMajorMLP(_Runner):
         self.kernel = kernel
         self.workers = workers
         self.glob = kernel.layout.flatten(dict(module.named_parameters()))
+        self.glob_k = self.glob
 
     def block_size(self):
         return self.BLOCK
@@ -535,7 +540,7 @@ class _DeviceMajorMLP(_Runner):
               X: torch.Tensor, Y: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
         out_sum = np.zeros(self.kernel.layout.size)
         loss = np.empty(len(pts))
-        mlp_devices(self.kernel, X, Y, self.glob, dev_ptr, step_ptr, pts, w, lr, out_sum, loss)
+        mlp_devices(self.kernel, X, Y, self.glob_k, dev_ptr, step_ptr, pts, w, lr, out_sum, loss)
         return out_sum, loss
 
     def run_period(self, job, slots):
@@ -568,6 +573,7 @@ class _DeviceMajorMLP(_Runner):
             p_lo, p_hi = step_start[s_lo], (step_start[s_hi] if s_hi < len(step_start) else M)
             tasks.append((np.r_[dev_start[c0:c1], s_hi] - s_lo, np.r_[step_start[s_lo:s_hi], p_hi] - p_lo,
                           pts[p_lo:p_hi], self.w[devices[c0:c1]], job.X, job.Y, job.lr))
+        self.glob_k = mlp_kernel_layout(self.kernel, self.glob)
         total = np.zeros(self.kernel.layout.size)
         losses = []
         wave = 4 * self.workers.k  # calls in flight (their partial sums), added in call order
@@ -575,7 +581,8 @@ class _DeviceMajorMLP(_Runner):
             for out_sum, loss in self.workers.map(self._call, tasks[i:i + wave]):
                 total += out_sum
                 losses.append(loss)
-        self.glob = torch.from_numpy(total.astype(np.float32))
+        total += self.glob_k.numpy()  # Σ w_i = 1: w + Σ w_i (w_i - w) = Σ w_i w_i
+        self.glob = mlp_kernel_layout(self.kernel, torch.from_numpy(total.astype(np.float32)), inverse=True)
         per_point = np.concatenate(losses)
         counts = np.diff(np.r_[first, M])
         job.device_loss[slots[0] + sl[first], dev[first]] = np.add.reduceat(per_point, first) / counts
@@ -597,8 +604,11 @@ class _UnionRunner(_Runner):
     shared-weight forward/backward over the union, in :data:`CHUNK`-sample pieces that run on the
     worker threads and whose gradients are summed in order; per-device losses come from the
     per-sample losses. Equal to the general path up to float round-off
-    (tests/test_learning_kernels.py checks 1e-6).
+    (tests/test_learning_kernels.py checks 1e-6). There is no per-device state: a period (one
+    slot) is one block of all devices, the step itself applies eq. (4).
     """
+
+    per_device = False
 
     def __init__(self, kernel: BatchedModel, module: nn.Module, workers: _Workers) -> None:
         self.kernel = kernel
@@ -942,7 +952,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         ev_acc: list[float] = []
         ev_loss: list[float] = []
         n_agg = 0
-        block = min(n, runner.block_size() if in_flight is None else int(in_flight))
+        block = n if not runner.per_device else min(n, runner.block_size() if in_flight is None else int(in_flight))
         job = _Period(X, Y, sched, stream, per_pass, T, n, block, update.batch, lr, device_loss)
         for s0 in range(0, total, period):
             slots = range(s0, min(s0 + period, total))
