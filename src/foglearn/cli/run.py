@@ -298,6 +298,15 @@ def run_command(
             ("no-movement", plan(scenario, movement=False)),
             ("network-aware", plan(scenario, error=error, information=info)),
         ]
+        if not part.iid:  # non-IID: a third setting plans from the devices' labels (docs/noniid.md)
+            if error == "linear" and info == "perfect":
+                from foglearn.learning.partition import class_arrivals
+
+                arrivals = class_arrivals(part, scenario.collected, data.y_train, seed)
+                settings.append(("label-aware", plan(scenario, solver="label-aware", labels=arrivals)))
+            else:
+                console.print("label-aware: not trained (it plans with the linear error and perfect "
+                              "information only)", highlight=False)
         training = {
             "dataset": data.name,
             "dataset_sha256": dataset_sha256(data),

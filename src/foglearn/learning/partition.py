@@ -266,6 +266,21 @@ def device_stream(
     return DeviceStream(stream=stream, histograms=hist, proportions=q, wrapped=wrapped)
 
 
+def class_arrivals(
+    partition: str | Partition, collected: np.ndarray, labels: np.ndarray, seed: int
+) -> np.ndarray:
+    """``D_i^c(t)`` ``[T, n, C]``: the points of each class device ``i`` collects at ``t`` in the
+    first pass of the horizon — the labels of :func:`device_stream`'s first pass, which the trainer
+    draws for any number of passes (label-aware planning, :mod:`foglearn.planning.label_aware`)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    T, n = collected.shape
+    C = int(labels.max()) + 1 if labels.size else 0
+    drawn = device_stream(partition, collected, labels, 1, seed)
+    slot_dev = np.repeat(np.arange(T * n), collected.astype(np.int64).ravel())  # (t, i) order
+    counts = np.bincount(slot_dev * C + labels[drawn.stream], minlength=T * n * C)
+    return counts.reshape(T, n, C)
+
+
 def plot_histograms(histograms: np.ndarray, path: str | Path, title: str = "") -> Path:
     """A stacked bar per device: the share of each label among the points it collected."""
     import matplotlib

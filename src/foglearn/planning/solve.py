@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -54,6 +55,16 @@ def _reference(scenario: Scenario, error: str) -> Plan:
     return reference_linear(scenario) if error == "linear" else reference_sqrt(scenario)
 
 
+@SOLVERS.register("label-aware", "exact LP (HiGHS column generation): linear error plus λ per point of "
+                  "label skew; needs labels=[T, n, K]", errors=("linear",), capacities=True, labels=True)
+def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None) -> Plan:
+    from foglearn.planning.label_aware import plan_label_aware
+    if labels is None:
+        raise PlanError("solver = 'label-aware' plans from each device's label mix: pass labels = D_i^c(t) "
+                        "[T, n, K] (foglearn.learning.partition.class_arrivals)")
+    return plan_label_aware(scenario, labels)
+
+
 def _fits(name: str, scenario: Scenario, error: str) -> bool:
     params = SOLVERS[name].params
     return error in params["errors"] and (params["capacities"] or not scenario.has_capacities)
@@ -65,6 +76,7 @@ def _choose(scenario: Scenario, error: str, solver: str) -> str:
         raise PlanError(f"error = {error!r}: must be one of {ERROR_MODELS}")
     fitting = [name for name in SOLVERS if _fits(name, scenario, error)]
     if solver == "auto":
+        fitting = [name for name in fitting if not SOLVERS[name].params.get("labels")]
         if not fitting:
             raise PlanError(f"error = {error!r}: no registered solver solves it")
         return fitting[0]
@@ -82,7 +94,7 @@ def _choose(scenario: Scenario, error: str, solver: str) -> str:
 
 
 def plan(scenario: Scenario, error: str = "linear", information: str | int = "perfect",
-         movement: bool = True, solver: str = "auto") -> Plan:
+         movement: bool = True, solver: str = "auto", labels: np.ndarray | None = None) -> Plan:
     """Plan data movement for ``scenario``.
 
     Parameters
@@ -99,7 +111,11 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
         ``"auto"`` or a name in :data:`SOLVERS`. ``auto``: the first registered solver that
         solves ``error`` and honours the scenario's capacities — greedy (Thm 3) without
         capacities, the exact min-cost flow with them, the square-root solver for
-        ``error="sqrt"``; ``reference`` uses HiGHS / CVXPY+Clarabel.
+        ``error="sqrt"``; ``reference`` uses HiGHS / CVXPY+Clarabel. ``auto`` never picks a solver
+        that plans from labels (``label-aware``); name it.
+    labels : array ``[T, n, K]``, optional
+        ``D_i^c(t)`` for a solver registered with ``labels=True`` (``label-aware``, perfect
+        information only); an error for any other solver.
 
     Costs are always the realised ones (docs/model.md §2). Bad input (an unknown solver, one that
     does not fit the problem) is a :class:`PlanError`; a solver whose plan violates a constraint
@@ -109,6 +125,12 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     if information != "perfect" and (isinstance(information, bool) or not isinstance(information, int | np.integer)
                                      or information < 1):
         raise PlanError(f"information = {information!r}: must be 'perfect' or a window length ≥ 1")
+    uses_labels = bool(SOLVERS[chosen].params.get("labels"))
+    if labels is not None and not uses_labels:
+        raise PlanError(f"labels: solver = {chosen!r} is label-blind; only a solver registered with labels "
+                        f"(label-aware) plans from them")
+    if uses_labels and information != "perfect":
+        raise PlanError(f"information = {information!r}: solver = {chosen!r} plans with perfect information only")
     if not movement:
         t0 = time.perf_counter()
         keep = np.where(scenario.collected > 0, 1.0, 0.0)
@@ -118,7 +140,8 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
                     else f"estimated(window={information})")
         return p
     if information == "perfect":
-        p = SOLVERS[chosen].obj(scenario, error)
+        solve_fn = cast(Callable[..., Plan], SOLVERS[chosen].obj)
+        p = solve_fn(scenario, error, labels=labels) if uses_labels else solve_fn(scenario, error)
         if p.costs.violations or not np.isfinite(p.costs.total):
             raise SolverError(f"solver {chosen!r} produced an infeasible plan")
         return p

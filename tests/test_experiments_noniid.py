@@ -1,0 +1,72 @@
+"""The non-IID experiment (``foglearn reproduce noniid``) in quick mode on the tiny data set."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from foglearn.experiments import EXPERIMENTS, ExperimentOptions, run_experiment
+from foglearn.experiments.paper.noniid import SETTINGS, aggregate, values
+
+
+def quick(tmp_path: Path, **kw: object) -> ExperimentOptions:
+    base = dict(seeds=(0, 1), dataset="tiny", model="mlp", quick=True, quick_horizon=8, jobs=1,
+                progress=False, out=str(tmp_path))
+    base.update(kw)
+    return ExperimentOptions(**base)  # type: ignore[arg-type]
+
+
+def test_registered_with_the_alphas():
+    entry = EXPERIMENTS.get_entry("noniid")
+    assert tuple(entry.params["alphas"]) == (0.05, 0.1, 0.5, 1.0, math.inf)
+
+
+def test_costs_and_imbalance_without_training(tmp_path: Path):
+    section = run_experiment("noniid", quick(tmp_path, train=False))[0]
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert len(rows) == 5 * len(SETTINGS)
+    assert (tmp_path / "noniid.png").is_file() and len(list((tmp_path / "cells").glob("*.json"))) == 10
+    by = {(float(r["alpha"]), r["setting"]): r for r in rows}
+    for a in (0.05, 0.1, 0.5, 1.0):
+        nm, na, la = (float(by[a, s]["imbalance"]) for s in SETTINGS)
+        assert la <= na + 1e-9 and la < nm  # the label-aware plan is the most balanced
+        assert float(by[a, "label-aware"]["unit_cost"]) < float(by[a, "no-movement"]["unit_cost"])
+        # the same budget: label-aware discards no more than the label-blind plan
+        assert float(by[a, "label-aware"]["discarded"]) <= float(by[a, "network-aware"]["discarded"]) + 1e-9
+    # the cost and imbalance claims are checked, the accuracy claims are not measured
+    checked = {c.claim for c in section.checks}
+    assert any("40 %" in c for c in checked) and not any("half" in c for c in checked)
+    # a second run resumes every cell
+    again = run_experiment("noniid", quick(tmp_path, train=False))[0]
+    assert [c.holds for c in again.checks] == [c.holds for c in section.checks]
+
+
+def test_trained_quick_run_reports_accuracy_and_all_claims(tmp_path: Path):
+    section = run_experiment("noniid", quick(tmp_path, seeds=(0,), quick_horizon=4))[0]
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    assert len(section.checks) == 4
+    assert "label-aware" in (tmp_path / "report.md").read_text()
+
+
+def test_values_gap_closed_arithmetic():
+    def cell(alpha, accs):
+        return {"alpha": alpha, "settings": {s: {"unit_cost": u, "imbalance": i, "discarded": 0.0, "accuracy": a}
+                                             for s, a, u, i in zip(SETTINGS, accs, (0.5, 0.1, 0.2), (0.7, 0.3, 0.1),
+                                                                   strict=True)}}
+    rows = aggregate([cell(0.1, (0.80, 0.85, 0.88)), cell("inf", (0.90, 0.9, 0.9))])
+    v = values(rows)
+    assert math.isclose(v["gap_closed"], 0.8) and math.isclose(v["la_minus_na"], 0.03)
+    assert math.isclose(v["la_saving"], 0.6) and math.isclose(v["imbalance_drop"], 0.2)
+
+
+def test_cli_quick(tmp_path: Path):
+    from foglearn.cli import app
+
+    res = CliRunner().invoke(app, ["reproduce", "noniid", "--quick", "--no-train", "--dataset", "tiny",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "report.md").is_file()

@@ -1,0 +1,152 @@
+"""Label-aware planning (foglearn.planning.label_aware): optimality against a full HiGHS LP, the
+λ = 0 limit, feasibility, the imbalance it minimises, bad input, and the per-class arrivals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from foglearn.learning.partition import class_arrivals, collectors, device_stream
+from foglearn.network import synthetic
+from foglearn.planning import PlanError, check_feasible, plan
+from foglearn.planning.flow import plan_linear
+from foglearn.planning.label_aware import BUDGET_SLACK, GAP_TOL, imbalance, plan_label_aware
+from foglearn.planning.reference import _flat_network
+
+
+def full_lp(scen, labels, lam, target=None, budget=True) -> float:
+    """The label-aware LP written out over every usable link, a ``z`` per sink and class and the
+    same-budget row, solved by HiGHS in one go (no column generation, no folding): the yardstick."""
+    T, n = scen.horizon, scen.n_devices
+    K = labels.shape[2]
+    D, c, f, cap, t_idx, e_idx, a_src, a_sink = _flat_network(scen)
+    N = T * n
+    lab = labels.reshape(N, K).astype(float)
+    m = lab.sum(0) / lab.sum() if target is None else np.asarray(target, float)
+    p = np.divide(lab, D[:, None], out=np.zeros_like(lab), where=D[:, None] > 0)
+    dev = np.where(D[:, None] > 0, p - m, 0.0)
+    A = t_idx.size
+    keep_ok = (D > 0) & scen.active.ravel()
+    srcs = np.concatenate([np.arange(N), a_src])
+    sinks = np.concatenate([np.arange(N), a_sink])
+    cost = np.concatenate([c - f, scen.link_cost[t_idx, e_idx] + c[a_sink] - f[a_src]])
+    ub = np.concatenate([np.where(keep_ok, D, 0.0), np.minimum(scen.link_cap[t_idx, e_idx], D[a_src])])
+    nx = N + A
+    cols = np.arange(nx)
+    rows = [srcs, N + sinks, (2 * N + sinks[:, None] * K + np.arange(K)).ravel(), 2 * N + np.arange(N * K)]
+    cc = [cols, cols, np.repeat(cols, K), nx + np.arange(N * K)]
+    vals = [np.ones(nx), np.ones(nx), dev[srcs].ravel(), -np.ones(N * K)]
+    rows.append(np.full(nx, 2 * N + N * K))
+    cc.append(cols)
+    vals.append(-np.ones(nx))
+    A_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cc))),
+                         shape=(2 * N + N * K + 1, nx + N * K))
+    P = plan_linear(scen).processed.sum() * (1 - BUDGET_SLACK) if budget else 0.0
+    b = np.concatenate([D, np.where(np.isfinite(cap), cap, 1e30), np.zeros(N * K), [-P]])
+    obj = np.concatenate([cost, np.full(N * K, lam)])
+    bounds = np.column_stack([np.zeros(nx + N * K), np.concatenate([ub, np.full(N * K, np.inf)])])
+    res = linprog(obj, A_ub=A_ub, b_ub=b, bounds=bounds, method="highs")
+    assert res.status == 0, res.message
+    return float(res.fun + f @ D)
+
+
+def instance(seed: int, capacities: bool, n: int = 6, T: int = 8, alpha: float = 0.3, topology: str = "full"):
+    s = synthetic(n_devices=n, horizon=T, topology=topology, rho=0.5, capacities=capacities, seed=seed)
+    y = np.random.default_rng(seed).integers(0, 4, 5000)
+    return s, class_arrivals(f"dirichlet:{alpha}", s.collected, y, seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("capacities", [False, True])
+@pytest.mark.parametrize("lam", [0.3, 1.0, 5.0])
+def test_optimal_against_full_highs_lp(seed, capacities, lam):
+    s, lab = instance(seed, capacities, topology="full" if seed % 2 == 0 else "random")
+    p = plan_label_aware(s, lab, lam)
+    ref = full_lp(s, lab, lam)
+    assert p.stats.objective == pytest.approx(ref, rel=1e-8, abs=1e-7)
+    assert p.stats.status == "optimal" and p.stats.gap <= GAP_TOL * max(1.0, abs(ref))
+    check_feasible(s, p)
+    # the objective is the paper's cost (5) plus λ Σ B, B recomputed from the plan's fractions
+    B = imbalance(s, p, lab)["points"]
+    assert p.stats.objective == pytest.approx(p.costs.total + lam * B, rel=1e-8)
+    assert p.stats.extra["imbalance"] == pytest.approx(B, rel=1e-8, abs=1e-8)
+
+
+def test_explicit_target_and_free_budget_against_full_lp():
+    s, lab = instance(7, True)
+    target = np.full(4, 0.25)
+    p = plan_label_aware(s, lab, 1.0, target=target)
+    assert p.stats.objective == pytest.approx(full_lp(s, lab, 1.0, target), rel=1e-8)
+    free = plan_label_aware(s, lab, 1.0, same_budget=False)
+    assert free.stats.objective == pytest.approx(full_lp(s, lab, 1.0, budget=False), rel=1e-8)
+    assert free.stats.objective <= plan_label_aware(s, lab, 1.0).stats.objective + 1e-9
+
+
+def test_same_budget_processes_as_much_as_the_label_blind_plan():
+    s, lab = instance(5, False, n=8, T=12, alpha=0.1)
+    blind = plan(s).processed.sum()
+    assert plan_label_aware(s, lab, 2.0).processed.sum() >= blind * (1 - 1e-8)
+    assert plan_label_aware(s, lab, 2.0, same_budget=False).processed.sum() < blind  # it would discard
+
+
+@pytest.mark.parametrize("capacities", [False, True])
+def test_lambda_zero_is_the_label_blind_optimum(capacities):
+    s, lab = instance(3, capacities, n=8, T=12)
+    p = plan_label_aware(s, lab, 0.0)
+    assert p.costs.total == pytest.approx(plan(s).costs.total, rel=1e-9)
+
+
+def test_penalty_trades_cost_for_balance():
+    """Raising λ never raises the imbalance nor lowers the paper's cost (a parametric LP)."""
+    s, lab = instance(1, False, n=8, T=12, alpha=0.1)
+    plans = [plan_label_aware(s, lab, lam) for lam in (0.0, 0.5, 2.0)]
+    imb = [imbalance(s, p, lab)["points"] for p in plans]
+    cost = [p.costs.total for p in plans]
+    assert imb[0] >= imb[1] - 1e-6 >= imb[2] - 2e-6
+    assert cost[0] <= cost[1] + 1e-6 <= cost[2] + 2e-6
+    assert imb[2] < imb[0]  # the penalty does balance
+
+
+def test_registered_solver_and_plan_entry_point():
+    s, lab = instance(2, True)
+    p = plan(s, solver="label-aware", labels=lab)
+    assert p.stats.solver == "label-aware"
+    assert plan(s).stats.solver != "label-aware"  # auto never picks it
+    with pytest.raises(PlanError, match="label-aware.*labels"):
+        plan(s, solver="label-aware")
+    with pytest.raises(PlanError, match="labels: solver = 'linear' is label-blind"):
+        plan(s, solver="linear", labels=lab)
+    with pytest.raises(PlanError, match="perfect information only"):
+        plan(s, solver="label-aware", labels=lab, information=2)
+
+
+def test_bad_labels_and_lambda():
+    s, lab = instance(0, False)
+    with pytest.raises(PlanError, match=r"labels: must have shape \[T, n, K\]"):
+        plan_label_aware(s, lab[:, :, 0], 1.0)
+    bad = lab.copy()
+    bad[0, 0, 0] += 1
+    with pytest.raises(PlanError, match=r"labels\[0, 0, :\] sums to .* Σ_c D_i\^c\(t\) must equal D_i\(t\)"):
+        plan_label_aware(s, bad, 1.0)
+    with pytest.raises(PlanError, match="labels: the per-class counts"):
+        plan_label_aware(s, -lab, 1.0)
+    with pytest.raises(PlanError, match="lam = -1: λ must be a finite number ≥ 0"):
+        plan_label_aware(s, lab, -1)
+    with pytest.raises(PlanError, match="target: must be 4 shares"):
+        plan_label_aware(s, lab, 1.0, target=[0.5, 0.5])
+
+
+def test_class_arrivals_are_the_trainers_first_pass_labels():
+    s = synthetic(n_devices=5, horizon=10, seed=4)
+    y = np.random.default_rng(0).integers(0, 10, 3000)
+    lab = class_arrivals("dirichlet:0.2", s.collected, y, 4)
+    assert lab.shape == (10, 5, 10) and (lab.sum(2) == s.collected).all()
+    drawn = device_stream("dirichlet:0.2", s.collected, y, 3, 4)  # the trainer's draw, 3 passes
+    per_pass = int(s.collected.sum())
+    slot = np.repeat(np.arange(10), s.collected.sum(1))
+    who = collectors(s.collected)
+    first = np.zeros((10, 5, 10), dtype=np.int64)
+    np.add.at(first, (slot, who, y[drawn.stream[:per_pass]]), 1)
+    assert (first == lab).all()
