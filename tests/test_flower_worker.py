@@ -138,3 +138,15 @@ def test_fab_clientapp_reads_the_component():
 def test_poll_must_be_positive():
     with pytest.raises(ValueError, match="poll = 0"):
         worker.Worker("127.0.0.1:1", poll=0)
+
+
+def test_importing_the_clientapp_leaves_pytorch_and_plotting_for_later():
+    """A fresh ClientApp process pays only what it needs: PyTorch comes with the first slot
+    (:func:`foglearn.flower.task.new_model`), matplotlib never."""
+    import subprocess
+    import sys
+
+    code = ("import sys, foglearn.flower.client_app; "
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

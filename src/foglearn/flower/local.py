@@ -181,8 +181,9 @@ class LocalDeployment:
         path = self.workdir / "run-config.toml"
         path.write_text(tomli_w.dumps(cfg.to_user_config()))
         p: subprocess.Popen[str] = subprocess.Popen(
-            [str(BIN / "flwr"), "run", str(app_dir), "fog", "--stream", "-c", str(path)], cwd=self.workdir,
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            [str(BIN / "flwr"), "run", str(Path(app_dir).resolve()), "fog", "--stream", "-c", str(path)],
+            cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
         self.procs["flwr-run"] = p
         return p
 
