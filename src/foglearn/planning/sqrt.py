@@ -10,42 +10,46 @@ capacity ``C_i(t)``, an "own" arc source → sink at cost 0 (keeping) and an arc
 ``(i, t) → (j, t+1)`` per usable link at cost ``c_ij(t)`` with capacity ``C_ij(t)``.
 Sinks without an error term (``D = 0`` or ``f = 0``) only cost ``c G ≥ 0``: they never receive.
 
-Algorithm (:mod:`foglearn.planning.sqrt_kernels`, numba; the arcs are never materialised —
-they are read from the scenario's ``[T, E]`` arrays, so n = 1000 (28 M arcs) fits)
------------------------------------------------------------------------------------------
-1. **Decoupled start.** With all source prices ``u = 0`` every sink takes its options cheapest
-   first while the marginal value ``v(G) = f/(2 G^{3/2}) − c`` exceeds the option's cost; the
-   stopping point is ``(f/(2(c + cost)))^{2/3}`` in closed form, capped by ``C``. This satisfies
-   complementary slackness (CS) with sink prices ``π_k = v_k(G_k)`` (or the dearest option used
-   when capped); only source supplies can be violated.
-2. **Primal-dual repair** of every over-subscribed source ``r`` (excess ``d_r − D_r``): grow the
-   tree ``R`` of nodes reachable from ``r`` by zero-reduced-cost residual arcs; if it reaches a
-   source with slack, augment along the path; otherwise raise all prices in ``R`` by ``θ``:
-   its sinks shrink to ``g_k(π_k + θ) = min(C_k, (f_k/(2(c_k + π_k + θ)))^{2/3})``, the
-   shrinkage is routed back to ``r`` along the tree. ``θ`` is the largest value at which the
-   excess stays ≥ 0, every tree arc stays within its bounds and no arc leaving ``R`` gets a
-   negative reduced cost — each slack is convex and decreasing in ``θ``, so Newton from the
-   left (with a bisection bracket) finds it to machine precision. Prices only rise; CS holds
-   throughout, so at the end the flow is optimal. The repair runs in a worker thread without
-   the GIL and polls a stop flag, so Ctrl-C stops it within a fraction of a second
-   (:mod:`foglearn.planning.interrupt`).
-3. **Certificate.** The Lagrangian bound ``L(π)`` (relaxing ``G_k = Σ_in x``; one closed-form
-   1-D minimisation per sink and a fractional knapsack per source over *all* arcs) is a lower
-   bound on the optimum for any ``π``; ``gap = primal − L(π)`` is reported in ``stats.gap``.
-   If ``gap > rtol · |primal|`` the solver raises :class:`~foglearn.errors.SolverError` — it never
-   falls back.
+Algorithm
+---------
+1. **Decoupled start** (:func:`~foglearn.planning.sqrt_kernels.decoupled`). With all source
+   prices ``u = 0`` every sink takes its options cheapest first while the marginal value
+   ``v(G) = f/(2 G^{3/2}) − c`` exceeds the option's cost; the stopping point is
+   ``(f/(2(c + cost)))^{2/3}`` in closed form, capped by ``C``. This satisfies complementary
+   slackness with sink prices ``π_k = v_k(G_k)``; only source supplies can be violated. If no
+   source is over-subscribed, it is optimal as it is.
+2. **Coupled instances: primal-dual interior point** (:mod:`foglearn.planning.sqrt_ipm`).
+   Mehrotra's predictor-corrector on the arc formulation, started near the decoupled flows. Its
+   Newton systems reduce to the sink prices, a block-tridiagonal matrix with one ``n×n`` block
+   per slot (sinks of slot ``t`` are coupled by the sources of slot ``t−1``, and to slot ``t+1``
+   by each source's own arc), factorised by a block Cholesky in ``O(T n³)`` per step. ``G > 0``
+   is kept by the fraction-to-boundary rule, so ``f/sqrt(G)`` is never evaluated at 0.
+3. **Few over-subscribed sources: primal-dual repair** (:func:`~foglearn.planning.sqrt_kernels.repair`,
+   numba; arcs never materialised, so n = 1000 with 28 M arcs fits). For each over-subscribed
+   source ``r`` grow the tree of nodes reachable by zero-reduced-cost residual arcs; augment to
+   a source with slack, or raise the tree's prices (its sinks shrink to
+   ``g_k(π) = min(C_k, (f_k/(2(c_k + π)))^{2/3})``) by the largest ``θ`` that keeps every bound,
+   found by Newton from the left. Complementary slackness holds throughout.
+4. **Certificate** (both methods). The Lagrangian bound ``L(π)`` (relaxing ``G_k = Σ_in x``;
+   one closed-form 1-D minimisation per sink and a fractional knapsack per source over *all*
+   arcs) is a lower bound on the optimum for any ``π``. The plan's flows are made exactly
+   feasible, and ``gap = primal − L(π)`` must be at most ``rtol · |primal|`` (default 1e-9);
+   the interior point iterates until it is. Otherwise :class:`~foglearn.errors.SolverError` —
+   there is no fallback to another solver.
 
-Cost. Each phase of step 2 regrows its tree and ends at the first tree arc that reaches a bound,
-so the work grows with (arcs the decoupled start uses) × (tree size): negligible when few sources
-are over-subscribed (the paper's synthetic instances), but about cubic in ``n`` when every device
-is short of data (:mod:`foglearn.planning.hard_instances`, ``bench/planner.py --only-families``),
-where CVXPY + Clarabel is faster from n ≈ 30 on.
+The choice between 2 and 3 is structural and made once, after step 1: the repair runs when at
+most :data:`REPAIR_FRACTION` (1 %) of the sources with data are over-subscribed — the paper's
+synthetic instances (e.g. 5 of 9 812 at n = 100, T = 100), where it touches a handful of small
+trees and takes milliseconds even at n = 1000 — and the interior point otherwise: when most
+devices are short of data (:mod:`foglearn.planning.hard_instances`, 50-95 % over-subscribed) the
+repair's work grows like (arcs used) × (tree size), about cubic in ``n``, while the interior
+point takes 15-50 Newton steps of ``O(T n³ + arcs)`` each. Both are exact and certified the
+same way; ``stats.extra["method"]`` says which ran (``"decoupled"`` when step 1 was optimal).
 
-The singularity ``1/sqrt(0)``: a sink with an error term always processes ``G > 0``. Its own
-data is a cost-0 option with infinite marginal value at 0, so step 1 gives ``G > 0``; in step 2
-a sink's load is always ``g_k(π_k)`` for a finite price ``π_k``, which is strictly positive.
-No floor or barrier is used and ``f/sqrt(G)`` is never evaluated at 0. A sink with an error
-term and ``C = 0`` makes the objective infinite: that is an error (docs/model.md §2).
+Ctrl-C: both run in a worker thread that polls a stop flag (every few hundred repair steps,
+before every Newton step; :mod:`foglearn.planning.interrupt`), so a plan stops within a second.
+A sink with an error term and ``C = 0`` makes the objective infinite: that is an error
+(docs/model.md §2).
 """
 
 from __future__ import annotations
