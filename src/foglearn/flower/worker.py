@@ -39,10 +39,12 @@ import argparse
 import signal
 import time
 from collections.abc import Callable
-from logging import ERROR, INFO
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 CLIENTAPP_REF = "foglearn.flower.client_app:app"
+#: The flwr release whose Runtime API and ``flwr-clientapp`` task helpers this worker was checked against.
+TESTED_FLWR = "1.42"
 #: What a worker answers a task whose FAB is not foglearn's app.
 WRONG_APP = "this SuperNode's worker runs only foglearn's ClientApp ({expected}); the run's FAB names {found!r}"
 
@@ -148,10 +150,17 @@ class Worker:
 
     def serve(self, max_tasks: int | None = None) -> None:
         """Run tasks until SIGTERM/SIGINT (or ``max_tasks`` tasks)."""
+        from importlib.metadata import version
+
         from flwr.supercore import log
         from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 
         from foglearn.flower import client_app, task  # the imports, once
+
+        if not version("flwr").startswith(TESTED_FLWR + "."):
+            log(WARNING, "foglearn worker: checked against flwr %s, this is flwr %s: if tasks fail, run the "
+                "SuperNode without --isolation process (one flwr-clientapp process per message)",
+                TESTED_FLWR, version("flwr"))
 
         task.preload()
 
