@@ -35,7 +35,9 @@ def _ortools(sc, scale=10**6):
 
     Costs and capacities are rounded to the nearest multiple of ``1/scale`` (flooring the link
     capacities would bias the optimum upwards by ~1e-6 relative at n=1000); the objective then
-    differs from the exact one by the rounding only (~1e-7 relative or less).
+    differs from the exact one by the rounding only (~1e-7 relative or less). Points are scaled by
+    less than ``scale`` where the integer objective (≤ Σ D · f_max · both scales) would pass 4e18
+    (n = 10,000: 1e5).
     """
     import numpy as np
     from ortools.graph.python import min_cost_flow
@@ -43,6 +45,8 @@ def _ortools(sc, scale=10**6):
     T, n = sc.horizon, sc.n_devices
     N = T * n
     D = sc.collected.ravel()
+    bound = max(float(D.sum()) * max(float(sc.error_weight.max()), 1.0) * scale, 1.0)
+    flow_scale = min(scale, 10 ** int(np.floor(np.log10(4e18 / bound))))
     c, f = sc.proc_cost.ravel(), sc.error_weight.ravel()
     cap = sc.effective_proc_cap().ravel()
     us = sc.usable_links()
@@ -58,22 +62,22 @@ def _ortools(sc, scale=10**6):
     caps_ = np.concatenate([D, sc.link_cap[t_idx, e_idx], np.where(np.isfinite(cap), cap, big), D])
     costs = np.concatenate([c, sc.link_cost[t_idx, e_idx] + c[a_sink], np.zeros(N), f])
     m = min_cost_flow.SimpleMinCostFlow()
-    m.add_arcs_with_capacity_and_unit_cost(tails, heads, np.round(caps_ * scale).astype(np.int64),
+    m.add_arcs_with_capacity_and_unit_cost(tails, heads, np.round(caps_ * flow_scale).astype(np.int64),
                                            np.round(costs * scale).astype(np.int64))
     sup = np.zeros(2 * N + 2, dtype=np.int64)
-    sup[:N] = D * scale
+    sup[:N] = D * flow_scale
     sup[sink_node] = 0
     sup[disc] = 0
     # everything leaves through the processing sinks or the discard node: a collector node
     col = 2 * N + 2
     m.add_arcs_with_capacity_and_unit_cost(np.array([sink_node, disc]), np.array([col, col]),
-                                           np.array([big * scale] * 2), np.array([0, 0]))
-    sup = np.concatenate([sup, [-int(D.sum()) * scale]])
+                                           np.array([big * flow_scale] * 2), np.array([0, 0]))
+    sup = np.concatenate([sup, [-int(D.sum()) * flow_scale]])
     m.set_nodes_supplies(np.arange(sup.size), sup)
     st = m.solve()
     if st != m.OPTIMAL:
         raise RuntimeError(f"OR-tools status {st}")
-    return m.optimal_cost() / scale / scale
+    return m.optimal_cost() / flow_scale / scale
 
 
 def _family_scenario(name, n, T, seed):
