@@ -208,3 +208,13 @@ def test_a_paper_experiment_is_a_fixed_grid() -> None:
          "dataset=tiny", "model=mlp", "train=false", "seeds=2"],
     )
     assert {c.key() for _, c in grid.configs()} == paper
+
+
+def test_grid_keys_speak_the_command_line_vocabulary() -> None:
+    """`devices`/`slots` (the CLI's --devices/--slots) and `n`/`T` (the paper's symbols) name the same fields."""
+    from foglearn.experiments.sweep import load_grid
+
+    cli = load_grid(None, ["devices=[5,6]", "slots=10", "train=false"])
+    paper = load_grid(None, ["n=[5,6]", "T=10", "train=false"])
+    assert cli == paper
+    assert cli.axes == {"n_devices": (5, 6)} and cli.fixed["horizon"] == 10

@@ -13,8 +13,8 @@ A grid is a TOML file (``docs/sweep.md``)::
     train = false
 
 plus ``key=value`` overrides (a list value makes ``key`` a grid axis, a single value fixes it).
-Keys are :class:`RunConfig`'s fields, or the short names of :data:`ALIASES` (``n``, ``T``,
-``tau``, ``window``). Every run also gets its no-movement baseline (same scenario and seed,
+Keys are :class:`RunConfig`'s fields, or the short names of :data:`ALIASES` (``devices``/``n``,
+``slots``/``T``, ``tau``, ``window``). Every run also gets its no-movement baseline (same scenario and seed,
 ``movement = False``, costs only), so each row carries the baseline's unit cost and the saving
 ``1 − unit / baseline_unit``. :func:`run_grid` runs everything through
 :func:`~foglearn.experiments.runner.run_sweep` (process pool, resumable result store) and writes
@@ -53,7 +53,9 @@ from foglearn.io import atomic_write
 
 #: Short names a grid may use for :class:`RunConfig` fields.
 ALIASES: dict[str, str] = {
-    "n": "n_devices",
+    "devices": "n_devices",  # the command-line vocabulary (--devices, --slots)
+    "slots": "horizon",
+    "n": "n_devices",  # the paper's symbols
     "T": "horizon",
     "tau": "period",
     "window": "information",
