@@ -10,8 +10,17 @@ The stream wraps over the 60k training set (points repeat; the warning is silenc
 
 Each n runs in a fresh subprocess; its peak memory is that process's peak resident set size from
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (all memory: Python, numpy, torch tensors,
-the MNIST arrays, the plan). Reported per n: plan seconds, train seconds, device-steps (device,
-slot pairs with ``G_i(t) > 0``), µs per device-step, peak RSS in GB, final accuracy.
+the MNIST arrays, the scenario, the planner); ``train_peak_rss_gb`` is the peak while ``train``
+runs alone (``VmHWM`` reset just before it, /proc ``clear_refs``), ``rss_before_train_gb`` what
+the scenario, plan and data already held then.
+
+At n = 100,000 the scenario alone holds ~2.2 GB (its ``[T, E]`` link arrays, E ≈ 1M) and the
+planner goes past 8 GB, so ``--unplanned 100000`` runs that size with the no-movement plan
+(every device keeps what it collects; capacities still drop points), which is marked in the CSV.
+
+Reported per n: plan seconds, train seconds, device-steps (device,
+slot pairs with ``G_i(t) > 0``), µs per device-step (wall, and CPU time of all threads from
+``time.process_time`` — the machine may be shared), peak RSS in GB, final accuracy.
 
     .venv/bin/python bench/scale.py [--sizes 1000,3000,10000] [--model mlp] [--threads 2]
 
@@ -31,17 +40,34 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-FIELDS = ("n", "points", "processed", "device_steps", "plan_s", "train_s", "us_per_device_step", "peak_rss_gb",
-          "accuracy", "model", "tau", "threads")
+FIELDS = ("n", "points", "processed", "device_steps", "plan", "plan_s", "train_s", "train_cpu_s", "us_per_device_step",
+          "cpu_us_per_device_step", "peak_rss_gb", "rss_before_train_gb", "train_peak_rss_gb", "accuracy", "model",
+          "tau", "threads")
 
 
-def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed: int = 0) -> dict:
-    """One run of the workload at ``n`` devices in this process (call it in a fresh one)."""
+def _rss_gb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc, in GiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 2**20
+
+
+def _reset_peak() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux ``clear_refs`` 5), so the train phase's peak shows."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed: int = 0,
+            plan_kind: str = "planned") -> dict:
+    """One run of the workload at ``n`` devices in this process (call it in a fresh one).
+
+    ``plan_kind = "none"``: the no-movement plan instead of the planner's (every device keeps what
+    it collects, capacities still apply) — for ``n`` where the planner does not fit in memory."""
     import resource
 
     import torch
 
-    from foglearn.learning import load_dataset, train
+    from foglearn.learning import load_dataset, no_movement_plan, train
     from foglearn.network.generators import synthetic
     from foglearn.planning import plan
 
@@ -49,24 +75,29 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
     ds = load_dataset("mnist")
     s = synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
     t0 = time.perf_counter()
-    p = plan(s)
+    p = plan(s) if plan_kind == "planned" else no_movement_plan(s)
     plan_s = time.perf_counter() - t0
+    before = _rss_gb("VmRSS")
+    _reset_peak()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = train(s, p, dataset=ds, model=model, period=tau, lr=0.01, seed=seed, eval_every=0, threads=threads)
-        train_s = time.perf_counter() - t0
+        train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = int((r.processed > 0).sum())
     return {"n": n, "points": int(s.collected.sum()), "processed": int(r.processed.sum()), "device_steps": steps,
-            "plan_s": round(plan_s, 3), "train_s": round(train_s, 3),
+            "plan_s": round(plan_s, 3), "train_s": round(train_s, 3), "train_cpu_s": round(train_cpu, 3),
             "us_per_device_step": round(train_s / max(steps, 1) * 1e6, 2),
+            "cpu_us_per_device_step": round(train_cpu / max(steps, 1) * 1e6, 2),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+            "rss_before_train_gb": round(before, 3), "train_peak_rss_gb": round(_rss_gb("VmHWM"), 3),
+            "plan": plan_kind,
             "accuracy": round(r.accuracy, 4), "model": model, "tau": tau, "threads": threads}
 
 
-def run_child(n: int, model: str, tau: int, threads: int) -> dict:
+def run_child(n: int, model: str, tau: int, threads: int, plan_kind: str = "planned") -> dict:
     code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; "
-            f"print(json.dumps(scale.measure({n}, {model!r}, {tau}, {threads})))")
+            f"print(json.dumps(scale.measure({n}, {model!r}, {tau}, {threads}, plan_kind={plan_kind!r})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"n = {n}: {proc.stderr.strip()[-2000:]}")
@@ -87,7 +118,12 @@ def plot(rows: list[dict], path: Path) -> None:
     a.set_ylabel("seconds")
     a.legend()
     a.grid(True, which="both", alpha=0.3)
-    b.loglog(ns, [r["peak_rss_gb"] for r in rows], "o-")
+    b.loglog(ns, [r["peak_rss_gb"] for r in rows], "o-", label="process peak")
+    b.loglog(ns, [r["train_peak_rss_gb"] for r in rows], "s--", label="peak while training")
+    b.legend()
+    for r in rows:
+        if r["plan"] != "planned":
+            a.annotate("no-movement plan", (r["n"], r["train_s"]), fontsize=7)
     b.set_xlabel("devices n")
     b.set_ylabel("peak RSS (GB, getrusage)")
     b.grid(True, which="both", alpha=0.3)
@@ -104,11 +140,13 @@ def main() -> None:
     ap.add_argument("--tau", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--unplanned", default="", help="sizes (comma-separated) run with the no-movement plan")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
+    unplanned = {int(x) for x in args.unplanned.split(",") if x}
     for n in (int(x) for x in args.sizes.split(",") if x):
-        r = run_child(n, args.model, args.tau, args.threads)
+        r = run_child(n, args.model, args.tau, args.threads, "none" if n in unplanned else "planned")
         print(json.dumps(r), flush=True)
         rows.append(r)
     stem = args.out / f"scale_{args.model}"

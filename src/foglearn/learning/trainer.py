@@ -25,30 +25,58 @@ What happens in a run (paper Sec. III-B, docs/model.md §4, §6)
    :func:`foglearn.planning.rules.aggregation_weights`) and synchronises all
    devices. If ``T`` is not a multiple of ``τ`` a last aggregation closes the run.
 
-All devices advance together, never one Python step per device:
+Device-major periods. Between two aggregations the devices are independent given the global
+model (the schedule fixes which points each processes), so a period runs **device-major**: the
+devices are cut into blocks of consecutive devices; a block's devices get the global model, run
+all the period's slots, add their ``H``-weighted models to the period's sum (float64) and are
+dropped before the next block starts. Only one block's models exist at a time — memory is
+``O(block)``, not ``O(n)`` (the block size comes from :data:`STATE_BUDGET`, or ``in_flight``) — and
+the result does not depend on the block size beyond float64 round-off of the sum
+(tests/test_trainer_device_major.py). Within a block, never one Python step per device:
 
-* **Paper models (CNN, MLP): batched kernels** (:mod:`foglearn.learning.kernels`). Each device's
-  parameters are a row of one flat ``[n, P]`` tensor. Active devices are grouped by batch size
-  (padding within a group, :func:`_size_groups`), groups are cut into calls of at most
+* **MLP (CPU): one compiled call per 32 devices** (:func:`foglearn.learning.kernels.mlp_devices`,
+  :class:`_DeviceMajorMLP`). A device's steps of the period run back to back with its model
+  (0.6 MB) in cache; only the rows of the first layer that the points' nonzero pixels touch are
+  read and changed. Calls run on ``threads`` worker threads, their partial sums are added in call
+  order.
+* **CNN (CPU): batched kernels** (:mod:`foglearn.learning.kernels`). A block's parameters are the
+  rows of one flat ``[block, P]`` tensor. In each slot the block's active devices are grouped by
+  batch size (padding within a group, :func:`_size_groups`), groups are cut into calls of at most
   :data:`CHUNK` samples, and each call runs a hand-written forward/backward with batched GEMMs
-  over the devices (convolutions as row-Toeplitz GEMMs). A slot's calls run on ``threads``
-  worker threads (:class:`_Workers`; every op single-threaded, the kernels release the GIL) and
-  are combined in call order, so the result does not depend on the thread count. A call takes its
+  over the devices (convolutions as row-Toeplitz GEMMs). A slot's calls run on ``threads`` worker
+  threads (:class:`_Workers`; every op single-threaded, the kernels release the GIL) and are
+  combined in call order, so the result does not depend on the thread count. A call takes its
   devices' SGD steps in place (or, for a device split across calls, one ``index_add_`` of the
-  summed gradient) and eq. (4) is one ``[n] @ [n, P]`` product. Test-set evaluation
-  (only at aggregations) uses the same kernels and workers.
+  summed gradient); the block's share of eq. (4) is one ``[k] @ [k, P]`` product. Test-set
+  evaluation (only at aggregations) uses the same kernels and workers.
 * **τ = 1 (exact identity).** Every device then starts every slot from the global model, and the
   ``H``-weighted average of one SGD step each equals one SGD step on the union of the slot's
   batches (see :class:`_UnionRunner`); the run then costs about as much as centralised SGD on
-  the same points. Equal to the general path to round-off (tests/test_learning_kernels.py).
-* **Any other module** (a factory): parameters stacked ``[n, ...]``, the model evaluated with
-  :func:`torch.func.functional_call` under :func:`torch.func.vmap`, padded and masked, one
-  backward pass for all devices (:class:`_VmapRunner`).
+  the same points, with no per-device state at all. Equal to the general path to round-off
+  (tests/test_learning_kernels.py).
+* **Any other module** (a factory or instance), **and every model on CUDA**: a block's parameters
+  stacked ``[block, ...]``, the model evaluated with :func:`torch.func.functional_call` under
+  :func:`torch.func.vmap`, padded and masked, one backward pass for all of the slot's devices
+  (:class:`_VmapRunner`).
+
+Buffers (batch-norm running statistics). Each device has its own copy; a device's forward in
+training mode updates it, and eq. (4) averages buffers exactly like parameters,
+``b = Σ_i H_i b_i / Σ_i H_i`` (integer buffers such as ``num_batches_tracked``: that average
+rounded to the nearest integer). The test set is evaluated in eval mode (running statistics).
+Batch-norm makes a sample's output depend on its batch, so such models are never padded: each
+device's batch statistics are those of its own points (a plain PyTorch loop gives the same
+result, tests/test_trainer_device_major.py).
+
+Devices. ``device="cuda"`` (the default where CUDA is available) moves the model, the data and
+the per-device state to the GPU and runs the torch path above (the compiled kernels are CPU
+code); ``device="cpu"`` is the default elsewhere. The torch path gives the kernels' results to
+float round-off (tested on the CPU through the same code).
 
 Mini-batch rounds. ``local_update="minibatch:b"`` runs a slot as rounds ``r = 0, 1, …``: in round
 ``r`` every device with more than ``r b`` points steps on its points ``r b … (r+1) b`` — each round
 is one call of the runner's ordinary step, so every fast path above except τ = 1's identity (which
-needs one step per slot) serves it unchanged.
+needs one step per slot) serves it unchanged (the MLP's compiled call takes the mini-batches as
+its steps directly).
 
 Data. ``partition`` (:mod:`foglearn.learning.partition`) gives each device its own label
 distribution (i.i.d., Dirichlet label skew, ``k`` classes per device); i.i.d. is the paper's
@@ -871,6 +899,9 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         never changed). It maps ``[B, 1, 28, 28]`` to logits ``[B, n_classes]``; any
         architecture that :func:`torch.func.vmap` can batch
         (:func:`~foglearn.learning.models.make_model`).
+        Modules with buffers (batch-norm) are supported: every device keeps its own buffers,
+        and eq. (4) averages them with the parameters' weights ``H_i / Σ H`` (integer buffers
+        rounded); the test set is evaluated in eval mode.
     period
         ``τ``: aggregate every ``period`` slots (eq. 4).
     lr
@@ -895,7 +926,16 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         calls on this many threads, each op single-threaded; other modules use this many torch
         threads. torch's setting is restored afterwards. Results do not depend on it.
     progress
-        Called as ``progress(slots_done, slots_total)`` after each slot.
+        Called as ``progress(slots_done, slots_total)`` for each slot, as each aggregation
+        period completes (a period runs device-major).
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or a :class:`torch.device`; ``None``: CUDA where
+        available, else the CPU. On CUDA every model takes the torch path (same results to
+        float round-off).
+    in_flight
+        Devices per block of a device-major period (``None``: as many as :data:`STATE_BUDGET`
+        holds, 32 per compiled call for the MLP). Memory grows with it, not with ``n``; the
+        result does not depend on it beyond float64 round-off.
 
     Returns
     -------
