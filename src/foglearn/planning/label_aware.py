@@ -50,7 +50,8 @@ and class:
     ``Σ_{a into k} (p_{src(a)}^c − m^c) x_a − z_k^c ≤ 0``  (``z_k^c ≥ (G_k^c − m^c G_k)^+``),
     ``Σ_a x_a ≥ P*``  (same budget; ``P* = 0`` without it).
 
-Algorithm: exact column generation with HiGHS (``scipy.optimize.linprog``, dual simplex).
+Algorithm: exact column generation with HiGHS (``highspy``, simplex; the master stays live in
+HiGHS, so each round adds its columns and rows and warm-starts from the last basis).
 
 1. The restricted master holds every keep column and the offload columns generated so far. A sink
    that receives no offload column processes only its own points, so its ``B`` is linear,
@@ -75,13 +76,14 @@ sink; pricing is ``O(T·E·K)`` per round without ``[T, E]`` temporaries.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numba import njit
-from scipy.optimize import linprog
 
 from foglearn.errors import InputError, SolverError
 from foglearn.network.scenario import Scenario
@@ -195,14 +197,31 @@ def imbalance(scenario: Scenario, plan: Plan, labels: Any, target: Any = None) -
     return {"points": points, "share": points / total if total > 0 else 0.0}
 
 
+def _quiet(make: Callable[[], Any]) -> Any:
+    """``make()`` with file descriptor 1 sent to /dev/null: HiGHS's C++ constructor prints a banner
+    to the process's stdout (once per process) before any option can turn it off."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        return make()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
 class _Master:
-    """The restricted master LP of the module docstring (columns grow, folded sinks unfold)."""
+    """The restricted master LP of the module docstring, kept live in HiGHS: columns and class rows
+    are added to the model and each solve warm-starts from the previous basis."""
 
     def __init__(self, scenario: Scenario, dev: np.ndarray, lam: float, budget: float):
+        import highspy
+
         T, n = scenario.horizon, scenario.n_devices
         self.T, self.n, self.K = T, n, dev.shape[1]
         self.lam = lam
-        self.budget = budget
         self.D = scenario.collected.astype(np.float64).ravel()
         self.c = scenario.proc_cost.astype(np.float64).ravel()
         self.f = scenario.error_weight.astype(np.float64).ravel()
@@ -212,88 +231,126 @@ class _Master:
         self.src, self.dst = scenario.src, scenario.dst
         self.link_cost = np.asarray(scenario.link_cost, dtype=np.float64)
         self.link_cap = np.asarray(scenario.link_cap, dtype=np.float64)
+        N = T * n
         self.sources = np.nonzero((self.D > 0) & scenario.active.ravel() & (self.cap > 0))[0]
         self.all_sources = np.nonzero(self.D > 0)[0]
-        # offload columns: (t, e), their source and sink
+        self.capped = np.nonzero(np.isfinite(self.cap))[0]
+        # rows: supply per source with data | capacity per finite-capacity sink | budget | class rows
+        self.s_row = np.full(N, -1, np.int64)
+        self.s_row[self.all_sources] = np.arange(self.all_sources.size)
+        self.k_row = np.full(N, -1, np.int64)
+        self.k_row[self.capped] = self.all_sources.size + np.arange(self.capped.size)
+        self.budget_row = self.all_sources.size + self.capped.size
+        self.u_row = np.full(N, -1, np.int64)  # first class row of an unfolded sink
+        self.n_rows = self.budget_row + 1
+        self.n_cols = 0
         self.off_t = np.zeros(0, np.int64)
         self.off_e = np.zeros(0, np.int64)
-        self.unfolded = np.zeros(T * n, dtype=bool)
+        self.unfolded = np.zeros(N, dtype=bool)
+        self.flow_col = np.zeros(0, np.int64)  # HiGHS column of each flow (keep, then offloads)
+        self.flow_src = np.zeros(0, np.int64)
+        self.flow_sink = np.zeros(0, np.int64)
+        self.flow_cost = np.zeros(0)  # without the folded penalty
+        self.flow_ub = np.zeros(0)
+        h = _quiet(highspy.Highs)
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("solver", "simplex")
+        lower = np.concatenate([np.full(self.budget_row, -np.inf), [budget]])
+        upper = np.concatenate([self.D[self.all_sources], self.cap[self.capped], [np.inf]])
+        h.addRows(self.n_rows, lower, upper, 0, np.zeros(self.n_rows, np.int32), np.zeros(0, np.int32),
+                  np.zeros(0))
+        self.h = h
+        ks = self.sources
+        self.keep_col = np.full(N, -1, np.int64)
+        self.keep_col[ks] = np.arange(ks.size)
+        self._add_flows(ks, ks, self.c[ks] - self.f[ks], self.D[ks], self.lam * self.tv[ks])
+
+    def _add_cols(self, cost: np.ndarray, ub: np.ndarray, cols: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Add columns: ``cols[j]`` = (row indices, values) of column ``j``."""
+        starts = np.cumsum([0] + [r.size for r, _ in cols[:-1]]).astype(np.int32)
+        idx = np.concatenate([r for r, _ in cols]).astype(np.int32) if cols else np.zeros(0, np.int32)
+        val = np.concatenate([v for _, v in cols]) if cols else np.zeros(0)
+        self.h.addCols(len(cols), cost, np.zeros(len(cols)), ub, idx.size, starts, idx, val)
+        self.n_cols += len(cols)
+
+    def _rows_of(self, s: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = [self.s_row[s], self.budget_row]
+        vals = [1.0, 1.0]
+        if self.k_row[k] >= 0:
+            rows.append(self.k_row[k])
+            vals.append(1.0)
+        r = np.array(rows, np.int64)
+        v = np.array(vals)
+        if self.unfolded[k]:
+            r = np.concatenate([r, self.u_row[k] + np.arange(self.K)])
+            v = np.concatenate([v, self.dev[s]])
+        return r, v
+
+    def _add_flows(self, s: np.ndarray, k: np.ndarray, cost: np.ndarray, ub: np.ndarray,
+                   folded: np.ndarray) -> None:
+        first = self.n_cols
+        self._add_cols(cost + folded, ub, [self._rows_of(int(a), int(b)) for a, b in zip(s, k, strict=True)])
+        self.flow_col = np.concatenate([self.flow_col, first + np.arange(s.size)])
+        self.flow_src = np.concatenate([self.flow_src, s])
+        self.flow_sink = np.concatenate([self.flow_sink, k])
+        self.flow_cost = np.concatenate([self.flow_cost, cost])
+        self.flow_ub = np.concatenate([self.flow_ub, ub])
+
+    def _unfold(self, k: int) -> None:
+        K = self.K
+        self.u_row[k] = self.n_rows
+        kc = self.keep_col[k]
+        lower, upper = np.full(K, -np.inf), np.zeros(K)
+        if kc >= 0:  # the keep column enters the class rows; its cost loses the folded penalty
+            self.h.addRows(K, lower, upper, K, np.arange(K, dtype=np.int32), np.full(K, kc, np.int32),
+                           self.dev[k].copy())
+            self.h.changeColCost(int(kc), float(self.c[k] - self.f[k]))
+        else:
+            self.h.addRows(K, lower, upper, 0, np.zeros(K, np.int32), np.zeros(0, np.int32), np.zeros(0))
+        self.n_rows += K
+        self.unfolded[k] = True
+        self._add_cols(np.full(K, self.lam), np.full(K, np.inf),
+                       [(np.array([self.u_row[k] + q]), np.array([-1.0])) for q in range(K)])
 
     def add(self, s: np.ndarray, e: np.ndarray) -> None:
         t = s // self.n
+        k = (t + 1) * self.n + self.dst[e]
+        for sink in np.unique(k[~self.unfolded[k]]).tolist():
+            self._unfold(int(sink))
         self.off_t = np.concatenate([self.off_t, t])
         self.off_e = np.concatenate([self.off_e, e])
-        self.unfolded[(t + 1) * self.n + self.dst[e]] = True
-
-    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per column: source, sink, cost (discard folded in), upper bound."""
-        ks = self.sources
-        o_s = self.off_t * self.n + self.src[self.off_e]
-        o_k = (self.off_t + 1) * self.n + self.dst[self.off_e]
-        keep_cost = self.c[ks] - self.f[ks] + np.where(self.unfolded[ks], 0.0, self.lam * self.tv[ks])
-        off_cost = self.link_cost[self.off_t, self.off_e] + self.c[o_k] - self.f[o_s]
-        ub = np.concatenate([self.D[ks], np.minimum(self.link_cap[self.off_t, self.off_e], self.D[o_s])])
-        return (np.concatenate([ks, o_s]), np.concatenate([ks, o_k]), np.concatenate([keep_cost, off_cost]), ub)
+        cost = self.link_cost[t, e] + self.c[k] - self.f[s]
+        self._add_flows(s, k, cost, np.minimum(self.link_cap[t, e], self.D[s]), np.zeros(s.size))
 
     def solve(self) -> dict[str, Any]:
-        a_src, a_sink, cost, ub = self.columns()
-        A = a_src.size
+        import highspy
+
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise SolverError(f"solver = 'label-aware': HiGHS did not solve the master LP: "
+                              f"{self.h.modelStatusToString(self.h.getModelStatus())}")
+        sol = self.h.getSolution()
+        col = np.asarray(sol.col_value)
+        dual = np.asarray(sol.row_dual)
         N = self.T * self.n
-        K = self.K
-        # rows: supply per source with data | capacity per finite-capacity sink that has columns | classes
-        srcs = self.all_sources
-        s_row = np.full(N, -1, np.int64)
-        s_row[srcs] = np.arange(srcs.size)
-        sinks = np.unique(a_sink)
-        capped = sinks[np.isfinite(self.cap[sinks])]
-        k_row = np.full(N, -1, np.int64)
-        k_row[capped] = srcs.size + np.arange(capped.size)
-        unf = np.nonzero(self.unfolded)[0]
-        u_row = np.full(N, -1, np.int64)
-        base = srcs.size + capped.size
-        u_row[unf] = np.arange(unf.size)
-        n_rows = base + unf.size * K + 1  # the last row: Σ x ≥ budget
-        cols = np.arange(A)
-        r1, c1, v1 = s_row[a_src], cols, np.ones(A)
-        has_cap = k_row[a_sink] >= 0
-        r2, c2, v2 = k_row[a_sink][has_cap], cols[has_cap], np.ones(int(has_cap.sum()))
-        into_unf = u_row[a_sink] >= 0
-        cu = cols[into_unf]
-        r3 = (base + u_row[a_sink][into_unf][:, None] * K + np.arange(K)).ravel()
-        c3 = np.repeat(cu, K)
-        v3 = self.dev[a_src[into_unf]].ravel()
-        Z = unf.size * K  # z columns after the flow columns
-        r4 = base + np.arange(Z)
-        c4 = A + np.arange(Z)
-        v4 = -np.ones(Z)
-        r5, c5, v5 = np.full(A, n_rows - 1), cols, -np.ones(A)
-        A_ub = sp.csr_matrix((np.concatenate([v1, v2, v3, v4, v5]),
-                              (np.concatenate([r1, r2, r3, r4, r5]), np.concatenate([c1, c2, c3, c4, c5]))),
-                             shape=(n_rows, A + Z))
-        b_ub = np.concatenate([self.D[srcs], self.cap[capped], np.zeros(Z), [-self.budget]])
-        obj = np.concatenate([cost, np.full(Z, self.lam)])
-        bounds = np.column_stack([np.zeros(A + Z), np.concatenate([ub, np.full(Z, np.inf)])])
-        res = linprog(obj, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs-ds")
-        if res.status != 0 or res.x is None:
-            raise SolverError(f"solver = 'label-aware': HiGHS did not solve the master LP: {res.message}")
-        marg = np.asarray(res.ineqlin.marginals)
         y = np.zeros(N)
-        y[srcs] = np.minimum(marg[:srcs.size], 0.0)
+        y[self.all_sources] = np.minimum(dual[:self.all_sources.size], 0.0)
         w = np.zeros(N)
-        w[capped] = np.minimum(marg[srcs.size:base], 0.0)
+        w[self.capped] = np.minimum(dual[self.all_sources.size:self.budget_row], 0.0)
         # μ: duals of the class rows at unfolded sinks, the subgradient λ·[p > m] at folded ones
         mu = np.where(self.dev > 0, self.lam, 0.0)
-        mu[unf] = np.clip(-marg[base:n_rows - 1].reshape(unf.size, K), 0.0, self.lam)
-        return {"x": res.x[:A], "a_src": a_src, "a_sink": a_sink, "cost": cost, "ub": ub,
-                "y": y, "w": w, "mu": mu, "rho": max(-float(marg[-1]), 0.0), "capped": capped}
+        unf = np.nonzero(self.unfolded)[0]
+        if unf.size:
+            rows = self.u_row[unf][:, None] + np.arange(self.K)
+            mu[unf] = np.clip(-dual[rows], 0.0, self.lam)
+        return {"x": col[self.flow_col], "a_src": self.flow_src, "a_sink": self.flow_sink,
+                "cost": self.flow_cost, "y": y, "w": w, "mu": mu, "rho": max(float(dual[self.budget_row]), 0.0),
+                "capped": self.capped}
 
 
 def _primal(mst: _Master, sol: dict[str, Any]) -> tuple[float, float]:
     """Objective of the master's flows and ``Σ B``, recomputed exactly (module docstring)."""
-    x, a_src, a_sink = sol["x"], sol["a_src"], sol["a_sink"]
-    ks = mst.sources
-    raw = sol["cost"].copy()
-    raw[:ks.size] = mst.c[ks] - mst.f[ks]  # the keep cost without the folded penalty
+    x, a_src, a_sink, raw = sol["x"], sol["a_src"], sol["a_sink"], sol["cost"]
     N = mst.T * mst.n
     dev_in = np.zeros((N, mst.K))
     np.add.at(dev_in, a_sink, x[:, None] * mst.dev[a_src])
