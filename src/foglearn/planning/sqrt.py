@@ -200,23 +200,22 @@ def _interior_point(sn: SqrtNetwork, xo0: np.ndarray, x0: np.ndarray, rtol: floa
     arcs = I.build_arcs(net)
     best: dict[str, object] = {}
 
-    def certified(xa: np.ndarray, pi: np.ndarray) -> bool:
+    def certified(xa: np.ndarray, prices: np.ndarray) -> bool:
         xo, x, primal = _feasible(sn, arcs, xa)
-        dual = sn.dual_bound(pi)
-        best.update(xo=xo, x=x, pi=pi.copy(), primal=primal, dual=dual)
-        return primal - dual <= rtol * max(abs(primal), 1.0)
+        bounds = [sn.dual_bound(p) for p in prices]
+        k = int(np.argmax(bounds))
+        best.update(xo=xo, x=x, pi=prices[k].copy(), primal=primal, dual=bounds[k])
+        return primal - bounds[k] <= rtol * max(abs(primal), 1.0)
 
     start = np.concatenate([xo0[arcs.src[:arcs.n_own]], x0[arcs.slot[arcs.n_own:], arcs.edge[arcs.n_own:]]])
     objective = float(K.primal_objective(net, xo0, x0, K.in_flow(net.T, net.n, xo0, x0, net.dst)))
     check_below = CHECK_GAP * max(abs(objective), 1.0)
-    status, xa, pi, steps = interrupt.call(I.ipm, net, arcs, start, certified, check_below,
-                                           int(max_steps if max_steps is not None else 200),
-                                           stop=interrupt.new_stop_flag())
+    status, xa, prices, steps = interrupt.call(I.ipm, net, arcs, start, certified, check_below,
+                                               int(max_steps if max_steps is not None else 200),
+                                               stop=interrupt.new_stop_flag())
     if status == "interrupted":
         raise interrupt.PlanInterrupted("planning interrupted (Ctrl-C); no plan was returned")
-    if status != "certified":
-        if not best:
-            certified(xa, pi)
+    if status != "certified" and not certified(xa, prices):   # the last iterate may still certify
         primal, dual = float(best["primal"]), float(best["dual"])  # type: ignore[arg-type]
         raise SolverError(f"solver = 'sqrt': cannot certify the plan: the interior point stopped ({status}) after "
                           f"{steps} Newton steps at primal {primal:.12g}, dual bound {dual:.12g}, relative gap "

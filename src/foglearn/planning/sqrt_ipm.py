@@ -127,6 +127,7 @@ class Work(NamedTuple):
     rw: np.ndarray
     rG: np.ndarray
     bS: np.ndarray
+    bK: np.ndarray
     rhs: np.ndarray
 
 
@@ -207,9 +208,27 @@ def _rhs(P, z, W, tg):
             W.rhs[k] += W.thG[k] * r
         else:
             W.rhs[k] = 0.0
+    W.bK[:] = W.rhs
     for a in range(A):            # eliminate the sources: rhs −= M_KS M_SS⁻¹ b_S
         s = P.a_s[a]
         W.rhs[P.a_k[a]] -= W.thx[a] * W.bS[s] / W.Mss[s]
+
+
+@njit(cache=True, nogil=True)
+def _refine_rhs(P, W, dyK, out):
+    """Residual of the full normal equations ``B Θ Bᵀ Δy = b`` at ``Δy_K`` (with ``Δy_S`` from the
+    source rows, which it then satisfies exactly): the sink rows' ``b_K − M_KS Δy_S − M_KK Δy_K``."""
+    N, A = P.D.size, P.a_s.size
+    dyS = np.empty(N)
+    for k in range(N):
+        dyS[k] = W.bS[k]
+        out[k] = W.bK[k] - W.Mkk[k] * dyK[k] if P.err[k] else 0.0
+    for a in range(A):
+        dyS[P.a_s[a]] -= W.thx[a] * dyK[P.a_k[a]]
+    for k in range(N):
+        dyS[k] = dyS[k] / W.Mss[k] if P.hasD[k] else 0.0
+    for a in range(A):
+        out[P.a_k[a]] -= W.thx[a] * dyS[P.a_s[a]]
 
 
 @njit(cache=True, nogil=True)
@@ -329,6 +348,32 @@ def _step(P, z, d, ap, ad):
 
 
 @njit(cache=True, nogil=True)
+def _schur_diagonal(thx, thw, thG, Mss, a_s, a_k, err):
+    """Diagonal of the sink Schur complement ``M_KK − M_KS M_SS⁻¹ M_SK`` without cancellation.
+
+    Sink ``k``'s entry is ``θ_G + Σ_{a into k} θ_a (M_ss − θ_a) / M_ss``; ``M_ss − θ_a`` is the sum
+    of the source's other terms, formed directly for the source's largest term (where subtracting
+    would cancel) and by subtraction for the others (where it cannot).
+    """
+    N, A = Mss.size, a_s.size
+    big = np.full(N, -1)
+    for a in range(A):
+        s = a_s[a]
+        if thx[a] > thw[s] and (big[s] < 0 or thx[a] > thx[big[s]]):
+            big[s] = a
+    rest = thw.copy()          # for the largest arc: the sum of the others
+    for a in range(A):
+        if big[a_s[a]] != a:
+            rest[a_s[a]] += thx[a]
+    dg = np.where(err, thG, 1.0)
+    for a in range(A):
+        s = a_s[a]
+        r = rest[s] if big[s] == a else Mss[s] - thx[a]
+        dg[a_k[a]] += thx[a] * r / Mss[s]
+    return dg
+
+
+@njit(cache=True, nogil=True)
 def _link_blocks(T, n, l_slot, l_flat, thl, Th):
     """Dense ``Θ_t[i, j]`` of the links of slot ``t`` (source ``i`` → sink ``j`` of slot ``t+1``)."""
     Th[:] = 0.0
@@ -348,6 +393,7 @@ class _BlockTridiagonal:
         self.l_flat = (arcs.src[link] % n) * n + arcs.sink[link] % n
         self.own_src = arcs.src[:arcs.n_own]
         self.n_own = arcs.n_own
+        self.a_s, self.a_k, self.err = arcs.src, arcs.sink, net.err
         self.Th = np.zeros((max(T - 1, 1), n, n))
         self.L = np.empty((T, n, n))
         self.C = np.empty((T, n, n))   # C[t] = L_{t-1}⁻¹ S_{t-1,t}
@@ -358,17 +404,19 @@ class _BlockTridiagonal:
         Mss, th = W.Mss, W.thx
         rho = np.zeros(T * n)
         rho[self.own_src] = th[:no] / Mss[self.own_src]
-        diag = W.Mkk.copy()
-        diag[self.own_src] -= th[:no] * rho[self.own_src]
+        diag = _schur_diagonal(W.thx, W.thw, W.thG, W.Mss, self.a_s, self.a_k, self.err)
         if T > 1:
             _link_blocks(T, n, self.l_slot, self.l_flat, th[no:], self.Th)
         prev = np.empty((n, n))
         for t in range(T):
-            A = np.diag(diag[t * n:(t + 1) * n])
+            dt = diag[t * n:(t + 1) * n]
+            A = np.diag(dt)
             if t > 0:
                 Th = self.Th[t - 1]
-                # A −= Θᵀ M_ss⁻¹ Θ + C_tᵀ C_t (lower triangles, as dpotrf reads them)
-                A = dsyrk(-1.0, Th / np.sqrt(Mss[(t - 1) * n:t * n, None]), 1.0, A, trans=1, lower=1)
+                # A −= Θᵀ M_ss⁻¹ Θ + C_tᵀ C_t (lower triangles, as dpotrf reads them); the diagonal
+                # of the first term is already in ``diag``, computed without cancellation
+                A = dsyrk(-1.0, Th / np.sqrt(Mss[(t - 1) * n:t * n, None]), 0.0, A, trans=1, lower=1)
+                A[np.diag_indices(n)] = dt
                 Ct = dtrtrs(prev, -(rho[(t - 1) * n:t * n, None] * Th), lower=1)[0]
                 A = dsyrk(-1.0, Ct, 1.0, A, trans=1, lower=1, overwrite_c=1)
                 self.C[t] = Ct
@@ -387,6 +435,18 @@ class _BlockTridiagonal:
             r = z[t] if t == T - 1 else z[t] - self.C[t + 1] @ y[t + 1]
             y[t] = dtrtrs(self.L[t], r, lower=1, trans=1)[0]
         return y.ravel()
+
+
+def _solve_refined(solver: _BlockTridiagonal, P: Problem, W: Work) -> np.ndarray:
+    """``Δy_K`` from the factorised Schur complement, with two steps of iterative refinement on the
+    full normal equations (the factorisation of an ill-conditioned step is inexact; without
+    refinement the primal residual ``B Δv + r_p`` grows instead of shrinking)."""
+    dyK = solver.solve(W.rhs)
+    res = np.empty_like(dyK)
+    for _ in range(2):
+        _refine_rhs(P, W, dyK, res)
+        dyK += solver.solve(res)
+    return dyK
 
 
 def _new_state(A: int, N: int) -> IPMState:
@@ -432,20 +492,28 @@ def start(net: K.Net, arcs: Arcs, x0: np.ndarray) -> tuple[Problem, IPMState]:
     return P, z
 
 
+def _prices(P: Problem, z: IPMState) -> np.ndarray:
+    """Two sets of sink prices ``π`` ``[2, T·n]`` for the certificate: the iterate's ``−y_K``, and the
+    ones consistent with its loads, ``v(G) − z_C = f/(2 G^{3/2}) − c − z_C`` (they differ by the
+    residual of the sinks' optimality condition, which the nonlinear ``h'`` leaves behind)."""
+    G = np.where(P.err, z.G, 1.0)
+    return np.stack([np.where(P.err, -z.yK, 0.0), np.where(P.err, P.f / (2.0 * G ** 1.5) - P.c - z.zC, 0.0)])
+
+
 def ipm(net: K.Net, arcs: Arcs, x0: np.ndarray, certified: Callable[[np.ndarray, np.ndarray], bool],
         gap_to_check: float, max_steps: int, stop: np.ndarray) -> tuple[str, np.ndarray, np.ndarray, int]:
-    """Mehrotra predictor-corrector from :func:`start`, until ``certified(x, π)``.
+    """Mehrotra predictor-corrector from :func:`start`, until ``certified(x, prices)`` (:func:`_prices`).
 
     ``certified`` (the caller's exact certificate) is asked after every step whose complementarity
     ``Σ x z`` is below ``gap_to_check``. ``stop[0]`` is read between two steps (Ctrl-C).
-    Returns ``(status, x, π, steps)``, status ``"certified"``, ``"step limit"``, ``"interrupted"`` or
+    Returns ``(status, x, prices, steps)``, status ``"certified"``, ``"step limit"``, ``"interrupted"`` or
     ``"stalled"`` (the Newton system became singular in floating point, or the steps vanished).
     """
     single_threaded_blas()
     P, z = start(net, arcs, x0)
     A, N = arcs.src.size, net.T * net.n
     W = Work(np.empty(A), np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N),
-             np.empty(A), np.empty(N), np.empty(N), np.empty(N), np.empty(N))
+             np.empty(A), np.empty(N), np.empty(N), np.empty(N), np.empty(N), np.empty(N))
     m = A + int(P.hub.sum()) + int(P.hasD.sum()) + int(P.capG.sum())
     solver = _BlockTridiagonal(net, arcs)
     aff, cor = _new_state(A, N), _new_state(A, N)
@@ -454,31 +522,31 @@ def ipm(net: K.Net, arcs: Arcs, x0: np.ndarray, certified: Callable[[np.ndarray,
     comp0 = np.inf
     for step in range(1, max_steps + 1):
         if stop[0]:
-            return "interrupted", z.x, -np.where(P.err, z.yK, 0.0), step - 1
+            return "interrupted", z.x, _prices(P, z), step - 1
         try:
             comp = _assemble(P, z, W)
         except ZeroDivisionError:      # a variable or its dual reached 0 in floating point
-            return "stalled", z.x, -np.where(P.err, z.yK, 0.0), step - 1
+            return "stalled", z.x, _prices(P, z), step - 1
         comp0 = comp if step == 1 else comp0
         mu = comp / m
         try:
             solver.factor(W)
             _rhs(P, z, W, zero)
-            ap, ad = _back(P, z, W, solver.solve(W.rhs), zero, aff)
+            ap, ad = _back(P, z, W, _solve_refined(solver, P, W), zero, aff)
             ap, ad = min(1.0, ap), min(1.0, ad)
             sigma = min(1.0, (_complementarity_after(P, z, aff, ap, ad) / comp) ** 3)
             _mehrotra(P, aff, sigma * mu, tg)
             _rhs(P, z, W, tg)
-            ap, ad = _back(P, z, W, solver.solve(W.rhs), tg, cor)
-            ap, ad = min(1.0, _TAU * ap), min(1.0, _TAU * ad)
+            ap, ad = _back(P, z, W, _solve_refined(solver, P, W), tg, cor)
+            ap = ad = min(1.0, _TAU * ap, _TAU * ad)
         except (np.linalg.LinAlgError, ZeroDivisionError):   # singular in floating point
-            return "stalled", z.x, -np.where(P.err, z.yK, 0.0), step - 1
+            return "stalled", z.x, _prices(P, z), step - 1
         if max(ap, ad) < 1e-12 or not comp > 1e-14 * comp0:
-            return "stalled", z.x, -np.where(P.err, z.yK, 0.0), step - 1
+            return "stalled", z.x, _prices(P, z), step - 1
         _step(P, z, cor, ap, ad)
-        if comp <= gap_to_check and certified(z.x, -np.where(P.err, z.yK, 0.0)):
-            return "certified", z.x, -np.where(P.err, z.yK, 0.0), step
-    return "step limit", z.x, -np.where(P.err, z.yK, 0.0), max_steps
+        if comp <= gap_to_check and certified(z.x, _prices(P, z)):
+            return "certified", z.x, _prices(P, z), step
+    return "step limit", z.x, _prices(P, z), max_steps
 
 
 def _openblas_libraries() -> list[ctypes.CDLL]:
@@ -510,12 +578,23 @@ def single_threaded_blas() -> None:
 
 
 def _cholesky(A: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of ``A`` (its lower triangle is read); round-off in a nearly singular
-    Schur complement is met by the smallest diagonal shift (``10⁻¹³ … 10⁻⁷`` relative) that makes
-    it positive definite."""
-    top = float(np.abs(np.diag(A)).max())
-    for rel in (0.0, 1e-13, 1e-11, 1e-9, 1e-7):
-        L, info = dpotrf(A + rel * top * np.eye(A.shape[0]) if rel else A, lower=1, clean=1)
+    """Lower Cholesky factor of ``A`` (its lower triangle is read).
+
+    Round-off in a nearly singular Schur complement (cancellation in its diagonal) is met by the
+    smallest diagonal shift that makes it positive definite: first ``ε |A_ii|`` relative to each
+    row's own diagonal (``ε = 10⁻¹⁴ … 10⁻⁸``, rows many decades apart are shifted alike), then
+    ``ε max |A_ii|`` (``10⁻¹³ … 10⁻⁷``). The direction is then slightly inexact; the certificate,
+    not the direction, decides optimality.
+    """
+    L, info = dpotrf(A, lower=1, clean=1)
+    if info == 0:
+        return L
+    d = np.abs(np.diag(A))
+    top = float(d.max())
+    for shift in [eps * d for eps in (1e-14, 1e-12, 1e-10, 1e-8)] + [eps * top for eps in (1e-13, 1e-11, 1e-9, 1e-7)]:
+        B = A.copy()
+        B[np.diag_indices_from(B)] += shift
+        L, info = dpotrf(B, lower=1, clean=1)
         if info == 0:
             return L
     raise np.linalg.LinAlgError("Schur complement of the Newton system is not positive definite")
