@@ -245,3 +245,17 @@ def test_bad_in_flight_is_an_error(bad):
     s = _scenario()
     with pytest.raises(TrainingError, match="in_flight"):
         train(s, _plan(s), dataset=TINY, model="mlp", in_flight=bad)
+
+
+def test_schedule_in_windows_of_slots_is_the_same_schedule(monkeypatch):
+    """schedule() rounds a window of slots at a time (bounded memory); the windows change nothing."""
+    s = _scenario(T=12, seed=5)
+    p = _plan(s, seed=6)
+    whole = schedule(s, p)
+    for slots in (1, 5):
+        monkeypatch.setattr(trainer_mod, "SCHEDULE_ITEMS", slots * s.n_devices)
+        part = schedule(s, p)
+        for f in ("slot", "device", "pos", "processed", "kept", "discarded", "dropped"):
+            assert np.array_equal(getattr(part, f), getattr(whole, f)), f
+        for a, b in zip(part.offloaded, whole.offloaded):
+            assert np.array_equal(a, b)

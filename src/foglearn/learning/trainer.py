@@ -123,6 +123,8 @@ KERNEL_OVERHEAD = 8.0
 #: Bytes of per-device model state a block of devices may hold at once (device-major periods):
 #: the block size is this divided by a device's share (about 140 MLP or 500 CNN devices).
 STATE_BUDGET = 256 * 2**20
+#: Device-slots whose points :func:`schedule` rounds at once (bounds its working memory).
+SCHEDULE_ITEMS = 1 << 20
 #: Layers whose output for a sample depends on the other samples of its batch (no padding then).
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -209,35 +211,19 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
         raise TrainingError(f"plan: shapes keep {plan.keep.shape}, offload {plan.offload.shape} do not match "
                             f"the scenario (T, n, E) = {(T, n, scenario.n_edges)}")
     D = scenario.collected.astype(np.int64)
-    tt, ee = np.nonzero(plan.offload > 0)
-    n_off = len(tt)
-    # items: keep (t, i) | offload (t, e) | discard (t, i); group = t * n + i (the collecting device)
-    ti = np.arange(T * n)
-    group = np.concatenate([ti, tt * n + scenario.src[ee], ti])
-    share = np.concatenate([plan.keep.ravel() * D.ravel(), plan.offload[tt, ee] * D[tt, scenario.src[ee]],
-                            plan.discard.ravel() * D.ravel()])
-    kind = np.concatenate([np.zeros(T * n, np.int64), np.ones(n_off, np.int64), np.full(T * n, 2, np.int64)])
-    within = np.concatenate([np.zeros(T * n, np.int64), ee.astype(np.int64), np.zeros(T * n, np.int64)])
-    priority = kind * (scenario.n_edges + 1) + within
-    counts = largest_remainder(share, group, D.ravel(), priority)
-    # Lay out each (t, i)'s D_i(t) points: keep chunk, offload chunks (edge order), discard chunk.
-    order = np.lexsort((priority, group))
-    cnt_sorted = counts[order]
-    start_sorted = np.cumsum(cnt_sorted) - cnt_sorted  # positions in the (t, i)-ordered stream
-    start = np.empty_like(start_sorted)
-    start[order] = start_sorted
-    keep_cnt, off_cnt, disc_cnt = counts[:T * n], counts[T * n:T * n + n_off], counts[T * n + n_off:]
-    keep_start, off_start = start[:T * n], start[T * n:T * n + n_off]
-    held = off_cnt - np.minimum(off_cnt, whole_points(scenario.link_cap[tt, ee]))  # stays at the source
-    off_cnt = off_cnt - held
-    disc_cnt = disc_cnt + np.bincount(tt * n + scenario.src[ee], weights=held, minlength=T * n).astype(np.int64)
-    # processing chunks: (slot, device, start, count)
-    p_slot = np.concatenate([ti // n, tt + 1])
-    p_dev = np.concatenate([ti % n, scenario.dst[ee]])
-    p_start = np.concatenate([keep_start, off_start])
-    p_cnt = np.concatenate([keep_cnt, off_cnt])
-    ok = (p_cnt > 0) & (p_slot < T)
-    p_slot, p_dev, p_start, p_cnt = p_slot[ok], p_dev[ok], p_start[ok], p_cnt[ok]
+    kept, discarded = np.zeros((T, n), np.int64), np.zeros((T, n), np.int64)
+    offloaded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    chunks: list[tuple[np.ndarray, ...]] = []
+    width = max(1, min(T, SCHEDULE_ITEMS // n))  # slots per window: the rounding works on one window at a time
+    before = 0  # points collected before the window: the window's stream positions start there
+    for t0 in range(0, T, width):
+        t1 = min(T, t0 + width)
+        tt, ee, off_cnt, p_chunk = _schedule_window(scenario, plan, D, t0, t1, before, kept, discarded)
+        offloaded.append((tt, ee, off_cnt))
+        chunks.append(p_chunk)
+        before += int(D[t0:t1].sum())
+    p_slot, p_dev, p_start, p_cnt = (np.concatenate(c) for c in zip(*chunks))
+    tt, ee, off_cnt = (np.concatenate(c) for c in zip(*offloaded))
     tot = int(p_cnt.sum())
     rep = np.repeat(np.arange(len(p_cnt)), p_cnt)
     offs = np.arange(tot) - np.repeat(np.cumsum(p_cnt) - p_cnt, p_cnt)
@@ -249,8 +235,53 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
     dropped = np.bincount(g[~fits], minlength=T * n).reshape(T, n)
     slot, dev, pos = slot[fits], dev[fits], pos[fits]
     processed = np.bincount(slot * n + dev, minlength=T * n).reshape(T, n)
-    return Schedule(slot=slot, device=dev, pos=pos, processed=processed, kept=keep_cnt.reshape(T, n),
-                    discarded=disc_cnt.reshape(T, n), offloaded=(tt, ee, off_cnt), dropped=dropped)
+    return Schedule(slot=slot, device=dev, pos=pos, processed=processed, kept=kept, discarded=discarded,
+                    offloaded=(tt, ee, off_cnt), dropped=dropped)
+
+
+def _schedule_window(scenario: Scenario, plan: Plan, D: np.ndarray, t0: int, t1: int, before: int,
+                     kept: np.ndarray, discarded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """:func:`schedule`'s rounding and layout for slots ``t0 … t1 - 1`` (their points start at stream
+    position ``before``): fills ``kept``/``discarded`` rows, returns the offloads ``(t, e, count)``
+    and the processing chunks ``(slot, device, start, count)`` (count > 0, slot < T)."""
+    T, n = scenario.horizon, scenario.n_devices
+    Tw = t1 - t0
+    Dw = D[t0:t1]
+    tl, ee = np.nonzero(plan.offload[t0:t1] > 0)
+    tt = tl + t0
+    n_off = len(tt)
+    # items: keep (t, i) | offload (t, e) | discard (t, i); group = t * n + i (the collecting device)
+    ti = np.arange(Tw * n)
+    group = np.concatenate([ti, tl * n + scenario.src[ee], ti])
+    share = np.concatenate([plan.keep[t0:t1].ravel() * Dw.ravel(), plan.offload[tt, ee] * D[tt, scenario.src[ee]],
+                            plan.discard[t0:t1].ravel() * Dw.ravel()])
+    kind = np.concatenate([np.zeros(Tw * n, np.int64), np.ones(n_off, np.int64), np.full(Tw * n, 2, np.int64)])
+    within = np.concatenate([np.zeros(Tw * n, np.int64), ee.astype(np.int64), np.zeros(Tw * n, np.int64)])
+    priority = kind * (scenario.n_edges + 1) + within
+    del kind, within
+    counts = largest_remainder(share, group, Dw.ravel(), priority)
+    # Lay out each (t, i)'s D_i(t) points: keep chunk, offload chunks (edge order), discard chunk.
+    order = np.lexsort((priority, group))
+    del priority, share
+    cnt_sorted = counts[order]
+    start_sorted = np.cumsum(cnt_sorted) - cnt_sorted + before  # positions in the (t, i)-ordered stream
+    start = np.empty_like(start_sorted)
+    start[order] = start_sorted
+    del order, cnt_sorted, start_sorted
+    keep_cnt, off_cnt, disc_cnt = counts[:Tw * n], counts[Tw * n:Tw * n + n_off], counts[Tw * n + n_off:]
+    keep_start, off_start = start[:Tw * n], start[Tw * n:Tw * n + n_off]
+    held = off_cnt - np.minimum(off_cnt, whole_points(scenario.link_cap[tt, ee]))  # stays at the source
+    off_cnt = off_cnt - held
+    disc_cnt = disc_cnt + np.bincount(tl * n + scenario.src[ee], weights=held, minlength=Tw * n).astype(np.int64)
+    kept[t0:t1] = keep_cnt.reshape(Tw, n)
+    discarded[t0:t1] = disc_cnt.reshape(Tw, n)
+    # processing chunks: (slot, device, start, count)
+    p_slot = np.concatenate([ti // n + t0, tt + 1])
+    p_dev = np.concatenate([ti % n, scenario.dst[ee]])
+    p_start = np.concatenate([keep_start, off_start])
+    p_cnt = np.concatenate([keep_cnt, off_cnt])
+    ok = (p_cnt > 0) & (p_slot < T)
+    return tt, ee, off_cnt, (p_slot[ok], p_dev[ok], p_start[ok], p_cnt[ok])
 
 
 def point_stream(n_points: int, dataset_size: int, seed: int) -> tuple[np.ndarray, bool]:
