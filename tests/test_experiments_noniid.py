@@ -70,3 +70,30 @@ def test_cli_quick(tmp_path: Path):
                                    "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "report.md").is_file()
+
+
+def _run(tmp_path: Path, *extra: str):
+    from foglearn.cli import app
+
+    out = tmp_path / "run"
+    args = ["run", "--devices", "4", "--slots", "6", "--period", "3", "--model", "mlp", "--dataset", "tiny",
+            "--passes", "1", "--threads", "1", "--out", str(out), *extra]
+    return CliRunner().invoke(app, args), out
+
+
+def test_foglearn_run_trains_label_aware_under_non_iid_data(tmp_path: Path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    res, out = _run(tmp_path, "--partition", "dirichlet:0.1")
+    assert res.exit_code == 0, res.output
+    settings = {s["name"]: s for s in json.loads((out / "result.json").read_text())["settings"]}
+    assert list(settings) == ["no-movement", "network-aware", "label-aware"]
+    assert settings["label-aware"]["unit_cost"] < settings["no-movement"]["unit_cost"]
+
+
+def test_foglearn_run_says_why_label_aware_is_not_trained(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    res, _ = _run(tmp_path, "--partition", "classes:2", "--information", "3")
+    assert res.exit_code == 0, res.output
+    assert "label-aware: not trained" in res.output
