@@ -51,7 +51,7 @@ def test_interior_point_returns_at_once_when_asked_to_stop():
     arcs = I.build_arcs(sn.net)
     asked = []
     status, _, _, steps = I.ipm(sn.net, arcs, np.zeros(arcs.src.size), lambda *a: asked.append(a) or False,
-                                np.inf, 100, np.ones(1, np.uint8))
+                                np.inf, 100, True, np.ones(1, np.uint8))
     assert (status, steps, asked) == ("interrupted", 0, [])
 
 

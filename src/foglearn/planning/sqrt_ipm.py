@@ -501,11 +501,14 @@ def _prices(P: Problem, z: IPMState) -> np.ndarray:
 
 
 def ipm(net: K.Net, arcs: Arcs, x0: np.ndarray, certified: Callable[[np.ndarray, np.ndarray], bool],
-        gap_to_check: float, max_steps: int, stop: np.ndarray) -> tuple[str, np.ndarray, np.ndarray, int]:
+        gap_to_check: float, max_steps: int, equal_steps: bool, stop: np.ndarray
+        ) -> tuple[str, np.ndarray, np.ndarray, int]:
     """Mehrotra predictor-corrector from :func:`start`, until ``certified(x, prices)`` (:func:`_prices`).
 
     ``certified`` (the caller's exact certificate) is asked after every step whose complementarity
-    ``Σ x z`` is below ``gap_to_check``. ``stop[0]`` is read between two steps (Ctrl-C).
+    ``Σ x z`` is below ``gap_to_check``. ``equal_steps``: one step length for primal and dual
+    variables (the sinks' condition ``h'(G) = −y_K − z_C`` couples the two); otherwise separate
+    lengths, as is usual for linear programs. ``stop[0]`` is read between two steps (Ctrl-C).
     Returns ``(status, x, prices, steps)``, status ``"certified"``, ``"step limit"``, ``"interrupted"`` or
     ``"stalled"`` (the Newton system became singular in floating point, or the steps vanished).
     """
@@ -538,7 +541,9 @@ def ipm(net: K.Net, arcs: Arcs, x0: np.ndarray, certified: Callable[[np.ndarray,
             _mehrotra(P, aff, sigma * mu, tg)
             _rhs(P, z, W, tg)
             ap, ad = _back(P, z, W, _solve_refined(solver, P, W), tg, cor)
-            ap = ad = min(1.0, _TAU * ap, _TAU * ad)
+            ap, ad = min(1.0, _TAU * ap), min(1.0, _TAU * ad)
+            if equal_steps:
+                ap = ad = min(ap, ad)
         except (np.linalg.LinAlgError, ZeroDivisionError):   # singular in floating point
             return "stalled", z.x, _prices(P, z), step - 1
         if max(ap, ad) < 1e-12 or not comp > 1e-14 * comp0:
