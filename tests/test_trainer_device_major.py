@@ -259,3 +259,20 @@ def test_schedule_in_windows_of_slots_is_the_same_schedule(monkeypatch):
             assert np.array_equal(getattr(part, f), getattr(whole, f)), f
         for a, b in zip(part.offloaded, whole.offloaded):
             assert np.array_equal(a, b)
+
+
+def test_batch_norm_on_a_single_point_is_a_clear_error() -> None:
+    """BatchNorm1d cannot normalise one value per channel: a device stepping on one point is an
+    InputError that says why and what to use instead, not PyTorch's bare ValueError."""
+    from foglearn import train
+    from foglearn.network import synthetic
+    from foglearn.planning import plan
+
+    s = synthetic(n_devices=3, horizon=4, max_points=1, seed=0)  # at most one point per device and slot
+    assert s.collected.max() == 1
+
+    def bn_mlp() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10))
+
+    with pytest.raises(InputError, match="batch-norm layer saw one value per channel.*GroupNorm"):
+        train(s, plan(s, movement=False), dataset="tiny", model=bn_mlp, period=2, lr=0.1, seed=0)

@@ -764,7 +764,16 @@ class _VmapRunner(_Runner):
             else:
                 params = {k: v.index_select(0, didx) for k, v in self.params.items()}
                 bufs = {k: v.index_select(0, didx) for k, v in self.bufs.items()}
-            out = self.fwd(params, bufs, X[idx])  # [g, width, classes]; updates bufs in training mode
+            try:
+                out = self.fwd(params, bufs, X[idx])  # [g, width, classes]; updates bufs in training mode
+            except ValueError as exc:
+                if "more than 1 value per channel" not in str(exc):
+                    raise
+                raise TrainingError(
+                    "model: a batch-norm layer saw one value per channel: a device takes an SGD step on a single "
+                    "point here, and batch norm cannot normalise one value (PyTorch refuses). Give such layers "
+                    "spatial positions to normalise over (BatchNorm2d after a convolution), use GroupNorm or "
+                    "LayerNorm, or a model without batch norm") from exc
             if bufs is not self.bufs:
                 for k, v in bufs.items():
                     self.bufs[k].index_copy_(0, didx, v)
