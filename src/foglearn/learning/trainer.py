@@ -710,14 +710,20 @@ class _VmapRunner(_Runner):
     integer). Ragged batches are padded and masked, except when samples of a batch interact
     (batch-norm layers, or any buffers): then every group holds devices of one batch size, so
     each device's batch statistics are those of its own points.
+
+    Random layers (dropout) draw each device's own masks (``vmap(randomness="different")``) from the
+    run's own CPU generator, seeded by ``train``'s ``seed`` and kept apart from torch's global one:
+    a run is reproducible and leaves the global generator alone (the masks depend on how devices
+    are grouped into blocks, so ``in_flight`` changes them).
     """
 
     #: Per-device bytes in flight, in units of the model's state: the block's copies, the gathered
     #: copies of a group and the gradients.
     COPIES = 4
 
-    def __init__(self, module: nn.Module, n: int, device: torch.device) -> None:
+    def __init__(self, module: nn.Module, n: int, device: torch.device, seed: int = 0) -> None:
         self.n = n
+        self.rng_state = torch.Generator().manual_seed(seed).get_state()
         self.module = module.to(device)
         self.device = device
         self.global_ = {k: p.detach().clone() for k, p in module.named_parameters()}
@@ -726,7 +732,7 @@ class _VmapRunner(_Runner):
         self.params: dict[str, torch.Tensor] = {}
         self.bufs: dict[str, torch.Tensor] = {}
         self.sum: dict[str, torch.Tensor] | None = None
-        self.fwd = vmap(self.forward_one)
+        self.fwd = vmap(self.forward_one, randomness="different")  # dropout: each device its own masks
 
     def forward_one(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                     x: torch.Tensor) -> torch.Tensor:
@@ -765,7 +771,10 @@ class _VmapRunner(_Runner):
                 params = {k: v.index_select(0, didx) for k, v in self.params.items()}
                 bufs = {k: v.index_select(0, didx) for k, v in self.bufs.items()}
             try:
-                out = self.fwd(params, bufs, X[idx])  # [g, width, classes]; updates bufs in training mode
+                with torch.random.fork_rng(devices=[]):
+                    torch.set_rng_state(self.rng_state)
+                    out = self.fwd(params, bufs, X[idx])  # [g, width, classes]; updates bufs in training mode
+                    self.rng_state = torch.get_rng_state()
             except ValueError as exc:
                 if "more than 1 value per channel" not in str(exc):
                     raise
@@ -1019,7 +1028,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         Xt, Yt = torch.from_numpy(data.x_test).to(on), torch.from_numpy(data.y_test).to(on)
         runner: _Runner
         if kernel is None:
-            runner = _VmapRunner(module, n, on)
+            runner = _VmapRunner(module, n, on, seed)
         elif period == 1 and update.batch is None:
             runner = _UnionRunner(kernel, module, workers)
         elif isinstance(kernel, BatchedMLP):
