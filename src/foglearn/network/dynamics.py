@@ -107,8 +107,8 @@ def with_churn(scenario: Scenario, leave: Mapping[Any, int] | None = None, join:
         i = int(np.argmax(empty))
         raise ScenarioError(f"join[{i}] = {start[i]}, leave[{i}] = {stop[i]}: device {i} would never be present "
                             "(need join < leave)")
-    slot = np.arange(T)[:, None]
-    present = (slot >= start) & (slot < stop)
+    slots = np.arange(T)[:, None]
+    present = (slots >= start) & (slots < stop)
     active = scenario.active & present
     original = scenario.collected
     collected = np.where(present, original, 0)
