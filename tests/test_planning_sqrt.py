@@ -216,3 +216,25 @@ def test_structural_choice_of_method():
 def test_unknown_method_is_an_input_error():
     with pytest.raises(InputError, match="method must be"):
         plan_sqrt(short_of_data(3, 2), method="simplex")
+
+
+def test_auto_finishes_with_the_repair_when_the_interior_point_cannot_certify(monkeypatch):
+    """The rare uncertifiable interior point (method="auto"): the repair, exact on every instance,
+    gives the same certified plan as method="repair"; method="ipm" still raises."""
+    from foglearn.planning import sqrt as sqrt_mod
+
+    sc = short_of_data(8, 4)
+    assert plan_sqrt(sc).stats.extra["method"] == "ipm"
+
+    def fails(*args, **kwargs):
+        raise SolverError("solver = 'sqrt': cannot certify the plan: the interior point stopped (test)")
+
+    monkeypatch.setattr(sqrt_mod, "_interior_point", fails)
+    p = plan_sqrt(sc)
+    assert p.stats.extra["method"] == "repair" and "interior point stopped" in p.stats.extra["ipm_failed"]
+    assert p.stats.extra["relative_gap"] <= 1e-9
+    ref = plan_sqrt(sc, method="repair")
+    assert p.stats.objective == ref.stats.objective
+    np.testing.assert_array_equal(p.keep, ref.keep)
+    with pytest.raises(SolverError, match="interior point stopped"):
+        plan_sqrt(sc, method="ipm")

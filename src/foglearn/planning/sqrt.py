@@ -35,10 +35,12 @@ Algorithm
    arcs) is a lower bound on the optimum for any ``π``. The plan's flows are made exactly
    feasible, and ``gap = primal − L(π)`` must be at most ``rtol · |primal|`` (default 1e-9);
    the interior point iterates until it is (a run with one step length for primal and dual
-   variables, then, if that cannot certify, one with separate lengths). Otherwise
-   :class:`~foglearn.errors.SolverError` — there is no fallback to another solver; in a stress run
-   of 18 855 random small instances this happened twice (n ≤ 12, ``f`` over twelve decades or a
-   hot sink), never an uncertified plan.
+   variables, then, if that cannot certify, one with separate lengths). In a stress run of 18 855
+   random small instances the interior point could not certify twice (n ≤ 12, ``f`` over twelve
+   decades or a hot sink): with ``method="auto"`` the repair (step 3, exact on every instance,
+   fast at such sizes) then finishes the plan from step 1's start, and ``stats.extra["ipm_failed"]``
+   says why; with ``method="ipm"`` it is a :class:`~foglearn.errors.SolverError`. No other solver
+   is ever called, and no uncertified plan is ever returned.
 
 The choice between 2 and 3 is structural and made once, after step 1: the repair runs when at
 most :data:`REPAIR_FRACTION` (1 %) of the sources with data are over-subscribed — the paper's
@@ -146,30 +148,25 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
     over = int((d > net.D + 1e-12 * scale).sum())
     tolx = 1e-12 * scale
     extra: dict[str, float | int | str] = {"oversubscribed_sources": over, "decoupled_seconds": t_dec}
-    if method == "auto":
+    auto = method == "auto"
+    if auto:
         method = "repair" if over <= REPAIR_FRACTION * max(int((net.D > 0).sum()), 1) else "ipm"
+    if over and method == "ipm":
+        try:
+            xo_i, x_i, pi_i, primal, dual, newton = _interior_point(sn, xo, x, rtol, max_steps)
+        except SolverError as exc:
+            if not auto:
+                raise
+            # rare (2 of 18 855 small random instances): the interior point cannot reach the
+            # certificate; the repair, exact on every instance, finishes the plan from step 1
+            extra["ipm_failed"] = str(exc)
+            method = "repair"
+        else:
+            xo, x, pi = xo_i, x_i, pi_i
+            extra.update({"method": "ipm", "newton_steps": newton})
     if over and method == "repair":
-        ms = int(max_steps if max_steps is not None else 500 * T * n + 1_000_000)
-        st = K.Flow(xo, x, pi, np.zeros(T * n), d)
-        status, steps, augs, rmax = interrupt.call(K.repair, net, st, tolx, ms, stop=interrupt.new_stop_flag())
-        if status != K.OK:
-            why = "step limit" if status == K.ITER_LIMIT else "unbounded price raise"
-            raise SolverError(f"solver = 'sqrt': repair of over-subscribed sources stopped ({why}) "
-                              f"after {steps} steps")
-        # round-off: a source may exceed its supply by ≤ tolx; scale its flows down (exact feasibility)
-        d = K.out_flow(T, n, net.D, xo, x, net.src)
-        hi = np.flatnonzero(d > net.D)
-        if hi.size:
-            _shave(sn, xo, x, d, hi)
-        extra.update({"method": "repair", "repair_steps": int(steps), "augmentations": int(augs),
-                      "largest_tree": int(rmax)})
-        G = K.in_flow(T, n, xo, x, net.dst)
-        primal = float(K.primal_objective(net, xo, x, G))
-        dual = sn.dual_bound(pi)
-    elif over:
-        xo, x, pi, primal, dual, newton = _interior_point(sn, xo, x, rtol, max_steps)
-        extra.update({"method": "ipm", "newton_steps": newton})
-    else:
+        xo, x, pi, primal, dual = _repair(sn, xo, x, pi, d, tolx, max_steps, extra)
+    elif not over:
         extra["method"] = "decoupled"
         G = K.in_flow(T, n, xo, x, net.dst)
         primal = float(K.primal_objective(net, xo, x, G))
@@ -189,6 +186,33 @@ def plan_sqrt(scenario: Scenario, information: str = "perfect", check: bool = Tr
     stats = SolverStats("sqrt", "optimal", time.perf_counter() - t0, primal, gap, extra)
     return Plan.from_fractions(scenario, keep, offload, error="sqrt",
                                stats=stats, information=information, check=check)
+
+
+def _repair(sn: SqrtNetwork, xo: np.ndarray, x: np.ndarray, pi: np.ndarray, d: np.ndarray, tolx: float,
+            max_steps: int | None, extra: dict[str, float | int | str]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Step 2 (primal-dual repair) from the decoupled start ``(xo, x, π)`` with source out-flows ``d``.
+
+    Returns ``(xo, x, π, primal, dual bound)``; the flows are made exactly feasible.
+    """
+    net = sn.net
+    T, n = net.T, net.n
+    ms = int(max_steps if max_steps is not None else 500 * T * n + 1_000_000)
+    st = K.Flow(xo, x, pi, np.zeros(T * n), d)
+    status, steps, augs, rmax = interrupt.call(K.repair, net, st, tolx, ms, stop=interrupt.new_stop_flag())
+    if status != K.OK:
+        why = "step limit" if status == K.ITER_LIMIT else "unbounded price raise"
+        raise SolverError(f"solver = 'sqrt': repair of over-subscribed sources stopped ({why}) "
+                          f"after {steps} steps")
+    # round-off: a source may exceed its supply by ≤ tolx; scale its flows down (exact feasibility)
+    d = K.out_flow(T, n, net.D, xo, x, net.src)
+    hi = np.flatnonzero(d > net.D)
+    if hi.size:
+        _shave(sn, xo, x, d, hi)
+    extra.update({"method": "repair", "repair_steps": int(steps), "augmentations": int(augs),
+                  "largest_tree": int(rmax)})
+    G = K.in_flow(T, n, xo, x, net.dst)
+    return xo, x, pi, float(K.primal_objective(net, xo, x, G)), sn.dual_bound(pi)
 
 
 def _interior_point(sn: SqrtNetwork, xo0: np.ndarray, x0: np.ndarray, rtol: float,
