@@ -26,7 +26,7 @@ SCHEMA = 1
 #: Fields added to :class:`RunConfig` after results were first stored, with their defaults. At
 #: the default they are left out of :meth:`RunConfig.key`, so runs stored before the field existed
 #: (which behaved as the default) are still found; any other value makes a new key.
-LATER_FIELDS: dict[str, object] = {"persistence": 0.0}
+LATER_FIELDS: dict[str, object] = {"persistence": 0.0, "churn": 0.0, "handover": False}
 
 METHODS: tuple[str, ...] = ("network-aware", "federated", "centralised")
 
@@ -98,6 +98,13 @@ class RunConfig:
     persistence : float
         Persistent per-device/per-link cost heterogeneity of :func:`foglearn.network.synthetic`
         (0 = docs/model.md §4's i.i.d. per-slot costs).
+    churn : float
+        Fraction of the ``n`` devices that leave mid-horizon, and as many others that join late
+        (docs/dynamics.md): ``round(churn·n)`` of each, at slots drawn uniformly from ``1 … T−1``
+        (:func:`foglearn.experiments.runner.churn_schedule`); 0 = every device present throughout.
+    handover : bool
+        Whether a leaving device hands the points of its leave slot to a neighbour (otherwise
+        they are lost), :func:`foglearn.network.with_churn`.
     train : bool
         Train a model on the plan (otherwise only the costs are computed).
     dataset, model, period, lr :
@@ -125,6 +132,8 @@ class RunConfig:
     error: str = "linear"
     error_decay_period: int | None = None
     persistence: float = 0.0
+    churn: float = 0.0
+    handover: bool = False
     train: bool = True
     dataset: str = "mnist"
     model: str = "cnn"
@@ -159,6 +168,12 @@ class RunConfig:
             raise bad("error_decay_period", "must be ≥ 1 or None")
         if not 0.0 <= self.persistence <= 1.0:
             raise bad("persistence", "must lie in [0, 1]")
+        if isinstance(self.churn, bool) or not isinstance(self.churn, int | float) or not 0.0 <= self.churn <= 0.5:
+            raise bad("churn", "a fraction of devices must lie in [0, 0.5] (as many join as leave)")
+        if self.churn > 0 and self.horizon < 2:
+            raise bad("churn", "devices can leave or join only with a horizon of ≥ 2 slots")
+        if not isinstance(self.handover, bool):
+            raise bad("handover", "must be True or False")
         _check_name("RunConfig.model", self.model, models(), "model")
         if not self.lr > 0:
             raise bad("lr", "a learning rate must be > 0")

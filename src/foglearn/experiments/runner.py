@@ -38,8 +38,33 @@ def build_scenario(cfg: RunConfig, dataset_size: int | None = None) -> Any:
 
     With ``profile = "traces"`` the traced links are intersected with the requested topology
     (any of :data:`foglearn.network.topology.TOPOLOGIES`; ``full`` keeps every traced link), so
-    Fig. 8's topologies also apply to measured traces.
+    Fig. 8's topologies also apply to measured traces. With ``churn > 0`` devices leave and join
+    per :func:`churn_schedule` (:func:`foglearn.network.with_churn`, handover per ``cfg.handover``).
     """
+    scen = _base_scenario(cfg, dataset_size)
+    if cfg.churn > 0:
+        from foglearn.network import with_churn
+
+        leave, join = churn_schedule(scen.n_devices, scen.horizon, cfg.churn, cfg.seed)
+        scen = with_churn(scen, leave=leave, join=join, handover=cfg.handover, seed=cfg.seed)
+    return scen
+
+
+def churn_schedule(n: int, horizon: int, fraction: float, seed: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Who leaves and who joins, and when (docs/dynamics.md): ``k = round(fraction·n)`` devices
+    leave and ``k`` others join, all drawn from ``numpy.random.default_rng([seed, 12])``; each
+    leave and join slot is uniform on ``1 … T−1``. The draw does not depend on the handover, so
+    the two handover settings of a seed churn the same devices at the same slots."""
+    rng = np.random.default_rng([seed, 12])
+    k = int(round(fraction * n))
+    order = rng.permutation(n)
+    leave = {int(i): int(s) for i, s in zip(order[:k], rng.integers(1, horizon, size=k))}
+    join = {int(i): int(s) for i, s in zip(order[k:2 * k], rng.integers(1, horizon, size=k))}
+    return leave, join
+
+
+def _base_scenario(cfg: RunConfig, dataset_size: int | None) -> Any:
+    """The run's scenario before churn: synthetic, or replayed traces (:func:`build_scenario`)."""
     from foglearn.network import from_traces, synthetic
     from foglearn.network import topology as topo
 
@@ -134,6 +159,8 @@ def run_one(cfg: RunConfig) -> dict[str, Any]:
         "slots": slot_rates(scenario, plan),
         "training": None,
     }
+    if "churn" in scenario.info:  # counts of with_churn (docs/dynamics.md), only on churned runs
+        record["churn"] = scenario.info["churn"]
     if cfg.train:
         import warnings
 
@@ -242,9 +269,54 @@ def _init_worker() -> None:
 _WORKER_ENV = "FOGLEARN_SWEEP_WORKER"
 
 
+def _remote_work(cfg: RunConfig, runner: Callable[[RunConfig], dict[str, Any]]
+                 ) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Ray task body: run with one thread and return (key, record, error); the driver stores the
+    record (the workers of a cluster need not share the run directory's disk)."""
+    _init_worker()
+    key = cfg.key()
+    try:
+        return key, runner(cfg), None
+    except Exception:  # noqa: BLE001 - reported to the driver with its traceback
+        return key, None, traceback.format_exc()
+
+
+def _run_on_ray(todo: dict[str, RunConfig], store: ResultStore, executor: str, jobs: int,
+                runner: Callable[[RunConfig], dict[str, Any]], done: Callable[[str, str | None], None]) -> None:
+    """Every run of ``todo`` as a Ray task (one CPU each; ``executor`` ``"ray"`` or ``"ray:ADDRESS"``,
+    :mod:`foglearn.learning.executors`); each record is checked and stored as it arrives, so an
+    interrupted sweep keeps every finished run. Ctrl-C cancels the tasks not finished."""
+    from foglearn.learning.executors import parse_executor, ray_session
+
+    with ray_session(parse_executor(executor), jobs) as ray:
+        task = ray.remote(num_cpus=1)(_remote_work)
+        pending = {task.remote(c, runner): k for k, c in todo.items()}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    key = pending.pop(ref)
+                    try:
+                        got = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the worker died: report, keep going
+                        done(key, f"worker failed: {exc!r}")
+                        continue
+                    if not (isinstance(got, tuple) and len(got) == 3 and got[0] == key
+                            and (got[2] is not None or isinstance(got[1], dict))):
+                        done(key, f"a Ray worker returned {type(got).__name__} instead of the record of run {key}")
+                        continue
+                    if got[2] is None:
+                        store.save(key, got[1])
+                    done(key, got[2])
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+
 def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, progress: bool = True,
               description: str = "runs", runner: Callable[[RunConfig], dict[str, Any]] = run_one,
-              raise_on_failure: bool = True) -> SweepOutcome:
+              raise_on_failure: bool = True, executor: str = "local") -> SweepOutcome:
     """Run every configuration not already finished under ``root`` and return all records.
 
     A run is finished when ``root/results/<key>.json`` holds a readable record; a truncated or
@@ -255,7 +327,14 @@ def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, pro
     run once. A ``KeyboardInterrupt`` cancels pending runs, waits for none, and returns the
     outcome with ``interrupted = True`` (finished runs stay on disk). A failed run raises
     :class:`RunFailed` after the others finish, unless ``raise_on_failure`` is false.
+
+    ``executor = "ray"`` (a Ray cluster of ``jobs`` CPUs started here) or ``"ray:ADDRESS"`` (an
+    existing cluster, across machines) runs each configuration as a Ray task instead, with the
+    same rules: finished records are stored as they arrive, a rerun computes only what is missing.
     """
+    from foglearn.learning.executors import parse_executor
+
+    on_ray = parse_executor(executor).kind == "ray"
     t0 = time.perf_counter()
     store = ResultStore(root)
     keys = [c.key() for c in configs]
@@ -291,7 +370,9 @@ def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, pro
             bar.advance(task)
 
     try:
-        if jobs <= 1 or len(todo) <= 1:
+        if on_ray and todo:
+            _run_on_ray(todo, store, executor, jobs, runner, done)
+        elif jobs <= 1 or len(todo) <= 1:
             previous = os.environ.get(_WORKER_ENV)
             os.environ[_WORKER_ENV] = "1"  # runs in this process also train with one torch thread
             try:
