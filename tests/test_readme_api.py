@@ -28,8 +28,10 @@ def _claims(block: str) -> list[str]:
 
 
 def _agree(printed: str, claim: str) -> bool:
-    """The printed line is the claim's text up to its first ':' / '(' remark, numbers within 1 %."""
-    said = re.split(r":\s| \(", claim, maxsplit=1)[0].strip()
+    """The printed line is the claim, or its text up to a ': ' / ' (' remark; numbers within 1 %."""
+    said = claim.strip()
+    if NUMBER.sub("#", printed) != NUMBER.sub("#", said):
+        said = re.split(r":\s| \(", claim, maxsplit=1)[0].strip()
     if NUMBER.sub("#", printed) != NUMBER.sub("#", said):
         return False
     return all(abs(float(a) - float(b)) <= max(0.01 * abs(float(b)), 0.005)
