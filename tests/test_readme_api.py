@@ -24,7 +24,7 @@ def _api_block() -> str:
 
 def _claims(block: str) -> list[str]:
     """The ``# comment`` after each ``print(...)``: what the reader is told it prints."""
-    return [m.group(1) for m in re.finditer(r"^print\(.*\)\s+#\s*(.*)$", block, flags=re.M)]
+    return [m.group(1) for m in re.finditer(r"^print\(.*\)[ \t]+#[ \t]*(.*)$", block, flags=re.M)]
 
 
 def _agree(printed: str, claim: str) -> bool:
