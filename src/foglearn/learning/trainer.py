@@ -93,7 +93,9 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -110,6 +112,9 @@ from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan
 from foglearn.planning.rules import aggregation_weights, largest_remainder, whole_points
+
+if TYPE_CHECKING:
+    from foglearn.learning.executors import Remote
 
 ProgressFn = Callable[[int, int], None]
 
@@ -375,32 +380,63 @@ class _Runner:
         """Devices per block: as many as :data:`STATE_BUDGET` holds (at least 1)."""
         return 2**62
 
-    def run_period(self, job: _Period, slots: range) -> None:
+    def run_period(self, job: _Period, slots: range, remote: Remote | None = None) -> None:
         """Eq. (3) for every device in ``slots`` (one period), block by block, each block's slots
-        in order; fills ``job.device_loss`` for those slots."""
-        edges, bounds = job.edges, job.bounds
-        for k in range(len(edges) - 1):
-            c0, c1 = int(edges[k]), int(edges[k + 1])
-            self.begin(c1 - c0)
-            for s in slots:
-                p, t = divmod(s, job.T)
-                a, b = bounds[t, k], bounds[t, k + 1]
-                if b == a:
-                    continue
-                dev = job.sched.device[a:b] - c0
-                pts = job.stream[p * job.per_pass + job.sched.pos[a:b]]
-                sizes = np.bincount(dev, minlength=c1 - c0)
-                starts = np.cumsum(sizes) - sizes
-                active = np.nonzero(sizes)[0]
-                if job.batch is None:
-                    loss = self.step(job.X, job.Y, pts, dev, active, sizes, starts, job.lr)
-                else:
-                    loss = _minibatch_step(self, job.X, job.Y, pts, dev, sizes, starts, active, job.lr, job.batch)
-                job.device_loss[s, c0 + active] = loss
-            self.end(c0, c1)
+        in order; fills ``job.device_loss`` for those slots. With ``remote``
+        (:mod:`foglearn.learning.executors`) the blocks run on other processes or machines, each
+        returns its share of eq. (4) and its losses, and the shares are added here in block order
+        (the same float64 additions as a local run)."""
+        blocks = range(len(job.edges) - 1)
+        if remote is None:
+            for k in blocks:
+                self.run_block(job, slots, k)
+            return
+        for k, (part, loss) in zip(blocks, remote.blocks(self.share(), self.w, slots, blocks)):
+            self.add(part)
+            job.device_loss[slots.start:slots.stop, int(job.edges[k]):int(job.edges[k + 1])] = loss
+
+    def run_block(self, job: _Period, slots: range, k: int) -> None:
+        """Block ``k`` (devices ``edges[k] … edges[k + 1] - 1``): the global model, the period's
+        slots, its share of eq. (4) added to the period's sum."""
+        bounds = job.bounds
+        c0, c1 = int(job.edges[k]), int(job.edges[k + 1])
+        self.begin(c1 - c0)
+        for s in slots:
+            p, t = divmod(s, job.T)
+            a, b = bounds[t, k], bounds[t, k + 1]
+            if b == a:
+                continue
+            dev = job.sched.device[a:b] - c0
+            pts = job.stream[p * job.per_pass + job.sched.pos[a:b]]
+            sizes = np.bincount(dev, minlength=c1 - c0)
+            starts = np.cumsum(sizes) - sizes
+            active = np.nonzero(sizes)[0]
+            if job.batch is None:
+                loss = self.step(job.X, job.Y, pts, dev, active, sizes, starts, job.lr)
+            else:
+                loss = _minibatch_step(self, job.X, job.Y, pts, dev, sizes, starts, active, job.lr, job.batch)
+            job.device_loss[s, c0 + active] = loss
+        self.end(c0, c1)
 
     def open_period(self, w: np.ndarray | None) -> None:
         self.w = w
+
+    def share(self) -> object:
+        """The global model as the workers of a remote executor need it (:meth:`load` there)."""
+        raise NotImplementedError
+
+    def load(self, state: object) -> None:
+        """Take the global model :meth:`share` gave."""
+        raise NotImplementedError
+
+    def part(self) -> object:
+        """The period's sum so far (``None`` when every ``H_i = 0``): a block's share of eq. (4)
+        when the sum was opened just before the block."""
+        raise NotImplementedError
+
+    def add(self, part: object) -> None:
+        """Add a block's share of eq. (4) (:meth:`part` of a worker) to the period's sum."""
+        raise NotImplementedError
 
     def begin(self, count: int) -> None:
         """Give ``count`` devices (one block) the global model."""
@@ -564,6 +600,19 @@ class _KernelRunner(_Runner):
             self.glob = self.sum.float()
             self.sum = None
 
+    def share(self):
+        return self.glob
+
+    def load(self, state):
+        self.glob = state
+
+    def part(self):
+        return self.sum
+
+    def add(self, part):
+        if self.sum is not None:
+            self.sum += part
+
     def global_state(self):
         return self.layout.unflatten(self.glob)
 
@@ -602,7 +651,7 @@ class _DeviceMajorMLP(_Runner):
         mlp_devices(self.kernel, X, Y, self.glob_k, dev_ptr, step_ptr, pts, w, lr, out_sum, loss)
         return out_sum, loss
 
-    def run_period(self, job, slots):
+    def run_period(self, job, slots, remote=None):
         if self.w is None:  # nobody processes anything in the period
             return
         parts = []
@@ -631,20 +680,29 @@ class _DeviceMajorMLP(_Runner):
             s_lo, s_hi = dev_start[c0], (dev_start[c1] if c1 < len(devices) else len(step_start))
             p_lo, p_hi = step_start[s_lo], (step_start[s_hi] if s_hi < len(step_start) else M)
             tasks.append((np.r_[dev_start[c0:c1], s_hi] - s_lo, np.r_[step_start[s_lo:s_hi], p_hi] - p_lo,
-                          pts[p_lo:p_hi], self.w[devices[c0:c1]], job.X, job.Y, job.lr))
+                          pts[p_lo:p_hi], self.w[devices[c0:c1]]))
         self.glob_k = mlp_kernel_layout(self.kernel, self.glob)
         total = np.zeros(self.kernel.layout.size)
         losses = []
-        wave = 4 * self.workers.k  # calls in flight (their partial sums), added in call order
-        for i in range(0, len(tasks), wave):
-            for out_sum, loss in self.workers.map(self._call, tasks[i:i + wave]):
-                total += out_sum
-                losses.append(loss)
+        calls = (self.calls(tasks, job.X, job.Y, job.lr) if remote is None
+                 else remote.calls(self.glob_k, job.lr, tasks))
+        for out_sum, loss in calls:  # partial sums added in call order, wherever the calls ran
+            total += out_sum
+            losses.append(loss)
         total += self.glob_k.numpy()  # Σ w_i = 1: w + Σ w_i (w_i - w) = Σ w_i w_i
         self.glob = mlp_kernel_layout(self.kernel, torch.from_numpy(total.astype(np.float32)), inverse=True)
         per_point = np.concatenate(losses)
         counts = np.diff(np.r_[first, M])
         job.device_loss[slots[0] + sl[first], dev[first]] = np.add.reduceat(per_point, first) / counts
+
+    def calls(self, tasks: list[tuple], X: torch.Tensor, Y: torch.Tensor, lr: float):
+        """The compiled calls ``tasks`` (``(dev_ptr, step_ptr, pts, w)``) on the worker threads from
+        ``glob_k``, :attr:`block` devices each, a wave of them in flight at a time (their partial
+        sums); yields each call's ``(partial sum, per-point losses)`` in call order."""
+        wave = 4 * self.workers.k
+        for i in range(0, len(tasks), wave):
+            yield from self.workers.map(lambda dp, sp, pts, w: self._call(dp, sp, pts, w, X, Y, lr),
+                                        tasks[i:i + wave])
 
     def global_state(self):
         return self.kernel.layout.unflatten(self.glob)
@@ -668,6 +726,10 @@ class _UnionRunner(_Runner):
     """
 
     per_device = False
+
+    def run_period(self, job, slots, remote=None):
+        """The period's one step on the union, here: there is no per-device work to send anywhere."""
+        super().run_period(job, slots)
 
     def __init__(self, kernel: BatchedModel, module: nn.Module, workers: _Workers) -> None:
         self.kernel = kernel
@@ -818,6 +880,20 @@ class _VmapRunner(_Runner):
                     else torch.tensordot(wt, x.double(), dims=([0], [0]))
                 self.sum[k] += part.double()
 
+    def share(self):
+        return self.global_, self.buffers
+
+    def load(self, state):
+        self.global_, self.buffers = state
+
+    def part(self):
+        return self.sum
+
+    def add(self, part):
+        if self.sum is not None:
+            for k, v in part.items():
+                self.sum[k] += v
+
     def close_period(self):
         """Eq. (4) for parameters and buffers alike (integer buffers rounded)."""
         self.params, self.bufs = {}, {}
@@ -913,6 +989,18 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return on
 
 
+def _make_runner(module: nn.Module, kernel: BatchedModel | None, n: int, on: torch.device, seed: int,
+                 workers: _Workers, period: int, update: LocalUpdate) -> _Runner:
+    """The runner of a run (see :func:`train`): the same choice in the driver and in remote workers."""
+    if kernel is None:
+        return _VmapRunner(module, n, on, seed)
+    if period == 1 and update.batch is None:
+        return _UnionRunner(kernel, module, workers)
+    if isinstance(kernel, BatchedMLP):
+        return _DeviceMajorMLP(kernel, module, workers)
+    return _KernelRunner(kernel, module, n, workers)
+
+
 def _kernel_path(kernel: BatchedModel | None) -> str:
     """The compute path of a run (``config["kernel"]``): ``"cnn-fused"`` (one compiled call per
     batch), ``"cnn-layered"`` (``FOGLEARN_FUSED=0`` or no ``sgemm_``), ``"mlp"`` or ``"vmap"``."""
@@ -927,7 +1015,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
           threads: int | None = None, name: str = "network-aware",
           local_update: str | LocalUpdate = "paper", partition: str | Partition = "iid",
           progress: ProgressFn | None = None, device: str | torch.device | None = None,
-          in_flight: int | None = None) -> TrainResult:
+          in_flight: int | None = None, executor: str = "local") -> TrainResult:
     """Train one model by executing ``plan`` on ``scenario`` at datapoint level (eqs. 3–4).
 
     Parameters
@@ -985,6 +1073,11 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         Devices per block of a device-major period (``None``: as many as :data:`STATE_BUDGET`
         holds, 32 per compiled call for the MLP). Memory grows with it, not with ``n``; the
         result does not depend on it beyond float64 round-off.
+    executor
+        Where a period's blocks run: ``"local"`` (here, on ``threads`` threads), ``"ray"`` (a Ray
+        cluster started here, ``threads`` CPUs) or ``"ray:ADDRESS"`` (an existing cluster): each
+        block is a Ray task that returns its share of eq. (4), and the shares are added here in
+        block order, so the result is the local run's (:mod:`foglearn.learning.executors`).
 
     Returns
     -------
@@ -993,8 +1086,16 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         the plan's realised costs and the configuration.
     """
     _check_args(period, lr, passes, eval_every, in_flight)
+    from foglearn.learning.executors import WorkerSpec, open_executor, parse_executor
+
+    where = parse_executor(executor)
     update = LocalUpdate.parse(local_update)
+    if where.kind == "ray" and device is None:
+        device = "cpu"  # Ray's workers run the CPU kernels
     on = _resolve_device(device)
+    if where.kind == "ray" and on.type != "cpu":
+        raise TrainingError(f"device = {device!r} with executor = {executor!r}: the Ray workers run on their "
+                            "CPUs; pass device='cpu'")
     try:
         part = Partition.parse(partition)
     except PartitionError as exc:
@@ -1011,6 +1112,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         kernel = None
     workers = _Workers(cores if kernel is not None else 1)
     torch.set_num_threads(1 if kernel is not None else cores)
+    stack = ExitStack()  # the executor's workers, if any, end with the run
     try:
         t0 = time.perf_counter()
         sched = schedule(scenario, plan)
@@ -1026,15 +1128,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         X = torch.from_numpy(data.x_train).to(on)
         Y = torch.from_numpy(data.y_train).to(on)
         Xt, Yt = torch.from_numpy(data.x_test).to(on), torch.from_numpy(data.y_test).to(on)
-        runner: _Runner
-        if kernel is None:
-            runner = _VmapRunner(module, n, on, seed)
-        elif period == 1 and update.batch is None:
-            runner = _UnionRunner(kernel, module, workers)
-        elif isinstance(kernel, BatchedMLP):
-            runner = _DeviceMajorMLP(kernel, module, workers)
-        else:
-            runner = _KernelRunner(kernel, module, n, workers)
+        runner = _make_runner(module, kernel, n, on, seed, workers, period, update)
         total = T * passes
         device_loss = np.full((total, n), np.nan, dtype=np.float64)
         ev_slot: list[int] = []
@@ -1043,10 +1137,14 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         n_agg = 0
         block = n if not runner.per_device else min(n, runner.block_size() if in_flight is None else int(in_flight))
         job = _Period(X, Y, sched, stream, per_pass, T, n, block, update.batch, lr, device_loss)
+        remote = stack.enter_context(open_executor(where, cores, WorkerSpec(
+            model=model, seed=seed, n_classes=data.n_classes, period=period, batch=update.batch, lr=lr,
+            x=data.x_train, y=data.y_train, sched=sched, stream=stream, per_pass=per_pass, T=T, n=n, block=block,
+            total=total), units=len(job.edges) - 1)) if where.kind == "ray" and runner.per_device else None
         for s0 in range(0, total, period):
             slots = range(s0, min(s0 + period, total))
             runner.open_period(aggregation_weights(sched.processed[[s % T for s in slots]].sum(0).astype(np.float64)))
-            runner.run_period(job, slots)
+            runner.run_period(job, slots, remote)
             runner.close_period()
             n_agg += 1
             if slots[-1] + 1 == total or (eval_every and n_agg % eval_every == 0):
@@ -1059,12 +1157,13 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
                     progress(s + 1, total)
         seconds = time.perf_counter() - t0
     finally:
+        stack.close()
         workers.close()
         torch.set_num_threads(old_threads)
     config = {"dataset": data.name, "model": model_name(model), "period": int(period), "lr": float(lr),
               "seed": int(seed), "passes": int(passes), "eval_every": int(eval_every),
               "threads": cores, "n_devices": n, "horizon": T, "kernel": _kernel_path(kernel),
-              "local_update": update.spec,
+              "local_update": update.spec, "executor": where.spec,
               "partition": {**part.as_dict(), "proportions": drawn.proportions.round(6).tolist(),
                             "label_histograms": drawn.histograms.tolist()},
               "plan": {"error": plan.error, "information": plan.information, "solver": plan.stats.solver}}
