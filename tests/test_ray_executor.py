@@ -153,3 +153,31 @@ def test_executor_errors_name_the_argument(scenario_plan, monkeypatch, tmp_path)
         train(scen, plan, "tiny", "mlp", period=3, executor="ray", device="cpu")
     with pytest.raises(InputError, match="Ray is not installed"):
         run_sweep([RunConfig(n_devices=4, horizon=4, train=False)], tmp_path, progress=False, executor="ray")
+
+
+def test_cli_reproduce_on_ray_resumes(cluster, tmp_path) -> None:
+    """``foglearn reproduce --executor ray:ADDRESS``: the sweep's runs as Ray tasks; rerun: nothing computed."""
+    from typer.testing import CliRunner
+
+    from foglearn.cli import app
+
+    args = ["reproduce", "table3", "--no-train", "--seeds", "1", "--dataset", "tiny", "--devices", "5", "--slots",
+            "10", "--window", "5", "--out", str(tmp_path / "out"), "--json", "--executor", f"ray:{cluster}"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    section = json.loads(first.stdout)["sections"][0]
+    assert section["computed"] == section["runs"] > 0
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and json.loads(again.stdout)["sections"][0]["computed"] == 0
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "reproduce"])
+def test_cli_bad_executor_names_the_option(command, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from foglearn.cli import app
+
+    extra = ["table3"] if command == "reproduce" else []
+    res = CliRunner().invoke(app, [command, *extra, "--executor", "spark", "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "executor = 'spark'" in res.output
+    assert not (tmp_path / "o" / "results").exists()

@@ -38,6 +38,9 @@ def reproduce_command(
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every k-th aggregation "
                                             "(0 = final model only).")] = 1,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
+    executor: Annotated[str, typer.Option("--executor", help="local (--jobs processes) | ray (a Ray cluster of "
+                                          "--jobs CPUs started here) | ray:ADDRESS (an existing cluster): "
+                                          "where the runs execute; same resume rules.")] = "local",
     traces: Annotated[Path | None, typer.Option("--traces", help="Folder with nodes.csv/links.csv "
                                                 "(docs/model.md §5) for Fig. 8.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME).")] = None,
@@ -75,7 +78,8 @@ def reproduce_command(
                                         out=str(out_dir), train_seeds=train_seeds,
                                         passes=passes, lr=lr, eval_every=eval_every,
                                         table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
-                                        traces_dir=str(traces) if traces else None, progress=not no_progress)
+                                        traces_dir=str(traces) if traces else None, progress=not no_progress,
+                                        executor=executor)
             sections = run_experiment(name, options)
         except ConfigError as exc:
             fail(str(exc))

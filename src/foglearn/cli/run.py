@@ -231,19 +231,32 @@ def run_command(
         ),
     ] = "iid",
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="where each aggregation period's device blocks run: local | ray (a Ray cluster started here) | "
+            "ray:ADDRESS (an existing cluster); the result is the same"
+        ),
+    ] = "local",
     out: Annotated[Path, typer.Option(help="run directory to write")] = Path("runs/default"),
     config_file: Annotated[
         Path | None,
         typer.Option(
             "--config",
             help="run the options recorded in a run directory's config.toml (replaces every option "
-            "but --out, --threads, --log and --json)",
+            "but --out, --threads, --executor, --log and --json)",
         ),
     ] = None,
     log: Log = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Train with no movement and with network-aware learning; compare costs and accuracy."""
+    from foglearn.learning.executors import parse_executor
+
+    try:
+        parse_executor(executor)
+    except InputError as exc:
+        fail(f"--executor: {exc}")
     if config_file is not None:
         o = options_from_config(config_file)
         options, seed, dataset, model = o["scenario"], o["seed"], o["dataset"], o["model"]
@@ -380,6 +393,7 @@ def run_command(
                     local_update=update,
                     partition=part,
                     progress=functools.partial(_advance, bar, task),
+                    executor=executor,
                 )
                 save_result(r, finished / f"{name}-{key}.json")
                 results.append(r)

@@ -30,6 +30,11 @@ def sweep_command(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")
     ] = 2,
+    executor: Annotated[
+        str,
+        typer.Option("--executor", help="local (--jobs processes) | ray (a Ray cluster of --jobs CPUs started "
+                     "here) | ray:ADDRESS (an existing cluster): where the runs execute; same resume rules."),
+    ] = "local",
     seeds: Annotated[
         int | None,
         typer.Option("--seeds", help="Seeds 0 … N−1 (default: the grid file's `seeds`, else 1)."),
@@ -78,6 +83,13 @@ def sweep_command(
         fail(f"sweep: at most one grid file, got {files}; overrides are key=value")
     if jobs < 1:
         fail(f"--jobs = {jobs}: must be ≥ 1")
+    from foglearn.errors import InputError
+    from foglearn.learning.executors import parse_executor
+
+    try:
+        parse_executor(executor)
+    except InputError as exc:
+        fail(f"--executor: {exc}")
     if log is not None:
         require_tensorboard(log)
     scenario = ScenarioOptions(devices=devices, slots=slots, topology=topology, rho=rho, capacities=capacities,
@@ -97,7 +109,7 @@ def sweep_command(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             try:
-                result = run_grid(grid, out, jobs=jobs, progress=not no_progress, plots=plot or ())
+                result = run_grid(grid, out, jobs=jobs, progress=not no_progress, plots=plot or (), executor=executor)
             except Interrupted as exc:
                 err_console.print(f"[yellow]{exc}[/]")
                 raise typer.Exit(130) from None

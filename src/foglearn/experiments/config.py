@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from foglearn.errors import InputError
+from foglearn.learning.executors import parse_executor
 
 #: Bump when the meaning of a stored result changes, so old results are not reused.
 SCHEMA = 1
@@ -216,7 +217,8 @@ class ExperimentOptions:
     with the horizon so that it keeps its meaning (:meth:`run_window`). ``n_devices`` is ``n``
     where an experiment does not sweep it; ``window`` is the length of the estimated-information
     windows (``None``: the aggregation period τ, as the paper). ``jobs`` is the number of worker processes
-    (1 = run in this process). ``train = False`` computes only the planned costs;
+    (1 = run in this process); ``executor`` ``"ray"``/``"ray:ADDRESS"`` runs the runs as Ray tasks
+    instead (:func:`~foglearn.experiments.runner.run_sweep`). ``train = False`` computes only the planned costs;
     ``train_seeds = k`` trains only the runs of the first ``k`` seeds (costs are computed for all
     seeds, accuracy is averaged over the trained ones). ``passes``, ``lr`` and ``eval_every`` go to
     the trainer (training budget, learning rate η, evaluation frequency).
@@ -241,6 +243,7 @@ class ExperimentOptions:
     traces_dir: str | None = None
     out: str = "runs/reproduce"
     progress: bool = True
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -261,6 +264,10 @@ class ExperimentOptions:
             raise ConfigError(f"ExperimentOptions.eval_every = {self.eval_every}: must be ≥ 0")
         if not self.lr > 0:
             raise ConfigError(f"ExperimentOptions.lr = {self.lr}: a learning rate must be > 0")
+        try:
+            parse_executor(self.executor)
+        except InputError as exc:
+            raise ConfigError(f"ExperimentOptions.{exc}") from None
         if self.window is not None and self.window < 1:
             raise ConfigError(f"ExperimentOptions.window = {self.window}: must be ≥ 1 or None (= τ)")
         for name in ("jobs", "quick_seeds", "quick_horizon", "horizon", "passes", "n_devices"):

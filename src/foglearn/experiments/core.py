@@ -67,7 +67,7 @@ def run_experiment(name: str, options: ExperimentOptions, out: str | Path | None
     write_config_toml(out / "config.toml", SweepSpec(name, options.as_run(configs), tuple(configs), options))
     t0 = time.perf_counter()
     outcome = run_sweep(configs, store or out, jobs=options.jobs, progress=options.progress,
-                        description=name, runner=runner)
+                        description=name, runner=runner, executor=options.executor)
     seconds = time.perf_counter() - t0
     if outcome.interrupted:
         raise Interrupted(name, outcome)

@@ -351,8 +351,11 @@ def run_grid(
     progress: bool = True,
     plots: Sequence[str] = (),
     runner: Callable[[RunConfig], dict[str, Any]] = run_one,
+    executor: str = "local",
 ) -> SweepResult:
     """Run ``grid`` into the folder ``out`` and write its tables and plots.
+
+    ``executor`` ``"ray"``/``"ray:ADDRESS"`` runs the runs as Ray tasks (:func:`run_sweep`).
 
     ``plots`` are ``metric:key`` requests (``unit:n``) checked before anything runs. Finished
     runs (``out/results/<key>.json``) are reused, so rerunning after Ctrl-C resumes. Raises
@@ -372,7 +375,7 @@ def run_grid(
     write_grid_toml(out / "config.toml", grid, [c for _, c in runs], base)
     configs = [c for _, c in runs] + base
     outcome = run_sweep(
-        configs, out, jobs=jobs, progress=progress, description="sweep", runner=runner
+        configs, out, jobs=jobs, progress=progress, description="sweep", runner=runner, executor=executor
     )
     if outcome.interrupted:
         raise Interrupted("sweep", outcome)
