@@ -1,7 +1,9 @@
 """``foglearn run``: the main job — no movement vs network-aware learning on real data.
 
 On the embedded default (MNIST, n = 10, T = 100, τ = 10, CNN, synthetic costs on a fully
-connected network) it plans both settings, trains a real model for each by executing the plan
+connected network) it plans both settings — and, when the data are non-IID (``--partition
+dirichlet:α`` or ``classes:K``, linear error, perfect information), a third, ``label-aware``
+(docs/noniid.md) — trains a real model for each by executing the plan
 at datapoint level, prints costs and accuracy, and writes a run directory:
 ``config.toml``, ``result.json``, ``slots.csv`` (per-slot loss and test metrics), ``loss.png``,
 ``accuracy.png`` and ``labels.png`` (the labels each device collected). Every file is written
@@ -250,7 +252,7 @@ def run_command(
     log: Log = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Train with no movement and with network-aware learning; compare costs and accuracy."""
+    """Train with no movement, network-aware (and on non-IID data label-aware); compare costs and accuracy."""
     from foglearn.learning.executors import parse_executor
 
     try:
