@@ -96,17 +96,27 @@ def scenario_plan():
     return scen, plan
 
 
-@pytest.mark.parametrize("model, in_flight", [("mlp", None), ("cnn", 2)])
+def _batch_norm_net() -> torch.nn.Module:
+    """A module the batched kernels do not know (batch norm): the torch path, per-device buffers."""
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 2, 5, stride=3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(128, 10))
+
+
+@pytest.mark.parametrize("model, in_flight", [("mlp", None), ("cnn", 2), ("batch-norm", 4)])
 def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight) -> None:
-    """τ = 3 > 1, with movement: the blocks (CNN: 3 blocks of 2 devices; MLP: its compiled calls)
-    run on the cluster's two nodes and their shares of eq. (4) are added in block order, so the
-    final model and every loss are the local run's, bit for bit."""
+    """τ = 3 > 1, with movement: the blocks (CNN: 3 blocks of 2 devices; MLP: its compiled calls;
+    a batch-norm module: 2 blocks on the torch path, buffers averaged too) run on the cluster's two
+    nodes and their shares of eq. (4) are added in block order, so the final model and every loss
+    are the local run's, bit for bit."""
     scen, plan = scenario_plan
+    if model == "batch-norm":
+        model = _batch_norm_net()
     kw = dict(dataset="tiny", model=model, period=3, lr=0.05, seed=1, threads=1, in_flight=in_flight,
               device="cpu")
     local = train(scen, plan, **kw)
     remote = train(scen, plan, **kw, executor=f"ray:{cluster}")
     assert remote.config["executor"] == f"ray:{cluster}" and local.config["executor"] == "local"
+    assert remote.config["kernel"] == {"mlp": "mlp", "cnn": local.config["kernel"]}.get(model, "vmap")
     assert local.final_state.keys() == remote.final_state.keys()
     for k, v in local.final_state.items():
         assert torch.equal(v, remote.final_state[k]), k

@@ -366,7 +366,13 @@ def run_command(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         results = []
-        with Progress(
+        from contextlib import nullcontext
+
+        from foglearn.learning.executors import ray_session
+
+        where = parse_executor(executor)  # one Ray session for both trainings (each would start its own)
+        session = ray_session(where, threads) if where.kind == "ray" and None in kept.values() else nullcontext()
+        with session, Progress(
             TextColumn("{task.description:<14}"),
             BarColumn(),
             MofNCompleteColumn(),
