@@ -32,7 +32,10 @@ all the period's slots, add their ``H``-weighted models to the period's sum (flo
 dropped before the next block starts. Only one block's models exist at a time — memory is
 ``O(block)``, not ``O(n)`` (the block size comes from :data:`STATE_BUDGET`, or ``in_flight``) — and
 the result does not depend on the block size beyond float64 round-off of the sum
-(tests/test_trainer_device_major.py). Within a block, never one Python step per device:
+(tests/test_trainer_device_major.py). A block needs only the global model and its devices' points, so
+blocks can also run on other machines as Ray tasks (``executor="ray"``,
+:mod:`foglearn.learning.executors`; the shares are added in block order, the local result bit for
+bit). Within a block, never one Python step per device:
 
 * **MLP (CPU): one compiled call per 32 devices** (:func:`foglearn.learning.kernels.mlp_devices`,
   :class:`_DeviceMajorMLP`). A device's steps of the period run back to back with its model
