@@ -150,3 +150,65 @@ def test_importing_the_clientapp_leaves_pytorch_and_plotting_for_later():
             "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stopped_run_or_a_failed_push_does_not_end_the_worker(monkeypatch):
+    """HTTP 403 (RunNotRunningException, a BaseException) while pulling, and a push that gives up,
+    drop that task only: the client is closed and the next task runs."""
+    import flwr.supernode.runtime.run_clientapp as rc
+    from flwr.supercore.run import RunNotRunningException
+
+    fake = Fake(monkeypatch, _fab())
+    w = worker.Worker("127.0.0.1:1")
+
+    def stopped(client):
+        raise RunNotRunningException()
+
+    monkeypatch.setattr(rc, "pull_task_input", stopped)
+    assert w.run_task("token", lambda message, context: Message(RecordDict(), reply_to=message)) is False
+    assert fake.closed == 1
+
+    monkeypatch.setattr(rc, "pull_task_input", lambda client: (fake.message, fake.context, None, _fab()))
+
+    def gives_up(client, reply, context):
+        raise RuntimeError("retries exhausted")
+
+    monkeypatch.setattr(rc, "push_message", gives_up)
+    assert w.run_task("token", lambda message, context: Message(RecordDict(), reply_to=message)) is False
+    assert fake.outputs[-1][0] == SubStatus.FAILED and fake.closed == 2
+    assert w.tasks_run == 2
+
+
+def test_sigint_during_a_task_does_not_stop_the_worker(monkeypatch):
+    """Flower's heartbeat ends a stale task with SIGINT: inside a task the worker finishes it and keeps
+    serving; SIGINT when idle, or SIGTERM, stops it."""
+    import os
+    import signal
+
+    from foglearn.flower import task
+
+    fake = Fake(monkeypatch, _fab())
+    monkeypatch.setattr(task, "preload", lambda: None)
+    tokens = iter(["t1", "t2", None])
+    monkeypatch.setattr(worker.Worker, "acquire", lambda self, client: next(tokens))
+    seen = []
+
+    def app(message, context):
+        os.kill(os.getpid(), signal.SIGINT)  # as flwr's heartbeat does
+        seen.append(message)
+        return Message(RecordDict(), reply_to=message)
+
+    from foglearn.flower import client_app
+
+    monkeypatch.setattr(client_app, "app", app)
+    w = worker.Worker("127.0.0.1:1", poll=0.01)
+    old = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        w.serve(max_tasks=2)
+        assert len(seen) == 2 and w.tasks_run == 2 and not w._stop  # both tasks ran
+        os.kill(os.getpid(), signal.SIGINT)  # idle: stops
+        assert w._stop
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+    assert len(fake.pushed) == 2

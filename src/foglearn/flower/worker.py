@@ -27,7 +27,10 @@ task whose FAB names another ``clientapp`` component is answered with an error r
 from the FAB is installed or imported. A ClientApp that raises is an error reply, as with
 ``flwr-clientapp``; one that kills the process (the ``kill`` fault, an OOM kill) takes the worker
 with it: the SuperNode then reports the message failed and the operator's supervisor (systemd
-``Restart=always``, or :class:`foglearn.flower.local.LocalDeployment`) restarts the worker.
+``Restart=always`` around ``flower_app/device.sh``) must restart the worker —
+:class:`foglearn.flower.local.LocalDeployment` does not. A task that fails to return its result
+(the run was stopped, retries gave up) is logged and the worker serves the next one; SIGTERM stops
+it, SIGINT only between tasks (Flower's own helpers send SIGINT to end one stale task).
 
 It uses Flower's Runtime API client and the task helpers of ``flwr-clientapp``
 (:mod:`flwr.supernode.runtime.run_clientapp`), checked against flwr 1.42.
@@ -79,6 +82,7 @@ class Worker:
         self.poll = float(poll)
         self.tasks_run = 0
         self._stop = False
+        self._in_task = False
 
     def _client(self, *interceptors: Any) -> Any:
         from flwr.supercore.retry import make_simple_http_retry_invoker
@@ -106,8 +110,10 @@ class Worker:
         from flwr.app import Message
         from flwr.app.error import Error
         from flwr.common.constant import ErrorCode, SubStatus
+        from flwr.supercore import log
         from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
         from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
+        from flwr.supercore.run import RunNotRunningException
         from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
         if app is None:
@@ -129,31 +135,46 @@ class Worker:
             else:
                 reply = app(message=message, context=context)
                 status, details = SubStatus.COMPLETED, ""
+        except RunNotRunningException:  # the run was stopped (HTTP 403): nothing to return, keep serving
+            log(WARNING, "foglearn worker: the task's run is no longer running; task dropped")
+            if heartbeat.is_running:
+                heartbeat.stop()
+            client.close()
+            self.tasks_run += 1
+            return False
         except Exception as exc:  # a ClientApp that raises is an error reply, as with flwr-clientapp
-            from flwr.supercore import log
-
             log(ERROR, "foglearn worker: the ClientApp raised", exc_info=exc)
             details = f"{type(exc)}:<'{exc}'>"
             if message is not None:
                 reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=details), reply_to=message)
-        finally:
-            try:
-                if reply is not None and context is not None:
+        try:
+            # returning the result may fail (retries given up, run stopped, a context that cannot be
+            # serialised): logged, as flwr-clientapp does, and the worker serves the next task
+            if reply is not None and context is not None:
+                try:
                     push_message(client, reply, context)
-            finally:
+                except (Exception, RunNotRunningException) as exc:
+                    log(ERROR, "foglearn worker: could not push the reply", exc_info=exc)
+                    status = SubStatus.FAILED
+            try:
                 push_task_output(client=client, context=context, sub_status=status, details=details)
-                if heartbeat.is_running:
-                    heartbeat.stop()
-                client.close()
+            except (Exception, RunNotRunningException) as exc:
+                log(ERROR, "foglearn worker: could not push the task's output", exc_info=exc)
+                status = SubStatus.FAILED
+        finally:
+            if heartbeat.is_running:
+                heartbeat.stop()
+            client.close()
         self.tasks_run += 1
         return status == SubStatus.COMPLETED
 
     def serve(self, max_tasks: int | None = None) -> None:
-        """Run tasks until SIGTERM/SIGINT (or ``max_tasks`` tasks)."""
+        """Run tasks until SIGTERM (SIGINT when idle) or ``max_tasks`` tasks."""
         from importlib.metadata import version
 
         from flwr.supercore import log
         from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+        from flwr.supercore.run import RunNotRunningException
 
         from foglearn.flower import client_app, task  # the imports, once
 
@@ -165,7 +186,14 @@ class Worker:
         task.preload()
 
         def stop(signum: int, _frame: Any) -> None:
-            self._stop = True
+            # SIGTERM stops the worker (after the task in hand). Flower's helpers send SIGINT to end
+            # one task (its heartbeat on a task the SuperNode no longer wants, its retries on HTTP
+            # 401): inside a task that must not end the worker, so SIGINT stops it only when idle.
+            if signum == signal.SIGTERM or not self._in_task:
+                self._stop = True
+            else:
+                log(WARNING, "foglearn worker: SIGINT during a task (Flower ends a stale task this way): "
+                    "the task finishes, the worker keeps serving")
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -177,7 +205,13 @@ class Worker:
                 if token is None:
                     time.sleep(self.poll)
                     continue
-                self.run_task(token, client_app.app)
+                self._in_task = True
+                try:
+                    self.run_task(token, client_app.app)
+                except (Exception, RunNotRunningException) as exc:  # one task's failure is not the worker's
+                    log(ERROR, "foglearn worker: task failed", exc_info=exc)
+                finally:
+                    self._in_task = False
         finally:
             client.close()
 
