@@ -142,3 +142,17 @@ def test_plan_traces_refuse_options_they_decide(traces, option):
     res = runner.invoke(app, ["plan", "--traces", str(traces), *option])
     assert res.exit_code == 2, res.output
     assert f"{option[0]}" in res.output and "does not apply with --traces" in res.output
+
+
+def test_max_points_with_measured_arrivals_is_an_error(tmp_path):
+    """nodes.csv's arrivals column decides D_i(t): --max-points (which bounds drawn arrivals) is refused."""
+    from typer.testing import CliRunner
+
+    from foglearn.cli import app
+    from foglearn.network import synthetic, write_traces
+
+    d = write_traces(tmp_path / "tr", synthetic(n_devices=3, horizon=2, seed=0), data=True)
+    res = CliRunner().invoke(app, ["plan", "--traces", str(d), "--max-points", "5"])
+    assert res.exit_code == 2
+    assert "--max-points" in res.output and "arrivals column" in res.output
+    assert CliRunner().invoke(app, ["plan", "--traces", str(d)]).exit_code == 0

@@ -145,3 +145,15 @@ def test_device_names_survive_save_load_and_window_and_default_to_indices(tmp_pa
     assert back.device_names == ["pi-a", "pi-b", "laptop"] and back.window(1, 2).device_names == back.device_names
     assert synthetic(3, 2, seed=0).device_names == ["0", "1", "2"]
     assert s.replace(info={"device_names": ["x"]}).device_names == ["0", "1", "2"]  # not one per device
+
+
+def test_tiled_names_that_clash_with_a_node_id_are_refused(tmp_path):
+    """Tiled copies are named `node#k`; a traced node already called that would make names ambiguous."""
+    d = _doc_example(tmp_path)
+    for name in ("nodes.csv", "links.csv"):
+        (d / name).write_text((d / name).read_text().replace("pi-b", "pi-a#1"))
+    assert from_traces(d).device_names == ["pi-a", "pi-a#1", "laptop"]
+    with pytest.raises(ScenarioError, match=r"tiled copy 'pi-a#1' has the name of a node of nodes.csv"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from_traces(d, n_devices=4, repeat=True)

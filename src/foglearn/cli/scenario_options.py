@@ -149,6 +149,9 @@ class ScenarioOptions:
                 except InputError as exc:  # the library names its arguments; the command line its options
                     message = str(exc).replace("n_devices = ", "--devices = ").replace("horizon = ", "--slots = ")
                     raise InputError(f"--traces {self.traces}: {message.replace('repeat=True', '--repeat')}") from None
+                if self.max_points is not None and scenario.info.get("arrivals") == "traces":
+                    raise InputError(f"--max-points: the traces {self.traces} have an arrivals column in nodes.csv, "
+                                     "which decides D_i(t); --max-points only bounds drawn arrivals")
                 source = {"generator": "traces", "path": str(self.traces), "n_devices": scenario.n_devices,
                           "horizon": scenario.horizon, "repeat": self.repeat, "seed": seed, **extra}
             else:

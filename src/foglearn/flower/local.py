@@ -122,9 +122,10 @@ class LocalDeployment:
     def start_superlink(self, timeout: float = 90.0) -> None:
         """The SuperLink: TLS, node authentication, no runtime dependency installation, 127.0.0.1."""
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "config.toml").write_text(
-            f'[superlink]\ndefault = "fog"\n\n[superlink.fog]\naddress = "127.0.0.1:{self.port}"\n'
-            f'root-certificates = "{self.ca.resolve()}"\n')
+        import tomli_w  # a path holding " or \\ stays valid TOML
+
+        fog = {"address": f"127.0.0.1:{self.port}", "root-certificates": str(self.ca.resolve())}
+        (self.home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": "fog", "fog": fog}}))
         c = self.tls_dir / "certificates"
         self.spawn("superlink", "flower-superlink", "--ssl-ca-certfile", str(self.ca),
                    "--ssl-certfile", str(c / "server.pem"), "--ssl-keyfile", str(c / "server.key"),

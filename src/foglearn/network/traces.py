@@ -30,6 +30,7 @@ import csv
 import io
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -354,6 +355,10 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
         error_weight = tr.error_weight[rows][:, node_of]
     names = [tr.node_ids[k] if i < tr.n_nodes else f"{tr.node_ids[k]}#{i // tr.n_nodes}"
              for i, k in enumerate(node_of.tolist())]
+    clash = sorted(name for name, count in Counter(names).items() if count > 1)
+    if clash:
+        raise ScenarioError(f"repeat: the tiled copy {clash[0]!r} has the name of a node of nodes.csv; device "
+                            "names must be unique (rename that node)")
     return Scenario(
         collected=collected,
         proc_cost=tr.proc_time[rows][:, node_of] / reference_s,
