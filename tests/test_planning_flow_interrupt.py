@@ -59,7 +59,10 @@ def test_greedy_raises_plan_interrupted(monkeypatch):
 # ``foglearn plan`` with a marker on stderr when the solver's kernel starts (so SIGINT reaches
 # the kernel, not the scenario generation before it)
 _PLAN_WITH_MARKER = """
+import signal
 import sys
+# as at a terminal: a parent that runs in the background (CI under `cmd &`) hands down SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from foglearn.planning import interrupt
 call = interrupt.call
 def marked(*args, **kwargs):
@@ -102,3 +105,29 @@ def test_ctrl_c_stops_foglearn_plan_in_the_kernel(tmp_path):
     assert answered < 1.5, answered
     assert exited < 4.0, exited  # interpreter teardown after loading numba kernels takes ~1 s
     assert not (tmp_path / "plan.json").exists()
+
+
+def test_ctrl_c_inside_a_direct_numba_call_is_a_clean_interrupt(capsys):
+    """A KeyboardInterrupt that lands while a compiled kernel runs in the main thread surfaces as
+    CPython's SystemError("... returned a result with an exception set") caused by it: the CLI reports
+    an interrupt (exit 130, one line), and any other SystemError is not hidden."""
+    import click
+
+    from foglearn.cli import _guarded
+
+    def interrupted_kernel() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher(fractions) returned a result with an exception set") from exc
+
+    with pytest.raises(click.exceptions.Exit) as ended:
+        _guarded(interrupted_kernel)()
+    assert ended.value.exit_code == 130
+    assert "interrupted (Ctrl-C)" in capsys.readouterr().err
+
+    def broken() -> None:
+        raise SystemError("something else")
+
+    with pytest.raises(SystemError, match="something else"):
+        _guarded(broken)()

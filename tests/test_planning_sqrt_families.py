@@ -58,7 +58,10 @@ def test_interior_point_returns_at_once_when_asked_to_stop():
 # ``foglearn plan`` with a marker on stderr when the planner's worker thread starts (so SIGINT
 # reaches the interior point, not the scenario loading before it)
 _PLAN_WITH_MARKER = """
+import signal
 import sys
+# as at a terminal: a parent that runs in the background (CI under `cmd &`) hands down SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from foglearn.planning import interrupt
 call = interrupt.call
 def marked(*args, **kwargs):

@@ -64,6 +64,12 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc), 2)
         except FoglearnError as exc:
             fail(str(exc), 1)
+        except SystemError as exc:
+            # Ctrl-C while a compiled (numba) kernel runs in this thread: CPython reports the pending
+            # KeyboardInterrupt as "returned a result with an exception set", with it as the cause
+            if isinstance(exc.__cause__, KeyboardInterrupt):
+                fail("interrupted (Ctrl-C); finished work is kept", 130)
+            raise
     return run
 
 
