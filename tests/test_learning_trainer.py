@@ -25,9 +25,10 @@ from foglearn.learning import (
     schedule,
     train,
 )
-from foglearn.learning.trainer import largest_remainder, point_stream
+from foglearn.learning.trainer import point_stream
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan
+from foglearn.planning.rules import largest_remainder
 
 torch.set_num_threads(1)
 TINY = load_dataset("tiny")

@@ -113,8 +113,8 @@ from foglearn.learning.models import ModelSpec, make_model, model_name
 from foglearn.learning.partition import Partition, PartitionError, device_stream
 from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
-from foglearn.planning.plan import Plan
-from foglearn.planning.rules import aggregation_weights, largest_remainder, whole_points
+from foglearn.planning.plan import Plan, split_points
+from foglearn.planning.rules import aggregation_weights, whole_points
 
 if TYPE_CHECKING:
     from foglearn.learning.executors import Remote
@@ -226,7 +226,7 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
     before = 0  # points collected before the window: the window's stream positions start there
     for t0 in range(0, T, width):
         t1 = min(T, t0 + width)
-        tt, ee, off_cnt, p_chunk = _schedule_window(scenario, plan, D, t0, t1, before, kept, discarded)
+        tt, ee, off_cnt, p_chunk = _schedule_window(scenario, plan, t0, t1, before, kept, discarded)
         offloaded.append((tt, ee, off_cnt))
         chunks.append(p_chunk)
         before += int(D[t0:t1].sum())
@@ -247,42 +247,30 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
                     offloaded=(tt, ee, off_cnt), dropped=dropped)
 
 
-def _schedule_window(scenario: Scenario, plan: Plan, D: np.ndarray, t0: int, t1: int, before: int,
+def _schedule_window(scenario: Scenario, plan: Plan, t0: int, t1: int, before: int,
                      kept: np.ndarray, discarded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """:func:`schedule`'s rounding and layout for slots ``t0 … t1 - 1`` (their points start at stream
-    position ``before``): fills ``kept``/``discarded`` rows, returns the offloads ``(t, e, count)``
-    and the processing chunks ``(slot, device, start, count)`` (count > 0, slot < T)."""
+    """:func:`schedule`'s layout for slots ``t0 … t1 - 1``, rounded by :func:`split_points` (their
+    points start at stream position ``before``): fills ``kept``/``discarded`` rows, returns the
+    offloads ``(t, e, count)`` and the processing chunks ``(slot, device, start, count)`` (count > 0,
+    slot < T)."""
     T, n = scenario.horizon, scenario.n_devices
     Tw = t1 - t0
-    Dw = D[t0:t1]
-    tl, ee = np.nonzero(plan.offload[t0:t1] > 0)
-    tt = tl + t0
+    sp = split_points(scenario, plan, t0, t1)
+    tt, ee, off_cnt = sp.t, sp.edge, sp.sent
     n_off = len(tt)
-    # items: keep (t, i) | offload (t, e) | discard (t, i); group = t * n + i (the collecting device)
-    ti = np.arange(Tw * n)
-    group = np.concatenate([ti, tl * n + scenario.src[ee], ti])
-    share = np.concatenate([plan.keep[t0:t1].ravel() * Dw.ravel(), plan.offload[tt, ee] * D[tt, scenario.src[ee]],
-                            plan.discard[t0:t1].ravel() * Dw.ravel()])
-    kind = np.concatenate([np.zeros(Tw * n, np.int64), np.ones(n_off, np.int64), np.full(Tw * n, 2, np.int64)])
-    within = np.concatenate([np.zeros(Tw * n, np.int64), ee.astype(np.int64), np.zeros(Tw * n, np.int64)])
-    priority = kind * (scenario.n_edges + 1) + within
-    del kind, within
-    counts = largest_remainder(share, group, Dw.ravel(), priority)
     # Lay out each (t, i)'s D_i(t) points: keep chunk, offload chunks (edge order), discard chunk.
-    order = np.lexsort((priority, group))
-    del priority, share
-    cnt_sorted = counts[order]
+    order = np.lexsort((sp.priority, sp.group))
+    cnt_sorted = sp.counts[order]
     start_sorted = np.cumsum(cnt_sorted) - cnt_sorted + before  # positions in the (t, i)-ordered stream
     start = np.empty_like(start_sorted)
     start[order] = start_sorted
     del order, cnt_sorted, start_sorted
-    keep_cnt, off_cnt, disc_cnt = counts[:Tw * n], counts[Tw * n:Tw * n + n_off], counts[Tw * n + n_off:]
+    keep_cnt = sp.kept.ravel()
     keep_start, off_start = start[:Tw * n], start[Tw * n:Tw * n + n_off]
-    held = off_cnt - np.minimum(off_cnt, whole_points(scenario.link_cap[tt, ee]))  # stays at the source
-    off_cnt = off_cnt - held
-    disc_cnt = disc_cnt + np.bincount(tl * n + scenario.src[ee], weights=held, minlength=Tw * n).astype(np.int64)
-    kept[t0:t1] = keep_cnt.reshape(Tw, n)
-    discarded[t0:t1] = disc_cnt.reshape(Tw, n)
+    kept[t0:t1] = sp.kept
+    discarded[t0:t1] = sp.discarded
+    del sp
+    ti = np.arange(Tw * n)
     # processing chunks: (slot, device, start, count)
     p_slot = np.concatenate([ti // n + t0, tt + 1])
     p_dev = np.concatenate([ti % n, scenario.dst[ee]])

@@ -25,7 +25,7 @@ from foglearn.planning.rules import ERROR_MODELS, CostBreakdown, largest_remaind
 
 __all__ = ["ERROR_MODELS", "INFINITE_COST", "CostBreakdown", "EdgeTotals", "Plan", "PlanError", "PointCounts",
            "SolverStats", "check_feasible", "cost_breakdown", "edge_totals", "offload_sum", "point_counts",
-           "processed_points", "realise"]
+           "processed_points", "realise", "split_points"]
 
 ErrorModel = Literal["linear", "sqrt"]
 
@@ -450,38 +450,79 @@ class PointCounts:
     processed: np.ndarray
 
 
-def point_counts(scenario: Scenario, plan: Plan) -> PointCounts:
-    """Split every ``D_i(t)`` into whole points by the plan's fractions, as the trainer does.
+@dataclass(frozen=True)
+class PointSplit:
+    """Whole points of ``D_i(t)`` for slots ``t0 … t1 - 1`` (see :func:`split_points`).
 
-    The rules of :mod:`foglearn.planning.rules` (docs/model.md §6): ``s_ii(t) D_i(t)``,
-    ``s_ij(t) D_i(t)`` and ``r_i(t) D_i(t)`` are rounded by :func:`largest_remainder` so they sum
-    to ``D_i(t)`` exactly (ties: keep, offloads in edge order, discard); a link carries at most
-    :func:`whole_points` of ``C_ij(t)`` (the excess stays at the source and counts as discarded);
-    a device processes at most :func:`whole_points` of ``C_i(t)`` of what it kept plus what it
-    received (the excess is ``dropped``). Offloads at ``t`` are received at ``t + 1``.
+    Items in order: keep ``(t, i)`` for every ``(t - t0) * n + i``, offload ``(t, e)`` for every
+    ``s_ij(t) > 0``, discard ``(t, i)``; ``group`` is the item's collecting device
+    ``(t - t0) * n + i``, ``priority`` its tie order within the group (keep, offloads in edge order,
+    discard) and ``counts`` its points by largest remainder, before link capacities. ``sent`` is what
+    each offload carries after them; ``kept`` and ``discarded`` (which holds what a link could not
+    carry) are ``[t1 - t0, n]``.
     """
-    T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
-    D = scenario.collected.astype(np.int64)
-    tt, ee = np.nonzero(plan.offload > 0)
+
+    t: np.ndarray
+    edge: np.ndarray
+    group: np.ndarray
+    priority: np.ndarray
+    counts: np.ndarray
+    sent: np.ndarray
+    kept: np.ndarray
+    discarded: np.ndarray
+
+
+def split_points(scenario: Scenario, plan: Plan, t0: int, t1: int) -> PointSplit:
+    """The one rounding of a plan into points (docs/model.md §6), for slots ``t0 … t1 - 1``.
+
+    ``s_ii(t) D_i(t)``, ``s_ij(t) D_i(t)`` and ``r_i(t) D_i(t)`` are rounded by
+    :func:`largest_remainder` so they sum to ``D_i(t)`` exactly (ties: keep, offloads in edge order,
+    discard); a link carries at most :func:`whole_points` of ``C_ij(t)`` and the excess stays at the
+    source, discarded. :func:`point_counts` and the trainer's schedule both call it (the trainer a
+    window of slots at a time, to bound its memory).
+    """
+    n, E = scenario.n_devices, scenario.n_edges
+    Tw = t1 - t0
+    D = scenario.collected[t0:t1].astype(np.int64)
+    tl, ee = np.nonzero(plan.offload[t0:t1] > 0)
+    tt = tl + t0
     src_of = scenario.src[ee]
     n_off = len(tt)
-    ti = np.arange(T * n)
-    group = np.concatenate([ti, tt * n + src_of, ti])
-    share = np.concatenate([plan.keep.ravel() * D.ravel(), plan.offload[tt, ee] * D[tt, src_of],
-                            plan.discard.ravel() * D.ravel()])
-    kind = np.concatenate([np.zeros(T * n, np.int64), np.ones(n_off, np.int64), np.full(T * n, 2, np.int64)])
-    within = np.concatenate([np.zeros(T * n, np.int64), ee.astype(np.int64), np.zeros(T * n, np.int64)])
-    counts = largest_remainder(share, group, D.ravel(), kind * (E + 1) + within)
-    kept, off, disc = counts[:T * n], counts[T * n:T * n + n_off], counts[T * n + n_off:]
+    ti = np.arange(Tw * n)
+    group = np.concatenate([ti, tl * n + src_of, ti])
+    share = np.concatenate([plan.keep[t0:t1].ravel() * D.ravel(), plan.offload[tt, ee] * D[tl, src_of],
+                            plan.discard[t0:t1].ravel() * D.ravel()])
+    kind = np.concatenate([np.zeros(Tw * n, np.int64), np.ones(n_off, np.int64), np.full(Tw * n, 2, np.int64)])
+    within = np.concatenate([np.zeros(Tw * n, np.int64), ee.astype(np.int64), np.zeros(Tw * n, np.int64)])
+    priority = kind * (E + 1) + within
+    del kind, within
+    counts = largest_remainder(share, group, D.ravel(), priority)
+    del share
+    off = counts[Tw * n:Tw * n + n_off]
     sent = np.minimum(off, whole_points(scenario.link_cap[tt, ee]))
-    disc = disc + np.bincount(tt * n + src_of, weights=off - sent, minlength=T * n).astype(np.int64)
+    disc = counts[Tw * n + n_off:] + np.bincount(tl * n + src_of, weights=off - sent,
+                                                  minlength=Tw * n).astype(np.int64)
+    return PointSplit(t=tt, edge=ee, group=group, priority=priority, counts=counts, sent=sent,
+                      kept=counts[:Tw * n].reshape(Tw, n), discarded=disc.reshape(Tw, n))
+
+
+def point_counts(scenario: Scenario, plan: Plan) -> PointCounts:
+    """The whole plan in points, as the trainer executes it: :func:`split_points` over the horizon
+    (keep, offload, discard; link capacities), offloads received at ``t + 1``, and a device
+    processing at most :func:`whole_points` of ``C_i(t)`` of what it kept plus what it received
+    (the excess is ``dropped``).
+    """
+    T, n = scenario.horizon, scenario.n_devices
+    sp = split_points(scenario, plan, 0, T)
+    tt, ee, sent = sp.t, sp.edge, sp.sent
+    src_of = scenario.src[ee]
+    kept, disc = sp.kept, sp.discarded
     by_device = np.bincount(tt * n + src_of, weights=sent, minlength=T * n).astype(np.int64).reshape(T, n)
     inside = tt + 1 < T
     received = np.bincount((tt[inside] + 1) * n + scenario.dst[ee[inside]], weights=sent[inside],
                            minlength=T * n).astype(np.int64).reshape(T, n)
-    kept = kept.reshape(T, n)
     arriving = kept + received
     processed = np.minimum(arriving, whole_points(scenario.proc_cap))
     return PointCounts(kept=kept, offloaded=(tt, ee, sent), offloaded_by_device=by_device,
-                       discarded=disc.reshape(T, n), received=received, dropped=arriving - processed,
+                       discarded=disc, received=received, dropped=arriving - processed,
                        processed=processed)
