@@ -52,6 +52,18 @@ for _name in _COMMAND_MODULES:
     _mod.register(app)
 
 
+def _caused_by_ctrl_c(exc: SystemError) -> bool:
+    """Whether a chain of CPython SystemErrors ("... returned a result with an exception set") ends in Ctrl-C."""
+    cause: BaseException | None = exc.__cause__
+    for _ in range(16):
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        if not isinstance(cause, SystemError):
+            return False
+        cause = cause.__cause__
+    return False
+
+
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The one CLI error printer: bad input exits 2, a failure 1, Ctrl-C 130, each without a traceback."""
     @functools.wraps(fn)
@@ -67,7 +79,8 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SystemError as exc:
             # Ctrl-C while a compiled (numba) kernel runs in this thread: CPython reports the pending
             # KeyboardInterrupt as "returned a result with an exception set", with it as the cause
-            if isinstance(exc.__cause__, KeyboardInterrupt):
+            # (or as the cause of such a SystemError, when it landed in a helper the kernel called)
+            if _caused_by_ctrl_c(exc):
                 fail("interrupted (Ctrl-C); finished work is kept", 130)
             raise
     return run
