@@ -37,6 +37,10 @@ def reproduce_command(
     lr: Annotated[float, typer.Option("--lr", help="Learning rate η of eq. (3) (the paper: 0.01).")] = 0.01,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every k-th aggregation "
                                             "(0 = final model only).")] = 1,
+    local_update: Annotated[str, typer.Option("--local-update", help="paper (eq. 3: one SGD step per device and "
+                                              "slot; the paper's protocol) | minibatch:B (⌈G_i(t)/B⌉ steps on "
+                                              "mini-batches of B points). Table II's centralised baseline "
+                                              "takes paper only.")] = "paper",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
     executor: Annotated[str, typer.Option("--executor", help="local (--jobs processes) | ray (a Ray cluster of "
                                           "--jobs CPUs started here) | ray:ADDRESS (an existing cluster): "
@@ -76,10 +80,11 @@ def reproduce_command(
             options = ExperimentOptions(seeds=seed_values, dataset=dataset, model=model, quick=quick, horizon=horizon,
                                         n_devices=n_devices, window=window, jobs=jobs, train=not no_train,
                                         out=str(out_dir), train_seeds=train_seeds,
-                                        passes=passes, lr=lr, eval_every=eval_every,
+                                        passes=passes, lr=lr, eval_every=eval_every, local_update=local_update,
                                         table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
                                         traces_dir=str(traces) if traces else None, progress=not no_progress,
                                         executor=executor)
+            _check_configs(name, options)
             sections = run_experiment(name, options)
         except ConfigError as exc:
             fail(str(exc))
@@ -116,6 +121,21 @@ def reproduce_command(
              "claims_held": sum(c.holds for c in s.checks),
              "checks": [{"claim": c.claim, "holds": c.holds, "evidence": c.evidence} for c in s.checks]}
             for s in sections]})
+
+
+def _check_configs(name: str, options: object) -> None:
+    """Build the runs of ``name`` (every experiment for ``all``) before anything runs, so that an
+    option no experiment can take (e.g. ``--local-update minibatch:16`` for Table II's centralised
+    baseline) is an error now, not after the other experiments have run."""
+    import foglearn.experiments.paper  # noqa: F401 - registers the paper's experiments
+    from foglearn.experiments import ConfigError
+
+    for sub in (EXPERIMENTS.names() if name == "all" else (name,)):
+        entry = EXPERIMENTS.get_entry(sub)
+        try:
+            entry.obj.configs(options, **entry.params)
+        except ConfigError as exc:
+            raise ConfigError(f"{sub}: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:

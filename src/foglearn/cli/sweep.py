@@ -56,6 +56,30 @@ def sweep_command(
         ),
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    local_update: Annotated[
+        str | None,
+        typer.Option(
+            "--local-update",
+            help="local_update of every run: paper (eq. 3: one SGD step per device and slot) | minibatch:B "
+            "(⌈G_i(t)/B⌉ steps on mini-batches of B points); a grid key sweeps it.",
+        ),
+    ] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            "--partition",
+            help="partition of every run, the labels each device collects: iid | dirichlet:ALPHA | classes:K; "
+            "a grid key sweeps it.",
+        ),
+    ] = None,
+    solver: Annotated[
+        str | None,
+        typer.Option(
+            "--solver",
+            help="solver of every run: auto | a registered solver (greedy, linear, sqrt, reference, "
+            "label-aware: plans from the partition's labels); a grid key sweeps it.",
+        ),
+    ] = None,
     devices: Devices = None,
     slots: Slots = None,
     topology: Topology = None,
@@ -94,7 +118,11 @@ def sweep_command(
         require_tensorboard(log)
     scenario = ScenarioOptions(devices=devices, slots=slots, topology=topology, rho=rho, capacities=capacities,
                                profile=profile, traces=traces)
-    overrides = [*scenario.sweep_overrides(), *(a for a in args or [] if "=" in a)]
+    import json
+
+    learning = [f"{k}={json.dumps(v)}" for k, v in
+                (("local_update", local_update), ("partition", partition), ("solver", solver)) if v is not None]
+    overrides = [*scenario.sweep_overrides(), *learning, *(a for a in args or [] if "=" in a)]
     if seeds is not None:
         overrides.append(f"seeds={seeds}")
     if no_baseline:

@@ -27,7 +27,8 @@ SCHEMA = 1
 #: Fields added to :class:`RunConfig` after results were first stored, with their defaults. At
 #: the default they are left out of :meth:`RunConfig.key`, so runs stored before the field existed
 #: (which behaved as the default) are still found; any other value makes a new key.
-LATER_FIELDS: dict[str, object] = {"persistence": 0.0, "churn": 0.0, "handover": False}
+LATER_FIELDS: dict[str, object] = {"persistence": 0.0, "churn": 0.0, "handover": False, "partition": "iid",
+                                   "local_update": "paper", "solver": "auto"}
 
 METHODS: tuple[str, ...] = ("network-aware", "federated", "centralised")
 
@@ -58,6 +59,13 @@ def datasets() -> tuple[str, ...]:
     from foglearn.learning.datasets import NAMES
 
     return NAMES
+
+
+def solvers() -> tuple[str, ...]:
+    """``auto`` and the registered solvers (:data:`foglearn.planning.SOLVERS`)."""
+    from foglearn.planning import SOLVERS
+
+    return ("auto", *SOLVERS.names())
 
 
 def _check_name(field: str, value: Any, known: tuple[str, ...], kind: str) -> None:
@@ -106,6 +114,27 @@ class RunConfig:
     handover : bool
         Whether a leaving device hands the points of its leave slot to a neighbour (otherwise
         they are lost), :func:`foglearn.network.with_churn`.
+    partition : str
+        Which labels each device collects (:mod:`foglearn.learning.partition`): ``"iid"`` (the
+        paper: one i.i.d. stream), ``"dirichlet:ALPHA"`` (device ``i``'s label mix ``q_i ~
+        Dirichlet(α·1)``) or ``"classes:K"`` (``K`` labels per device); stored in the short form
+        of :attr:`~foglearn.learning.partition.Partition.spec`. How many points a device collects
+        stays ``D_i(t)``; the partition decides their labels ``D_i^c(t)``, which the trainer draws
+        and a label-aware ``solver`` plans from. ``method = "centralised"`` pools the i.i.d.
+        stream, so it takes ``"iid"`` only.
+    local_update : str
+        What a device does with its ``G_i(t)`` points in a slot
+        (:class:`~foglearn.learning.trainer.LocalUpdate`): ``"paper"`` (eq. (3): one SGD step
+        on all of them, the default of every paper experiment) or ``"minibatch:B"``
+        (``⌈|G_i(t)|/B⌉`` steps on mini-batches of ``B`` points, so the work grows with the data
+        processed). ``method = "centralised"`` takes ``"paper"`` only.
+    solver : str
+        The planner of problem (5)-(9) (:data:`foglearn.planning.SOLVERS`): ``"auto"`` (greedy
+        (Thm 3), the min-cost flow under capacities, the square-root solver for ``error =
+        "sqrt"``) or a registered name. ``"label-aware"`` plans from ``D_i^c(t)`` of
+        ``partition`` (:func:`foglearn.learning.partition.class_arrivals`); it needs the linear
+        error and perfect information. Unused when nothing moves (``movement = False`` or
+        ``method != "network-aware"``).
     train : bool
         Train a model on the plan (otherwise only the costs are computed).
     dataset, model, period, lr :
@@ -135,6 +164,9 @@ class RunConfig:
     persistence: float = 0.0
     churn: float = 0.0
     handover: bool = False
+    partition: str = "iid"
+    local_update: str = "paper"
+    solver: str = "auto"
     train: bool = True
     dataset: str = "mnist"
     model: str = "cnn"
@@ -175,6 +207,7 @@ class RunConfig:
             raise bad("churn", "devices can leave or join only with a horizon of ≥ 2 slots")
         if not isinstance(self.handover, bool):
             raise bad("handover", "must be True or False")
+        self._check_learning(bad)
         _check_name("RunConfig.model", self.model, models(), "model")
         if not self.lr > 0:
             raise bad("lr", "a learning rate must be > 0")
@@ -182,6 +215,60 @@ class RunConfig:
             raise bad("seed", "must be ≥ 0")
         if self.eval_every < 0:
             raise bad("eval_every", "must be ≥ 0")
+
+    def _check_learning(self, bad: Any) -> None:
+        """``partition``, ``local_update`` and ``solver``: each parses, and they fit the run; the
+        first two are stored in their short form (``"minibatch"`` → ``"minibatch:32"``), so that
+        two spellings of one run have one key."""
+        from foglearn.learning.partition import Partition
+
+        def update_spec(spec: str) -> str:
+            if spec == "paper":  # the default: no need to import the trainer (and torch)
+                return spec
+            from foglearn.learning.trainer import LocalUpdate
+
+            return LocalUpdate.parse(spec).spec
+
+        for name, parse in (("partition", lambda v: Partition.parse(v).spec), ("local_update", update_spec)):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise bad(name, "must be a string")
+            try:
+                object.__setattr__(self, name, parse(value))
+            except InputError:
+                rule = ("must be 'iid', 'dirichlet:ALPHA' (α > 0) or 'classes:K' (integer K ≥ 1)"
+                        if name == "partition" else "must be 'paper' (eq. 3) or 'minibatch:B' (B an integer ≥ 1)")
+                raise bad(name, rule) from None
+        if self.method == "centralised":
+            if self.partition != "iid":
+                raise bad("partition", "method 'centralised' trains on the pooled i.i.d. stream; it takes 'iid' only")
+            if self.local_update != "paper":
+                raise bad("local_update", "method 'centralised' takes one SGD step per slot on all the slot's "
+                          "points (foglearn.learning.centralised); it takes 'paper' only")
+        if not isinstance(self.solver, str):
+            raise bad("solver", "must be a string")
+        _check_name("RunConfig.solver", self.solver, solvers(), "solver")
+        if self.solver != "auto":
+            from foglearn.planning import SOLVERS
+
+            params = SOLVERS[self.solver].params
+            if self.error not in params["errors"]:
+                raise bad("solver", f"solves the {' and '.join(params['errors'])} error model, not error = "
+                          f"{self.error!r}")
+            if self.capacities and not params["capacities"]:
+                raise bad("solver", "ignores capacities, and capacities = True")
+            if params.get("labels") and self.information != "perfect":
+                raise bad("solver", "plans from the devices' labels with perfect information only "
+                          f"(information = {self.information!r})")
+
+    @property
+    def labels_needed(self) -> bool:
+        """Whether the planner reads ``D_i^c(t)`` (a label-aware ``solver`` on a run that moves data)."""
+        if self.solver == "auto" or not (self.movement and self.method == "network-aware"):
+            return False
+        from foglearn.planning import SOLVERS
+
+        return bool(SOLVERS[self.solver].params.get("labels"))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -221,7 +308,9 @@ class ExperimentOptions:
     instead (:func:`~foglearn.experiments.runner.run_sweep`). ``train = False`` computes only the planned costs;
     ``train_seeds = k`` trains only the runs of the first ``k`` seeds (costs are computed for all
     seeds, accuracy is averaged over the trained ones). ``passes``, ``lr`` and ``eval_every`` go to
-    the trainer (training budget, learning rate η, evaluation frequency).
+    the trainer (training budget, learning rate η, evaluation frequency); so does ``local_update``
+    (:attr:`RunConfig.local_update`: ``"paper"``, eq. (3), keeps the paper's protocol; a run
+    that does not train keeps ``"paper"`` so that its key does not depend on it).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -239,6 +328,7 @@ class ExperimentOptions:
     passes: int = 1
     lr: float = 0.01
     eval_every: int = 1
+    local_update: str = "paper"
     table2_models: tuple[str, ...] = ("mlp", "cnn")
     traces_dir: str | None = None
     out: str = "runs/reproduce"
@@ -264,6 +354,10 @@ class ExperimentOptions:
             raise ConfigError(f"ExperimentOptions.eval_every = {self.eval_every}: must be ≥ 0")
         if not self.lr > 0:
             raise ConfigError(f"ExperimentOptions.lr = {self.lr}: a learning rate must be > 0")
+        try:
+            object.__setattr__(self, "local_update", RunConfig(local_update=self.local_update).local_update)
+        except ConfigError as exc:
+            raise ConfigError(f"ExperimentOptions.{str(exc).removeprefix('RunConfig.')}") from None
         try:
             parse_executor(self.executor)
         except InputError as exc:
@@ -316,8 +410,10 @@ class ExperimentOptions:
         fields: dict[str, Any] = {"dataset": self.dataset, "model": self.model, "horizon": self.run_horizon,
                                   "n_devices": self.n_devices,
                                   "train": self.train, "passes": self.passes, "lr": self.lr,
-                                  "eval_every": self.eval_every}
+                                  "eval_every": self.eval_every, "local_update": self.local_update}
         fields.update(changes)
+        if not fields["train"]:  # a run that does not train does not depend on the local update
+            fields["local_update"] = "paper"
         return RunConfig(**fields)
 
     def as_dict(self) -> dict[str, Any]:

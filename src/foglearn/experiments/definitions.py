@@ -103,7 +103,7 @@ def seeded(opts: ExperimentOptions, label: str, cfg: RunConfig, trained_only: bo
             continue
         c = cfg.replace(seed=s, train=train)
         if not train:
-            c = c.replace(passes=1, eval_every=1)
+            c = c.replace(passes=1, eval_every=1, local_update="paper")
         grid.append((label, c))
     return grid
 

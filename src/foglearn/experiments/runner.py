@@ -9,6 +9,7 @@ started while keeping everything already finished.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from foglearn.errors import RunError
-from foglearn.experiments.config import RunConfig
+from foglearn.experiments.config import LATER_FIELDS, RunConfig
 from foglearn.experiments.storage import ResultStore
 
 
@@ -143,8 +144,18 @@ def run_one(cfg: RunConfig) -> dict[str, Any]:
 
     t1 = time.perf_counter()
     movement = cfg.movement and cfg.method == "network-aware"
+    data = None
+    planning: dict[str, Any] = {}
+    if movement:
+        planning["solver"] = cfg.solver
+    if cfg.labels_needed:  # the label-aware planner reads D_i^c(t) of the run's partition
+        from foglearn.learning.datasets import load_dataset
+        from foglearn.learning.partition import class_arrivals
+
+        data = load_dataset(cfg.dataset)
+        planning["labels"] = class_arrivals(cfg.partition, scenario.collected, data.y_train, cfg.seed)
     plan = make_plan(scenario, error=cfg.error, information=cfg.information if movement else "perfect",
-                     movement=movement)
+                     movement=movement, **planning)
     seconds["plan"] = time.perf_counter() - t1
 
     record: dict[str, Any] = {
@@ -168,29 +179,37 @@ def run_one(cfg: RunConfig) -> dict[str, Any]:
         with warnings.catch_warnings():
             # passes > 1 reuses points by design; the record keeps the trainer's `wrapped` flag
             warnings.filterwarnings("ignore", message=".*point stream wraps.*")
-            record["training"] = _train(cfg, scenario, plan)
+            # so does a skewed partition, whose devices repeat the points of their few labels
+            warnings.filterwarnings("ignore", message=".*points repeat.*")
+            record["training"] = _train(cfg, scenario, plan, data)
         seconds["train"] = time.perf_counter() - t2
     seconds["total"] = time.perf_counter() - t0
     record["seconds"] = seconds
     return record
 
 
-def _train(cfg: RunConfig, scenario: Any, plan: Any) -> dict[str, Any]:
+def _train(cfg: RunConfig, scenario: Any, plan: Any, data: Any = None) -> dict[str, Any]:
     """Train per ``cfg.method`` and return accuracy, final test loss, curves and realised costs.
 
     ``centralised`` and ``federated`` are :mod:`foglearn.learning`'s baselines (same stream of
     points, η, seed and budget); every other method executes ``plan`` with period ``cfg.period``.
+    ``federated`` and the plan's training take ``cfg.local_update`` (eq. (3) or mini-batches)
+    and ``cfg.partition`` (the labels each device collects); ``centralised`` is eq. (3) on the
+    pooled i.i.d. stream (:class:`RunConfig` allows it nothing else). ``data``: the data set
+    already loaded (by a label-aware plan), else ``cfg.dataset`` is loaded by the trainer.
     """
     from foglearn.learning import centralised, federated, train
 
-    common: dict[str, Any] = dict(dataset=cfg.dataset, model=cfg.model, lr=cfg.lr, seed=cfg.seed, passes=cfg.passes,
-                  eval_every=cfg.eval_every, threads=_threads())
+    common: dict[str, Any] = dict(dataset=cfg.dataset if data is None else data, model=cfg.model, lr=cfg.lr,
+                                  seed=cfg.seed, passes=cfg.passes, eval_every=cfg.eval_every, threads=_threads())
     if cfg.method == "centralised":
         result = centralised(scenario, period=cfg.period, **common)
-    elif cfg.method == "federated":
-        result = federated(scenario, **common)
     else:
-        result = train(scenario, plan, period=cfg.period, name=cfg.method, **common)
+        rule: dict[str, Any] = dict(local_update=cfg.local_update, partition=cfg.partition)
+        if cfg.method == "federated":
+            result = federated(scenario, **common, **rule)
+        else:
+            result = train(scenario, plan, period=cfg.period, name=cfg.method, **common, **rule)
     return training_record(result)
 
 
@@ -314,6 +333,18 @@ def _run_on_ray(todo: dict[str, RunConfig], store: ResultStore, executor: str, j
             raise
 
 
+def _with_later_fields(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A record stored before some of :data:`~foglearn.experiments.config.LATER_FIELDS` existed,
+    with those fields at their defaults (how it ran), so that its rows have every column."""
+    conf = record.get("config") if record is not None else None
+    if record is None or not isinstance(conf, dict) or all(k in conf for k in LATER_FIELDS):
+        return record
+    full = {**LATER_FIELDS, **conf}
+    order = [f.name for f in dataclasses.fields(RunConfig)]
+    record["config"] = {**{k: full[k] for k in order if k in full}, **{k: v for k, v in conf.items() if k not in order}}
+    return record
+
+
 def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, progress: bool = True,
               description: str = "runs", runner: Callable[[RunConfig], dict[str, Any]] = run_one,
               raise_on_failure: bool = True, executor: str = "local") -> SweepOutcome:
@@ -406,7 +437,7 @@ def run_sweep(configs: Sequence[RunConfig], root: str | Path, jobs: int = 1, pro
             bar.stop()
 
     finished.update((k, rec) for k in outcome.computed if (rec := store.get(k)) is not None)
-    outcome.records = [finished.get(k) for k in keys]
+    outcome.records = [_with_later_fields(finished.get(k)) for k in keys]
     outcome.seconds = time.perf_counter() - t0
     if outcome.failed and raise_on_failure and not outcome.interrupted:
         key, err = next(iter(outcome.failed.items()))

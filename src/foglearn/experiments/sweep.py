@@ -223,8 +223,8 @@ class Grid:
 
     def configs(self) -> list[tuple[dict[str, Any], RunConfig]]:
         """``(grid point, RunConfig)`` for every point and seed. A run that does not train keeps
-        ``passes = 1`` and ``eval_every = 1`` so its key (and stored result) does not depend on the
-        training budget; the digest of replayed traces is computed from the files."""
+        ``passes = 1``, ``eval_every = 1`` and ``local_update = "paper"`` so its key (and stored
+        result) does not depend on the training budget; the digest of replayed traces is computed from the files."""
         out = []
         for point in self.points():
             fields = {**self.fixed, **point}
@@ -240,7 +240,7 @@ class Grid:
                 except ConfigError as exc:
                     raise ConfigError(f"grid point ({where}): {exc}") from None
                 if not cfg.train:
-                    cfg = cfg.replace(passes=1, eval_every=1)
+                    cfg = cfg.replace(passes=1, eval_every=1, local_update="paper")
                 out.append((point, cfg))
         return out
 
@@ -304,6 +304,9 @@ def baseline_of(cfg: RunConfig) -> RunConfig:
         train=False,
         passes=1,
         eval_every=1,
+        local_update="paper",
+        partition="iid",
+        solver="auto",
     )
 
 
