@@ -8,17 +8,24 @@ min-cost flow) solver, then trained on MNIST with ``model`` (default the MLP), `
 ``η = 0.01``, ``local_update = "paper"``, the final model evaluated once (``eval_every = 0``).
 The stream wraps over the 60k training set (points repeat; the warning is silenced).
 
-Each n runs in a fresh subprocess; its peak memory is that process's peak resident set size from
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (all memory: Python, numpy, torch tensors,
-the MNIST arrays, the scenario, the planner); ``train_peak_rss_gb`` is the peak while ``train``
-runs alone (``VmHWM`` reset just before it, /proc ``clear_refs``), ``rss_before_train_gb`` what
-the scenario, plan and data already held then.
+Each n runs in a fresh subprocess, the way a user runs it: ``synthetic``, then ``plan``, then
+``train``, in one process. Memory is resident set size from /proc (all of it: Python, numpy,
+torch tensors, the MNIST arrays, the scenario, the planner, the trainer): ``plan_peak_rss_gb`` is
+the peak while ``plan`` runs and ``train_peak_rss_gb`` the peak while ``train`` runs (``VmHWM``
+reset to the current RSS just before each, /proc ``clear_refs``), ``peak_rss_gb`` the largest of
+the phases' peaks (data and scenario, plan, train) — the process's peak. (``getrusage``'s
+``ru_maxrss`` is reset by ``clear_refs`` too, so it would only show the last phase.)
+``rss_before_plan_gb`` / ``rss_before_train_gb`` are what the process already held then (data
+and scenario / and the plan).
 
-At n = 100,000 the scenario alone holds ~2.2 GB (its ``[T, E]`` link arrays, E ≈ 1M) and the
-planner goes past 8 GB, so ``--unplanned 100000`` runs that size with the no-movement plan
-(every device keeps what it collects; capacities still drop points), which is marked in the CSV.
+``--unplanned SIZES`` runs those sizes with the no-movement plan instead (every device keeps
+what it collects; capacities still drop points), marked ``none`` in the CSV's ``plan`` column.
+``planned_offload`` is the plan's ``Σ s_ij(t) D_i(t)`` (fractional points), ``offloaded`` the
+points the trainer sends over links after rounding (:func:`~foglearn.learning.schedule`): at
+this workload every link capacity ``C_ij(t) ~ U(0, 4·max D / n)`` is below one point, so no
+offload carries a whole point and the plan decides which points are kept and which discarded.
 
-Reported per n: plan seconds, train seconds, device-steps (device,
+Reported per n: generation, plan and train seconds, device-steps (device,
 slot pairs with ``G_i(t) > 0``), µs per device-step (wall, and CPU time of all threads from
 ``time.process_time`` — the machine may be shared), peak RSS in GB, final accuracy.
 
@@ -40,8 +47,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-FIELDS = ("n", "points", "processed", "device_steps", "plan", "plan_s", "train_s", "train_cpu_s", "us_per_device_step",
-          "cpu_us_per_device_step", "peak_rss_gb", "rss_before_train_gb", "train_peak_rss_gb", "accuracy", "model",
+FIELDS = ("n", "points", "processed", "planned_offload", "offloaded", "device_steps", "plan", "gen_s", "plan_s",
+          "train_s", "train_cpu_s", "us_per_device_step", "cpu_us_per_device_step", "peak_rss_gb",
+          "rss_before_plan_gb", "plan_peak_rss_gb", "rss_before_train_gb", "train_peak_rss_gb", "accuracy", "model",
           "tau", "threads")
 
 
@@ -62,21 +70,24 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
     """One run of the workload at ``n`` devices in this process (call it in a fresh one).
 
     ``plan_kind = "none"``: the no-movement plan instead of the planner's (every device keeps what
-    it collects, capacities still apply) — for ``n`` where the planner does not fit in memory."""
-    import resource
-
+    it collects, capacities still apply)."""
     import torch
 
-    from foglearn.learning import load_dataset, no_movement_plan, train
+    from foglearn.learning import load_dataset, no_movement_plan, schedule, train
     from foglearn.network.generators import synthetic
     from foglearn.planning import plan
 
     torch.set_num_threads(threads)
     ds = load_dataset("mnist")
+    t0 = time.perf_counter()
     s = synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+    gen_s = time.perf_counter() - t0
+    before_plan, gen_peak = _rss_gb("VmRSS"), _rss_gb("VmHWM")
+    _reset_peak()
     t0 = time.perf_counter()
     p = plan(s) if plan_kind == "planned" else no_movement_plan(s)
     plan_s = time.perf_counter() - t0
+    plan_peak = _rss_gb("VmHWM")
     before = _rss_gb("VmRSS")
     _reset_peak()
     with warnings.catch_warnings():
@@ -85,12 +96,17 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
         r = train(s, p, dataset=ds, model=model, period=tau, lr=0.01, seed=seed, eval_every=0, threads=threads)
         train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = int((r.processed > 0).sum())
-    return {"n": n, "points": int(s.collected.sum()), "processed": int(r.processed.sum()), "device_steps": steps,
+    train_peak = _rss_gb("VmHWM")
+    peak = max(gen_peak, plan_peak, train_peak)
+    offloaded = int(schedule(s, p).offloaded[2].sum())  # after the readings: points sent after rounding
+    return {"n": n, "points": int(s.collected.sum()), "processed": int(r.processed.sum()), "offloaded": offloaded,
+            "device_steps": steps, "gen_s": round(gen_s, 3),
             "plan_s": round(plan_s, 3), "train_s": round(train_s, 3), "train_cpu_s": round(train_cpu, 3),
             "us_per_device_step": round(train_s / max(steps, 1) * 1e6, 2),
             "cpu_us_per_device_step": round(train_cpu / max(steps, 1) * 1e6, 2),
-            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-            "rss_before_train_gb": round(before, 3), "train_peak_rss_gb": round(_rss_gb("VmHWM"), 3),
+            "planned_offload": round(float(p.costs.offloaded), 3), "peak_rss_gb": round(peak, 3),
+            "rss_before_plan_gb": round(before_plan, 3), "plan_peak_rss_gb": round(plan_peak, 3),
+            "rss_before_train_gb": round(before, 3), "train_peak_rss_gb": round(train_peak, 3),
             "plan": plan_kind,
             "accuracy": round(r.accuracy, 4), "model": model, "tau": tau, "threads": threads}
 
@@ -110,23 +126,24 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = [r["n"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
-    a.loglog(ns, [r["train_s"] for r in rows], "o-", label="train")
-    a.loglog(ns, [r["plan_s"] for r in rows], "s--", label="plan")
-    a.set_xlabel("devices n")
+    for kind, mark in (("planned", "-"), ("none", ":")):
+        sel = sorted((r for r in rows if r["plan"] == kind), key=lambda r: r["n"])
+        if not sel:
+            continue
+        ns, tag = [r["n"] for r in sel], "" if kind == "planned" else ", no-movement plan"
+        a.loglog(ns, [r["train_s"] for r in sel], "o" + mark, label="train" + tag)
+        b.loglog(ns, [r["peak_rss_gb"] for r in sel], "o" + mark, label="process peak" + tag)
+        b.loglog(ns, [r["train_peak_rss_gb"] for r in sel], "s" + mark, label="peak while training" + tag)
+        if kind == "planned":
+            a.loglog(ns, [r["plan_s"] for r in sel], "s--", label="plan")
+            b.loglog(ns, [r["plan_peak_rss_gb"] for r in sel], "^--", label="peak while planning")
+    for ax in (a, b):
+        ax.set_xlabel("devices n")
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
     a.set_ylabel("seconds")
-    a.legend()
-    a.grid(True, which="both", alpha=0.3)
-    b.loglog(ns, [r["peak_rss_gb"] for r in rows], "o-", label="process peak")
-    b.loglog(ns, [r["train_peak_rss_gb"] for r in rows], "s--", label="peak while training")
-    b.legend()
-    for r in rows:
-        if r["plan"] != "planned":
-            a.annotate("no-movement plan", (r["n"], r["train_s"]), fontsize=7)
-    b.set_xlabel("devices n")
-    b.set_ylabel("peak RSS (GB, getrusage)")
-    b.grid(True, which="both", alpha=0.3)
+    b.set_ylabel("peak RSS (GB, /proc VmHWM)")
     m = rows[0]
     fig.suptitle(f"{m['model']}, T = 100, τ = {m['tau']}, ~10 neighbours, capacities, {m['threads']} thread(s)")
     fig.tight_layout()

@@ -131,7 +131,8 @@ KERNEL_OVERHEAD = 8.0
 #: Bytes of per-device model state a block of devices may hold at once (device-major periods):
 #: the block size is this divided by a device's share (about 140 MLP or 500 CNN devices).
 STATE_BUDGET = 256 * 2**20
-#: Device-slots whose points :func:`schedule` rounds at once (bounds its working memory).
+#: Items (device-slots, each twice, and nonzero offloads ``s_ij(t) > 0``) that :func:`schedule`
+#: rounds at once: it takes as many slots per window as fit (at least one), bounding its memory.
 SCHEDULE_ITEMS = 1 << 20
 #: Layers whose output for a sample depends on the other samples of its batch (no padding then).
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -188,7 +189,8 @@ class Schedule:
     ``slot``, ``device``, ``pos`` (int, sorted by slot then device): point ``pos`` of the pass's
     collection stream (``(t, i)`` order) is processed by ``device`` in ``slot``.
     ``processed[T, n]``: rounded ``G_i(t)``; ``kept[T, n]``: rounded kept part of ``D_i(t)``;
-    ``offloaded``: ``(t, e, count)`` triples of the nonzero offloads (points sent);
+    ``offloaded``: ``(t, e, count)`` triples of the offloads that carry points (``count > 0``, the
+    points sent; a fraction ``s_ij(t) > 0`` that rounds to no point is left out);
     ``discarded[T, n]``: points of ``D_i(t)`` neither kept nor sent (the discarded part and what a
     link's whole-point capacity held back); ``dropped[T, n]``: points a device's whole-point
     capacity dropped in that slot. What a Flower device reports (tests/test_rules_equivalence.py).
@@ -214,45 +216,76 @@ def schedule(scenario: Scenario, plan: Plan) -> Schedule:
     device processes at most ``⌊C_i(t)⌋`` (:func:`foglearn.planning.rules.whole_points`; the
     device drops its latest points in stream order).
     """
+    return _schedule(scenario, plan, tables=True)
+
+
+def _windows(plan: Plan, n: int) -> list[tuple[int, int]]:
+    """:func:`schedule`'s windows of slots ``(t0, t1)``: consecutive slots whose items (``2n``
+    device-slots and the slot's nonzero offloads) add up to at most :data:`SCHEDULE_ITEMS` (a
+    window holds at least one slot)."""
+    T = plan.offload.shape[0]
+    bounds, items = [0], 0
+    for t in range(T):
+        k = 2 * n + int(np.count_nonzero(plan.offload[t] > 0))
+        if items and items + k > SCHEDULE_ITEMS:
+            bounds.append(t)
+            items = 0
+        items += k
+    bounds.append(T)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _schedule(scenario: Scenario, plan: Plan, tables: bool) -> Schedule:
+    """:func:`schedule`. ``tables = False`` (the trainer's own call) builds only what training
+    needs — the routing (``slot``, ``device``, ``pos``) and ``processed`` — and leaves ``kept``,
+    ``discarded``, ``dropped`` (``[0, n]``) and ``offloaded`` empty: three ``[T, n]`` int64 tables
+    less (0.24 GB at n = 10⁵, T = 100)."""
     T, n = scenario.horizon, scenario.n_devices
     if plan.keep.shape != (T, n) or plan.offload.shape != (T, scenario.n_edges):
         raise TrainingError(f"plan: shapes keep {plan.keep.shape}, offload {plan.offload.shape} do not match "
                             f"the scenario (T, n, E) = {(T, n, scenario.n_edges)}")
-    D = scenario.collected.astype(np.int64)
-    kept, discarded = np.zeros((T, n), np.int64), np.zeros((T, n), np.int64)
+    D = scenario.collected  # int64 (Scenario)
+    kept, discarded = (np.zeros((T, n), np.int64), np.zeros((T, n), np.int64)) if tables else (None, None)
     offloaded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     chunks: list[tuple[np.ndarray, ...]] = []
-    width = max(1, min(T, SCHEDULE_ITEMS // n))  # slots per window: the rounding works on one window at a time
     before = 0  # points collected before the window: the window's stream positions start there
-    for t0 in range(0, T, width):
-        t1 = min(T, t0 + width)
+    for t0, t1 in _windows(plan, n):  # the rounding works on one window of slots at a time
         tt, ee, off_cnt, p_chunk = _schedule_window(scenario, plan, t0, t1, before, kept, discarded)
-        offloaded.append((tt, ee, off_cnt))
+        if tables:
+            offloaded.append((tt, ee, off_cnt))
         chunks.append(p_chunk)
         before += int(D[t0:t1].sum())
     p_slot, p_dev, p_start, p_cnt = (np.concatenate(c) for c in zip(*chunks))
-    tt, ee, off_cnt = (np.concatenate(c) for c in zip(*offloaded))
+    del chunks
+    none = np.zeros(0, np.int64)
+    tt, ee, off_cnt = (np.concatenate(c) for c in zip(*offloaded)) if tables else (none, none, none)
     tot = int(p_cnt.sum())
     rep = np.repeat(np.arange(len(p_cnt)), p_cnt)
     offs = np.arange(tot) - np.repeat(np.cumsum(p_cnt) - p_cnt, p_cnt)
     slot, dev, pos = p_slot[rep], p_dev[rep], p_start[rep] + offs
+    del rep, offs, p_slot, p_dev, p_start, p_cnt
     o = np.lexsort((pos, dev, slot))
     slot, dev, pos = slot[o], dev[o], pos[o]
+    del o
     g = slot * n + dev
-    fits = np.arange(g.size) - np.searchsorted(g, g, side="left") < whole_points(scenario.proc_cap).ravel()[g]
-    dropped = np.bincount(g[~fits], minlength=T * n).reshape(T, n)
+    fits = np.arange(g.size) - np.searchsorted(g, g, side="left") < whole_points(scenario.proc_cap.ravel()[g])
+    dropped = np.bincount(g[~fits], minlength=T * n).reshape(T, n) if tables else np.zeros((0, n), np.int64)
+    del g
     slot, dev, pos = slot[fits], dev[fits], pos[fits]
     processed = np.bincount(slot * n + dev, minlength=T * n).reshape(T, n)
-    return Schedule(slot=slot, device=dev, pos=pos, processed=processed, kept=kept, discarded=discarded,
+    empty = np.zeros((0, n), np.int64)
+    return Schedule(slot=slot, device=dev, pos=pos, processed=processed,
+                    kept=kept if kept is not None else empty, discarded=discarded if discarded is not None else empty,
                     offloaded=(tt, ee, off_cnt), dropped=dropped)
 
 
 def _schedule_window(scenario: Scenario, plan: Plan, t0: int, t1: int, before: int,
-                     kept: np.ndarray, discarded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+                     kept: np.ndarray | None, discarded: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """:func:`schedule`'s layout for slots ``t0 … t1 - 1``, rounded by :func:`split_points` (their
-    points start at stream position ``before``): fills ``kept``/``discarded`` rows, returns the
-    offloads ``(t, e, count)`` and the processing chunks ``(slot, device, start, count)`` (count > 0,
-    slot < T)."""
+    points start at stream position ``before``): fills ``kept``/``discarded`` rows (when given),
+    returns the offloads that carry points ``(t, e, count > 0)`` and the processing chunks
+    ``(slot, device, start, count)`` (count > 0, slot < T)."""
     T, n = scenario.horizon, scenario.n_devices
     Tw = t1 - t0
     sp = split_points(scenario, plan, t0, t1)
@@ -267,8 +300,9 @@ def _schedule_window(scenario: Scenario, plan: Plan, t0: int, t1: int, before: i
     del order, cnt_sorted, start_sorted
     keep_cnt = sp.kept.ravel()
     keep_start, off_start = start[:Tw * n], start[Tw * n:Tw * n + n_off]
-    kept[t0:t1] = sp.kept
-    discarded[t0:t1] = sp.discarded
+    if kept is not None and discarded is not None:
+        kept[t0:t1] = sp.kept
+        discarded[t0:t1] = sp.discarded
     del sp
     ti = np.arange(Tw * n)
     # processing chunks: (slot, device, start, count)
@@ -277,7 +311,8 @@ def _schedule_window(scenario: Scenario, plan: Plan, t0: int, t1: int, before: i
     p_start = np.concatenate([keep_start, off_start])
     p_cnt = np.concatenate([keep_cnt, off_cnt])
     ok = (p_cnt > 0) & (p_slot < T)
-    return tt, ee, off_cnt, (p_slot[ok], p_dev[ok], p_start[ok], p_cnt[ok])
+    carry = off_cnt > 0  # the offloads that send points (at n = 10⁵ most fractions round to none)
+    return tt[carry], ee[carry], off_cnt[carry], (p_slot[ok], p_dev[ok], p_start[ok], p_cnt[ok])
 
 
 def point_stream(n_points: int, dataset_size: int, seed: int) -> tuple[np.ndarray, bool]:
@@ -1106,7 +1141,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
     stack = ExitStack()  # the executor's workers, if any, end with the run
     try:
         t0 = time.perf_counter()
-        sched = schedule(scenario, plan)
+        sched = _schedule(scenario, plan, tables=False)  # the routing and G_i(t) only
         per_pass = int(scenario.collected.sum())
         drawn = device_stream(part, scenario.collected, data.y_train, passes, seed)
         stream = drawn.stream

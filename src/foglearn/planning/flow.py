@@ -173,4 +173,4 @@ def plan_linear(scenario: Scenario, information: str = "perfect", check: bool = 
                   "fractions_seconds": t4 - t3, "dual_bound": dual, "precision": "float64"})
     stats = SolverStats("linear-flow", "optimal", time.perf_counter() - t0, primal, gap, extra)
     return Plan.from_fractions(scenario, keep, offload, error="linear", stats=stats,
-                               information=information, check=check)
+                               information=information, check=check, copy=False)

@@ -187,14 +187,17 @@ class Plan:
     @classmethod
     def from_fractions(cls, scenario: Scenario, keep: np.ndarray, offload: np.ndarray,
                        error: str = "linear", stats: SolverStats | None = None,
-                       information: str = "perfect", check: bool = True) -> Plan:
+                       information: str = "perfect", check: bool = True, *, copy: bool = True) -> Plan:
         """Build a plan from ``keep`` and ``offload``; ``discard`` is the remainder ``1 - keep - Σ offload``.
 
         Tiny negative round-off from a solver (≥ -1e-9) is set to 0; anything larger is an error.
-        With ``check`` the plan must be feasible (:func:`check_feasible`).
+        With ``check`` the plan must be feasible (:func:`check_feasible`). ``copy = False``: the
+        caller hands ``keep`` and ``offload`` over (a solver's fresh arrays, used by nobody else);
+        float64 C-contiguous ones are kept without a copy and cleaned in place (the ``[T, E]``
+        offloads are 0.8 GB at n = 10⁵, E = 10⁶, T = 100).
         """
-        keep = np.array(keep, dtype=np.float64)
-        offload = np.array(offload, dtype=np.float64)
+        keep = np.array(keep, dtype=np.float64) if copy else np.ascontiguousarray(keep, dtype=np.float64)
+        offload = np.array(offload, dtype=np.float64) if copy else np.ascontiguousarray(offload, dtype=np.float64)
         _check_shapes(scenario, keep, offload)
         if (keep < -1e-9).any():
             idx = tuple(int(k) for k in np.argwhere(keep < -1e-9)[0])
@@ -216,7 +219,7 @@ class Plan:
         discard[no_data] = 0.0
         processed = keep * scenario.collected + totals.inflow
         costs = _costs(scenario, discard, processed, totals.transfer, totals.sent, error)
-        plan = cls(keep=keep, offload=offload, discard=discard, processed=processed, dropped=np.zeros_like(keep),
+        plan = cls(keep=keep, offload=offload, discard=discard, processed=processed, dropped=np.zeros(keep.shape),
                    costs=costs, stats=stats or SolverStats("given", objective=costs.total),
                    error=error, information=information, scenario=scenario)
         if check:
@@ -247,8 +250,9 @@ def _edge_pass(offload, D, src, dst, link_cost, link_cap, link_up, active, tol, 
             j = dst[e]
             if clean:
                 if (x < 0.0 and x >= -1e-9) or D[t, i] == 0:
+                    if x != 0.0 or math.copysign(1.0, x) < 0.0:  # a zero stays unwritten (untouched pages)
+                        offload[t, e] = 0.0
                     x = 0.0
-                    offload[t, e] = 0.0
             if not (x >= -tol and x <= 1.0 + tol) and bad[0, 0] < 0:
                 bad[0, 0] = t
                 bad[0, 1] = e
