@@ -139,15 +139,24 @@ def lr(rows: Sequence[dict[str, Any]]) -> str:
 
 BUDGET = (
     "Accuracy differences are mostly the training budget: we train {passes} pass(es) over the "
-    "horizon (one SGD step per device and slot, η = {lr}, T slots per pass), while the paper "
+    "horizon ({rule}, η = {lr}, T slots per pass), while the paper "
     'trains its baselines "until convergence" and does not state its network-aware budget.'
 )
+
+
+def update_rule(rows: Sequence[dict[str, Any]]) -> str:
+    """The local update rule(s) of the trained runs in words (``RunConfig.local_update``)."""
+    specs = sorted({str(r.get("local_update") or "paper") for r in rows
+                    if str(r.get("train")) in ("True", "true", "1")} or {"paper"})
+    return "; ".join("one SGD step per device and slot, eq. (3)" if u == "paper" else
+                     f"⌈G_i(t)/{u.partition(':')[2]}⌉ SGD steps per device and slot on mini-batches of "
+                     f"{u.partition(':')[2]} points" for u in specs)
 
 
 def budget(rows: Sequence[dict[str, Any]]) -> str:
     """A sentence on the training budget behind the accuracies (vs the paper's)."""
     passes = "/".join(str(int(x)) for x in _trained_values(rows, "passes", 1))
-    return render(BUDGET, passes=passes, lr=lr(rows))
+    return render(BUDGET, passes=passes, lr=lr(rows), rule=update_rule(rows))
 
 
 def cost_columns(r: dict[str, Any]) -> list[str]:
