@@ -40,8 +40,6 @@ TINY = dict(n_devices=3, horizon=6, dataset="tiny", model="mlp", period=2, lr=0.
     ({"solver": "sqrt"}, r"RunConfig.solver = 'sqrt': solves the sqrt error model, not error = 'linear'"),
     ({"solver": "label-aware", "information": 10}, r"RunConfig.solver = 'label-aware': plans from the devices' "
                                                    r"labels with perfect information only"),
-    ({"method": "centralised", "local_update": "minibatch:16"}, r"RunConfig.local_update = 'minibatch:16': "
-                                                                r"method 'centralised'.*'paper' only"),
     ({"method": "centralised", "partition": "classes:2"}, r"RunConfig.partition = 'classes:2': method "
                                                           r"'centralised'.*'iid' only"),
 ])
@@ -94,9 +92,9 @@ def test_options_thread_the_local_update_into_trained_runs_only() -> None:
     trained = {c.local_update for _, c in grid if c.train}
     untrained = {c.local_update for _, c in grid if not c.train}
     assert trained == {"minibatch:16"} and untrained == {"paper"}  # costs-only runs keep their keys
-    with pytest.raises(ConfigError, match="centralised"):
-        entry = EXPERIMENTS.get_entry("table2")
-        entry.obj.configs(opts, **entry.params)
+    entry = EXPERIMENTS.get_entry("table2")
+    methods = {c.method: c.local_update for _, c in entry.obj.configs(opts, **entry.params)}
+    assert methods == {"centralised": "minibatch:16", "federated": "minibatch:16", "network-aware": "minibatch:16"}
 
 
 def _direct(cfg: RunConfig) -> dict:
@@ -126,6 +124,28 @@ def test_local_update_and_partition_reach_the_trainer() -> None:
         assert got[c.key()]["accuracy"] == direct["accuracy"]
         assert got[c.key()]["test_loss"] == direct["test_loss"]
         assert got[c.key()]["points_processed"] == direct["points_processed"]
+
+
+def test_centralised_server_takes_the_local_update() -> None:
+    """The server as a one-device network is foglearn.learning.centralised under eq. (3) (to float
+    round-off), so the mini-batch rule applies to it as to a device."""
+    from foglearn.experiments.runner import server_scenario
+    from foglearn.learning import centralised, no_movement_plan, train
+
+    cfg = RunConfig(**{**TINY, "method": "centralised", "passes": 2, "eval_every": 1})
+    scen = build_scenario(cfg, dataset_size=600)
+    server = server_scenario(scen)
+    kw = dict(dataset="tiny", model="mlp", lr=cfg.lr, seed=cfg.seed, period=cfg.period, passes=2, eval_every=1)
+    base = centralised(scen, **kw)
+    same = train(server, no_movement_plan(server), **kw)
+    np.testing.assert_allclose(same.eval_loss, base.eval_loss, rtol=1e-5)
+    np.testing.assert_allclose(same.device_loss, base.device_loss, rtol=1e-5)
+    paper, mini = run_one(cfg)["training"], run_one(cfg.replace(local_update="minibatch:16"))["training"]
+    assert paper["test_loss"] == float(base.test_loss)  # eq. (3): the baseline itself
+    direct = train(server, no_movement_plan(server), local_update="minibatch:16", **kw)
+    assert mini["test_loss"] == float(direct.test_loss) != paper["test_loss"]
+    assert mini["points_processed"] == paper["points_processed"] == int(scen.collected.sum())  # per pass
+    assert np.isnan(mini["costs"]["unit"]) and np.isnan(paper["costs"]["unit"])
 
 
 def test_label_aware_solver_plans_from_the_partitions_labels() -> None:
@@ -205,10 +225,6 @@ def test_cli_sweep_options_fix_the_fields(tmp_path: Path) -> None:
 def test_cli_reproduce_local_update(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["reproduce", "table3", "--local-update", "minibatch:x", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "local_update = 'minibatch:x'" in bad.output
-    # Table II's centralised baseline has no mini-batch rule: an error before anything runs
-    t2 = CliRunner().invoke(app, ["reproduce", "all", "--local-update", "minibatch:16", "--out", str(tmp_path)])
-    assert t2.exit_code == 2 and "table2" in t2.output and "centralised" in t2.output
-    assert not (tmp_path / "results").exists()
     out = tmp_path / "t3"
     res = CliRunner().invoke(app, ["reproduce", "table3", "--seeds", "1", "--jobs", "1", "--dataset", "tiny",
                                    "--model", "mlp", "--devices", "3", "--slots", "6", "--window", "2",

@@ -39,8 +39,8 @@ def reproduce_command(
                                             "(0 = final model only).")] = 1,
     local_update: Annotated[str, typer.Option("--local-update", help="paper (eq. 3: one SGD step per device and "
                                               "slot; the paper's protocol) | minibatch:B (⌈G_i(t)/B⌉ steps on "
-                                              "mini-batches of B points). Table II's centralised baseline "
-                                              "takes paper only.")] = "paper",
+                                              "mini-batches of B points; Table II's centralised server takes "
+                                              "⌈ΣD_i(t)/B⌉).")] = "paper",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
     executor: Annotated[str, typer.Option("--executor", help="local (--jobs processes) | ray (a Ray cluster of "
                                           "--jobs CPUs started here) | ray:ADDRESS (an existing cluster): "
@@ -125,8 +125,8 @@ def reproduce_command(
 
 def _check_configs(name: str, options: object) -> None:
     """Build the runs of ``name`` (every experiment for ``all``) before anything runs, so that an
-    option no experiment can take (e.g. ``--local-update minibatch:16`` for Table II's centralised
-    baseline) is an error now, not after the other experiments have run."""
+    option an experiment's runs cannot take is an error now, naming the experiment, not after the
+    other experiments have run."""
     import foglearn.experiments.paper  # noqa: F401 - registers the paper's experiments
     from foglearn.experiments import ConfigError
 

@@ -127,7 +127,9 @@ class RunConfig:
         (:class:`~foglearn.learning.trainer.LocalUpdate`): ``"paper"`` (eq. (3): one SGD step
         on all of them, the default of every paper experiment) or ``"minibatch:B"``
         (``⌈|G_i(t)|/B⌉`` steps on mini-batches of ``B`` points, so the work grows with the data
-        processed). ``method = "centralised"`` takes ``"paper"`` only.
+        processed). ``method = "centralised"``: the server takes one step per slot on all
+        ``Σ_i D_i(t)`` points, or ``⌈Σ_i D_i(t)/B⌉`` mini-batch steps
+        (:func:`~foglearn.experiments.runner.server_scenario`).
     solver : str
         The planner of problem (5)-(9) (:data:`foglearn.planning.SOLVERS`): ``"auto"`` (greedy
         (Thm 3), the min-cost flow under capacities, the square-root solver for ``error =
@@ -239,12 +241,8 @@ class RunConfig:
                 rule = ("must be 'iid', 'dirichlet:ALPHA' (α > 0) or 'classes:K' (integer K ≥ 1)"
                         if name == "partition" else "must be 'paper' (eq. 3) or 'minibatch:B' (B an integer ≥ 1)")
                 raise bad(name, rule) from None
-        if self.method == "centralised":
-            if self.partition != "iid":
-                raise bad("partition", "method 'centralised' trains on the pooled i.i.d. stream; it takes 'iid' only")
-            if self.local_update != "paper":
-                raise bad("local_update", "method 'centralised' takes one SGD step per slot on all the slot's "
-                          "points (foglearn.learning.centralised); it takes 'paper' only")
+        if self.method == "centralised" and self.partition != "iid":
+            raise bad("partition", "method 'centralised' trains on the pooled i.i.d. stream; it takes 'iid' only")
         if not isinstance(self.solver, str):
             raise bad("solver", "must be a string")
         _check_name("RunConfig.solver", self.solver, solvers(), "solver")

@@ -194,16 +194,28 @@ def _train(cfg: RunConfig, scenario: Any, plan: Any, data: Any = None) -> dict[s
     ``centralised`` and ``federated`` are :mod:`foglearn.learning`'s baselines (same stream of
     points, η, seed and budget); every other method executes ``plan`` with period ``cfg.period``.
     ``federated`` and the plan's training take ``cfg.local_update`` (eq. (3) or mini-batches)
-    and ``cfg.partition`` (the labels each device collects); ``centralised`` is eq. (3) on the
-    pooled i.i.d. stream (:class:`RunConfig` allows it nothing else). ``data``: the data set
-    already loaded (by a label-aware plan), else ``cfg.dataset`` is loaded by the trainer.
+    and ``cfg.partition`` (the labels each device collects). ``centralised`` trains on the pooled
+    i.i.d. stream (``partition = "iid"`` only): with eq. (3) it is
+    :func:`foglearn.learning.centralised` (one step per slot on all ``Σ_i D_i(t)`` points); with
+    ``"minibatch:B"`` the server is the one device of :func:`server_scenario`, which takes
+    ``⌈Σ_i D_i(t)/B⌉`` steps per slot on the same points. ``data``: the data set already loaded
+    (by a label-aware plan), else ``cfg.dataset`` is loaded by the trainer.
     """
-    from foglearn.learning import centralised, federated, train
+    from foglearn.learning import centralised, federated, no_movement_plan, train
 
     common: dict[str, Any] = dict(dataset=cfg.dataset if data is None else data, model=cfg.model, lr=cfg.lr,
                                   seed=cfg.seed, passes=cfg.passes, eval_every=cfg.eval_every, threads=_threads())
-    if cfg.method == "centralised":
+    if cfg.method == "centralised" and cfg.local_update == "paper":
         result = centralised(scenario, period=cfg.period, **common)
+    elif cfg.method == "centralised":  # the server as the one device of a network: its update rule applies
+        server = server_scenario(scenario)
+        result = train(server, no_movement_plan(server), period=cfg.period, name=cfg.method,
+                       local_update=cfg.local_update, **common)
+        record = training_record(result)
+        record["costs"] = {"processing": float("nan"), "transfer": 0.0, "discard": 0.0, "total": float("nan"),
+                           "unit": float("nan"), "collected": int(scenario.collected.sum()),
+                           "processed": float(scenario.collected.sum())}  # as centralised(): a server's costs
+        return record
     else:
         rule: dict[str, Any] = dict(local_update=cfg.local_update, partition=cfg.partition)
         if cfg.method == "federated":
@@ -211,6 +223,21 @@ def _train(cfg: RunConfig, scenario: Any, plan: Any, data: Any = None) -> dict[s
         else:
             result = train(scenario, plan, period=cfg.period, name=cfg.method, **common, **rule)
     return training_record(result)
+
+
+def server_scenario(scenario: Any) -> Any:
+    """Centralised learning as a network of one device, the server, that collects every point the
+    devices collect: ``D_1(t) = Σ_i D_i(t)``, no links, no costs. Its points in slot ``t`` are the
+    same positions of the same seeded stream that :func:`foglearn.learning.centralised` takes, so
+    :func:`foglearn.learning.train` with its no-movement plan and eq. (3) is that baseline (to
+    float round-off, tests/test_experiments_learning_fields.py), and any other local update rule
+    applies to the server as to a device."""
+    from foglearn.network.scenario import Scenario
+
+    T = scenario.horizon
+    return Scenario(collected=scenario.collected.sum(axis=1, keepdims=True), proc_cost=np.zeros((T, 1)),
+                    error_weight=np.zeros((T, 1)), src=np.zeros(0, dtype=np.int64), dst=np.zeros(0, dtype=np.int64),
+                    link_cost=np.zeros((T, 0)))
 
 
 def _threads() -> int | None:
