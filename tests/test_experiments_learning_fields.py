@@ -235,6 +235,13 @@ def test_cli_reproduce_local_update(tmp_path: Path) -> None:
     assert spec.options.local_update == "minibatch:16"
     assert {r.local_update for r in spec.runs if r.train} == {"minibatch:16"}
     assert np.isfinite(float(next(iter(_summary_accuracies(out))))), "the trained settings have an accuracy"
+    # an experiment none of whose runs trains says that the rule does not apply to it
+    f8 = CliRunner().invoke(app, ["reproduce", "fig8", "--seeds", "1", "--jobs", "1", "--dataset", "tiny",
+                                  "--devices", "4", "--slots", "6", "--local-update", "minibatch:16", "--no-progress",
+                                  "--out", str(tmp_path / "f8")])
+    assert f8.exit_code == 0, f8.output
+    assert "notice: fig8 trains no run of the sweep runner, so --local-update minibatch:16 does not apply" in \
+        " ".join(f8.stderr.split())
 
 
 def _summary_accuracies(out: Path) -> list[str]:

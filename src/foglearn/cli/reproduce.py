@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from foglearn.cli.common import JsonFlag, console, emit_json, err_console, fail, json_mode
 from foglearn.experiments.definitions import EXPERIMENTS, names
+
+if TYPE_CHECKING:
+    from foglearn.experiments import ExperimentOptions
 
 
 def reproduce_command(
@@ -84,7 +87,9 @@ def reproduce_command(
                                         table2_models=tuple(m.strip() for m in table2_models.split(",") if m.strip()),
                                         traces_dir=str(traces) if traces else None, progress=not no_progress,
                                         executor=executor)
-            _check_configs(name, options)
+            for sub in _check_configs(name, options):
+                err_console.print(f"notice: {sub} trains no run of the sweep runner, so --local-update "
+                                  f"{options.local_update} does not apply to it", highlight=False)
             sections = run_experiment(name, options)
         except ConfigError as exc:
             fail(str(exc))
@@ -123,19 +128,25 @@ def reproduce_command(
             for s in sections]})
 
 
-def _check_configs(name: str, options: object) -> None:
+def _check_configs(name: str, options: ExperimentOptions) -> list[str]:
     """Build the runs of ``name`` (every experiment for ``all``) before anything runs, so that an
     option an experiment's runs cannot take is an error now, naming the experiment, not after the
-    other experiments have run."""
+    other experiments have run. Returns the experiments that ignore ``options.local_update`` (a rule
+    other than ``paper`` for an experiment none of whose runs trains, e.g. Fig. 8's costs or the
+    non-IID experiment, which trains its own cells at ``foglearn run``'s budget)."""
     import foglearn.experiments.paper  # noqa: F401 - registers the paper's experiments
     from foglearn.experiments import ConfigError
 
+    ignored: list[str] = []
     for sub in (EXPERIMENTS.names() if name == "all" else (name,)):
         entry = EXPERIMENTS.get_entry(sub)
         try:
-            entry.obj.configs(options, **entry.params)
+            grid = entry.obj.configs(options, **entry.params)
         except ConfigError as exc:
             raise ConfigError(f"{sub}: {exc}") from None
+        if options.local_update != "paper" and not any(c.train for _, c in grid):
+            ignored.append(sub)
+    return ignored
 
 
 def register(app: typer.Typer) -> None:
