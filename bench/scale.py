@@ -32,6 +32,8 @@ slot pairs with ``G_i(t) > 0``), µs per device-step (wall, and CPU time of all 
     .venv/bin/python bench/scale.py [--sizes 1000,3000,10000] [--model mlp] [--threads 2]
 
 writes ``bench/results/scale_<model>.csv`` and ``.png`` (time and peak memory against n, log-log).
+``--phases N`` instead prints where the bytes go while planning at ``N`` devices (each stage's
+RSS before, peak and after).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
@@ -111,6 +115,67 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
             "accuracy": round(r.accuracy, 4), "model": model, "tau": tau, "threads": threads}
 
 
+def phases(n: int, horizon: int = 100, seed: int = 0) -> None:
+    """``--phases N``: where the bytes go while planning the workload at ``n`` (no training).
+
+    Prints RSS before, peak during (``VmHWM`` reset around each call) and after: loading MNIST,
+    generating the scenario, each stage of the linear planner (the kernels of
+    :mod:`foglearn.planning.flow_kernels`, wrapped here, and ``Plan.from_fractions``), and the
+    plan's arrays."""
+    import functools
+
+    from foglearn.learning import load_dataset
+    from foglearn.network.generators import synthetic
+    from foglearn.planning import flow_kernels, interrupt, plan
+    from foglearn.planning.plan import Plan
+
+    def report(name: str, before: float, t0: float) -> None:
+        print(f"{name:24s} {time.perf_counter() - t0:6.1f} s  RSS before {before:.3f}  peak {_rss_gb('VmHWM'):.3f}  "
+              f"after {_rss_gb('VmRSS'):.3f} GB", flush=True)
+
+    def wrap(owner: object, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        @functools.wraps(fn)
+        def timed(*args, **kw):
+            before, t0 = _rss_gb("VmRSS"), time.perf_counter()
+            _reset_peak()
+            out = fn(*args, **kw)
+            report(label, before, t0)
+            _reset_peak()
+            return out
+        setattr(owner, name, timed)
+
+    for name in ("build_arcs", "reduce_unsaturable", "coupled_structure", "greedy_fill", "fractions"):
+        wrap(flow_kernels, name, name)
+    wrap(interrupt, "call", "ssp (successive paths)")
+    from_fractions = Plan.from_fractions.__func__  # type: ignore[attr-defined]
+
+    def built(cls, *args, **kw):
+        before, t0 = _rss_gb("VmRSS"), time.perf_counter()
+        _reset_peak()
+        out = from_fractions(cls, *args, **kw)
+        report("Plan.from_fractions", before, t0)
+        return out
+    Plan.from_fractions = classmethod(built)  # type: ignore[method-assign]
+    import torch  # noqa: F401 - held as in a training run
+
+    held = []  # MNIST stays loaded, as in a run
+    for label, step in (("MNIST", lambda: load_dataset("mnist")),
+                        ("scenario", lambda: synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n),
+                                                       capacities=True, seed=seed))):
+        before, t0 = _rss_gb("VmRSS"), time.perf_counter()
+        _reset_peak()
+        held.append(step())
+        report(label, before, t0)
+    s = held[-1]
+    before, t0 = _rss_gb("VmRSS"), time.perf_counter()
+    p = plan(s)
+    print(f"{'plan (whole)':24s} {time.perf_counter() - t0:6.1f} s  RSS before {before:.3f}  after "
+          f"{_rss_gb('VmRSS'):.3f} GB; arcs {p.stats.extra['arcs']}, E = {s.n_edges}, nonzero s_ij(t) "
+          f"{int(np.count_nonzero(p.offload))}")
+
+
 def run_child(n: int, model: str, tau: int, threads: int, plan_kind: str = "planned") -> dict:
     code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; "
             f"print(json.dumps(scale.measure({n}, {model!r}, {tau}, {threads}, plan_kind={plan_kind!r})))")
@@ -158,7 +223,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--unplanned", default="", help="sizes (comma-separated) run with the no-movement plan")
+    ap.add_argument("--phases", type=int, default=0, help="only print where the bytes go while planning at this n")
     args = ap.parse_args()
+    if args.phases:
+        phases(args.phases)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     unplanned = {int(x) for x in args.unplanned.split(",") if x}
