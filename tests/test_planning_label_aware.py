@@ -12,17 +12,26 @@ from foglearn.learning.partition import class_arrivals, collectors, device_strea
 from foglearn.network import synthetic
 from foglearn.planning import PlanError, check_feasible, plan
 from foglearn.planning.flow import plan_linear
-from foglearn.planning.label_aware import BUDGET_SLACK, GAP_TOL, imbalance, plan_label_aware
+from foglearn.planning.label_aware import (
+    BUDGET_SLACK,
+    DEFAULT_PERIOD,
+    GAP_TOL,
+    imbalance,
+    plan_label_aware,
+    solve_full_lp,
+)
 from foglearn.planning.reference import _flat_network
 
 
-def full_lp(scen, labels, lam, target=None, budget=True) -> float:
-    """The label-aware LP written out over every usable link, a ``z`` per sink and class and the
-    same-budget row, solved by HiGHS in one go (no column generation, no folding): the yardstick."""
+def full_lp(scen, labels, lam, target=None, budget=True, period=DEFAULT_PERIOD) -> float:
+    """The label-aware LP written out over every usable link, a ``z`` per device, aggregation period
+    and class (``z ≥ Σ_{a into the device in the period} (p_a^c − m^c) x_a``) and the same-budget
+    row, solved by HiGHS in one go (no column generation, no ``G`` rows): the yardstick."""
     T, n = scen.horizon, scen.n_devices
     K = labels.shape[2]
     D, c, f, cap, t_idx, e_idx, a_src, a_sink = _flat_network(scen)
     N = T * n
+    P = -(-T // period)
     lab = labels.reshape(N, K).astype(float)
     m = lab.sum(0) / lab.sum() if target is None else np.asarray(target, float)
     p = np.divide(lab, D[:, None], out=np.zeros_like(lab), where=D[:, None] > 0)
@@ -31,22 +40,23 @@ def full_lp(scen, labels, lam, target=None, budget=True) -> float:
     keep_ok = (D > 0) & scen.active.ravel()
     srcs = np.concatenate([np.arange(N), a_src])
     sinks = np.concatenate([np.arange(N), a_sink])
+    group = (sinks % n) * P + (sinks // n) // period  # the sink's device and aggregation period
     cost = np.concatenate([c - f, scen.link_cost[t_idx, e_idx] + c[a_sink] - f[a_src]])
     ub = np.concatenate([np.where(keep_ok, D, 0.0), np.minimum(scen.link_cap[t_idx, e_idx], D[a_src])])
-    nx = N + A
+    nx, nz = N + A, n * P * K
     cols = np.arange(nx)
-    rows = [srcs, N + sinks, (2 * N + sinks[:, None] * K + np.arange(K)).ravel(), 2 * N + np.arange(N * K)]
-    cc = [cols, cols, np.repeat(cols, K), nx + np.arange(N * K)]
-    vals = [np.ones(nx), np.ones(nx), dev[srcs].ravel(), -np.ones(N * K)]
-    rows.append(np.full(nx, 2 * N + N * K))
+    rows = [srcs, N + sinks, (2 * N + group[:, None] * K + np.arange(K)).ravel(), 2 * N + np.arange(nz)]
+    cc = [cols, cols, np.repeat(cols, K), nx + np.arange(nz)]
+    vals = [np.ones(nx), np.ones(nx), dev[srcs].ravel(), -np.ones(nz)]
+    rows.append(np.full(nx, 2 * N + nz))
     cc.append(cols)
     vals.append(-np.ones(nx))
     A_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cc))),
-                         shape=(2 * N + N * K + 1, nx + N * K))
-    P = plan_linear(scen).processed.sum() * (1 - BUDGET_SLACK) if budget else 0.0
-    b = np.concatenate([D, np.where(np.isfinite(cap), cap, 1e30), np.zeros(N * K), [-P]])
-    obj = np.concatenate([cost, np.full(N * K, lam)])
-    bounds = np.column_stack([np.zeros(nx + N * K), np.concatenate([ub, np.full(N * K, np.inf)])])
+                         shape=(2 * N + nz + 1, nx + nz))
+    P_star = plan_linear(scen).processed.sum() * (1 - BUDGET_SLACK) if budget else 0.0
+    b = np.concatenate([D, np.where(np.isfinite(cap), cap, 1e30), np.zeros(nz), [-P_star]])
+    obj = np.concatenate([cost, np.full(nz, lam)])
+    bounds = np.column_stack([np.zeros(nx + nz), np.concatenate([ub, np.full(nz, np.inf)])])
     res = linprog(obj, A_ub=A_ub, b_ub=b, bounds=bounds, method="highs")
     assert res.status == 0, res.message
     return float(res.fun + f @ D)
@@ -61,15 +71,17 @@ def instance(seed: int, capacities: bool, n: int = 6, T: int = 8, alpha: float =
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("capacities", [False, True])
 @pytest.mark.parametrize("lam", [0.3, 1.0, 5.0])
-def test_optimal_against_full_highs_lp(seed, capacities, lam):
+@pytest.mark.parametrize("period", [1, 3, 8])
+def test_optimal_against_full_highs_lp(seed, capacities, lam, period):
+    """Per slot (τ = 1), per aggregation period and over the whole horizon (τ = T = 8)."""
     s, lab = instance(seed, capacities, topology="full" if seed % 2 == 0 else "random")
-    p = plan_label_aware(s, lab, lam)
-    ref = full_lp(s, lab, lam)
+    p = plan_label_aware(s, lab, lam, period=period)
+    ref = full_lp(s, lab, lam, period=period)
     assert p.stats.objective == pytest.approx(ref, rel=1e-8, abs=1e-7)
     assert p.stats.status == "optimal" and p.stats.gap <= GAP_TOL * max(1.0, abs(ref))
     check_feasible(s, p)
     # the objective is the paper's cost (5) plus λ Σ B, B recomputed from the plan's fractions
-    B = imbalance(s, p, lab)["points"]
+    B = imbalance(s, p, lab, period=period)["points"]
     assert p.stats.objective == pytest.approx(p.costs.total + lam * B, rel=1e-8)
     assert p.stats.extra["imbalance"] == pytest.approx(B, rel=1e-8, abs=1e-8)
 
@@ -87,8 +99,10 @@ def test_explicit_target_and_free_budget_against_full_lp():
 def test_same_budget_processes_as_much_as_the_label_blind_plan():
     s, lab = instance(5, False, n=8, T=12, alpha=0.1)
     blind = plan(s).processed.sum()
-    assert plan_label_aware(s, lab, 2.0).processed.sum() >= blind * (1 - 1e-8)
-    assert plan_label_aware(s, lab, 2.0, same_budget=False).processed.sum() < blind  # it would discard
+    for period in (1, 4):
+        assert plan_label_aware(s, lab, 2.0, period=period).processed.sum() >= blind * (1 - 1e-8)
+    # balanced per slot, the free plan would discard a skewed device's surplus
+    assert plan_label_aware(s, lab, 2.0, same_budget=False, period=1).processed.sum() < blind
 
 
 @pytest.mark.parametrize("capacities", [False, True])
@@ -114,6 +128,11 @@ def test_registered_solver_and_plan_entry_point():
     p = plan(s, solver="label-aware", labels=lab)
     assert p.stats.solver == "label-aware"
     assert plan(s).stats.solver != "label-aware"  # auto never picks it
+    three = plan(s, solver="label-aware", labels=lab, period=3)
+    assert three.stats.extra["period"] == 3 and p.stats.extra["period"] == DEFAULT_PERIOD
+    assert three.stats.objective == pytest.approx(plan_label_aware(s, lab, period=3).stats.objective, rel=1e-12)
+    with pytest.raises(PlanError, match="period: only a solver that plans from labels"):
+        plan(s, period=3)
     with pytest.raises(PlanError, match="label-aware.*labels"):
         plan(s, solver="label-aware")
     with pytest.raises(PlanError, match="labels: solver = 'linear' is label-blind"):
@@ -150,3 +169,39 @@ def test_class_arrivals_are_the_trainers_first_pass_labels():
     first = np.zeros((10, 5, 10), dtype=np.int64)
     np.add.at(first, (slot, who, y[drawn.stream[:per_pass]]), 1)
     assert (first == lab).all()
+
+
+def test_whole_lp_in_one_go_matches_and_period_is_checked():
+    s, lab = instance(6, False, n=7, T=10, alpha=0.1)
+    p = plan_label_aware(s, lab, 1.0, period=5)
+    for solver in ("simplex", "ipm"):
+        r = solve_full_lp(s, lab, 1.0, period=5, solver=solver)
+        assert r["ok"] and r["objective"] == pytest.approx(p.stats.objective, rel=1e-8)
+    assert p.stats.extra["period"] == 5
+    for bad in (0, 2.5, True):
+        with pytest.raises(PlanError, match="period = .*: the aggregation period τ must be an integer ≥ 1"):
+            plan_label_aware(s, lab, 1.0, period=bad)
+
+
+def test_balance_over_the_period_is_cheaper_than_per_slot():
+    """A device's own skew can be offset by what it receives later in the period, so the per-period
+    optimum never costs more than the per-slot one and its per-period imbalance is no larger."""
+    s, lab = instance(4, False, n=8, T=12, alpha=0.1)
+    slot, per = plan_label_aware(s, lab, 1.0, period=1), plan_label_aware(s, lab, 1.0, period=4)
+    assert per.stats.objective <= slot.stats.objective + 1e-9
+    assert imbalance(s, per, lab, period=4)["points"] <= imbalance(s, slot, lab, period=4)["points"] + 1e-6
+    assert imbalance(s, slot, lab, period=1)["points"] >= imbalance(s, slot, lab, period=4)["points"] - 1e-9
+
+
+def test_ctrl_c_stops_highs_and_returns_no_plan(monkeypatch):
+    import highspy
+
+    from foglearn.planning.interrupt import PlanInterrupted
+
+    def interrupted(self, timeout=-1.0):
+        raise KeyboardInterrupt
+
+    s, lab = instance(0, False)
+    monkeypatch.setattr(highspy.Highs, "wait", interrupted)
+    with pytest.raises(PlanInterrupted, match="interrupted"):
+        plan_label_aware(s, lab, 1.0)

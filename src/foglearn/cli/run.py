@@ -318,7 +318,8 @@ def run_command(
                 from foglearn.learning.partition import class_arrivals
 
                 arrivals = class_arrivals(part, scenario.collected, data.y_train, seed)
-                settings.append(("label-aware", plan(scenario, solver="label-aware", labels=arrivals)))
+                settings.append(("label-aware", plan(scenario, solver="label-aware", labels=arrivals,
+                                                                 period=period)))
             else:
                 console.print("label-aware: not trained (it plans with the linear error and perfect "
                               "information only)", highlight=False)

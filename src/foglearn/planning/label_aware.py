@@ -87,20 +87,35 @@ from numba import njit
 
 from foglearn.errors import InputError, SolverError
 from foglearn.network.scenario import Scenario
+from foglearn.planning.interrupt import PlanInterrupted, call, new_stop_flag
 from foglearn.planning.plan import Plan, PlanError, SolverStats
 
-__all__ = ["DEFAULT_LAMBDA", "GAP_TOL", "check_labels", "imbalance", "plan_label_aware"]
+__all__ = ["DEFAULT_LAMBDA", "DEFAULT_PERIOD", "GAP_TOL", "check_labels", "imbalance", "plan_label_aware",
+           "solve_full_lp"]
 
 #: ``λ``: the price of one point above its class's balanced share (see the module docstring).
 DEFAULT_LAMBDA = 1.0
+#: ``τ``: the aggregation period the balance is measured over (``foglearn run --period``'s default).
+DEFAULT_PERIOD = 10
 #: Relative duality gap the certificate must reach (HiGHS's dual-feasibility tolerance).
 GAP_TOL = 1e-7
 #: A column enters the master when its reduced cost is below ``-RC_TOL``.
 RC_TOL = 1e-9
 #: Relative slack on the same-budget row, so float round-off cannot make it infeasible.
 BUDGET_SLACK = 1e-9
-#: Column-generation rounds before giving up (each round adds ≥ 1 column per improving source).
+#: Column-generation rounds before giving up.
 MAX_ROUNDS = 500
+#: Columns each source may add per round (its most negative ones).
+COLUMNS_PER_SOURCE = 4
+#: Subgradient steps on the Lagrangian dual before the first master, and the first step's length
+#: (a share of ``λ``); their prices pick the first master's columns (module docstring, step 1).
+ASCENT_STEPS = 300
+ASCENT_STEP = 0.5
+#: Rounds an offload column may stay out of the master's solution (nonbasic, reduced cost above
+#: ``RC_TOL``) before it is deleted from the master (it re-enters if it prices out again).
+IDLE_ROUNDS = 2
+#: Seconds between checks for Ctrl-C while HiGHS runs.
+_POLL_S = 0.05
 
 
 def check_labels(scenario: Scenario, labels: Any) -> np.ndarray:
@@ -121,6 +136,13 @@ def check_labels(scenario: Scenario, labels: Any) -> np.ndarray:
     return arr
 
 
+def check_period(period: Any) -> int:
+    """``period`` (``τ``) as an int ≥ 1; an :class:`InputError` otherwise."""
+    if isinstance(period, bool) or not isinstance(period, int | np.integer) or period < 1:
+        raise PlanError(f"period = {period!r}: the aggregation period τ must be an integer ≥ 1")
+    return int(period)
+
+
 def _target(labels: np.ndarray, target: Any) -> np.ndarray:
     K = labels.shape[2]
     if target is None:
@@ -132,67 +154,43 @@ def _target(labels: np.ndarray, target: Any) -> np.ndarray:
     return m
 
 
-def _mixes(labels: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """``p_s^c − m^c`` per source ``s = t·n + i`` ``[T·n, K]`` (0 rows where ``D = 0``)."""
+def _shares(labels: np.ndarray) -> np.ndarray:
+    """``p_s^c`` per source ``s = t·n + i`` ``[T·n, K]`` (0 rows where ``D = 0``)."""
     T, n, K = labels.shape
     D = labels.sum(2, keepdims=True)
-    p = np.divide(labels, D, out=np.zeros_like(labels), where=D > 0)
-    return np.where(D > 0, p - m, 0.0).reshape(T * n, K)
+    return np.divide(labels, D, out=np.zeros_like(labels), where=D > 0).reshape(T * n, K)
 
 
-@njit(cache=True, nogil=True)
-def _price(src, dst, usable, link_cost, link_cap, c, f, D, y, w, mu, rho, dev, have, tol):  # pragma: no cover - numba
-    """Price every usable offload column (module docstring, step 2).
-
-    Returns ``(best_rc[T·n], best_edge[T·n], lagrange)``: each source's most negative reduced cost
-    among the columns not yet in the master (``have``: sorted keys ``t·E + e`` of those that are)
-    and its edge (-1 if none below ``-tol``), and ``Σ min(0, rc) u`` over all columns.
-    """
-    T, E = usable.shape
-    n = D.size // T
-    K = dev.shape[1]
-    best = np.zeros(T * n)
-    edge = np.full(T * n, -1, dtype=np.int64)
-    lag = 0.0
-    for t in range(T - 1):
-        for e in range(E):
-            if not usable[t, e] or link_cap[t, e] <= 0.0:
-                continue
-            s = t * n + src[e]
-            if D[s] <= 0.0:
-                continue
-            k = (t + 1) * n + dst[e]
-            rc = link_cost[t, e] + c[k] - f[s] - y[s] - w[k] - rho
-            for q in range(K):
-                rc += mu[k, q] * dev[s, q]
-            if rc < 0.0:
-                lag += rc * min(link_cap[t, e], D[s])
-                if rc < best[s] and rc < -tol:
-                    key = t * E + e
-                    h = np.searchsorted(have, key)
-                    if h == have.size or have[h] != key:
-                        best[s] = rc
-                        edge[s] = e
-    return best, edge, lag
+def _sink_group(T: int, n: int, period: int) -> np.ndarray:
+    """Device-period ``j·P + ⌊t/τ⌋`` of every sink ``k = t·n + j`` ``[T·n]``."""
+    P = -(-T // period)
+    return (np.arange(n)[None, :] * P + (np.arange(T) // period)[:, None]).ravel()
 
 
-def imbalance(scenario: Scenario, plan: Plan, labels: Any, target: Any = None) -> dict[str, float]:
-    """``Σ_{j,t} B_j(t)`` of ``plan`` (module docstring) and its share of the points processed.
+def imbalance(scenario: Scenario, plan: Plan, labels: Any, target: Any = None,
+              period: int = DEFAULT_PERIOD) -> dict[str, float]:
+    """``Σ_{j,k} B_j(k)`` of ``plan`` (module docstring) and its share of the points processed.
 
-    ``points``: processed points above their class's balanced share; ``share``: that over
-    ``Σ G_j(t)`` — the processed-weighted mean total-variation distance between a device's batch
-    and the target mix (0: every batch has the target mix; near 1: every batch is one label).
+    ``points``: points processed in an aggregation period above their class's balanced share in
+    that device's period; ``share``: that over ``Σ G_j(t)`` — the processed-weighted mean
+    total-variation distance between the label mix a device trains on in a period and the target
+    mix (0: every device trains on the target mix in every period; near 1: on one label).
+    ``period = 1`` measures every slot's batch on its own.
     """
     lab = check_labels(scenario, labels)
     m = _target(lab, target)
+    tau = check_period(period)
     T, n, K = lab.shape
     Gc = plan.keep[:, :, None] * lab
     if scenario.n_edges and T > 1:
         tt, ee = np.nonzero(plan.offload[:-1] > 0)
         amount = plan.offload[tt, ee, None] * lab[tt, scenario.src[ee]]
         np.add.at(Gc, (tt + 1, scenario.dst[ee]), amount)
-    G = Gc.sum(2, keepdims=True)
-    points = float(np.maximum(Gc - m * G, 0.0).sum())
+    P = -(-T // tau)
+    Gp = np.zeros((P, n, K))
+    np.add.at(Gp, np.arange(T) // tau, Gc)
+    G = Gp.sum(2, keepdims=True)
+    points = float(np.maximum(Gp - m * G, 0.0).sum())
     total = float(G.sum())
     return {"points": points, "share": points / total if total > 0 else 0.0}
 
@@ -212,219 +210,423 @@ def _quiet(make: Callable[[], Any]) -> Any:
         os.close(null)
 
 
-class _Master:
-    """The restricted master LP of the module docstring, kept live in HiGHS: columns and class rows
-    are added to the model and each solve warm-starts from the previous basis."""
+def _run(h: Any) -> None:
+    """``h.run()`` in HiGHS's own thread, so that Ctrl-C stops it within a second
+    (:class:`~foglearn.planning.interrupt.PlanInterrupted`, as the compiled solvers do)."""
+    thread = h.startSolve()
+    try:
+        while not h.wait(_POLL_S)[0]:
+            pass
+    except KeyboardInterrupt:
+        h.cancelSolve()
+        thread.join(1.0)
+        raise PlanInterrupted("planning interrupted (Ctrl-C); no plan was returned") from None
 
-    def __init__(self, scenario: Scenario, dev: np.ndarray, lam: float, budget: float):
+
+@njit(cache=True, nogil=True)
+def _entries(s, k, jk, s_row, k_row, budget_row, g_row0, c_row0, K, p_ptr, p_idx, p_val):  # pragma: no cover
+    """CSC entries ``(starts, rows, values)`` of flow columns ``s → k`` (``jk``: the sink's
+    device-period): supply, budget, capacity (if any), the device-period's ``G`` row and one class
+    row per class the source carries (value ``p_s^c``)."""
+    m = s.size
+    starts = np.zeros(m + 1, np.int64)
+    for a in range(m):
+        starts[a + 1] = starts[a] + 3 + (1 if k_row[k[a]] >= 0 else 0) + p_ptr[s[a] + 1] - p_ptr[s[a]]
+    idx = np.empty(starts[m], np.int32)
+    val = np.empty(starts[m])
+    for a in range(m):
+        q = starts[a]
+        idx[q] = s_row[s[a]]
+        idx[q + 1] = budget_row
+        idx[q + 2] = g_row0 + jk[a]
+        val[q] = 1.0
+        val[q + 1] = 1.0
+        val[q + 2] = 1.0
+        q += 3
+        if k_row[k[a]] >= 0:
+            idx[q] = k_row[k[a]]
+            val[q] = 1.0
+            q += 1
+        for h in range(p_ptr[s[a]], p_ptr[s[a] + 1]):
+            idx[q] = c_row0 + jk[a] * K + p_idx[h]
+            val[q] = p_val[h]
+            q += 1
+    return starts, idx, val
+
+
+@njit(cache=True, nogil=True)
+def _price(src, dst, usable, link_cost, link_cap, c, f, D, y, w, mu, pi, rho, group, p_ptr, p_idx, p_val,
+           have, tol, q):  # pragma: no cover - numba
+    """Price every usable offload column (module docstring, step 2).
+
+    Returns ``(rc[T·n, q], edge[T·n, q], lagrange)``: each source's ``q`` most negative reduced
+    costs below ``-tol`` among the columns not in the master (``have[t, e]``) and their edges
+    (-1: none), and ``Σ min(0, rc) u`` over every usable column.
+    """
+    T, E = usable.shape
+    n = D.size // T
+    best = np.zeros((T * n, q))
+    edge = np.full((T * n, q), -1, dtype=np.int64)
+    lag = 0.0
+    for t in range(T - 1):
+        for e in range(E):
+            if not usable[t, e] or link_cap[t, e] <= 0.0:
+                continue
+            s = t * n + src[e]
+            if D[s] <= 0.0:
+                continue
+            k = (t + 1) * n + dst[e]
+            g = group[k]
+            rc = link_cost[t, e] + c[k] - f[s] - y[s] - w[k] - rho - pi[g]
+            for h in range(p_ptr[s], p_ptr[s + 1]):
+                rc += mu[g, p_idx[h]] * p_val[h]
+            if rc < 0.0:
+                lag += rc * min(link_cap[t, e], D[s])
+                if rc < -tol and rc < best[s, q - 1] and not have[t, e]:
+                    r = q - 1
+                    while r > 0 and best[s, r - 1] > rc:
+                        best[s, r] = best[s, r - 1]
+                        edge[s, r] = edge[s, r - 1]
+                        r -= 1
+                    best[s, r] = rc
+                    edge[s, r] = e
+    return best, edge, lag
+
+
+@njit(cache=True, nogil=True)
+def _ascent(src, dst, usable, link_cost, link_cap, c, f, D, keep_ok, group, p_ptr, p_idx, p_val, m, lam, budget,
+            iters, mu, rho, step0, stop):  # pragma: no cover - numba
+    """Projected subgradient ascent on the Lagrangian dual (module docstring, step 1): ``iters``
+    steps on ``(μ, ρ)`` from the given ones, each routing every source's points to its cheapest
+    column at the current prices and moving ``μ_j^c(k)`` along the class excess it produces,
+    ``ρ`` along the budget's shortfall. Returns ``(μ, ρ)``; polls ``stop`` every step."""
+    T, E = usable.shape
+    N = D.size
+    n = N // T
+    G, K = mu.shape
+    best = np.zeros(N)
+    bestg = np.full(N, -1, np.int64)
+    excess = np.zeros((G, K))
+    for it in range(iters):
+        if stop[0] != 0:
+            break
+        pi = mu @ m
+        for s in range(N):
+            best[s] = 0.0
+            bestg[s] = -1
+            if keep_ok[s]:
+                g = group[s]
+                rc = c[s] - f[s] - rho - pi[g]
+                for h in range(p_ptr[s], p_ptr[s + 1]):
+                    rc += mu[g, p_idx[h]] * p_val[h]
+                if rc < 0.0:
+                    best[s] = rc
+                    bestg[s] = g
+        for t in range(T - 1):
+            for e in range(E):
+                if not usable[t, e] or link_cap[t, e] <= 0.0:
+                    continue
+                s = t * n + src[e]
+                if D[s] <= 0.0:
+                    continue
+                k = (t + 1) * n + dst[e]
+                g = group[k]
+                rc = link_cost[t, e] + c[k] - f[s] - rho - pi[g]
+                for h in range(p_ptr[s], p_ptr[s + 1]):
+                    rc += mu[g, p_idx[h]] * p_val[h]
+                if rc < best[s]:
+                    best[s] = rc
+                    bestg[s] = g
+        excess[:] = 0.0
+        done = 0.0
+        for s in range(N):
+            g = bestg[s]
+            if g < 0:
+                continue
+            done += D[s]
+            for q in range(K):
+                excess[g, q] -= D[s] * m[q]
+            for h in range(p_ptr[s], p_ptr[s + 1]):
+                excess[g, p_idx[h]] += D[s] * p_val[h]
+        step = step0 / np.sqrt(it + 1.0)
+        scale = max(np.abs(excess).max(), 1.0)
+        for g in range(G):
+            for q in range(K):
+                v = mu[g, q] + step * lam * excess[g, q] / scale
+                mu[g, q] = min(max(v, 0.0), lam)
+        rho = max(rho + step * (budget - done) / max(budget, 1.0), 0.0)
+    return mu, rho
+
+
+class _Model:
+    """The label-aware LP (module docstring) live in HiGHS: every row, the ``G`` and ``z`` columns,
+    the keep columns and whichever offload columns are added (all of them: the whole LP)."""
+
+    def __init__(self, scenario: Scenario, p: np.ndarray, m: np.ndarray, lam: float, budget: float,
+                 period: int, solver: str = "simplex"):
         import highspy
 
         T, n = scenario.horizon, scenario.n_devices
-        self.T, self.n, self.K = T, n, dev.shape[1]
-        self.lam = lam
+        K = p.shape[1]
+        self.T, self.n, self.K, self.lam, self.m = T, n, K, lam, m
+        P = -(-T // period)
+        self.P = P
+        self.group = _sink_group(T, n, period)
         self.D = scenario.collected.astype(np.float64).ravel()
         self.c = scenario.proc_cost.astype(np.float64).ravel()
         self.f = scenario.error_weight.astype(np.float64).ravel()
         self.cap = scenario.effective_proc_cap().astype(np.float64).ravel()
-        self.dev = dev
-        self.tv = np.maximum(dev, 0.0).sum(1)  # TV(p_s, m) of each source
         self.src, self.dst = scenario.src, scenario.dst
         self.link_cost = np.asarray(scenario.link_cost, dtype=np.float64)
         self.link_cap = np.asarray(scenario.link_cap, dtype=np.float64)
+        self.p = p
+        nz = p > 0
+        self.p_ptr = np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64)
+        self.p_idx = np.nonzero(nz)[1].astype(np.int64)
+        self.p_val = p[nz]
         N = T * n
         self.sources = np.nonzero((self.D > 0) & scenario.active.ravel() & (self.cap > 0))[0]
         self.all_sources = np.nonzero(self.D > 0)[0]
         self.capped = np.nonzero(np.isfinite(self.cap))[0]
-        # rows: supply per source with data | capacity per finite-capacity sink | budget | class rows
+        # rows: supply | capacity | budget | G per device-period | class per device-period and class
         self.s_row = np.full(N, -1, np.int64)
         self.s_row[self.all_sources] = np.arange(self.all_sources.size)
         self.k_row = np.full(N, -1, np.int64)
         self.k_row[self.capped] = self.all_sources.size + np.arange(self.capped.size)
         self.budget_row = self.all_sources.size + self.capped.size
-        self.u_row = np.full(N, -1, np.int64)  # first class row of an unfolded sink
-        self.n_rows = self.budget_row + 1
-        self.n_cols = 0
-        self.off_t = np.zeros(0, np.int64)
-        self.off_e = np.zeros(0, np.int64)
-        self.unfolded = np.zeros(N, dtype=bool)
-        self.flow_col = np.zeros(0, np.int64)  # HiGHS column of each flow (keep, then offloads)
-        self.flow_src = np.zeros(0, np.int64)
-        self.flow_sink = np.zeros(0, np.int64)
-        self.flow_cost = np.zeros(0)  # without the folded penalty
-        self.flow_ub = np.zeros(0)
+        self.g_row0 = self.budget_row + 1
+        self.c_row0 = self.g_row0 + n * P
+        n_rows = self.c_row0 + n * P * K
         h = _quiet(highspy.Highs)
         h.setOptionValue("output_flag", False)
-        h.setOptionValue("solver", "simplex")
-        lower = np.concatenate([np.full(self.budget_row, -np.inf), [budget]])
-        upper = np.concatenate([self.D[self.all_sources], self.cap[self.capped], [np.inf]])
-        h.addRows(self.n_rows, lower, upper, 0, np.zeros(self.n_rows, np.int32), np.zeros(0, np.int32),
-                  np.zeros(0))
+        h.setOptionValue("solver", solver)
+        h.HandleUserInterrupt = True
+        lower = np.concatenate([np.full(self.budget_row, -np.inf), [budget], np.zeros(n * P),
+                                np.full(n * P * K, -np.inf)])
+        upper = np.concatenate([self.D[self.all_sources], self.cap[self.capped], [np.inf], np.zeros(n * P),
+                                np.zeros(n * P * K)])
+        h.addRows(n_rows, lower, upper, 0, np.zeros(n_rows, np.int32), np.zeros(0, np.int32), np.zeros(0))
         self.h = h
+        # G_j(k) (−1 in its G row, −m^c in its class rows) and z_j^c(k) (cost λ, −1 in its class row)
+        g = np.arange(n * P)
+        rows = np.concatenate([(self.g_row0 + g)[:, None], self.c_row0 + g[:, None] * K + np.arange(K)], 1)
+        vals = np.concatenate([np.full((n * P, 1), -1.0), np.broadcast_to(-m, (n * P, K))], 1)
+        h.addCols(n * P, np.zeros(n * P), np.zeros(n * P), np.full(n * P, np.inf), rows.size,
+                  np.arange(0, rows.size, K + 1, dtype=np.int32), rows.ravel().astype(np.int32), vals.ravel())
+        nz_ = n * P * K
+        h.addCols(nz_, np.full(nz_, lam), np.zeros(nz_), np.full(nz_, np.inf), nz_, np.arange(nz_, dtype=np.int32),
+                  (self.c_row0 + np.arange(nz_)).astype(np.int32), np.full(nz_, -1.0))
+        self.first_flow = n * P * (K + 1)
+        self.flow_src = np.zeros(0, np.int64)
+        self.flow_sink = np.zeros(0, np.int64)
+        self.flow_cost = np.zeros(0)
+        self.off_t = np.zeros(0, np.int64)
+        self.off_e = np.zeros(0, np.int64)
+        self.have = np.zeros((T, scenario.n_edges), dtype=np.bool_)
+        self.idle = np.zeros(0, np.int64)
         ks = self.sources
-        self.keep_col = np.full(N, -1, np.int64)
-        self.keep_col[ks] = np.arange(ks.size)
-        self._add_flows(ks, ks, self.c[ks] - self.f[ks], self.D[ks], self.lam * self.tv[ks])
+        self._add_flows(ks, ks, self.c[ks] - self.f[ks], self.D[ks])
+        self.n_keep = ks.size
 
-    def _add_cols(self, cost: np.ndarray, ub: np.ndarray, cols: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Add columns: ``cols[j]`` = (row indices, values) of column ``j``."""
-        starts = np.cumsum([0] + [r.size for r, _ in cols[:-1]]).astype(np.int32)
-        idx = np.concatenate([r for r, _ in cols]).astype(np.int32) if cols else np.zeros(0, np.int32)
-        val = np.concatenate([v for _, v in cols]) if cols else np.zeros(0)
-        self.h.addCols(len(cols), cost, np.zeros(len(cols)), ub, idx.size, starts, idx, val)
-        self.n_cols += len(cols)
-
-    def _rows_of(self, s: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = [self.s_row[s], self.budget_row]
-        vals = [1.0, 1.0]
-        if self.k_row[k] >= 0:
-            rows.append(self.k_row[k])
-            vals.append(1.0)
-        r = np.array(rows, np.int64)
-        v = np.array(vals)
-        if self.unfolded[k]:
-            r = np.concatenate([r, self.u_row[k] + np.arange(self.K)])
-            v = np.concatenate([v, self.dev[s]])
-        return r, v
-
-    def _add_flows(self, s: np.ndarray, k: np.ndarray, cost: np.ndarray, ub: np.ndarray,
-                   folded: np.ndarray) -> None:
-        first = self.n_cols
-        self._add_cols(cost + folded, ub, [self._rows_of(int(a), int(b)) for a, b in zip(s, k, strict=True)])
-        self.flow_col = np.concatenate([self.flow_col, first + np.arange(s.size)])
+    def _add_flows(self, s: np.ndarray, k: np.ndarray, cost: np.ndarray, ub: np.ndarray) -> None:
+        starts, idx, val = _entries(s, k, self.group[k], self.s_row, self.k_row, self.budget_row, self.g_row0,
+                                    self.c_row0, self.K, self.p_ptr, self.p_idx, self.p_val)
+        self.h.addCols(s.size, cost, np.zeros(s.size), ub, idx.size, starts[:-1].astype(np.int32), idx, val)
         self.flow_src = np.concatenate([self.flow_src, s])
         self.flow_sink = np.concatenate([self.flow_sink, k])
         self.flow_cost = np.concatenate([self.flow_cost, cost])
-        self.flow_ub = np.concatenate([self.flow_ub, ub])
+        self.idle = np.concatenate([self.idle, np.zeros(s.size, np.int64)])
 
-    def _unfold(self, k: int) -> None:
-        K = self.K
-        self.u_row[k] = self.n_rows
-        kc = self.keep_col[k]
-        lower, upper = np.full(K, -np.inf), np.zeros(K)
-        if kc >= 0:  # the keep column enters the class rows; its cost loses the folded penalty
-            self.h.addRows(K, lower, upper, K, np.arange(K, dtype=np.int32), np.full(K, kc, np.int32),
-                           self.dev[k].copy())
-            self.h.changeColCost(int(kc), float(self.c[k] - self.f[k]))
-        else:
-            self.h.addRows(K, lower, upper, 0, np.zeros(K, np.int32), np.zeros(0, np.int32), np.zeros(0))
-        self.n_rows += K
-        self.unfolded[k] = True
-        self._add_cols(np.full(K, self.lam), np.full(K, np.inf),
-                       [(np.array([self.u_row[k] + q]), np.array([-1.0])) for q in range(K)])
-
-    def add(self, s: np.ndarray, e: np.ndarray) -> None:
-        t = s // self.n
+    def add(self, t: np.ndarray, e: np.ndarray) -> None:
+        """Add the offload columns of links ``e`` in slots ``t``."""
+        s = t * self.n + self.src[e]
         k = (t + 1) * self.n + self.dst[e]
-        for sink in np.unique(k[~self.unfolded[k]]).tolist():
-            self._unfold(int(sink))
         self.off_t = np.concatenate([self.off_t, t])
         self.off_e = np.concatenate([self.off_e, e])
-        cost = self.link_cost[t, e] + self.c[k] - self.f[s]
-        self._add_flows(s, k, cost, np.minimum(self.link_cap[t, e], self.D[s]), np.zeros(s.size))
+        self.have[t, e] = True
+        self._add_flows(s, k, self.link_cost[t, e] + self.c[k] - self.f[s],
+                        np.minimum(self.link_cap[t, e], self.D[s]))
 
-    def solve(self) -> dict[str, Any]:
+    def prune(self, rc: np.ndarray) -> int:
+        """Delete the offload columns idle (at zero, reduced cost above ``RC_TOL``) for
+        :data:`IDLE_ROUNDS` rounds; returns how many."""
+        idle = (rc > RC_TOL) & (self.x <= 0.0)
+        idle[:self.n_keep] = False
+        self.idle = np.where(idle, self.idle + 1, 0)
+        drop = self.idle >= IDLE_ROUNDS
+        if not drop.any():
+            return 0
+        cols = np.nonzero(drop)[0]
+        self.h.deleteCols(cols.size, (self.first_flow + cols).astype(np.int32))
+        off = cols[cols >= self.n_keep] - self.n_keep
+        self.have[self.off_t[off], self.off_e[off]] = False
+        keep_off = np.ones(self.off_t.size, bool)
+        keep_off[off] = False
+        self.off_t, self.off_e = self.off_t[keep_off], self.off_e[keep_off]
+        stay = ~drop
+        self.flow_src, self.flow_sink = self.flow_src[stay], self.flow_sink[stay]
+        self.flow_cost, self.idle = self.flow_cost[stay], self.idle[stay]
+        return int(cols.size)
+
+    def solve(self, solver: str = "simplex") -> dict[str, Any]:
         import highspy
 
-        self.h.run()
-        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            raise SolverError(f"solver = 'label-aware': HiGHS did not solve the master LP: "
-                              f"{self.h.modelStatusToString(self.h.getModelStatus())}")
+        self.h.setOptionValue("solver", solver)
+        _run(self.h)
+        status = self.h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise SolverError(f"solver = 'label-aware': HiGHS did not solve the LP: "
+                              f"{self.h.modelStatusToString(status)}")
         sol = self.h.getSolution()
-        col = np.asarray(sol.col_value)
+        x = np.asarray(sol.col_value)[self.first_flow:]
+        self.x = x
+        self.rc = np.asarray(sol.col_dual)[self.first_flow:]
         dual = np.asarray(sol.row_dual)
         N = self.T * self.n
         y = np.zeros(N)
         y[self.all_sources] = np.minimum(dual[:self.all_sources.size], 0.0)
         w = np.zeros(N)
         w[self.capped] = np.minimum(dual[self.all_sources.size:self.budget_row], 0.0)
-        # μ: duals of the class rows at unfolded sinks, the subgradient λ·[p > m] at folded ones
-        mu = np.where(self.dev > 0, self.lam, 0.0)
-        unf = np.nonzero(self.unfolded)[0]
-        if unf.size:
-            rows = self.u_row[unf][:, None] + np.arange(self.K)
-            mu[unf] = np.clip(-dual[rows], 0.0, self.lam)
-        return {"x": col[self.flow_col], "a_src": self.flow_src, "a_sink": self.flow_sink,
-                "cost": self.flow_cost, "y": y, "w": w, "mu": mu, "rho": max(float(dual[self.budget_row]), 0.0),
-                "capped": self.capped}
+        mu = np.clip(-dual[self.c_row0:].reshape(self.n * self.P, self.K), 0.0, self.lam)
+        return {"x": np.maximum(x, 0.0), "y": y, "w": w, "mu": mu, "pi": mu @ self.m,
+                "rho": max(float(dual[self.budget_row]), 0.0)}
 
 
-def _primal(mst: _Master, sol: dict[str, Any]) -> tuple[float, float]:
-    """Objective of the master's flows and ``Σ B``, recomputed exactly (module docstring)."""
-    x, a_src, a_sink, raw = sol["x"], sol["a_src"], sol["a_sink"], sol["cost"]
-    N = mst.T * mst.n
-    dev_in = np.zeros((N, mst.K))
-    np.add.at(dev_in, a_sink, x[:, None] * mst.dev[a_src])
-    B = float(np.maximum(dev_in, 0.0).sum())
-    return float(raw @ x + mst.f @ mst.D) + mst.lam * B, B
+def _primal(mdl: _Model, x: np.ndarray) -> tuple[float, float]:
+    """Objective of the flows ``x`` and ``Σ B``, recomputed exactly (module docstring)."""
+    Gc = np.zeros((mdl.n * mdl.P, mdl.K))
+    np.add.at(Gc, mdl.group[mdl.flow_sink], x[:, None] * mdl.p[mdl.flow_src])
+    B = float(np.maximum(Gc - Gc.sum(1, keepdims=True) * mdl.m, 0.0).sum())
+    return float(mdl.flow_cost @ x + mdl.f @ mdl.D) + mdl.lam * B, B
+
+
+def _bound(mdl: _Model, sol: dict[str, Any], budget: float, lag: float) -> float:
+    """The Lagrangian bound of the module docstring (keep columns here, offloads in ``lag``)."""
+    ks = mdl.sources
+    g = mdl.group[ks]
+    pk = mdl.p[ks]
+    keep_rc = (mdl.c[ks] - mdl.f[ks] - sol["y"][ks] - sol["w"][ks] - sol["rho"] - sol["pi"][g]
+               + (sol["mu"][g] * pk).sum(1))
+    cap = mdl.capped
+    return (float(mdl.f @ mdl.D + sol["y"] @ mdl.D + sol["w"][cap] @ mdl.cap[cap]) + sol["rho"] * budget
+            + float(np.minimum(keep_rc, 0.0) @ mdl.D[ks]) + float(lag))
+
+
+def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: bool, period: Any):
+    if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating) or not np.isfinite(lam) or lam < 0:
+        raise PlanError(f"lam = {lam!r}: λ must be a finite number ≥ 0")
+    tau = check_period(period)
+    lab = check_labels(scenario, labels)
+    m = _target(lab, target)
+    budget, blind = 0.0, None
+    if same_budget:
+        from foglearn.planning.solve import plan
+
+        blind = plan(scenario)
+        budget = float(blind.processed.sum()) * (1.0 - BUDGET_SLACK)  # the label-blind optimum
+    return tau, lab, m, budget, blind
+
+
+def solve_full_lp(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, target: Any = None,
+                  same_budget: bool = True, period: int = DEFAULT_PERIOD, solver: str = "ipm") -> dict[str, Any]:
+    """The whole label-aware LP — every usable offload column — handed to HiGHS in one go
+    (``solver``: a HiGHS ``solver`` option, ``"ipm"``, ``"simplex"``, ``"pdlp"``…). The yardstick
+    :mod:`bench/label_aware.py` times :func:`plan_label_aware` against; returns HiGHS's objective,
+    its status and seconds (building the model included)."""
+    import highspy
+
+    t0 = time.perf_counter()
+    tau, lab, m, budget, _ = _setup(scenario, labels, lam, target, same_budget, period)
+    mdl = _Model(scenario, _shares(lab), m, float(lam), budget, tau, solver)
+    T = scenario.horizon
+    usable = scenario.usable_links() if scenario.n_edges else np.zeros((T, 0), dtype=bool)
+    ok = usable & (scenario.collected[:, scenario.src] > 0) & (np.asarray(scenario.link_cap) > 0)
+    ok[-1] = False
+    t, e = np.nonzero(ok)
+    mdl.add(t, e)
+    _run(mdl.h)
+    status = mdl.h.modelStatusToString(mdl.h.getModelStatus())
+    obj = float(mdl.h.getInfo().objective_function_value + mdl.f @ mdl.D)
+    return {"objective": obj, "status": status, "seconds": time.perf_counter() - t0,
+            "columns": int(mdl.flow_src.size), "ok": mdl.h.getModelStatus() == highspy.HighsModelStatus.kOptimal}
 
 
 def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, target: Any = None,
-                     same_budget: bool = True, check: bool = True) -> Plan:
+                     same_budget: bool = True, period: int = DEFAULT_PERIOD, check: bool = True) -> Plan:
     """The exact label-aware plan (linear error, capacities honoured; see the module docstring).
 
     ``labels``: ``D_i^c(t)`` ``[T, n, K]``; ``lam``: ``λ ≥ 0``; ``target``: the target mix ``m``
     (default: the horizon's pooled mix); ``same_budget``: process at least as many points as the
-    label-blind optimum (module docstring). ``stats.objective`` includes ``λ Σ B``; ``costs`` are the
-    paper's realised costs (5) without it; ``stats.extra["imbalance"]`` is ``Σ B``. Raises
+    label-blind optimum; ``period``: the aggregation period ``τ`` (eq. 4) the label mix is balanced
+    over (``1``: every slot's batch on its own). ``stats.objective`` includes ``λ Σ B``; ``costs``
+    are the paper's realised costs (5) without it; ``stats.extra["imbalance"]`` is ``Σ B``. Raises
     :class:`~foglearn.errors.SolverError` when the bound does not certify the plan to
-    :data:`GAP_TOL`.
+    :data:`GAP_TOL`, :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C.
     """
-    if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating) or not np.isfinite(lam) or lam < 0:
-        raise PlanError(f"lam = {lam!r}: λ must be a finite number ≥ 0")
     t0 = time.perf_counter()
-    lab = check_labels(scenario, labels)
-    m = _target(lab, target)
-    dev = _mixes(lab, m)
-    budget = 0.0
-    if same_budget:
-        from foglearn.planning.solve import plan
-
-        budget = float(plan(scenario).processed.sum()) * (1.0 - BUDGET_SLACK)  # the label-blind optimum
-    mst = _Master(scenario, dev, float(lam), budget)
+    tau, lab, m, budget, blind = _setup(scenario, labels, lam, target, same_budget, period)
+    p = _shares(lab)
+    mdl = _Model(scenario, p, m, float(lam), budget, tau)
     T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
     usable = scenario.usable_links() if E else np.zeros((T, 0), dtype=bool)
+    if blind is not None and E:  # start from the label-blind optimum's links: the budget row holds at once
+        t, e = np.nonzero(blind.offload > 0)
+        keep = (t < T - 1) & usable[t, e]
+        mdl.add(t[keep], e[keep])
+    t1 = time.perf_counter()
+    if E:  # the first master: each source's best columns at the prices of a subgradient ascent
+        keep_ok = np.zeros(T * n, dtype=np.bool_)
+        keep_ok[mdl.sources] = True
+        mu, rho = call(_ascent, mdl.src, mdl.dst, usable, mdl.link_cost, mdl.link_cap, mdl.c, mdl.f, mdl.D, keep_ok,
+                       mdl.group, mdl.p_ptr, mdl.p_idx, mdl.p_val, m, float(lam), budget, ASCENT_STEPS,
+                       np.zeros((mdl.n * mdl.P, mdl.K)), 0.0, ASCENT_STEP, stop=new_stop_flag())
+        zero = np.zeros(T * n)
+        _, edge, _ = _price(mdl.src, mdl.dst, usable, mdl.link_cost, mdl.link_cap, mdl.c, mdl.f, mdl.D, zero, zero,
+                            mu, mu @ m, rho, mdl.group, mdl.p_ptr, mdl.p_idx, mdl.p_val, mdl.have, RC_TOL,
+                            COLUMNS_PER_SOURCE)
+        s, r = np.nonzero(edge >= 0)
+        mdl.add(s // n, edge[s, r])
+    ascent_s = time.perf_counter() - t1
     solve_s = price_s = 0.0
-    rounds = 0
+    rounds = pruned = 0
     while rounds < MAX_ROUNDS:
         rounds += 1
         t1 = time.perf_counter()
-        sol = mst.solve()
+        sol = mdl.solve("ipm" if rounds == 1 else "simplex")  # IPM + crossover from scratch, then warm starts
         t2 = time.perf_counter()
-        have = np.sort(mst.off_t * E + mst.off_e)
-        best, edge, lag = _price(mst.src, mst.dst, usable, mst.link_cost, mst.link_cap, mst.c, mst.f, mst.D,
-                                 sol["y"], sol["w"], sol["mu"], sol["rho"], dev, have, RC_TOL)
+        best, edge, lag = _price(mdl.src, mdl.dst, usable, mdl.link_cost, mdl.link_cap, mdl.c, mdl.f, mdl.D,
+                                 sol["y"], sol["w"], sol["mu"], sol["pi"], sol["rho"], mdl.group, mdl.p_ptr,
+                                 mdl.p_idx, mdl.p_val, mdl.have, RC_TOL, COLUMNS_PER_SOURCE)
         price_s += time.perf_counter() - t2
         solve_s += t2 - t1
-        # the Lagrangian bound over every column (keep columns are all in the master)
-        ks = mst.sources
-        keep_rc = (mst.c[ks] - mst.f[ks] - sol["y"][ks] - sol["w"][ks] - sol["rho"]
-                   + (sol["mu"][ks] * dev[ks]).sum(1))
-        bound = (float(mst.f @ mst.D + sol["y"] @ mst.D + sol["w"][sol["capped"]] @ mst.cap[sol["capped"]])
-                 + sol["rho"] * budget + float(np.minimum(keep_rc, 0.0) @ mst.D[ks]) + float(lag))
-        primal, imb = _primal(mst, sol)
+        bound = _bound(mdl, sol, budget, lag)
+        primal, imb = _primal(mdl, sol["x"])
         gap = max(primal - bound, 0.0)
-        new = np.nonzero(edge >= 0)[0]
-        if new.size == 0:
+        s, r = np.nonzero(edge >= 0)
+        if s.size == 0:
             break
-        mst.add(new, edge[new])
+        pruned += mdl.prune(mdl.rc)
+        mdl.add(s // n, edge[s, r])
     rel = gap / max(abs(primal), 1.0)
     if not rel <= GAP_TOL:
         raise SolverError(f"solver = 'label-aware': duality gap {gap:.3g} (relative {rel:.3g} > {GAP_TOL:g}) "
                           f"after {rounds} rounds of column generation; the solve failed to certify optimality")
-    x, a_src = sol["x"], sol["a_src"]
-    D = mst.D
+    x = sol["x"]
+    D = mdl.D
     keep = np.zeros(T * n)
-    n_keep = mst.sources.size
-    keep[mst.sources] = x[:n_keep] / D[mst.sources]
+    keep[mdl.sources] = x[:mdl.n_keep] / D[mdl.sources]
     offload = np.zeros((T, E))
-    xo = x[n_keep:]
-    np.add.at(offload, (mst.off_t, mst.off_e), xo / D[a_src[n_keep:]])
-    np.minimum(keep, 1.0, out=keep)
+    np.add.at(offload, (mdl.off_t, mdl.off_e), x[mdl.n_keep:] / D[mdl.flow_src[mdl.n_keep:]])
+    # float round-off can leave keep + Σ offload a hair above 1: scale that source back to 1
+    total = keep.copy()
+    np.add.at(total, mdl.flow_src[mdl.n_keep:], offload[mdl.off_t, mdl.off_e])
+    scale = np.where(total > 1.0, 1.0 / np.maximum(total, 1.0), 1.0)
+    keep *= scale
+    offload[mdl.off_t, mdl.off_e] *= scale[mdl.flow_src[mdl.n_keep:]]
     extra: dict[str, Any] = {
-        "lambda": float(lam), "min_processed": budget, "rounds": rounds, "columns": int(a_src.size),
-        "unfolded_sinks": int(mst.unfolded.sum()),
-        "imbalance": imb, "dual_bound": bound,
-        "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
+        "lambda": float(lam), "period": tau, "min_processed": budget, "rounds": rounds,
+        "columns": int(mdl.flow_src.size), "deleted_columns": pruned, "imbalance": imb, "dual_bound": bound,
+        "ascent_seconds": ascent_s, "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
     stats = SolverStats("label-aware", "optimal", time.perf_counter() - t0, primal, gap, extra)
     try:
         return Plan.from_fractions(scenario, keep.reshape(T, n), offload, error="linear", stats=stats,

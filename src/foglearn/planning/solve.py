@@ -57,12 +57,13 @@ def _reference(scenario: Scenario, error: str) -> Plan:
 
 @SOLVERS.register("label-aware", "exact LP (HiGHS column generation): linear error plus λ per point of "
                   "label skew; needs labels=[T, n, K]", errors=("linear",), capacities=True, labels=True)
-def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None) -> Plan:
+def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None) -> Plan:
     from foglearn.planning.label_aware import plan_label_aware
     if labels is None:
         raise PlanError("solver = 'label-aware' plans from each device's label mix: pass labels = D_i^c(t) "
                         "[T, n, K] (foglearn.learning.partition.class_arrivals)")
-    return plan_label_aware(scenario, labels)
+    from foglearn.planning.label_aware import DEFAULT_PERIOD
+    return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period)
 
 
 def _fits(name: str, scenario: Scenario, error: str) -> bool:
@@ -94,7 +95,8 @@ def _choose(scenario: Scenario, error: str, solver: str) -> str:
 
 
 def plan(scenario: Scenario, error: str = "linear", information: str | int = "perfect",
-         movement: bool = True, solver: str = "auto", labels: np.ndarray | None = None) -> Plan:
+         movement: bool = True, solver: str = "auto", labels: np.ndarray | None = None,
+         period: int | None = None) -> Plan:
     """Plan data movement for ``scenario``.
 
     Parameters
@@ -116,6 +118,9 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     labels : array ``[T, n, K]``, optional
         ``D_i^c(t)`` for a solver registered with ``labels=True`` (``label-aware``, perfect
         information only); an error for any other solver.
+    period : int, optional
+        The aggregation period ``τ`` (eq. 4) over which ``label-aware`` balances each device's
+        label mix (default: its ``DEFAULT_PERIOD``, ``foglearn run``'s τ); only with ``labels``.
 
     Costs are always the realised ones (docs/model.md §2). Bad input (an unknown solver, one that
     does not fit the problem) is a :class:`PlanError`; a solver whose plan violates a constraint
@@ -129,6 +134,9 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     if labels is not None and not uses_labels:
         raise PlanError(f"labels: solver = {chosen!r} is label-blind; only a solver registered with labels "
                         f"(label-aware) plans from them")
+    if period is not None and labels is None:
+        raise PlanError("period: only a solver that plans from labels (label-aware) balances over an aggregation "
+                        "period; pass labels too")
     if uses_labels and information != "perfect":
         raise PlanError(f"information = {information!r}: solver = {chosen!r} plans with perfect information only")
     if not movement:
@@ -141,7 +149,7 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
         return p
     if information == "perfect":
         solve_fn = cast(Callable[..., Plan], SOLVERS[chosen].obj)
-        p = solve_fn(scenario, error, labels=labels) if uses_labels else solve_fn(scenario, error)
+        p = solve_fn(scenario, error, labels=labels, period=period) if uses_labels else solve_fn(scenario, error)
         if p.costs.violations or not np.isfinite(p.costs.total):
             raise SolverError(f"solver {chosen!r} produced an infeasible plan")
         return p

@@ -42,6 +42,8 @@ from foglearn.experiments.tables import write_csv
 
 #: The settings of one cell, in report order.
 SETTINGS = ("no-movement", "network-aware", "label-aware")
+#: The aggregation period τ the runs train with and the label-aware plan balances over.
+PERIOD = 10
 #: Dirichlet concentrations swept (``inf`` = i.i.d.).
 ALPHAS = (0.05, 0.1, 0.5, 1.0, math.inf)
 
@@ -117,15 +119,15 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
         elif name == "network-aware":
             p = plan(scen)
         else:
-            p = plan(scen, solver="label-aware", labels=labels)
+            p = plan(scen, solver="label-aware", labels=labels, period=PERIOD)
         rec: dict[str, Any] = {"unit_cost": p.costs.total / max(scen.total_collected, 1),
                                "costs": p.costs.as_dict(), "plan_seconds": time.perf_counter() - t0,
-                               "imbalance": imbalance(scen, p, labels)["share"],
+                               "imbalance": imbalance(scen, p, labels, period=PERIOD)["share"],
                                "discarded": float((p.discard * scen.collected).sum() / max(scen.total_collected, 1))}
         if train:
             with warnings.catch_warnings():  # a skewed device repeats points of its labels by design
                 warnings.filterwarnings("ignore", message=".*(point stream wraps|points repeat).*")
-                r = train_plan(scen, p, dataset=data, model=model, period=10, lr=lr, seed=seed, passes=passes,
+                r = train_plan(scen, p, dataset=data, model=model, period=PERIOD, lr=lr, seed=seed, passes=passes,
                                eval_every=0, threads=1, local_update=update, partition=part, name=name)
             rec["accuracy"] = float(r.accuracy)
             rec["train_seconds"] = float(r.seconds)
