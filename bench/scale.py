@@ -29,7 +29,17 @@ Reported per n: generation, plan and train seconds, device-steps (device,
 slot pairs with ``G_i(t) > 0``), µs per device-step (wall, and CPU time of all threads from
 ``time.process_time`` — the machine may be shared), peak RSS in GB, final accuracy.
 
-    .venv/bin/python bench/scale.py [--sizes 1000,3000,10000] [--model mlp] [--threads 2]
+``--plain SIZES`` also runs, at those sizes, the competitor: a plain per-device PyTorch loop that
+executes the same plan (the same routing from :func:`~foglearn.learning.schedule`, the same point
+stream and ``w(0)``, so the same final model to float round-off): one ``nn.Module`` and
+``torch.optim.SGD`` per device, one step per device and slot on the points it processes, every
+``τ`` slots the ``H``-weighted average of all device models (eq. 4) loaded back into each. Its
+memory grows with n (one model and its gradients per device: 1.3 MB for the MLP; 15.2 GB peak at
+n = 10,000), so a size whose device models and gradients alone would exceed ``--plain-cap-gb`` (default
+16) is recorded as not run. Points are grouped by slot and device
+once (no per-device scan), so the loop pays PyTorch's per-step cost, not Python bookkeeping.
+
+    .venv/bin/python bench/scale.py [--sizes 1000,3000,10000] [--model mlp] [--threads 2] [--plain 1000,3000]
 
 writes ``bench/results/scale_<model>.csv`` and ``.png`` (time and peak memory against n, log-log).
 ``--phases N`` instead prints where the bytes go while planning at ``N`` devices (each stage's
@@ -54,7 +64,7 @@ HERE = Path(__file__).resolve().parent
 FIELDS = ("n", "points", "processed", "planned_offload", "offloaded", "device_steps", "plan", "gen_s", "plan_s",
           "train_s", "train_cpu_s", "us_per_device_step", "cpu_us_per_device_step", "peak_rss_gb",
           "rss_before_plan_gb", "plan_peak_rss_gb", "rss_before_train_gb", "train_peak_rss_gb", "accuracy", "model",
-          "tau", "threads")
+          "tau", "threads", "plain_train_s", "plain_train_peak_rss_gb", "plain_accuracy", "speedup")
 
 
 def _rss_gb(field: str) -> float:
@@ -113,6 +123,78 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
             "rss_before_train_gb": round(before, 3), "train_peak_rss_gb": round(train_peak, 3),
             "plan": plan_kind,
             "accuracy": round(r.accuracy, 4), "model": model, "tau": tau, "threads": threads}
+
+
+def plain_loop(s, p, ds, model: str, tau: int, lr: float = 0.01, seed: int = 0) -> tuple[float, float]:
+    """The competitor: ``p`` executed by a plain per-device PyTorch loop; returns (seconds, accuracy).
+
+    Same routing, stream and ``w(0)`` as :func:`foglearn.train` (module docstring)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from foglearn.learning import schedule
+    from foglearn.learning.models import make_model
+    from foglearn.learning.trainer import point_stream
+
+    t0 = time.perf_counter()
+    sched = schedule(s, p)
+    stream, _ = point_stream(int(s.collected.sum()), ds.n_train, seed)
+    n, T = s.n_devices, s.horizon
+    key = sched.slot.astype(np.int64) * n + sched.device  # group the processed points by (slot, device) once
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    bounds = np.append(starts, order.size)
+    X, Y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+    glob = make_model(model, seed=seed, n_classes=ds.n_classes)
+    nets = [copy.deepcopy(glob) for _ in range(n)]
+    opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
+    H = np.zeros(n)
+    k = 0
+    for t in range(T):
+        while k < keys.size and keys[k] // n == t:
+            i = int(keys[k] % n)
+            idx = torch.from_numpy(stream[sched.pos[order[bounds[k]:bounds[k + 1]]]])
+            opts[i].zero_grad()
+            F.cross_entropy(nets[i](X[idx]), Y[idx]).backward()
+            opts[i].step()
+            H[i] += len(idx)
+            k += 1
+        if ((t + 1) % tau == 0 or t + 1 == T) and H.sum() > 0:
+            w = H / H.sum()
+            with torch.no_grad():
+                avg = {name: torch.zeros_like(v) for name, v in glob.state_dict().items()}
+                for i in np.flatnonzero(w):
+                    for name, v in nets[i].state_dict().items():
+                        avg[name].add_(v, alpha=float(w[i]))
+                glob.load_state_dict(avg)
+                for m in nets:
+                    m.load_state_dict(avg)
+            H[:] = 0
+    with torch.no_grad():
+        acc = float((glob(torch.from_numpy(ds.x_test)).argmax(1) == torch.from_numpy(ds.y_test)).float().mean())
+    return time.perf_counter() - t0, acc
+
+
+def measure_plain(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed: int = 0) -> dict:
+    """The competitor on the workload at ``n`` (same scenario and plan as :func:`measure`)."""
+    import torch
+
+    from foglearn.learning import load_dataset
+    from foglearn.network.generators import synthetic
+    from foglearn.planning import plan
+
+    torch.set_num_threads(threads)
+    ds = load_dataset("mnist")
+    s = synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+    p = plan(s)
+    _reset_peak()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        secs, acc = plain_loop(s, p, ds, model, tau, seed=seed)
+    return {"plain_train_s": round(secs, 3), "plain_train_peak_rss_gb": round(_rss_gb("VmHWM"), 3),
+            "plain_accuracy": round(acc, 4)}
 
 
 def phases(n: int, horizon: int = 100, seed: int = 0) -> None:
@@ -176,13 +258,21 @@ def phases(n: int, horizon: int = 100, seed: int = 0) -> None:
           f"{int(np.count_nonzero(p.offload))}")
 
 
-def run_child(n: int, model: str, tau: int, threads: int, plan_kind: str = "planned") -> dict:
-    code = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; "
-            f"print(json.dumps(scale.measure({n}, {model!r}, {tau}, {threads}, plan_kind={plan_kind!r})))")
+def run_child(n: int, model: str, tau: int, threads: int, plan_kind: str = "planned", plain: bool = False) -> dict:
+    call = (f"scale.measure_plain({n}, {model!r}, {tau}, {threads})" if plain
+            else f"scale.measure({n}, {model!r}, {tau}, {threads}, plan_kind={plan_kind!r})")
+    code = f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import scale; print(json.dumps({call}))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"n = {n}: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _model_gb(model: str) -> float:
+    """GB of one device's model (parameters and buffers, float32)."""
+    from foglearn.learning.models import make_model
+
+    return sum(v.numel() * v.element_size() for v in make_model(model).state_dict().values()) / 2**30
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -202,6 +292,12 @@ def plot(rows: list[dict], path: Path) -> None:
         b.loglog(ns, [r["train_peak_rss_gb"] for r in sel], "s" + mark, label="peak while training" + tag)
         if kind == "planned":
             a.loglog(ns, [r["plan_s"] for r in sel], "s--", label="plan")
+            done = [r for r in sel if r.get("plain_train_s") not in (None, "")]
+            if done:
+                a.loglog([r["n"] for r in done], [r["plain_train_s"] for r in done], "x-.",
+                         label="train, plain per-device PyTorch loop")
+                b.loglog([r["n"] for r in done], [r["plain_train_peak_rss_gb"] for r in done], "x-.",
+                         label="peak while training, plain loop")
             b.loglog(ns, [r["plan_peak_rss_gb"] for r in sel], "^--", label="peak while planning")
     for ax in (a, b):
         ax.set_xlabel("devices n")
@@ -224,6 +320,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--unplanned", default="", help="sizes (comma-separated) run with the no-movement plan")
     ap.add_argument("--phases", type=int, default=0, help="only print where the bytes go while planning at this n")
+    ap.add_argument("--plain", default="", help="sizes (comma-separated) also run with the plain per-device loop")
+    ap.add_argument("--plain-cap-gb", type=float, default=16.0,
+                    help="skip the plain loop where its device models and gradients alone would exceed this")
     args = ap.parse_args()
     if args.phases:
         phases(args.phases)
@@ -231,8 +330,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     unplanned = {int(x) for x in args.unplanned.split(",") if x}
+    plain = {int(x) for x in args.plain.split(",") if x}
     for n in (int(x) for x in args.sizes.split(",") if x):
         r = run_child(n, args.model, args.tau, args.threads, "none" if n in unplanned else "planned")
+        if n in plain and n not in unplanned:
+            need = 2 * n * _model_gb(args.model)  # a model and its gradients per device
+            if need > args.plain_cap_gb:
+                print(f"n = {n}: plain loop not run (its {n} device models and gradients alone need {need:.1f} GB)",
+                      flush=True)
+            else:
+                r.update(run_child(n, args.model, args.tau, args.threads, plain=True))
+                r["speedup"] = round(r["plain_train_s"] / r["train_s"], 2)
         print(json.dumps(r), flush=True)
         rows.append(r)
     stem = args.out / f"scale_{args.model}"
