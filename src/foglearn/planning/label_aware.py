@@ -1,4 +1,5 @@
-"""Label-aware planning: problem (5)-(9) plus a charge for every device's label skew (linear error).
+"""Label-aware planning: problem (5)-(9) plus a charge for every device's label skew over each
+aggregation period (linear error).
 
 Under non-IID data (:mod:`foglearn.learning.partition`) a device that trains on one or two labels
 drags the aggregated model (eq. 4) towards them. The paper's plan is label-blind: it moves data only
@@ -11,7 +12,8 @@ Inputs. ``labels[T, n, K]``: ``D_i^c(t)``, the points of class ``c`` device ``i`
 for a run's partition, from the same label stream the trainer draws). ``p_i^c(t) = D_i^c(t) /
 D_i(t)`` is source ``(i, t)``'s mix. The target mix ``m`` (default: the mix of everything collected
 over the horizon, ``m^c = Σ_{i,t} D_i^c(t) / Σ_{i,t} D_i(t)``, which the network can reach by
-pooling) and the weight ``λ ≥ 0``.
+pooling), the weight ``λ ≥ 0`` and the aggregation period ``τ`` (``period``; eq. (4) averages the
+devices' models every ``τ`` slots, periods ``k = ⌊t/τ⌋``).
 
 What moves. A plan is the paper's fractions ``s_ii(t)``, ``s_ij(t)``, ``r_i(t)`` of ``D_i(t)``: a
 device does not pick which labels it sends (the trainer sends the points of a slot in stream
@@ -21,47 +23,64 @@ order, where the labels are shuffled), so a flow of ``x`` points out of source `
 
     ``G_j^c(t) = p_j^c(t) s_jj(t) D_j(t) + Σ_i p_i^c(t-1) s_ij(t-1) D_i(t-1)``   (eq. (6) per class)
 
+and trains, between two aggregations, on the points of period ``k``:
+``G_j^c(k) = Σ_{t: ⌊t/τ⌋ = k} G_j^c(t)``, ``G_j(k) = Σ_c G_j^c(k)``.
+
 The problem. Minimise objective (5) with the linear error term plus
 
-    ``λ · Σ_{j,t} B_j(t)``,   ``B_j(t) = Σ_c (G_j^c(t) − m^c G_j(t))^+ = G_j(t) · TV(mix_j(t), m)``,
+    ``λ · Σ_{j,k} B_j(k)``,   ``B_j(k) = Σ_c (G_j^c(k) − m^c G_j(k))^+ = G_j(k) · TV(mix_j(k), m)``,
 
 subject to (6)-(9) and, by default (``same_budget``), the **same training budget** as the
-label-blind plan: ``Σ_{j,t} G_j(t) ≥ P*``, the points the linear problem's optimum processes. Without
-it the penalty also buys balance by discarding a skewed device's surplus (at MNIST, n = 10,
-α = 0.1, λ = 1 it discarded 26 % of the points against 8 % for the label-blind plan), which trades
-training data for balance; with it only *where* points are processed changes, so the two plans are
-compared at an equal sample budget. ``B_j(t)`` is the number of points in device ``j``'s batch above their class's
-balanced share — how many of its points would have to change label for its batch to have the
-target mix (``G`` times the total-variation distance). ``λ`` is the price of one such point in the
-units of ``c_i(t)`` and ``f_i(t)``: moving a point from a skewed device to one where it fills a
-deficit saves up to ``λ``, so a plan pays at most ``λ`` per point in processing or transfer to
-balance. ``λ = 0`` is the label-blind linear problem. Default :data:`DEFAULT_LAMBDA` ``= 1``, the
-range of the synthetic ``c_i(t)`` (docs/model.md §4): balance is worth at most one full spread of
-processing cost per point, so it can override the cost ranking among devices but pays for no
-transfer dearer than that (docs/noniid.md gives the measured effect of λ on cost and imbalance).
+label-blind plan: ``Σ_{j,t} G_j(t) ≥ P*``, the points the linear problem's optimum processes (with
+it only *where* points are processed changes, so the two plans are compared at an equal sample
+budget; without it a per-slot penalty also bought balance by discarding a skewed device's surplus).
+``B_j(k)`` is the number of points device ``j`` trains on in period ``k`` above their class's
+balanced share — how many would have to change label for its period's data to have the target
+mix. Local SGD drifts with the label mix a device trains on between two aggregations, not with one
+slot's batch: balancing over the period lets a device's own skew be offset by what it receives
+later in the period and does not charge the noise of batches of a few points (``period = 1``
+is the per-slot charge ``B_j(t)``; ``period ≥ T`` one mix per device over the horizon). ``λ`` is
+the price of one such point in the units of ``c_i(t)`` and ``f_i(t)``: moving a point from a skewed
+device to one where it fills a deficit saves up to ``λ``, so a plan pays at most ``λ`` per point in
+processing or transfer to balance. ``λ = 0`` is the label-blind linear problem. Default
+:data:`DEFAULT_LAMBDA` ``= 1``, the range of the synthetic ``c_i(t)`` (docs/model.md §4): balance
+is worth at most one full spread of processing cost per point, so it can override the cost ranking
+among devices but pays for no transfer dearer than that. Default :data:`DEFAULT_PERIOD` ``= 10``,
+``foglearn run``'s ``τ`` (which passes its own).
 
 As a linear program (points, not fractions; discard folded into the costs as in
 :func:`foglearn.planning.reference.lp_matrices`): columns ``x_a`` for keep ``(i, t) → (i, t)``
 (cost ``c_i(t) − f_i(t)``) and offload ``(i, t) → (j, t+1)`` on link ``e`` (cost ``c_ij(t) +
-c_j(t+1) − f_i(t)``, ``x_a ≤ C_ij(t)``), and ``z_k^c ≥ 0`` (cost ``λ``) per sink ``k = (j, t)``
-and class:
+c_j(t+1) − f_i(t)``, ``x_a ≤ C_ij(t)``), ``g_{jk} ≥ 0`` and ``z_{jk}^c ≥ 0`` (cost ``λ``) per
+device-period ``(j, k)`` and class:
 
-    ``Σ_{a out of s} x_a ≤ D_s``  (supply, eq. 8),   ``Σ_{a into k} x_a ≤ C_k``  (eq. 9),
-    ``Σ_{a into k} (p_{src(a)}^c − m^c) x_a − z_k^c ≤ 0``  (``z_k^c ≥ (G_k^c − m^c G_k)^+``),
+    ``Σ_{a out of s} x_a ≤ D_s``  (supply, eq. 8),   ``Σ_{a into (j, t)} x_a ≤ C_j(t)``  (eq. 9),
+    ``Σ_{a into (j, k)} x_a − g_{jk} = 0``  (``g = G_j(k)``),
+    ``Σ_{a into (j, k)} p_{src(a)}^c x_a − m^c g_{jk} − z_{jk}^c ≤ 0``  (``z ≥ (G^c − m^c G)^+``),
     ``Σ_a x_a ≥ P*``  (same budget; ``P* = 0`` without it).
 
-Algorithm: exact column generation with HiGHS (``highspy``, simplex; the master stays live in
-HiGHS, so each round adds its columns and rows and warm-starts from the last basis).
+The ``g`` rows keep the columns sparse: a column enters a class row only for the classes its
+source carries (one or two at α = 0.1), not all ``K``.
 
-1. The restricted master holds every keep column and the offload columns generated so far. A sink
-   that receives no offload column processes only its own points, so its ``B`` is linear,
-   ``λ TV(p_k, m) x_keep``: it is *folded* into the keep cost and needs no ``z`` rows.
+Algorithm: exact column generation with HiGHS (``highspy``); every row, the ``g`` and ``z`` columns
+and every keep column are in the master from the start.
+
+1. **First columns.** The label-blind optimum's offload columns, then each source's
+   :data:`COLUMNS_PER_SOURCE` cheapest columns at the prices ``(μ, ρ)`` of
+   :data:`ASCENT_STEPS` steps of projected subgradient ascent on the Lagrangian dual (one compiled
+   pass over ``[T, E]`` a step: every source sends its points to its cheapest column at the
+   current prices; ``μ_{jk}^c`` moves along the class excess this produces, ``ρ`` along the budget's
+   shortfall). The first master is solved by HiGHS's interior point method with crossover, later
+   ones by the simplex method warm-started from the last basis.
 2. HiGHS solves the master; its duals ``y_s ≤ 0`` (supply), ``w_k ≤ 0`` (capacity), ``ρ ≥ 0``
-   (budget) and ``μ_k^c ∈ [0, λ]`` (class rows; at a folded sink the subgradient
-   ``μ_k^c = λ·[p_k^c > m^c]``) price **every** usable offload column in one compiled pass over
-   ``[T, E]``: ``rc_a = cost_a − y_s − w_k − ρ + Σ_c μ_k^c (p_s^c − m^c)``.
-3. Each source adds its most negative column (a folded sink that receives one is unfolded); stop
-   when none is below ``−ε``.
+   (budget), ``μ_{jk}^c = −dual ∈ [0, λ]`` (class rows, clipped) and ``π_{jk} = Σ_c m^c μ_{jk}^c``
+   (the ``g`` rows; this choice makes every ``g`` column's reduced cost 0 and every ``z``
+   column's ``λ − μ ≥ 0``) price **every** usable offload column in one compiled pass over
+   ``[T, E]``: ``rc_a = cost_a − y_s − w_k − ρ + Σ_c μ_{jk}^c (p_s^c − m^c)``.
+3. Each source adds its :data:`COLUMNS_PER_SOURCE` most negative columns; offload columns left
+   out of the solution (at zero, ``rc > 0``) for :data:`IDLE_ROUNDS` rounds are deleted from the
+   master (they re-enter if they price out again), so the master stays near the size of its
+   solution; stop when no column is below ``−ε``.
 4. **Certificate.** For any such multipliers the Lagrangian bound
    ``Σ_s f_s D_s + Σ_s y_s D_s + Σ_k w_k C_k + ρ P* + Σ_{every column} min(0, rc_a) u_a``
    (``u_a`` its upper bound) is a lower bound on the optimum; ``gap`` = primal (recomputed from the
@@ -70,8 +89,14 @@ HiGHS, so each round adds its columns and rows and warm-starts from the last bas
    HiGHS's own dual-feasibility tolerance (``1e-7``), looser than the min-cost flow's ``1e-9``
    because the duals come from a floating-point simplex.
 
-Size: the master has one row per source with data, the capacity rows and ``K`` rows per unfolded
-sink; pricing is ``O(T·E·K)`` per round without ``[T, E]`` temporaries.
+Ctrl-C: HiGHS runs in its own thread (``highspy``'s ``startSolve``) with its interrupt callback
+on, and the ascent is a ``nogil`` kernel polling a stop flag (:mod:`foglearn.planning.interrupt`);
+Ctrl-C stops either within a second and raises
+:class:`~foglearn.planning.interrupt.PlanInterrupted`.
+
+Size: the master has one row per source with data, the capacity rows, ``K + 1`` rows per
+device-period and the budget row; pricing and each ascent step are ``O(T·E)`` without ``[T, E]``
+temporaries. docs/noniid.md has the measured times.
 """
 
 from __future__ import annotations
@@ -106,7 +131,7 @@ BUDGET_SLACK = 1e-9
 #: Column-generation rounds before giving up.
 MAX_ROUNDS = 500
 #: Columns each source may add per round (its most negative ones).
-COLUMNS_PER_SOURCE = 4
+COLUMNS_PER_SOURCE = 16
 #: Subgradient steps on the Lagrangian dual before the first master, and the first step's length
 #: (a share of ``λ``); their prices pick the first master's columns (module docstring, step 1).
 ASCENT_STEPS = 300
