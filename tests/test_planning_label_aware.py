@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -205,3 +211,42 @@ def test_ctrl_c_stops_highs_and_returns_no_plan(monkeypatch):
     monkeypatch.setattr(highspy.Highs, "wait", interrupted)
     with pytest.raises(PlanInterrupted, match="interrupted"):
         plan_label_aware(s, lab, 1.0)
+
+
+_CHILD = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (a background CI ignores it)
+import numpy as np
+from foglearn.learning.partition import class_arrivals
+from foglearn.network import synthetic
+from foglearn.planning import label_aware as la
+from foglearn.planning.interrupt import PlanInterrupted
+s = synthetic(n_devices=60, horizon=40, topology="full", capacities=False, seed=0, max_points=12)
+lab = class_arrivals("dirichlet:0.1", s.collected, np.random.default_rng(0).integers(0, 10, 40000), 0)
+run = la._run
+def marked(h):
+    print("HIGHS-START", file=sys.stderr, flush=True)
+    return run(h)
+la._run = marked
+try:
+    la.plan_label_aware(s, lab)
+    print("FINISHED", flush=True)
+except PlanInterrupted:
+    print("INTERRUPTED", flush=True)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_sigint_stops_a_running_highs_solve_within_a_second():
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    assert child.stderr is not None
+    for line in child.stderr:
+        if "HIGHS-START" in line:
+            break
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert "INTERRUPTED" in out, out
+    assert time.perf_counter() - t0 < 1.5
