@@ -153,14 +153,15 @@ def test_label_aware_solver_plans_from_the_partitions_labels() -> None:
     from foglearn.learning.partition import class_arrivals
     from foglearn.planning import plan
 
-    cfg = RunConfig(n_devices=4, horizon=5, dataset="tiny", train=False, partition="classes:2",
-                    solver="label-aware", seed=3)
+    cfg = RunConfig(n_devices=4, horizon=6, dataset="tiny", train=False, partition="classes:2",
+                    solver="label-aware", seed=3, period=1)
     rec = run_one(cfg)
     scen = build_scenario(cfg, dataset_size=600)
     labels = class_arrivals("classes:2", scen.collected, load_dataset("tiny").y_train, 3)
-    want = plan(scen, solver="label-aware", labels=labels)
+    want = plan(scen, solver="label-aware", labels=labels, period=1)  # balanced over the run's τ
     assert rec["solver"]["solver"] == want.stats.as_dict()["solver"]
     assert rec["costs"]["total"] == pytest.approx(want.costs.total)
+    assert rec["costs"]["total"] != pytest.approx(plan(scen, solver="label-aware", labels=labels, period=6).costs.total)
     blind = run_one(cfg.replace(solver="auto"))
     assert blind["solver"]["solver"] != rec["solver"]["solver"]
 

@@ -154,6 +154,7 @@ def run_one(cfg: RunConfig) -> dict[str, Any]:
 
         data = load_dataset(cfg.dataset)
         planning["labels"] = class_arrivals(cfg.partition, scenario.collected, data.y_train, cfg.seed)
+        planning["period"] = cfg.period  # balance each device's label mix over its aggregation period τ
     plan = make_plan(scenario, error=cfg.error, information=cfg.information if movement else "perfect",
                      movement=movement, **planning)
     seconds["plan"] = time.perf_counter() - t1

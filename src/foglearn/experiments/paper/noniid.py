@@ -16,9 +16,11 @@ processed points above their class's balanced share, ``Σ B / Σ G``
 with one torch thread. The i.i.d. no-movement run (α = ∞) is the reference the gap is measured
 from: label-aware closes ``(acc_LA − acc_NM(α)) / (acc_NM(∞) − acc_NM(α))`` of it.
 
-Why this experiment runs its own cells: a :class:`~foglearn.experiments.config.RunConfig` has no
-partition, local update or label-aware solver, so the sweep runner cannot express these runs. The
-experiment's grid is empty; its summary runs the cells, keeping each finished cell as
+Why this experiment runs its own cells: a cell plans the three settings on one scenario and label
+draw and records each plan's per-period imbalance (:func:`foglearn.planning.label_aware.imbalance`),
+which a :class:`~foglearn.experiments.config.RunConfig` record does not hold (single label-aware runs
+go through the runner: ``RunConfig(partition=…, solver="label-aware")``). The experiment's grid is
+empty; its summary runs the cells, keeping each finished cell as
 ``cells/<key>.json`` in the run directory (a rerun of the same command resumes), then writes
 ``summary.csv``, ``noniid.png`` and the values its claims are checked on.
 """
