@@ -120,6 +120,7 @@ def test_each_class_is_drawn_without_replacement_until_it_runs_out():
         ("dirichlet:0.1", Partition("dirichlet", 0.1)),
         ("classes:2", Partition("classes", num_classes_per_partition=2)),
         (" Dirichlet:inf ", Partition("dirichlet", math.inf)),
+        ("dirichlet:0.1234567", Partition("dirichlet", 0.1234567)),  # α is stored as it runs, not rounded
     ],
 )
 def test_parse_and_spec(spec, want):

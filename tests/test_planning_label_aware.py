@@ -250,3 +250,33 @@ def test_sigint_stops_a_running_highs_solve_within_a_second():
     out, _ = child.communicate(timeout=30)
     assert "INTERRUPTED" in out, out
     assert time.perf_counter() - t0 < 1.5
+
+
+def test_the_last_round_plans_from_the_master_it_solved(monkeypatch):
+    """Stopped by the round limit while columns still price out, the solver builds the plan from the
+    master it solved (the columns of that solve), and certifies it or raises."""
+    import foglearn.planning.label_aware as LA
+    from foglearn.errors import SolverError
+
+    s, lab = instance(1, True, n=6, T=20, alpha=0.1)
+    exact = plan_label_aware(s, lab, 1.0)
+    assert exact.stats.extra["rounds"] >= 2  # the limit below stops a solve that had more to do
+    monkeypatch.setattr(LA, "MAX_ROUNDS", 1)
+    monkeypatch.setattr(LA, "GAP_TOL", 1.0)  # accept the first master's plan, whatever its gap
+    p = plan_label_aware(s, lab, 1.0)
+    check_feasible(s, p)
+    assert p.stats.extra["rounds"] == 1
+    assert p.stats.objective == pytest.approx(p.costs.total + 1.0 * p.stats.extra["imbalance"], rel=1e-9)
+    assert p.stats.objective >= exact.stats.objective - 1e-9
+    monkeypatch.setattr(LA, "GAP_TOL", 0.0)
+    if p.stats.gap > 0:
+        with pytest.raises(SolverError, match="failed to certify"):
+            plan_label_aware(s, lab, 1.0)
+
+
+def test_labels_and_period_are_checked_even_without_movement():
+    s, lab = instance(2, False)
+    with pytest.raises(PlanError, match="period = 0"):
+        plan(s, solver="label-aware", labels=lab, period=0, movement=False)
+    with pytest.raises(PlanError, match=r"labels: must have shape"):
+        plan(s, solver="label-aware", labels=lab[:, :3], movement=False)

@@ -131,7 +131,9 @@ class Partition:
     def spec(self) -> str:
         """The short form :meth:`parse` reads (``"dirichlet:0.1"``)."""
         if self.kind == "dirichlet":
-            return f"dirichlet:{self.alpha:g}"
+            alpha = float(self.alpha or 0)
+            short = f"{alpha:g}"
+            return f"dirichlet:{short if float(short) == alpha else repr(alpha)}"  # the α that runs is the α stored
         if self.kind == "classes":
             return f"classes:{self.num_classes_per_partition}"
         return "iid"

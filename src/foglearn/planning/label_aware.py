@@ -628,7 +628,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
         primal, imb = _primal(mdl, sol["x"])
         gap = max(primal - bound, 0.0)
         s, r = np.nonzero(edge >= 0)
-        if s.size == 0:
+        if s.size == 0 or rounds == MAX_ROUNDS:  # the master must stay the one ``sol`` solved
             break
         pruned += mdl.prune(mdl.rc)
         mdl.add(s // n, edge[s, r])

@@ -139,6 +139,11 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
                         "period; pass labels too")
     if uses_labels and information != "perfect":
         raise PlanError(f"information = {information!r}: solver = {chosen!r} plans with perfect information only")
+    if labels is not None:  # checked even where they go unused (movement = False), so bad input never passes
+        from foglearn.planning.label_aware import check_labels, check_period
+        check_labels(scenario, labels)
+        if period is not None:
+            check_period(period)
     if not movement:
         t0 = time.perf_counter()
         keep = np.where(scenario.collected > 0, 1.0, 0.0)

@@ -46,6 +46,9 @@ from foglearn.experiments.tables import write_csv
 SETTINGS = ("no-movement", "network-aware", "label-aware")
 #: The aggregation period τ the runs train with and the label-aware plan balances over.
 PERIOD = 10
+#: The label-aware formulation a stored cell was computed with (2: balance per aggregation period;
+#: 1 was per slot): part of the cell key, so a resumed run never mixes the two.
+LABEL_AWARE_VERSION = 2
 #: Dirichlet concentrations swept (``inf`` = i.i.d.).
 ALPHAS = (0.05, 0.1, 0.5, 1.0, math.inf)
 
@@ -146,7 +149,8 @@ def run_cells(opts: ExperimentOptions, out: Path, alphas: tuple[float, ...]) -> 
         for seed in opts.run_seeds:
             spec = {"alpha": "inf" if math.isinf(alpha) else alpha, "seed": seed, "n": opts.n_devices,
                     "horizon": opts.run_horizon, "model": opts.model, "dataset": opts.dataset,
-                    "train": opts.trains(seed), "budget": list(_budget())}
+                    "train": opts.trains(seed), "budget": list(_budget()),
+                    "period": PERIOD, "label_aware": LABEL_AWARE_VERSION}
             path = cells_dir / f"{cell_key(spec)}.json"
             if path.exists():
                 done.append(json.loads(path.read_text()))
