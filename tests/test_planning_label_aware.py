@@ -247,9 +247,14 @@ def test_sigint_stops_a_running_highs_solve_within_a_second():
     time.sleep(0.3)
     t0 = time.perf_counter()
     child.send_signal(signal.SIGINT)
+    assert child.stdout is not None
+    answer = child.stdout.readline()  # printed once HiGHS has stopped and PlanInterrupted is raised
+    answered = time.perf_counter() - t0
     out, _ = child.communicate(timeout=30)
-    assert "INTERRUPTED" in out, out
-    assert time.perf_counter() - t0 < 1.5
+    exited = time.perf_counter() - t0
+    assert "INTERRUPTED" in answer, answer + out
+    assert answered < 1.5, answered
+    assert exited < 4.0, exited  # interpreter teardown after loading numba and HiGHS adds up to ~1 s
 
 
 def test_the_last_round_plans_from_the_master_it_solved(monkeypatch):

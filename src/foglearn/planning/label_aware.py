@@ -280,6 +280,17 @@ def _entries(s, k, jk, s_row, k_row, budget_row, g_row0, c_row0, K, p_ptr, p_idx
 
 
 @njit(cache=True, nogil=True)
+def _plus_mix_price(rc, mu, g, s, p_ptr, p_idx, p_val):  # pragma: no cover - numba
+    """``rc + Σ_c μ_g^c p_s^c``: adds the class rows' price of one point from source ``s`` processed in
+    group ``g`` (a device and period); with ``π_g = Σ_c μ_g^c m^c`` in ``rc`` this is the
+    ``Σ_c μ (p_s^c − m^c)`` term of every reduced cost (summed in the same order wherever it is used)."""
+    total = rc
+    for h in range(p_ptr[s], p_ptr[s + 1]):
+        total += mu[g, p_idx[h]] * p_val[h]
+    return total
+
+
+@njit(cache=True, nogil=True)
 def _price(src, dst, usable, link_cost, link_cap, c, f, D, y, w, mu, pi, rho, group, p_ptr, p_idx, p_val,
            have, tol, q):  # pragma: no cover - numba
     """Price every usable offload column (module docstring, step 2).
@@ -302,9 +313,8 @@ def _price(src, dst, usable, link_cost, link_cap, c, f, D, y, w, mu, pi, rho, gr
                 continue
             k = (t + 1) * n + dst[e]
             g = group[k]
-            rc = link_cost[t, e] + c[k] - f[s] - y[s] - w[k] - rho - pi[g]
-            for h in range(p_ptr[s], p_ptr[s + 1]):
-                rc += mu[g, p_idx[h]] * p_val[h]
+            rc = _plus_mix_price(link_cost[t, e] + c[k] - f[s] - y[s] - w[k] - rho - pi[g], mu, g, s,
+                                 p_ptr, p_idx, p_val)
             if rc < 0.0:
                 lag += rc * min(link_cap[t, e], D[s])
                 if rc < -tol and rc < best[s, q - 1] and not have[t, e]:
@@ -341,9 +351,7 @@ def _ascent(src, dst, usable, link_cost, link_cap, c, f, D, keep_ok, group, p_pt
             bestg[s] = -1
             if keep_ok[s]:
                 g = group[s]
-                rc = c[s] - f[s] - rho - pi[g]
-                for h in range(p_ptr[s], p_ptr[s + 1]):
-                    rc += mu[g, p_idx[h]] * p_val[h]
+                rc = _plus_mix_price(c[s] - f[s] - rho - pi[g], mu, g, s, p_ptr, p_idx, p_val)
                 if rc < 0.0:
                     best[s] = rc
                     bestg[s] = g
@@ -356,9 +364,7 @@ def _ascent(src, dst, usable, link_cost, link_cap, c, f, D, keep_ok, group, p_pt
                     continue
                 k = (t + 1) * n + dst[e]
                 g = group[k]
-                rc = link_cost[t, e] + c[k] - f[s] - rho - pi[g]
-                for h in range(p_ptr[s], p_ptr[s + 1]):
-                    rc += mu[g, p_idx[h]] * p_val[h]
+                rc = _plus_mix_price(link_cost[t, e] + c[k] - f[s] - rho - pi[g], mu, g, s, p_ptr, p_idx, p_val)
                 if rc < best[s]:
                     best[s] = rc
                     bestg[s] = g
