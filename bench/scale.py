@@ -29,15 +29,15 @@ Reported per n: generation, plan and train seconds, device-steps (device,
 slot pairs with ``G_i(t) > 0``), µs per device-step (wall, and CPU time of all threads from
 ``time.process_time`` — the machine may be shared), peak RSS in GB, final accuracy.
 
-``--plain SIZES`` also runs, at those sizes, the competitor: a plain per-device PyTorch loop that
-executes the same plan (the same routing from :func:`~foglearn.learning.schedule`, the same point
-stream and ``w(0)``, so the same final model to float round-off): one ``nn.Module`` and
-``torch.optim.SGD`` per device, one step per device and slot on the points it processes, every
-``τ`` slots the ``H``-weighted average of all device models (eq. 4) loaded back into each. Its
-memory grows with n (one model and its gradients per device: 1.3 MB for the MLP; 15.2 GB peak at
-n = 10,000), so a size whose device models and gradients alone would exceed ``--plain-cap-gb`` (default
-16) is recorded as not run. Points are grouped by slot and device
-once (no per-device scan), so the loop pays PyTorch's per-step cost, not Python bookkeeping.
+``--plain SIZES`` also runs, at those sizes, the competitor: :func:`foglearn.learning.reference_loop`,
+a plain per-device PyTorch loop that executes the same plan (the same routing from
+:func:`~foglearn.learning.schedule`, the same point stream and ``w(0)``, so the same final model to
+float round-off): one ``nn.Module`` and ``torch.optim.SGD`` per device, one step per device and slot
+on the points it processes, every ``τ`` slots the ``H``-weighted average of all device models
+(eq. 4) loaded back into each. Its memory grows with n (one model and its gradients per device:
+1.3 MB for the MLP; 15.2 GB peak at n = 10,000), so a size whose device models and gradients alone
+would exceed ``--plain-cap-gb`` (default 16) is recorded as not run. Points are grouped by slot and
+device once (no per-device scan), so the loop pays PyTorch's per-step cost, not Python bookkeeping.
 
     .venv/bin/python bench/scale.py [--sizes 1000,3000,10000] [--model mlp] [--threads 2] [--plain 1000,3000]
 
@@ -126,54 +126,20 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
 
 
 def plain_loop(s, p, ds, model: str, tau: int, lr: float = 0.01, seed: int = 0) -> tuple[float, float]:
-    """The competitor: ``p`` executed by a plain per-device PyTorch loop; returns (seconds, accuracy).
-
-    Same routing, stream and ``w(0)`` as :func:`foglearn.train` (module docstring)."""
-    import copy
-
+    """The competitor: ``p`` executed by :func:`foglearn.learning.reference_loop` (a plain per-device
+    PyTorch loop, same routing, stream and ``w(0)`` as :func:`foglearn.train`), then the final model
+    evaluated on the test set; returns (seconds, accuracy)."""
     import torch
-    import torch.nn.functional as F
 
-    from foglearn.learning import schedule
+    from foglearn.learning import reference_loop
     from foglearn.learning.models import make_model
-    from foglearn.learning.trainer import point_stream
 
     t0 = time.perf_counter()
-    sched = schedule(s, p)
-    stream, _ = point_stream(int(s.collected.sum()), ds.n_train, seed)
-    n, T = s.n_devices, s.horizon
-    key = sched.slot.astype(np.int64) * n + sched.device  # group the processed points by (slot, device) once
-    order = np.argsort(key, kind="stable")
-    keys, starts = np.unique(key[order], return_index=True)
-    bounds = np.append(starts, order.size)
-    X, Y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
-    glob = make_model(model, seed=seed, n_classes=ds.n_classes)
-    nets = [copy.deepcopy(glob) for _ in range(n)]
-    opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
-    H = np.zeros(n)
-    k = 0
-    for t in range(T):
-        while k < keys.size and keys[k] // n == t:
-            i = int(keys[k] % n)
-            idx = torch.from_numpy(stream[sched.pos[order[bounds[k]:bounds[k + 1]]]])
-            opts[i].zero_grad()
-            F.cross_entropy(nets[i](X[idx]), Y[idx]).backward()
-            opts[i].step()
-            H[i] += len(idx)
-            k += 1
-        if ((t + 1) % tau == 0 or t + 1 == T) and H.sum() > 0:
-            w = H / H.sum()
-            with torch.no_grad():
-                avg = {name: torch.zeros_like(v) for name, v in glob.state_dict().items()}
-                for i in np.flatnonzero(w):
-                    for name, v in nets[i].state_dict().items():
-                        avg[name].add_(v, alpha=float(w[i]))
-                glob.load_state_dict(avg)
-                for m in nets:
-                    m.load_state_dict(avg)
-            H[:] = 0
+    ref = reference_loop(s, p, dataset=ds, model=model, period=tau, lr=lr, seed=seed)
+    net = make_model(model, seed=seed, n_classes=ds.n_classes)
+    net.load_state_dict(ref["state"])
     with torch.no_grad():
-        acc = float((glob(torch.from_numpy(ds.x_test)).argmax(1) == torch.from_numpy(ds.y_test)).float().mean())
+        acc = float((net.eval()(torch.from_numpy(ds.x_test)).argmax(1) == torch.from_numpy(ds.y_test)).float().mean())
     return time.perf_counter() - t0, acc
 
 

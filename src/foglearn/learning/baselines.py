@@ -143,12 +143,17 @@ def reference_loop(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist",
     opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in nets]
     H = np.zeros(n)
     device_loss = np.full((T, n), np.nan)
+    # the processed points grouped by (slot, device) once, in slot order
+    cell = sched.slot.astype(np.int64) * n + sched.device
+    order = np.argsort(cell, kind="stable")
+    cells, starts = np.unique(cell[order], return_index=True)
+    ends = np.append(starts[1:], order.size)
+    k = 0
     for t in range(T):
-        in_slot = sched.slot == t
-        for i in range(n):
-            idx = torch.from_numpy(stream[sched.pos[in_slot & (sched.device == i)]])
-            if len(idx) == 0:
-                continue
+        while k < cells.size and cells[k] // n == t:
+            i = int(cells[k] % n)
+            idx = torch.from_numpy(stream[sched.pos[order[starts[k]:ends[k]]]])
+            k += 1
             opts[i].zero_grad()
             loss = F.cross_entropy(nets[i](X[idx]), Y[idx])
             loss.backward()
