@@ -40,6 +40,37 @@ def test_largest_remainder_ties_and_float_noise():
     assert split_counts(7, [0.5, 0.25]).tolist() == [3, 2, 2]  # 3.5, 1.75, 1.75: the larger remainders
 
 
+def _sorted_rule(weights, group, totals, priority):
+    """The rule written as one sort: each group's items by (larger remainder, lower priority, earlier
+    item), the first ``deficit`` of them get a point."""
+    base = np.floor(weights + 1e-9).astype(np.int64)
+    rem = np.round(weights - base, 9)
+    deficit = totals - np.bincount(group, weights=base, minlength=len(totals)).astype(np.int64)
+    order = np.lexsort((np.arange(len(group)), priority, -rem, group))
+    rank = np.arange(len(order)) - np.searchsorted(group[order], group[order])
+    extra = np.zeros(len(order), np.int64)
+    extra[order] = rank < deficit[group[order]]
+    return base + extra
+
+
+def test_largest_remainder_equals_the_sorted_rule_on_random_groups():
+    """Random groups (shuffled items, large and small, ties in remainder and in priority, deficits of
+    one, several and all items): the compiled selection gives the sort's counts exactly."""
+    rng = np.random.default_rng(3)
+    for case in range(300):
+        G = int(rng.integers(1, 20))
+        group = np.repeat(np.arange(G), rng.integers(1, 60 if case % 10 == 0 else 8, G))
+        rng.shuffle(group)
+        totals = rng.integers(0, 40, G)
+        w = rng.random(len(group))
+        if case % 3 == 0:
+            w = np.round(w * 4) + 1e-12  # many equal remainders
+        s = np.bincount(group, weights=w, minlength=G)
+        w = w / s[group] * totals[group]
+        prio = rng.integers(0, 3, len(group)) if case % 2 else rng.permutation(len(group))
+        assert np.array_equal(largest_remainder(w, group, totals, prio), _sorted_rule(w, group, totals, prio)), case
+
+
 def test_eq4_weights_and_average():
     w = aggregation_weights(np.array([0.0, 3.0, 1.0]))
     assert w is not None and w.tolist() == [0.0, 0.75, 0.25]

@@ -4,6 +4,7 @@ per-device buffers averaged with eq. (4) weights; the ``device=`` argument."""
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -101,20 +102,37 @@ def test_blocks_hold_at_most_in_flight_devices(monkeypatch):
     assert held and max(held) == 3 and sum(held) == s.n_devices * 3  # 3 periods, every device once each
 
 
-def test_mlp_device_kernel_equals_batched_steps():
-    """The compiled device-major call = the batched kernel's in-place steps, device by device."""
+@pytest.mark.parametrize("sparse", [False, True])
+def test_mlp_device_kernel_equals_batched_steps(sparse):
+    """The compiled device-major call = the batched kernel's in-place steps, device by device.
+
+    ``sparse``: most pixels zero, as on MNIST, so rows of the first layer are read from the global
+    model until a step changes them, and a device's last step writes its change straight into the
+    sum; the same point twice in a last step (one row changed twice there); every call leaves its
+    per-thread scratch ready for the next (a second call, on another thread too, gives the same)."""
     m = make_model("mlp", seed=0)
     k = BatchedMLP(m)
     X, Y = torch.from_numpy(TINY.x_train), torch.from_numpy(TINY.y_train)
-    glob = k.layout.flatten(dict(m.named_parameters()))
     rng = np.random.default_rng(0)
-    steps = [[3, 1, 2], [5], [1, 1, 1, 4]]  # points per step, per device
+    if sparse:
+        X = X * torch.from_numpy(rng.random(X.shape) < 0.2)
+    glob = k.layout.flatten(dict(m.named_parameters()))
+    steps = [[3, 1, 2], [5], [1, 1, 1, 4], [1], [2, 1], [1, 2]]  # points per step, per device
     dev_ptr = np.cumsum([0] + [len(d) for d in steps])
     step_ptr = np.cumsum([0] + [x for d in steps for x in d])
     pts = rng.integers(0, len(X), step_ptr[-1])
-    w = np.array([0.5, 0.2, 0.3])
+    pts[-1] = pts[-2]  # the last device's last step: one point twice
+    w = np.array([0.3, 0.1, 0.2, 0.1, 0.1, 0.2])
     out, loss = np.zeros(k.layout.size), np.zeros(len(pts))
     mlp_devices(k, X, Y, mlp_kernel_layout(k, glob), dev_ptr, step_ptr, pts, w, 0.1, out, loss)
+    def again() -> tuple[np.ndarray, np.ndarray]:
+        out2, loss2 = np.zeros(k.layout.size), np.zeros(len(pts))
+        mlp_devices(k, X, Y, mlp_kernel_layout(k, glob), dev_ptr, step_ptr, pts, w, 0.1, out2, loss2)
+        return out2, loss2
+
+    with ThreadPoolExecutor(1) as pool:
+        for out2, loss2 in (again(), pool.submit(again).result()):
+            assert np.array_equal(out, out2) and np.array_equal(loss, loss2)
     expect, expect_loss = torch.zeros(k.layout.size, dtype=torch.float64), []
     for d in range(len(steps)):
         flat = glob.clone().unsqueeze(0)

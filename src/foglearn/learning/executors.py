@@ -16,7 +16,7 @@ one actor per CPU of the cluster (at most one per block) builds the run's model 
 each period the global model is put once and every actor runs a contiguous range of blocks, each
 block's share of the sum opened at zero. The driver adds the shares **in block order** — the same
 float64 additions as the local run — so the final model is the local run's (for the MLP the
-units are its compiled calls of 32 devices, whose partial sums the trainer adds in call order).
+units are its compiled calls of 256 devices, whose partial sums the trainer adds in call order).
 Results coming back are checked (types, shapes, dtypes) before they are used. Models with random
 layers (dropout) draw their masks per block from the run's generator, so they differ from the
 local run's masks (as they do for another ``in_flight``). ``τ = 1`` with the paper's update runs

@@ -458,7 +458,7 @@ def batched_kernel(module: nn.Module) -> BatchedModel | None:
 @njit(cache=True, nogil=True, fastmath=True)
 def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.ndarray, step_ptr: np.ndarray,
                  pts: np.ndarray, weight: np.ndarray, lr: float, hid: int, n_cls: int, out_sum: np.ndarray,
-                 out_loss: np.ndarray) -> None:  # pragma: no cover - compiled
+                 out_loss: np.ndarray, p: np.ndarray, acc: np.ndarray) -> None:  # pragma: no cover - compiled
     d_in = x.shape[1]
     o_b1 = hid * d_in
     o_w2 = o_b1 + hid
@@ -467,15 +467,23 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
     m_max = 1
     for s in range(step_ptr.shape[0] - 1):
         m_max = max(m_max, step_ptr[s + 1] - step_ptr[s])
-    p = glob.copy()  # the device's model; after each device only what it changed is reset
-    touched = np.zeros(d_in, np.bool_)  # rows k of fc1ᵀ a step changed (x_k ≠ 0)
+    # The device's model ``p`` (scratch, any content): fc1ᵀ row k is p's row where ``touched[k]``
+    # (a step changed it), glob's row otherwise (never copied); b1, fc2, b2 (the dense tail) are
+    # p's, copied from glob per device. ``acc`` (scratch, zero on entry and on exit): this call's
+    # Σ_d w_d (w_d - glob) in float32, added to out_sum at the end.
+    touched = np.zeros(d_in, np.bool_)
+    acc_rows = np.zeros(d_in, np.bool_)  # rows of fc1ᵀ acc holds
     h1 = np.empty((m_max, hid), np.float32)
     d1 = np.empty((m_max, hid), np.float32)
     d2 = np.empty((m_max, n_cls), np.float32)
     z2 = np.empty(n_cls, np.float32)
     lr32 = np.float32(lr)
     for d in range(dev_ptr.shape[0] - 1):
+        wd = np.float32(weight[d])
+        for i in range(o_b1, P):
+            p[i] = glob[i]
         for s in range(dev_ptr[d], dev_ptr[d + 1]):
+            last = s == dev_ptr[d + 1] - 1
             a = step_ptr[s]
             m = step_ptr[s + 1] - a
             inv_m = np.float32(1.0) / np.float32(m)
@@ -487,19 +495,23 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
                     v = xi[k]
                     if v != 0:
                         row = k * hid
-                        for j in range(hid):
-                            h1[q, j] += v * p[row + j]
+                        if touched[k]:
+                            for j in range(hid):
+                                h1[q, j] += v * p[row + j]
+                        else:
+                            for j in range(hid):
+                                h1[q, j] += v * glob[row + j]
                 for j in range(hid):
                     if h1[q, j] < 0:
                         h1[q, j] = 0
                 mx = np.float32(-np.inf)
                 for c in range(n_cls):
-                    acc = p[o_b2 + c]
+                    acc_c = p[o_b2 + c]
                     row = o_w2 + c * hid
                     for j in range(hid):
-                        acc += p[row + j] * h1[q, j]
-                    z2[c] = acc
-                    mx = max(mx, acc)
+                        acc_c += p[row + j] * h1[q, j]
+                    z2[c] = acc_c
+                    mx = max(mx, acc_c)
                 se = 0.0
                 for c in range(n_cls):
                     se += np.exp(np.float64(z2[c] - mx))
@@ -510,11 +522,11 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
                 d2[q, label] -= inv_m
             for q in range(m):  # d h1 through the old fc2 weights, masked by ReLU
                 for j in range(hid):
-                    acc = np.float32(0.0)
+                    acc_j = np.float32(0.0)
                     if h1[q, j] > 0:
                         for c in range(n_cls):
-                            acc += d2[q, c] * p[o_w2 + c * hid + j]
-                    d1[q, j] = acc
+                            acc_j += d2[q, c] * p[o_w2 + c * hid + j]
+                    d1[q, j] = acc_j
             for c in range(n_cls):  # SGD step (eq. 3), fc2
                 gb = np.float32(0.0)
                 row = o_w2 + c * hid
@@ -534,22 +546,44 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
                 for k in range(d_in):
                     v = xi[k]
                     if v != 0:
-                        touched[k] = True
                         g = lr32 * v
                         row = k * hid
-                        for j in range(hid):
-                            p[row + j] -= g * d1[q, j]
-        wd = weight[d]  # out_sum += w_d (p - glob), and p back to glob, where p changed
-        for k in range(d_in):
+                        if not last:
+                            if touched[k]:
+                                for j in range(hid):
+                                    p[row + j] -= g * d1[q, j]
+                            else:  # the row's first change: p's row starts from glob's here
+                                touched[k] = True
+                                for j in range(hid):
+                                    p[row + j] = glob[row + j] - g * d1[q, j]
+                        else:  # the device's last step: its rows are not read again, so their
+                            acc_rows[k] = True  # change goes into the sum instead of p
+                            gw = wd * g
+                            if touched[k]:
+                                touched[k] = False  # done: w_d - glob of this row, into acc
+                                for j in range(hid):
+                                    acc[row + j] += wd * (p[row + j] - glob[row + j]) - gw * d1[q, j]
+                            else:
+                                for j in range(hid):
+                                    acc[row + j] -= gw * d1[q, j]
+        for k in range(d_in):  # rows the last step did not change: acc += w_d (p - glob)
             if touched[k]:
                 touched[k] = False
+                acc_rows[k] = True
                 row = k * hid
                 for j in range(hid):
-                    out_sum[row + j] += wd * (p[row + j] - glob[row + j])
-                    p[row + j] = glob[row + j]
+                    acc[row + j] += wd * (p[row + j] - glob[row + j])
         for i in range(o_b1, P):
-            out_sum[i] += wd * (p[i] - glob[i])
-            p[i] = glob[i]
+            acc[i] += wd * (p[i] - glob[i])
+    for k in range(d_in):
+        if acc_rows[k]:
+            row = k * hid
+            for j in range(hid):
+                out_sum[row + j] += acc[row + j]
+                acc[row + j] = 0
+    for i in range(o_b1, P):
+        out_sum[i] += acc[i]
+        acc[i] = 0
 
 
 def mlp_kernel_layout(kernel: BatchedMLP, flat: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -571,11 +605,19 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
     Device ``d`` starts from it and takes its steps ``dev_ptr[d] … dev_ptr[d+1] - 1`` in order;
     step ``s`` is one SGD step on the mean cross-entropy of the samples
     ``x[pts[step_ptr[s] : step_ptr[s+1]]]``, ``out_loss`` (float64) receiving each sample's loss
-    before that step. Then ``out_sum += weight[d] · (w_d - glob)`` (float64, same layout; with
-    weights summing to 1, ``glob + out_sum`` is eq. (4)) and the device's model is reset to
-    ``glob`` where it changed: only one model (0.6 MB, in cache) exists per call. The first
-    layer works on the rows of ``fc1ᵀ`` of the sample's nonzero pixels only (the others neither
-    contribute to the forward pass nor change: their gradient is ``d1 · x_k = 0``). Same
+    before that step. Then ``out_sum += Σ_d weight[d] · (w_d - glob)`` (float64, same layout;
+    with weights summing to 1, ``glob + out_sum`` is eq. (4)).
+
+    Memory traffic is what a device-step costs here (one sample touches ~150 of the 784 rows of
+    ``fc1ᵀ``, 0.6 MB of model in all), so a device's model is never materialised: the first
+    layer works on the rows of the sample's nonzero pixels only (the others neither contribute
+    to the forward pass nor change: their gradient is ``d1 · x_k = 0``); a row is read from
+    ``glob`` until a step of the device changes it, and only then copied into the device's
+    scratch model; the device's *last* step writes its change of a row straight into the call's
+    float32 sum instead (nothing reads the row again), so a device that takes one step never
+    writes its model at all. A device's dense tail (``b1``, ``fc2``, ``b2``: 2,210 numbers) is
+    copied per device. The call's float32 sum is added to ``out_sum`` at its end, rows the call
+    touched only; the scratch (a model and that sum, per thread) is reused across calls. Same
     arithmetic as :meth:`BatchedMLP.sgd_step` in float32, to round-off.
     """
     names = kernel.layout.names
@@ -600,5 +642,13 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
         raise InputError("weight: one per device; out_loss: one per point")
     _check_range("pts", pts, xs.shape[0], "sample indices", " (the rows of x)")
     _check_range("y", labels[pts], n_cls, "labels", f" (the model has {n_cls} classes)")
+    scratch = getattr(_MLP_SCRATCH, "buffers", None)  # per thread: the device's model and the call's sum
+    if scratch is None or scratch[0].shape != g.shape:
+        scratch = _MLP_SCRATCH.buffers = (np.empty(g.shape, np.float32), np.zeros(g.shape, np.float32))
     _mlp_devices(xs, labels, g, dev_ptr, step_ptr, pts, np.ascontiguousarray(weight, dtype=np.float64), float(lr),
-                 int(hid), int(n_cls), out_sum, out_loss)
+                 int(hid), int(n_cls), out_sum, out_loss, *scratch)
+
+
+#: :func:`mlp_devices`' scratch per thread (a model and a float32 sum, kept zero between calls): no
+#: 1.3 MB of fresh pages per call.
+_MLP_SCRATCH = threading.local()

@@ -37,10 +37,11 @@ blocks can also run on other machines as Ray tasks (``executor="ray"``,
 :mod:`foglearn.learning.executors`; the shares are added in block order, the local result bit for
 bit). Within a block, never one Python step per device:
 
-* **MLP (CPU): one compiled call per 32 devices** (:func:`foglearn.learning.kernels.mlp_devices`,
+* **MLP (CPU): one compiled call per 256 devices** (:func:`foglearn.learning.kernels.mlp_devices`,
   :class:`_DeviceMajorMLP`). A device's steps of the period run back to back with its model
   (0.6 MB) in cache; only the rows of the first layer that the points' nonzero pixels touch are
-  read and changed. Calls run on ``threads`` worker threads, their partial sums are added in call
+  read and changed, and a row is copied out of ``w`` only when a step that is not the device's
+  last changes it. Calls run on ``threads`` worker threads, their partial sums are added in call
   order.
 * **CNN (CPU): batched kernels** (:mod:`foglearn.learning.kernels`). A block's parameters are the
   rows of one flat ``[block, P]`` tensor. In each slot the block's active devices are grouped by
@@ -649,17 +650,17 @@ class _DeviceMajorMLP(_Runner):
     Within a period the devices are independent given the global model ``w`` (the schedule fixes
     their points), so each device's steps of the period run back to back in one compiled call
     (:func:`~foglearn.learning.kernels.mlp_devices`): its model (0.6 MB) starts from ``w``,
-    stays in cache for all its steps, and its change ``w_i - w`` is added to the period's weighted
+    stays in cache for all its steps, and its change ``w_i - w`` is added to the call's weighted
     sum ``Σ_i H_i (w_i - w) / Σ H`` before the next device starts; eq. (4) is then
     ``w + Σ_i H_i (w_i - w) / Σ H``. Only the devices with ``H_i > 0`` are visited. A call
-    takes :attr:`block` devices; calls run on the worker threads, each with its own float64 partial
-    sum, and the partial sums are added in call order, so the result depends neither on the thread
-    count nor (beyond float64 round-off) on the block size. Memory: one model and one sum per call
-    in flight, whatever ``n``.
+    takes :attr:`block` devices; calls run on the worker threads, each with its own partial sum
+    (float32 inside the call, returned as float64), and the partial sums are added in call order,
+    so the result depends neither on the thread count nor (beyond float32 round-off of a call's
+    sum) on the block size. Memory: one model and one sum per call in flight, whatever ``n``.
     """
 
     #: Devices per compiled call.
-    BLOCK = 32
+    BLOCK = 256
 
     def __init__(self, kernel: BatchedMLP, module: nn.Module, workers: _Workers) -> None:
         self.kernel = kernel
@@ -1097,7 +1098,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         float round-off).
     in_flight
         Devices per block of a device-major period (``None``: as many as :data:`STATE_BUDGET`
-        holds, 32 per compiled call for the MLP). Memory grows with it, not with ``n``; the
+        holds, 256 per compiled call for the MLP). Memory grows with it, not with ``n``; the
         result does not depend on it beyond float64 round-off.
     executor
         Where a period's blocks run: ``"local"`` (here, on ``threads`` threads), ``"ray"`` (a Ray

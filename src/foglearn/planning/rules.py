@@ -49,6 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from foglearn.errors import InputError
 
@@ -86,17 +87,78 @@ def largest_remainder(weights: np.ndarray, group: np.ndarray, totals: np.ndarray
     if (deficit < 0).any():
         g = int(np.argmax(deficit < 0))
         raise InputError(f"fractions of group {g} sum to more than 1 (eq. 8)")
-    order = np.lexsort((priority, -rem, group))
-    g_sorted = group[order]
-    starts = np.searchsorted(g_sorted, g_sorted, side="left")
-    rank = np.arange(len(order)) - starts
-    extra = np.zeros(len(order), dtype=np.int64)
-    extra[order] = (rank < deficit[g_sorted]).astype(np.int64)
-    short = deficit - np.bincount(group, weights=extra, minlength=len(totals)).astype(np.int64)
-    if (short != 0).any():
-        g = int(np.argmax(short != 0))
+    size = np.bincount(group, minlength=len(totals))
+    if (deficit > size).any():
+        g = int(np.argmax(deficit > size))
         raise InputError(f"fractions of group {g} sum to less than 1 by more than one point per part (eq. 8)")
-    return base + extra
+    return base + _remainder_points(group, rem, np.asarray(priority, dtype=np.int64), deficit, size)
+
+
+@njit(cache=True, nogil=True)
+def _le(rem: np.ndarray, priority: np.ndarray, a: int, b: int) -> bool:  # pragma: no cover - numba
+    """Item ``a`` goes before ``b``: larger remainder, then lower priority (then the earlier item)."""
+    return rem[a] > rem[b] or (rem[a] == rem[b] and priority[a] <= priority[b])
+
+
+@njit(cache=True, nogil=True)
+def _remainder_points(group: np.ndarray, rem: np.ndarray, priority: np.ndarray, deficit: np.ndarray,
+                      size: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    """One extra point to each of the ``deficit[g]`` items of group ``g`` first in the order of
+    :func:`_le` (``deficit ≤ size``): the items are bucketed by group (stable), then each group with
+    a deficit is ordered by a stable merge sort, or scanned once when one point is left over."""
+    N, G = group.shape[0], deficit.shape[0]
+    start = np.zeros(G + 1, np.int64)
+    for g in range(G):
+        start[g + 1] = start[g] + size[g]
+    fill = start[:G].copy()
+    items = np.empty(N, np.int64)
+    for k in range(N):
+        g = group[k]
+        items[fill[g]] = k
+        fill[g] += 1
+    extra = np.zeros(N, np.int64)
+    tmp = np.empty(N, np.int64)
+    for g in range(G):
+        d, a, b = deficit[g], start[g], start[g + 1]
+        if d <= 0:
+            continue
+        if d == b - a:
+            for q in range(a, b):
+                extra[items[q]] = 1
+        elif d == 1:
+            best = items[a]
+            for q in range(a + 1, b):
+                if not _le(rem, priority, best, items[q]):
+                    best = items[q]
+            extra[best] = 1
+        else:
+            width = 1  # bottom-up merge sort of items[a:b] (stable)
+            while width < b - a:
+                for lo in range(a, b, 2 * width):
+                    mid, hi = min(lo + width, b), min(lo + 2 * width, b)
+                    i, j, o = lo, mid, lo
+                    while i < mid and j < hi:
+                        if _le(rem, priority, items[i], items[j]):
+                            tmp[o] = items[i]
+                            i += 1
+                        else:
+                            tmp[o] = items[j]
+                            j += 1
+                        o += 1
+                    while i < mid:
+                        tmp[o] = items[i]
+                        i += 1
+                        o += 1
+                    while j < hi:
+                        tmp[o] = items[j]
+                        j += 1
+                        o += 1
+                for q in range(a, b):
+                    items[q] = tmp[q]
+                width *= 2
+            for q in range(a, a + d):
+                extra[items[q]] = 1
+    return extra
 
 
 def split_counts(total: int, fractions: Sequence[float]) -> np.ndarray:
