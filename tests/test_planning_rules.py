@@ -69,6 +69,13 @@ def test_largest_remainder_equals_the_sorted_rule_on_random_groups():
         w = w / s[group] * totals[group]
         prio = rng.integers(0, 3, len(group)) if case % 2 else rng.permutation(len(group))
         assert np.array_equal(largest_remainder(w, group, totals, prio), _sorted_rule(w, group, totals, prio)), case
+    # any sortable priority keeps its order (floats, unsigned beyond int64); lengths must agree
+    half = np.array([0.5, 0.5])
+    assert largest_remainder(half, np.zeros(2, int), np.array([1]), np.array([0.7, 0.2])).tolist() == [0, 1]
+    assert largest_remainder(half, np.zeros(2, int), np.array([1]), np.array([2**63 + 1, 2**63], np.uint64)
+                             ).tolist() == [0, 1]
+    with pytest.raises(InputError, match="one length"):
+        largest_remainder(np.full(50, 0.5), np.zeros(50, int), np.array([25]), np.zeros(1, int))
 
 
 def test_eq4_weights_and_average():

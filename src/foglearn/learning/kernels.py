@@ -645,8 +645,12 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
     scratch = getattr(_MLP_SCRATCH, "buffers", None)  # per thread: the device's model and the call's sum
     if scratch is None or scratch[0].shape != g.shape:
         scratch = _MLP_SCRATCH.buffers = (np.empty(g.shape, np.float32), np.zeros(g.shape, np.float32))
-    _mlp_devices(xs, labels, g, dev_ptr, step_ptr, pts, np.ascontiguousarray(weight, dtype=np.float64), float(lr),
-                 int(hid), int(n_cls), out_sum, out_loss, *scratch)
+    try:
+        _mlp_devices(xs, labels, g, dev_ptr, step_ptr, pts, np.ascontiguousarray(weight, dtype=np.float64),
+                     float(lr), int(hid), int(n_cls), out_sum, out_loss, *scratch)
+    except BaseException:  # a call stopped part-way (only possible uncompiled): its sum is not zero
+        _MLP_SCRATCH.buffers = None
+        raise
 
 
 #: :func:`mlp_devices`' scratch per thread (a model and a float32 sum, kept zero between calls): no

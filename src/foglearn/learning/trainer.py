@@ -31,13 +31,13 @@ devices are cut into blocks of consecutive devices; a block's devices get the gl
 all the period's slots, add their ``H``-weighted models to the period's sum (float64) and are
 dropped before the next block starts. Only one block's models exist at a time — memory is
 ``O(block)``, not ``O(n)`` (the block size comes from :data:`STATE_BUDGET`, or ``in_flight``) — and
-the result does not depend on the block size beyond float64 round-off of the sum
-(tests/test_trainer_device_major.py). A block needs only the global model and its devices' points, so
-blocks can also run on other machines as Ray tasks (``executor="ray"``,
+the result does not depend on the block size beyond round-off of the sum (float64; float32 within one
+of the MLP's compiled calls) (tests/test_trainer_device_major.py). A block needs only the global
+model and its devices' points, so blocks can also run on other machines as Ray tasks (``executor="ray"``,
 :mod:`foglearn.learning.executors`; the shares are added in block order, the local result bit for
 bit). Within a block, never one Python step per device:
 
-* **MLP (CPU): one compiled call per 256 devices** (:func:`foglearn.learning.kernels.mlp_devices`,
+* **MLP (CPU): one compiled call per n / 8 devices (32 to 256)** (:func:`foglearn.learning.kernels.mlp_devices`,
   :class:`_DeviceMajorMLP`). A device's steps of the period run back to back with its model
   (0.6 MB) in cache; only the rows of the first layer that the points' nonzero pixels touch are
   read and changed, and a row is copied out of ``w`` only when a step that is not the device's
@@ -659,17 +659,20 @@ class _DeviceMajorMLP(_Runner):
     sum) on the block size. Memory: one model and one sum per call in flight, whatever ``n``.
     """
 
-    #: Devices per compiled call.
-    BLOCK = 256
+    #: Devices per compiled call: ``n / 8`` within these bounds — large calls amortise a call's
+    #: sum, at least 8 calls keep the worker threads busy at small n; fixed by n alone, so results
+    #: do not depend on the thread count.
+    BLOCK_MIN, BLOCK_MAX = 32, 256
 
-    def __init__(self, kernel: BatchedMLP, module: nn.Module, workers: _Workers) -> None:
+    def __init__(self, kernel: BatchedMLP, module: nn.Module, workers: _Workers, n: int) -> None:
         self.kernel = kernel
         self.workers = workers
+        self.n = n
         self.glob = kernel.layout.flatten(dict(module.named_parameters()))
         self.glob_k = self.glob
 
     def block_size(self):
-        return self.BLOCK
+        return min(self.BLOCK_MAX, max(self.BLOCK_MIN, -(-self.n // 8)))
 
     def _call(self, dev_ptr: np.ndarray, step_ptr: np.ndarray, pts: np.ndarray, w: np.ndarray,
               X: torch.Tensor, Y: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -1024,7 +1027,7 @@ def _make_runner(module: nn.Module, kernel: BatchedModel | None, n: int, on: tor
     if period == 1 and update.batch is None:
         return _UnionRunner(kernel, module, workers)
     if isinstance(kernel, BatchedMLP):
-        return _DeviceMajorMLP(kernel, module, workers)
+        return _DeviceMajorMLP(kernel, module, workers, n)
     return _KernelRunner(kernel, module, n, workers)
 
 
@@ -1098,8 +1101,9 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         float round-off).
     in_flight
         Devices per block of a device-major period (``None``: as many as :data:`STATE_BUDGET`
-        holds, 256 per compiled call for the MLP). Memory grows with it, not with ``n``; the
-        result does not depend on it beyond float64 round-off.
+        holds; for the MLP ``n / 8`` per compiled call, at least 32 and at most 256). Memory grows
+        with it, not with ``n``; the result does not depend on it beyond float round-off of the
+        sum.
     executor
         Where a period's blocks run: ``"local"`` (here, on ``threads`` threads), ``"ray"`` (a Ray
         cluster started here, ``threads`` CPUs) or ``"ray:ADDRESS"`` (an existing cluster): each

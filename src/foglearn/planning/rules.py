@@ -80,6 +80,12 @@ def largest_remainder(weights: np.ndarray, group: np.ndarray, totals: np.ndarray
     """
     weights = np.maximum(np.asarray(weights, dtype=np.float64), 0.0)
     group = np.asarray(group, dtype=np.int64)
+    priority = np.asarray(priority)
+    if not (weights.shape == group.shape == priority.shape) or weights.ndim != 1:
+        raise InputError(f"weights, group, priority: must be vectors of one length, got shapes "
+                         f"{weights.shape}, {group.shape}, {priority.shape}")
+    if priority.dtype.kind not in "iu" or (priority.size and priority.max() > np.iinfo(np.int64).max):
+        priority = np.unique(priority, return_inverse=True)[1].reshape(-1)  # ranks: the same order
     base = np.floor(weights + 1e-9).astype(np.int64)
     rem = np.round(weights - base, TIE_DECIMALS)
     have = np.bincount(group, weights=base, minlength=len(totals)).astype(np.int64)
