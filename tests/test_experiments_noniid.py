@@ -63,6 +63,20 @@ def test_values_gap_closed_arithmetic():
     assert math.isclose(v["la_saving"], 0.6) and math.isclose(v["imbalance_drop"], 0.2)
 
 
+def test_run_cell_lambda_sweeps_the_label_aware_weight():
+    from foglearn.experiments.paper.noniid import run_cell
+
+    args = (0.1, 0, 6, 8, "mlp", "tiny", False, ("network-aware", "label-aware"))
+    default, blind, small = run_cell(*args), run_cell(*args, lam=0.0), run_cell(*args, lam=0.05)
+    assert "lambda" not in default and blind["lambda"] == 0.0
+    # λ = 0 is the label-blind problem: the same cost per point as the network-aware plan
+    assert math.isclose(blind["settings"]["label-aware"]["unit_cost"], blind["settings"]["network-aware"]["unit_cost"],
+                        rel_tol=1e-7)
+    # a smaller λ buys less balance for less cost than the default λ = 1
+    la = {k: c["settings"]["label-aware"] for k, c in (("1", default), ("0.05", small))}
+    assert la["0.05"]["imbalance"] > la["1"]["imbalance"] and la["0.05"]["unit_cost"] < la["1"]["unit_cost"]
+
+
 def test_cli_quick(tmp_path: Path):
     from foglearn.cli import app
 

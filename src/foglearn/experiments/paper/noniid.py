@@ -100,14 +100,19 @@ def cell_key(cell: dict[str, Any]) -> str:
 
 
 def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset: str, train: bool,
-             settings: tuple[str, ...] = SETTINGS) -> dict[str, Any]:
-    """One (α, seed): plan the settings, price them, measure their imbalance and (``train``) train."""
+             settings: tuple[str, ...] = SETTINGS, lam: float | None = None) -> dict[str, Any]:
+    """One (α, seed): plan the settings, price them, measure their imbalance and (``train``) train.
+
+    ``lam``: the label-aware plan's ``λ`` (default :data:`~foglearn.planning.label_aware.DEFAULT_LAMBDA`,
+    what ``plan(…, solver="label-aware")`` uses); another value is for sweeps of ``λ``
+    (docs/noniid.md) and is recorded in the cell as ``lambda``.
+    """
     from foglearn.learning import train as train_plan
     from foglearn.learning.datasets import load_dataset
     from foglearn.learning.partition import class_arrivals
     from foglearn.network import synthetic
     from foglearn.planning import plan
-    from foglearn.planning.label_aware import imbalance
+    from foglearn.planning.label_aware import imbalance, plan_label_aware
 
     data = load_dataset(dataset)
     scen = synthetic(n_devices=n, horizon=horizon, topology="full", capacities=False, seed=seed,
@@ -116,6 +121,8 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
     labels = class_arrivals(part, scen.collected, data.y_train, seed)
     out: dict[str, Any] = {"alpha": "inf" if math.isinf(alpha) else alpha, "seed": seed, "n": n,
                            "horizon": horizon, "model": model, "collected": scen.total_collected, "settings": {}}
+    if lam is not None:
+        out["lambda"] = float(lam)
     passes, lr, update = _budget()
     for name in settings:
         t0 = time.perf_counter()
@@ -123,8 +130,10 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
             p = plan(scen, movement=False)
         elif name == "network-aware":
             p = plan(scen)
-        else:
+        elif lam is None:
             p = plan(scen, solver="label-aware", labels=labels, period=PERIOD)
+        else:
+            p = plan_label_aware(scen, labels, lam=lam, period=PERIOD)
         rec: dict[str, Any] = {"unit_cost": p.costs.total / max(scen.total_collected, 1),
                                "costs": p.costs.as_dict(), "plan_seconds": time.perf_counter() - t0,
                                "imbalance": imbalance(scen, p, labels, period=PERIOD)["share"],
