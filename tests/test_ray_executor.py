@@ -1,13 +1,28 @@
 """Training periods and sweep cells as Ray tasks (foglearn.learning.executors) on a real local cluster.
 
-The module starts its own two-node cluster (``ray start --head`` on 127.0.0.1 plus one worker node,
-one CPU each, in a private temp dir, each ``ray start`` in its own process group) and ends every
-process it started — by process group and by command line naming its temp dir — whatever happens.
+The module starts its own cluster (``ray start --head``, two CPUs, in a private temp dir and its own
+process group) with every server on 127.0.0.1 only, and ends every process it started — by process
+group and by command line naming its temp dir — whatever happens, even when the pytest process
+dies (a reaper process ends the group when the pytest process's pipe to it closes; the temp dir,
+with Ray's logs of what happened, is then left for inspection).
 ``ray stop`` is not used: it stops every Ray process of the machine, not only this cluster's.
+
+Two settings keep clusters of parallel pytest workers (``-n 2``: each worker starts its own) apart:
+
+* worker ports chosen by the system (``--min-worker-port=0``): with ``ray start``'s default range
+  (10002–19999) every raylet of the machine hands out ports from the same range, and a driver
+  given a port that another cluster's process bound in the meantime aborts its process (check in
+  ``grpc_server.cc``: "Failed to start the grpc server. The specified port is 10002"): the pytest
+  worker died ("node down: Not properly terminated") and its cluster was never stopped;
+* ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (here and, as the env var would, in this process while
+  the module runs): on Linux Ray otherwise replaces 127.0.0.1 by the machine's outward address
+  and listens on all interfaces. A loopback cluster is a single-node one (Ray refuses to add
+  nodes to it), so the two CPUs are one node's: two actors in two worker processes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -17,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +47,22 @@ from foglearn.learning.executors import parse_executor
 from foglearn.network import synthetic
 from foglearn.planning import plan as make_plan
 
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).with_name("ray"))
+
+# Ends the process group argv[1] (SIGTERM, then SIGKILL) once its stdin closes: the pytest process
+# holds the only write end, so this happens however that process ends.
+REAPER = """
+import os, signal, sys, time
+group = int(sys.argv[1])
+sys.stdin.buffer.read()
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        break
+    time.sleep(3)
+"""
 
 
 def _free_port() -> int:
@@ -53,7 +83,8 @@ def _ours(tmp: str, groups: list[int]) -> list[int]:
 
 
 def _end(tmp: str, groups: list[int]) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+    """SIGTERM, then SIGKILL what is left after 3 s (the GCS and the raylet outlived SIGTERM by 12 s+ here)."""
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
         for pid in _ours(tmp, groups):
             try:
                 os.kill(pid, sig)
@@ -64,28 +95,115 @@ def _end(tmp: str, groups: list[int]) -> None:
             time.sleep(0.2)
 
 
+def _listening(pids: list[int]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses the TCP sockets of ``pids`` listen on (from /proc: socket inodes → /proc/net/tcp{,6})."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(cols[1].split(":")[0])
+            words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word in host order
+            found.append(ipaddress.ip_address(words))
+    return found
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    tmp: str
+    groups: list[int]
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """``HOST:PORT`` of a two-node Ray cluster (1 CPU each) that lives as long as this module."""
+    """A one-node Ray cluster of 2 CPUs on 127.0.0.1 that lives as long as this module."""
+    from ray._private import ray_constants
+
     tmp = tempfile.mkdtemp(prefix="fogray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
-    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
-    common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
+    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    args = ["--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false",
+            f"--temp-dir={tmp}", f"--ray-client-server-port={_free_port()}", "--min-worker-port=0",
+            "--max-worker-port=0", "--num-cpus=2", "--object-store-memory=100000000", "--disable-usage-stats"]
     groups: list[int] = []
+    reaper = None
     try:
-        for args in (["--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false",
-                      f"--temp-dir={tmp}", f"--ray-client-server-port={_free_port()}"],
-                     [f"--address=127.0.0.1:{port}"]):
-            proc = subprocess.Popen([RAY, "start", *args, *common], env=env, start_new_session=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            groups.append(proc.pid)
-            out, _ = proc.communicate(timeout=120)
-            assert proc.returncode == 0, out
-        yield f"127.0.0.1:{port}"
+        proc = subprocess.Popen([RAY, "start", *args], env=env, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        groups.append(proc.pid)
+        reaper = subprocess.Popen([sys.executable, "-c", REAPER, str(proc.pid)], stdin=subprocess.PIPE,
+                                  start_new_session=True)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # as RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 does
+            yield Cluster(f"127.0.0.1:{port}", tmp, groups)
     finally:
+        if ray.is_initialized():  # Ray ends a driver process whose GCS stays unreachable
+            ray.shutdown()
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()
         _end(tmp, groups)
         shutil.rmtree(tmp, ignore_errors=True)
         assert not _ours(tmp, groups), "a process of the test's Ray cluster outlived it"
+
+
+def test_cluster_listens_on_loopback_only(cluster) -> None:
+    """Every server of the cluster (GCS, raylet, client server, agents, workers) on 127.0.0.1 only."""
+    addrs = _listening(_ours(cluster.tmp, cluster.groups))
+    assert addrs, "no listening socket of the cluster found"
+    bad = [str(a) for a in addrs if not (a.is_loopback or (a.version == 6 and a.ipv4_mapped is not None
+                                                            and a.ipv4_mapped.is_loopback))]
+    assert not bad, f"the cluster listens on {bad}"
+
+
+def _descendants(root: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        pid, ppid = map(int, line.split())
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+def test_local_ray_cluster_listens_on_loopback_only(monkeypatch) -> None:
+    """``executor="ray"``: the cluster started here and this driver listen on 127.0.0.1 only, with
+    Ray's Linux default (multi-node clusters on: Ray would take the machine's outward address)."""
+    from ray._private import ray_constants
+
+    from foglearn.learning.executors import Executor, ray_session
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    before = set(_descendants(os.getpid())) - {os.getpid()}  # e.g. the module cluster's reaper
+    with ray_session(Executor("ray"), 1) as r:
+        assert r.get(r.remote(lambda: 1).remote()) == 1  # a worker process is up too
+        started = set(_descendants(os.getpid())) - before - {os.getpid()}
+        addrs = _listening([os.getpid(), *started])
+    assert ray_constants.ENABLE_RAY_CLUSTER is True  # restored after the start
+    assert len(addrs) >= 3, addrs  # GCS, raylet, driver, worker
+    assert all(a.is_loopback or (a.version == 6 and a.ipv4_mapped is not None and a.ipv4_mapped.is_loopback)
+               for a in addrs), addrs
+    deadline = time.monotonic() + 10
+    while started & set(_descendants(os.getpid())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = started & set(_descendants(os.getpid()))
+    assert not left, f"processes of the local cluster outlived it: {sorted(left)}"
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +223,8 @@ def _batch_norm_net() -> torch.nn.Module:
 @pytest.mark.parametrize("model, in_flight", [("mlp", None), ("cnn", 2), ("batch-norm", 4)])
 def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight) -> None:
     """τ = 3 > 1, with movement: the blocks (CNN: 3 blocks of 2 devices; MLP: its compiled calls;
-    a batch-norm module: 2 blocks on the torch path, buffers averaged too) run on the cluster's two
-    nodes and their shares of eq. (4) are added in block order, so the final model and every loss
+    a batch-norm module: 2 blocks on the torch path, buffers averaged too) run in the cluster's two
+    actors and their shares of eq. (4) are added in block order, so the final model and every loss
     are the local run's, bit for bit."""
     scen, plan = scenario_plan
     if model == "batch-norm":
@@ -114,8 +232,8 @@ def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight) -> 
     kw = dict(dataset="tiny", model=model, period=3, lr=0.05, seed=1, threads=1, in_flight=in_flight,
               device="cpu")
     local = train(scen, plan, **kw)
-    remote = train(scen, plan, **kw, executor=f"ray:{cluster}")
-    assert remote.config["executor"] == f"ray:{cluster}" and local.config["executor"] == "local"
+    remote = train(scen, plan, **kw, executor=f"ray:{cluster.address}")
+    assert remote.config["executor"] == f"ray:{cluster.address}" and local.config["executor"] == "local"
     assert remote.config["kernel"] == {"mlp": "mlp", "cnn": local.config["kernel"]}.get(model, "vmap")
     assert local.final_state.keys() == remote.final_state.keys()
     for k, v in local.final_state.items():
@@ -135,7 +253,7 @@ def test_sweep_on_ray_stores_and_resumes(cluster, tmp_path) -> None:
     cells = [RunConfig(n_devices=6, horizon=6, dataset="tiny", model="mlp", period=3, lr=0.05, seed=s)
              for s in (0, 1)]
     local = run_sweep(cells, tmp_path / "local", progress=False)
-    first = run_sweep(cells, tmp_path / "ray", progress=False, executor=f"ray:{cluster}")
+    first = run_sweep(cells, tmp_path / "ray", progress=False, executor=f"ray:{cluster.address}")
     assert sorted(first.computed) == sorted(c.key() for c in cells) and first.complete
     for a, b in zip(local.records, first.records):
         assert a is not None and b is not None
@@ -143,7 +261,7 @@ def test_sweep_on_ray_stores_and_resumes(cluster, tmp_path) -> None:
     lost = tmp_path / "ray" / "results" / f"{cells[1].key()}.json"
     assert lost.is_file()
     lost.unlink()
-    again = run_sweep(cells, tmp_path / "ray", progress=False, executor=f"ray:{cluster}")
+    again = run_sweep(cells, tmp_path / "ray", progress=False, executor=f"ray:{cluster.address}")
     assert again.computed == [cells[1].key()] and again.skipped == [cells[0].key()]
     assert _same(again.records[1]["training"]["curves"], local.records[1]["training"]["curves"])
 
@@ -172,7 +290,7 @@ def test_cli_reproduce_on_ray_resumes(cluster, tmp_path) -> None:
     from foglearn.cli import app
 
     args = ["reproduce", "table3", "--no-train", "--seeds", "1", "--dataset", "tiny", "--devices", "5", "--slots",
-            "10", "--window", "5", "--out", str(tmp_path / "out"), "--json", "--executor", f"ray:{cluster}"]
+            "10", "--window", "5", "--out", str(tmp_path / "out"), "--json", "--executor", f"ray:{cluster.address}"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     section = json.loads(first.stdout)["sections"][0]

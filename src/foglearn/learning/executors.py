@@ -7,16 +7,17 @@ its share ``Σ_{i in block} H_i w_i`` of eq. (4) (float64) and its devices' loss
 natural remote task:
 
 * ``executor="local"``: the blocks run in this process (the trainer's own threads).
-* ``executor="ray"``: a Ray cluster is started here (``threads`` CPUs, bound to 127.0.0.1, no
-  dashboard) and stopped when the run ends; ``executor="ray:ADDRESS"`` connects to an existing
-  cluster (``ray start --head`` on one machine, ``ray start --address=…`` on the others).
+* ``executor="ray"``: a Ray cluster is started here (``threads`` CPUs, every server of it on
+  127.0.0.1 only, no dashboard, worker ports chosen by the system) and stopped when the run ends;
+  ``executor="ray:ADDRESS"`` connects to an existing cluster (``ray start --head`` on one machine,
+  ``ray start --address=…`` on the others).
 
 With Ray, the training data, the schedule and the point stream are put in the object store once;
 one actor per CPU of the cluster (at most one per block) builds the run's model and runner once;
 each period the global model is put once and every actor runs a contiguous range of blocks, each
 block's share of the sum opened at zero. The driver adds the shares **in block order** — the same
 float64 additions as the local run — so the final model is the local run's (for the MLP the
-units are its compiled calls of 256 devices, whose partial sums the trainer adds in call order).
+units are its compiled calls of up to 256 devices, whose partial sums the trainer adds in call order).
 Results coming back are checked (types, shapes, dtypes) before they are used. Models with random
 layers (dropout) draw their masks per block from the run's generator, so they differ from the
 local run's masks (as they do for another ``in_flight``). ``τ = 1`` with the paper's update runs
@@ -106,8 +107,9 @@ def ray_session(where: Executor, cpus: int) -> Iterator[Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables
             if where.address is None:
-                ray.init(num_cpus=max(1, int(cpus)), include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, logging_level="ERROR", configure_logging=False)
+                with _loopback():
+                    ray.init(num_cpus=max(1, int(cpus)), include_dashboard=False, _node_ip_address="127.0.0.1",
+                             log_to_driver=False, logging_level="ERROR", configure_logging=False)
             else:
                 ray.init(address=where.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
     except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError, …
@@ -116,6 +118,26 @@ def ray_session(where: Executor, cpus: int) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _loopback() -> Iterator[None]:
+    """While a cluster is started here: its node address stays ``127.0.0.1``, so the GCS, the raylet,
+    the workers and this driver listen on the loopback interface only.
+
+    On Linux Ray replaces ``127.0.0.1`` by the machine's outward address and then listens on all
+    interfaces; it keeps the loopback address only where multi-node clusters are off
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read once when Ray is imported). The flag is turned
+    off for the start only: the processes started get the node's address on their command lines,
+    and a later ``ray:ADDRESS`` connection of this process resolves addresses as Ray does."""
+    from ray._private import ray_constants
+
+    was = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = was
 
 
 def _reachable(where: Executor) -> None:
