@@ -14,8 +14,9 @@ Two settings keep clusters of parallel pytest workers (``-n 2``: each worker sta
   given a port that another cluster's process bound in the meantime aborts its process (check in
   ``grpc_server.cc``: "Failed to start the grpc server. The specified port is 10002"): the pytest
   worker died ("node down: Not properly terminated") and its cluster was never stopped;
-* ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (here and, as the env var would, in this process while
-  the module runs): on Linux Ray otherwise replaces 127.0.0.1 by the machine's outward address
+* ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` for the cluster's processes (this process connects
+  through foglearn's ``ray:ADDRESS``, which does the same for a loopback address, so the tests
+  connect as a user would): on Linux Ray otherwise replaces 127.0.0.1 by the machine's outward address
   and listens on all interfaces. A loopback cluster is a single-node one (Ray refuses to add
   nodes to it), so the two CPUs are one node's: two actors in two worker processes.
 """
@@ -54,6 +55,8 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # holds the only write end, so this happens however that process ends.
 REAPER = """
 import os, signal, sys, time
+for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a signal to the whole tree must not end it early
+    signal.signal(s, signal.SIG_IGN)
 group = int(sys.argv[1])
 sys.stdin.buffer.read()
 for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -146,16 +149,16 @@ def cluster():
                                   start_new_session=True)
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # as RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 does
-            yield Cluster(f"127.0.0.1:{port}", tmp, groups)
+        # the driver connects as a user's would: foglearn resolves a loopback ray:ADDRESS as loopback
+        assert ray_constants.ENABLE_RAY_CLUSTER
+        yield Cluster(f"127.0.0.1:{port}", tmp, groups)
     finally:
         if ray.is_initialized():  # Ray ends a driver process whose GCS stays unreachable
             ray.shutdown()
+        _end(tmp, groups)  # the reaper lives until the group is gone: pytest may die in the middle of this
         if reaper is not None:
             reaper.kill()
             reaper.wait()
-        _end(tmp, groups)
         shutil.rmtree(tmp, ignore_errors=True)
         assert not _ours(tmp, groups), "a process of the test's Ray cluster outlived it"
 

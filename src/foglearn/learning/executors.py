@@ -27,9 +27,10 @@ asked for (``pip install 'flwr[simulation]'`` installs it).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -110,8 +111,10 @@ def ray_session(where: Executor, cpus: int) -> Iterator[Any]:
                 with _loopback():
                     ray.init(num_cpus=max(1, int(cpus)), include_dashboard=False, _node_ip_address="127.0.0.1",
                              log_to_driver=False, logging_level="ERROR", configure_logging=False)
-            else:
-                ray.init(address=where.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+            else:  # a cluster on this machine's loopback address: resolve it as such (not 192.0.2.x)
+                with _loopback() if _loopback_host(where.address) else nullcontext():
+                    ray.init(address=where.address, log_to_driver=False, logging_level="ERROR",
+                             configure_logging=False)
     except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError, …
         raise RunError(f"executor = {where.spec!r}: could not start or reach the Ray cluster: {exc}") from exc
     try:
@@ -128,16 +131,32 @@ def _loopback() -> Iterator[None]:
     On Linux Ray replaces ``127.0.0.1`` by the machine's outward address and then listens on all
     interfaces; it keeps the loopback address only where multi-node clusters are off
     (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read once when Ray is imported). The flag is turned
-    off for the start only: the processes started get the node's address on their command lines,
-    and a later ``ray:ADDRESS`` connection of this process resolves addresses as Ray does."""
+    off for the start only: the processes started get the node's address on their command lines.
+    A ``ray:ADDRESS`` connection uses it too when ADDRESS's host is a loopback address (a cluster
+    started here that way), and resolves other addresses as Ray does."""
     from ray._private import ray_constants
 
-    was = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = was
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        raise RunError("this Ray version has no ENABLE_RAY_CLUSTER setting, so a cluster started here could "
+                       "not be kept on 127.0.0.1; start one yourself and pass executor='ray:HOST:PORT'")
+    with _LOOPBACK_LOCK:
+        was = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        try:
+            yield
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = was
+
+
+#: One :func:`_loopback` at a time (it saves and restores one module-level setting).
+_LOOPBACK_LOCK = threading.Lock()
+
+
+def _loopback_host(address: str | None) -> bool:
+    """``address`` is ``HOST:PORT`` with a loopback host (``127.x``, ``localhost``, ``::1``)."""
+    host, sep, port = str(address).rpartition(":")
+    host = host.strip("[]")
+    return bool(sep) and port.isdigit() and (host.startswith("127.") or host in ("localhost", "::1"))
 
 
 def _reachable(where: Executor) -> None:
