@@ -55,11 +55,12 @@ def bound(ds, steps: int, repeats: int, seed: int = 0) -> list[float]:
 
 def workload(ds, n: int, seed: int = 0) -> dict:
     """The trainer on ``bench/scale.py``'s workload at ``n`` devices, one thread; CPU µs per device-step."""
+    from scale import workload as scenario  # this directory's bench/scale.py: the same workload
+
     from foglearn.learning import kernels, train
-    from foglearn.network.generators import synthetic
     from foglearn.planning import plan
 
-    s = synthetic(n, 100, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+    s = scenario(n, 100, seed)
     p = plan(s)
     inside = [0.0]
     compiled = kernels._mlp_devices

@@ -79,6 +79,13 @@ def _reset_peak() -> None:
         f.write("5")
 
 
+def workload(n: int, horizon: int = 100, seed: int = 0):
+    """The workload's scenario at ``n`` devices (module docstring): ~10 neighbours, capacities."""
+    from foglearn.network.generators import synthetic
+
+    return synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+
+
 def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed: int = 0,
             plan_kind: str = "planned") -> dict:
     """One run of the workload at ``n`` devices in this process (call it in a fresh one).
@@ -88,13 +95,12 @@ def measure(n: int, model: str, tau: int, threads: int, horizon: int = 100, seed
     import torch
 
     from foglearn.learning import load_dataset, no_movement_plan, schedule, train
-    from foglearn.network.generators import synthetic
     from foglearn.planning import plan
 
     torch.set_num_threads(threads)
     ds = load_dataset("mnist")
     t0 = time.perf_counter()
-    s = synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+    s = workload(n, horizon, seed)
     gen_s = time.perf_counter() - t0
     before_plan, gen_peak = _rss_gb("VmRSS"), _rss_gb("VmHWM")
     _reset_peak()
@@ -148,12 +154,11 @@ def measure_plain(n: int, model: str, tau: int, threads: int, horizon: int = 100
     import torch
 
     from foglearn.learning import load_dataset
-    from foglearn.network.generators import synthetic
     from foglearn.planning import plan
 
     torch.set_num_threads(threads)
     ds = load_dataset("mnist")
-    s = synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n), capacities=True, seed=seed)
+    s = workload(n, horizon, seed)
     p = plan(s)
     _reset_peak()
     with warnings.catch_warnings():
@@ -173,7 +178,6 @@ def phases(n: int, horizon: int = 100, seed: int = 0) -> None:
     import functools
 
     from foglearn.learning import load_dataset
-    from foglearn.network.generators import synthetic
     from foglearn.planning import flow_kernels, interrupt, plan
     from foglearn.planning.plan import Plan
 
@@ -210,8 +214,7 @@ def phases(n: int, horizon: int = 100, seed: int = 0) -> None:
 
     held = []  # MNIST stays loaded, as in a run
     for label, step in (("MNIST", lambda: load_dataset("mnist")),
-                        ("scenario", lambda: synthetic(n, horizon, topology="random", rho=min(1.0, 10.0 / n),
-                                                       capacities=True, seed=seed))):
+                        ("scenario", lambda: workload(n, horizon, seed))):
         before, t0 = _rss_gb("VmRSS"), time.perf_counter()
         _reset_peak()
         held.append(step())

@@ -293,6 +293,17 @@ def _plus_mix_price(rc, mu, g, s, p_ptr, p_idx, p_val):  # pragma: no cover - nu
     return total
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _offload_column(t, e, usable, link_cap, D, src, dst, group, n):  # pragma: no cover - numba
+    """Offload column ``(t, e)``: ``(source s, sink k, its device-period g)``, or ``s = -1`` where
+    the link is down or has no capacity, or the source has no data."""
+    s = t * n + src[e]
+    if not usable[t, e] or link_cap[t, e] <= 0.0 or D[s] <= 0.0:
+        return -1, -1, -1
+    k = (t + 1) * n + dst[e]
+    return s, k, group[k]
+
+
 @njit(cache=True, nogil=True)
 def _price(src, dst, usable, link_cost, link_cap, c, f, D, y, w, mu, pi, rho, group, p_ptr, p_idx, p_val,
            have, tol, q):  # pragma: no cover - numba
@@ -309,13 +320,9 @@ def _price(src, dst, usable, link_cost, link_cap, c, f, D, y, w, mu, pi, rho, gr
     lag = 0.0
     for t in range(T - 1):
         for e in range(E):
-            if not usable[t, e] or link_cap[t, e] <= 0.0:
+            s, k, g = _offload_column(t, e, usable, link_cap, D, src, dst, group, n)
+            if s < 0:
                 continue
-            s = t * n + src[e]
-            if D[s] <= 0.0:
-                continue
-            k = (t + 1) * n + dst[e]
-            g = group[k]
             rc = _plus_mix_price(link_cost[t, e] + c[k] - f[s] - y[s] - w[k] - rho - pi[g], mu, g, s,
                                  p_ptr, p_idx, p_val)
             if rc < 0.0:
@@ -360,13 +367,9 @@ def _ascent(src, dst, usable, link_cost, link_cap, c, f, D, keep_ok, group, p_pt
                     bestg[s] = g
         for t in range(T - 1):
             for e in range(E):
-                if not usable[t, e] or link_cap[t, e] <= 0.0:
+                s, k, g = _offload_column(t, e, usable, link_cap, D, src, dst, group, n)
+                if s < 0:
                     continue
-                s = t * n + src[e]
-                if D[s] <= 0.0:
-                    continue
-                k = (t + 1) * n + dst[e]
-                g = group[k]
                 rc = _plus_mix_price(link_cost[t, e] + c[k] - f[s] - rho - pi[g], mu, g, s, p_ptr, p_idx, p_val)
                 if rc < best[s]:
                     best[s] = rc

@@ -58,11 +58,10 @@ def _reference(scenario: Scenario, error: str) -> Plan:
 @SOLVERS.register("label-aware", "exact LP (HiGHS column generation): linear error plus λ per point of "
                   "label skew; needs labels=[T, n, K]", errors=("linear",), capacities=True, labels=True)
 def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None) -> Plan:
-    from foglearn.planning.label_aware import plan_label_aware
+    from foglearn.planning.label_aware import DEFAULT_PERIOD, plan_label_aware
     if labels is None:
         raise PlanError("solver = 'label-aware' plans from each device's label mix: pass labels = D_i^c(t) "
                         "[T, n, K] (foglearn.learning.partition.class_arrivals)")
-    from foglearn.planning.label_aware import DEFAULT_PERIOD
     return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period)
 
 
