@@ -75,6 +75,10 @@ def test_run_cell_lambda_sweeps_the_label_aware_weight():
     # a smaller λ buys less balance for less cost than the default λ = 1
     la = {k: c["settings"]["label-aware"] for k, c in (("1", default), ("0.05", small))}
     assert la["0.05"]["imbalance"] > la["1"]["imbalance"] and la["0.05"]["unit_cost"] < la["1"]["unit_cost"]
+    # free loads (solver "label-aware-free") are recorded in the cell, so a sweep never mixes them up
+    free = run_cell(*args, loads="free")
+    assert free["loads"] == "free" and "loads" not in default
+    assert free["settings"]["label-aware"]["imbalance"] < free["settings"]["network-aware"]["imbalance"]
 
 
 def test_cli_quick(tmp_path: Path):

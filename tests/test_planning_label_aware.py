@@ -22,6 +22,7 @@ from foglearn.planning.label_aware import (
     BUDGET_SLACK,
     DEFAULT_PERIOD,
     GAP_TOL,
+    LOADS,
     imbalance,
     plan_label_aware,
     solve_full_lp,
@@ -29,10 +30,12 @@ from foglearn.planning.label_aware import (
 from foglearn.planning.reference import _flat_network
 
 
-def full_lp(scen, labels, lam, target=None, budget=True, period=DEFAULT_PERIOD) -> float:
+def full_lp(scen, labels, lam, target=None, budget=True, period=DEFAULT_PERIOD, loads="free") -> float:
     """The label-aware LP written out over every usable link, a ``z`` per device, aggregation period
     and class (``z ≥ Σ_{a into the device in the period} (p_a^c − m^c) x_a``) and the same-budget
-    row, solved by HiGHS in one go (no column generation, no ``G`` rows): the yardstick."""
+    row, solved by HiGHS in one go (no column generation, no ``G`` rows): the yardstick. With
+    ``loads="label-blind"`` also one equality row per device-period: ``Σ_{a into it} x_a`` = what
+    the label-blind plan (``plan(scen)``) processes there."""
     T, n = scen.horizon, scen.n_devices
     K = labels.shape[2]
     D, c, f, cap, t_idx, e_idx, a_src, a_sink = _flat_network(scen)
@@ -63,7 +66,13 @@ def full_lp(scen, labels, lam, target=None, budget=True, period=DEFAULT_PERIOD) 
     b = np.concatenate([D, np.where(np.isfinite(cap), cap, 1e30), np.zeros(nz), [-P_star]])
     obj = np.concatenate([cost, np.full(nz, lam)])
     bounds = np.column_stack([np.zeros(nx + nz), np.concatenate([ub, np.full(nz, np.inf)])])
-    res = linprog(obj, A_ub=A_ub, b_ub=b, bounds=bounds, method="highs")
+    A_eq = b_eq = None
+    if loads == "label-blind":
+        fixed = np.zeros(n * P)
+        np.add.at(fixed, (np.arange(N) % n) * P + (np.arange(N) // n) // period, plan(scen).processed.ravel())
+        A_eq = sp.csr_matrix((np.ones(nx), (group, cols)), shape=(n * P, nx + nz))
+        b_eq = fixed
+    res = linprog(obj, A_ub=A_ub, b_ub=b, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
     assert res.status == 0, res.message
     return float(res.fun + f @ D)
 
@@ -78,11 +87,13 @@ def instance(seed: int, capacities: bool, n: int = 6, T: int = 8, alpha: float =
 @pytest.mark.parametrize("capacities", [False, True])
 @pytest.mark.parametrize("lam", [0.3, 1.0, 5.0])
 @pytest.mark.parametrize("period", [1, 3, 8])
-def test_optimal_against_full_highs_lp(seed, capacities, lam, period):
-    """Per slot (τ = 1), per aggregation period and over the whole horizon (τ = T = 8)."""
+@pytest.mark.parametrize("loads", LOADS)
+def test_optimal_against_full_highs_lp(seed, capacities, lam, period, loads):
+    """Per slot (τ = 1), per aggregation period and over the whole horizon (τ = T = 8), with the
+    label-blind plan's loads and with free loads."""
     s, lab = instance(seed, capacities, topology="full" if seed % 2 == 0 else "random")
-    p = plan_label_aware(s, lab, lam, period=period)
-    ref = full_lp(s, lab, lam, period=period)
+    p = plan_label_aware(s, lab, lam, period=period, loads=loads)
+    ref = full_lp(s, lab, lam, period=period, loads=loads)
     assert p.stats.objective == pytest.approx(ref, rel=1e-8, abs=1e-7)
     assert p.stats.status == "optimal" and p.stats.gap <= GAP_TOL * max(1.0, abs(ref))
     check_feasible(s, p)
@@ -95,20 +106,44 @@ def test_optimal_against_full_highs_lp(seed, capacities, lam, period):
 def test_explicit_target_and_free_budget_against_full_lp():
     s, lab = instance(7, True)
     target = np.full(4, 0.25)
-    p = plan_label_aware(s, lab, 1.0, target=target)
-    assert p.stats.objective == pytest.approx(full_lp(s, lab, 1.0, target), rel=1e-8)
-    free = plan_label_aware(s, lab, 1.0, same_budget=False)
+    for loads in LOADS:
+        p = plan_label_aware(s, lab, 1.0, target=target, loads=loads)
+        assert p.stats.objective == pytest.approx(full_lp(s, lab, 1.0, target, loads=loads), rel=1e-8)
+    free = plan_label_aware(s, lab, 1.0, same_budget=False, loads="free")
     assert free.stats.objective == pytest.approx(full_lp(s, lab, 1.0, budget=False), rel=1e-8)
-    assert free.stats.objective <= plan_label_aware(s, lab, 1.0).stats.objective + 1e-9
+    same = plan_label_aware(s, lab, 1.0, loads="free").stats.objective
+    assert free.stats.objective <= same + 1e-9 <= plan_label_aware(s, lab, 1.0).stats.objective + 2e-9
+    with pytest.raises(PlanError, match="same_budget = False: loads = 'label-blind' fixes every device's load"):
+        plan_label_aware(s, lab, 1.0, same_budget=False)
+    with pytest.raises(PlanError, match=r"loads = 'any': must be one of \('label-blind', 'free'\)"):
+        plan_label_aware(s, lab, 1.0, loads="any")
 
 
 def test_same_budget_processes_as_much_as_the_label_blind_plan():
     s, lab = instance(5, False, n=8, T=12, alpha=0.1)
     blind = plan(s).processed.sum()
     for period in (1, 4):
-        assert plan_label_aware(s, lab, 2.0, period=period).processed.sum() >= blind * (1 - 1e-8)
+        for loads in LOADS:
+            assert plan_label_aware(s, lab, 2.0, period=period, loads=loads).processed.sum() >= blind * (1 - 1e-8)
     # balanced per slot, the free plan would discard a skewed device's surplus
-    assert plan_label_aware(s, lab, 2.0, same_budget=False, period=1).processed.sum() < blind
+    assert plan_label_aware(s, lab, 2.0, same_budget=False, period=1, loads="free").processed.sum() < blind
+
+
+@pytest.mark.parametrize("period", [1, 4])
+def test_label_blind_loads_keep_every_devices_load_per_period(period):
+    """``loads="label-blind"``: each device processes in each aggregation period exactly what the
+    label-blind plan has it process there — only which points (and in which slot) change — and the
+    per-period imbalance falls."""
+    s, lab = instance(5, True, n=8, T=12, alpha=0.1)
+    blind = plan(s)
+    p = plan_label_aware(s, lab, 2.0, period=period)
+    assert p.stats.extra["loads"] == "label-blind"
+    k = np.arange(12) // period
+    per = np.zeros((k.max() + 1, 8))
+    np.add.at(per, k, p.processed - blind.processed)
+    assert np.abs(per).max() < 1e-6
+    assert imbalance(s, p, lab, period=period)["points"] < imbalance(s, blind, lab, period=period)["points"]
+    check_feasible(s, p)
 
 
 @pytest.mark.parametrize("capacities", [False, True])
@@ -134,6 +169,12 @@ def test_registered_solver_and_plan_entry_point():
     p = plan(s, solver="label-aware", labels=lab)
     assert p.stats.solver == "label-aware"
     assert plan(s).stats.solver != "label-aware"  # auto never picks it
+    assert p.stats.extra["loads"] == "label-blind"
+    free = plan(s, solver="label-aware-free", labels=lab)
+    assert free.stats.extra["loads"] == "free" and free.stats.objective <= p.stats.objective + 1e-9
+    assert free.stats.objective == pytest.approx(plan_label_aware(s, lab, loads="free").stats.objective, rel=1e-12)
+    with pytest.raises(PlanError, match="solver = 'label-aware-free' plans from each device's label mix"):
+        plan(s, solver="label-aware-free")
     three = plan(s, solver="label-aware", labels=lab, period=3)
     assert three.stats.extra["period"] == 3 and p.stats.extra["period"] == DEFAULT_PERIOD
     assert three.stats.objective == pytest.approx(plan_label_aware(s, lab, period=3).stats.objective, rel=1e-12)
@@ -258,17 +299,17 @@ def test_sigint_stops_a_running_highs_solve_within_a_second():
 
 
 def test_the_last_round_plans_from_the_master_it_solved(monkeypatch):
-    """Stopped by the round limit while columns still price out, the solver builds the plan from the
-    master it solved (the columns of that solve), and certifies it or raises."""
+    """Stopped by the round limit while columns still price out, the column generation (free loads)
+    builds the plan from the master it solved (the columns of that solve), and certifies it or raises."""
     import foglearn.planning.label_aware as LA
     from foglearn.errors import SolverError
 
     s, lab = instance(1, True, n=6, T=20, alpha=0.1)
-    exact = plan_label_aware(s, lab, 1.0)
+    exact = plan_label_aware(s, lab, 1.0, loads="free")
     assert exact.stats.extra["rounds"] >= 2  # the limit below stops a solve that had more to do
     monkeypatch.setattr(LA, "MAX_ROUNDS", 1)
     monkeypatch.setattr(LA, "GAP_TOL", 1.0)  # accept the first master's plan, whatever its gap
-    p = plan_label_aware(s, lab, 1.0)
+    p = plan_label_aware(s, lab, 1.0, loads="free")
     check_feasible(s, p)
     assert p.stats.extra["rounds"] == 1
     assert p.stats.objective == pytest.approx(p.costs.total + 1.0 * p.stats.extra["imbalance"], rel=1e-9)
@@ -276,7 +317,7 @@ def test_the_last_round_plans_from_the_master_it_solved(monkeypatch):
     monkeypatch.setattr(LA, "GAP_TOL", 0.0)
     if p.stats.gap > 0:
         with pytest.raises(SolverError, match="failed to certify"):
-            plan_label_aware(s, lab, 1.0)
+            plan_label_aware(s, lab, 1.0, loads="free")
 
 
 def test_labels_and_period_are_checked_even_without_movement():

@@ -133,9 +133,10 @@ class RunConfig:
     solver : str
         The planner of problem (5)-(9) (:data:`foglearn.planning.SOLVERS`): ``"auto"`` (greedy
         (Thm 3), the min-cost flow under capacities, the square-root solver for ``error =
-        "sqrt"``) or a registered name. ``"label-aware"`` plans from ``D_i^c(t)`` of
-        ``partition`` (:func:`foglearn.learning.partition.class_arrivals`); it needs the linear
-        error and perfect information. Unused when nothing moves (``movement = False`` or
+        "sqrt"``) or a registered name. ``"label-aware"`` (the label-blind optimum's loads) and
+        ``"label-aware-free"`` (free loads) plan from ``D_i^c(t)`` of ``partition``
+        (:func:`foglearn.learning.partition.class_arrivals`); they need the linear error and
+        perfect information. Unused when nothing moves (``movement = False`` or
         ``method != "network-aware"``).
     train : bool
         Train a model on the plan (otherwise only the costs are computed).

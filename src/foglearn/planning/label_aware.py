@@ -34,6 +34,20 @@ subject to (6)-(9) and, by default (``same_budget``), the **same training budget
 label-blind plan: ``Σ_{j,t} G_j(t) ≥ P*``, the points the linear problem's optimum processes (with
 it only *where* points are processed changes, so the two plans are compared at an equal sample
 budget; without it a per-slot penalty also bought balance by discarding a skewed device's surplus).
+**Loads** (``loads``). With ``"label-blind"`` (the default, :data:`DEFAULT_LOADS`) every device
+processes in every aggregation period exactly what the label-blind optimum (``plan(scenario)``)
+has it process there, ``G_j(k) = G*_j(k)``: the plan chooses only *which* sources' points each
+device trains on, and in which slot of the period, so the devices' local runs between two
+aggregations keep the label-blind plan's lengths and only their label mixes change (devices the
+label-blind plan leaves idle in a period stay idle). With ``"free"`` any device may process any
+amount; only the total is bound by the budget. Why the default: free loads buy balance by spreading
+the points of a period over more devices, which shortens the local runs eq. (4) averages; at
+``n = 100`` that cost more accuracy than the balance gained (docs/noniid.md, "Loads"), while fixing
+the loads kept the label-blind plan's accuracy there for the MLP (not for the CNN) and plans
+``n = 1000`` in under a minute (the LP only has columns into the device-periods the label-blind
+plan uses). ``"label-blind"`` needs the same
+budget (it implies it).
+
 ``B_j(k)`` is the number of points device ``j`` trains on in period ``k`` above their class's
 balanced share — how many would have to change label for its period's data to have the target
 mix. Local SGD drifts with the label mix a device trains on between two aggregations, not with one
@@ -58,7 +72,8 @@ c_j(t+1) − f_i(t)``, ``x_a ≤ C_ij(t)``), ``g_{jk} ≥ 0`` and ``z_{jk}^c ≥
 device-period ``(j, k)`` and class:
 
     ``Σ_{a out of s} x_a ≤ D_s``  (supply, eq. 8),   ``Σ_{a into (j, t)} x_a ≤ C_j(t)``  (eq. 9),
-    ``Σ_{a into (j, k)} x_a − g_{jk} = 0``  (``g = G_j(k)``),
+    ``Σ_{a into (j, k)} x_a − g_{jk} = 0``  (``g = G_j(k)``; with ``loads="label-blind"`` the column
+    ``g_{jk}`` is fixed at ``G*_j(k)``, and device-periods with ``G*_j(k) = 0`` get no flow columns),
     ``Σ_{a into (j, k)} p_{src(a)}^c x_a − m^c g_{jk} − z_{jk}^c ≤ 0``  (``z ≥ (G^c − m^c G)^+``),
     ``Σ_a x_a ≥ P*``  (same budget; ``P* = 0`` without it).
 
@@ -68,7 +83,11 @@ source carries (one or two at α = 0.1), not all ``K``.
 Algorithm: exact column generation with HiGHS (``highspy``); every row, the ``g`` and ``z`` columns
 and every keep column are in the master from the start.
 
-1. **First columns.** The label-blind optimum's offload columns, then each source's
+1. **First columns.** With fixed loads: every offload column into a device-period the label-blind
+   plan uses — that LP is small enough for HiGHS whole (209,690 columns at ``n = 100``, 478,664 for
+   ``n = 1000`` with about ten links per device; bench/label_aware.py measured it as fast as or
+   faster than column generation at ``n = 10 … 1000``), so the loop below ends after one round,
+   having priced and certified it. With free loads: the label-blind optimum's offload columns, then each source's
    :data:`COLUMNS_PER_SOURCE` cheapest columns at the prices ``(μ, ρ)`` of
    :data:`ASCENT_STEPS` steps of projected subgradient ascent on the Lagrangian dual (one compiled
    pass over ``[T, E]`` a step: every source sends its points to its cheapest column at the
@@ -78,7 +97,8 @@ and every keep column are in the master from the start.
 2. HiGHS solves the master; its duals ``y_s ≤ 0`` (supply), ``w_k ≤ 0`` (capacity), ``ρ ≥ 0``
    (budget), ``μ_{jk}^c = −dual ∈ [0, λ]`` (class rows, clipped) and ``π_{jk} = Σ_c m^c μ_{jk}^c``
    (the ``g`` rows; this choice makes every ``g`` column's reduced cost 0 and every ``z``
-   column's ``λ − μ ≥ 0``) price **every** usable offload column in one compiled pass over
+   column's ``λ − μ ≥ 0``; with fixed loads ``π`` is the ``g`` rows' own dual) price **every**
+   usable offload column in one compiled pass over
    ``[T, E]``: ``rc_a = cost_a − y_s − w_k − ρ + Σ_c μ_{jk}^c (p_s^c − m^c)``.
 3. Each source adds its :data:`COLUMNS_PER_SOURCE` most negative columns; offload columns left
    out of the solution (at zero, ``rc > 0``) for :data:`IDLE_ROUNDS` rounds are deleted from the
@@ -86,7 +106,8 @@ and every keep column are in the master from the start.
    solution; stop when no column is below ``−ε``.
 4. **Certificate.** For any such multipliers the Lagrangian bound
    ``Σ_s f_s D_s + Σ_s y_s D_s + Σ_k w_k C_k + ρ P* + Σ_{every column} min(0, rc_a) u_a``
-   (``u_a`` its upper bound) is a lower bound on the optimum; ``gap`` = primal (recomputed from the
+   (``u_a`` its upper bound), plus ``Σ_{jk} (π_{jk} − Σ_c m^c μ_{jk}^c) G*_j(k)`` with fixed loads (each
+   fixed ``g`` column at its value), is a lower bound on the optimum; ``gap`` = primal (recomputed from the
    flows, ``B`` exactly) − bound. A relative gap above :data:`GAP_TOL` after the last round raises
    :class:`~foglearn.errors.SolverError`: an uncertified plan is never returned. :data:`GAP_TOL` is
    HiGHS's own dual-feasibility tolerance (``1e-7``), looser than the min-cost flow's ``1e-9``
@@ -118,13 +139,18 @@ from foglearn.network.scenario import Scenario
 from foglearn.planning.interrupt import PlanInterrupted, call, new_stop_flag
 from foglearn.planning.plan import Plan, PlanError, SolverStats
 
-__all__ = ["DEFAULT_LAMBDA", "DEFAULT_PERIOD", "GAP_TOL", "check_labels", "imbalance", "plan_label_aware",
-           "solve_full_lp"]
+__all__ = ["DEFAULT_LAMBDA", "DEFAULT_LOADS", "DEFAULT_PERIOD", "GAP_TOL", "LOADS", "check_labels", "imbalance",
+           "plan_label_aware", "solve_full_lp"]
 
 #: ``λ``: the price of one point above its class's balanced share (see the module docstring).
 DEFAULT_LAMBDA = 1.0
 #: ``τ``: the aggregation period the balance is measured over (``foglearn run --period``'s default).
 DEFAULT_PERIOD = 10
+#: What each device processes per aggregation period: ``"label-blind"`` — exactly the label-blind
+#: optimum's load ``G*_j(k)`` (only which points, and in which slot of the period, change); ``"free"`` —
+#: any load, only the total is bound (the same budget). See the module docstring.
+LOADS = ("label-blind", "free")
+DEFAULT_LOADS = "label-blind"
 #: Relative duality gap the certificate must reach (HiGHS's dual-feasibility tolerance).
 GAP_TOL = 1e-7
 #: A column enters the master when its reduced cost is below ``-RC_TOL``.
@@ -400,7 +426,7 @@ class _Model:
     the keep columns and whichever offload columns are added (all of them: the whole LP)."""
 
     def __init__(self, scenario: Scenario, p: np.ndarray, m: np.ndarray, lam: float, budget: float,
-                 period: int, solver: str = "simplex"):
+                 period: int, solver: str = "simplex", loads: np.ndarray | None = None):
         import highspy
 
         T, n = scenario.horizon, scenario.n_devices
@@ -422,7 +448,10 @@ class _Model:
         self.p_idx = np.nonzero(nz)[1].astype(np.int64)
         self.p_val = p[nz]
         N = T * n
-        self.sources = np.nonzero((self.D > 0) & scenario.active.ravel() & (self.cap > 0))[0]
+        #: ``G*_j(k)`` per device-period ``j·P + k`` where the loads are fixed (``loads="label-blind"``)
+        self.loads = loads
+        self.open = np.ones(N, dtype=np.bool_) if loads is None else loads[self.group] > 0  # sinks that may process
+        self.sources = np.nonzero((self.D > 0) & scenario.active.ravel() & (self.cap > 0) & self.open)[0]
         self.all_sources = np.nonzero(self.D > 0)[0]
         self.capped = np.nonzero(np.isfinite(self.cap))[0]
         # rows: supply | capacity | budget | G per device-period | class per device-period and class
@@ -448,7 +477,9 @@ class _Model:
         g = np.arange(n * P)
         rows = np.concatenate([(self.g_row0 + g)[:, None], self.c_row0 + g[:, None] * K + np.arange(K)], 1)
         vals = np.concatenate([np.full((n * P, 1), -1.0), np.broadcast_to(-m, (n * P, K))], 1)
-        h.addCols(n * P, np.zeros(n * P), np.zeros(n * P), np.full(n * P, np.inf), rows.size,
+        g_low = np.zeros(n * P) if loads is None else loads
+        g_up = np.full(n * P, np.inf) if loads is None else loads
+        h.addCols(n * P, np.zeros(n * P), g_low, g_up, rows.size,
                   np.arange(0, rows.size, K + 1, dtype=np.int32), rows.ravel().astype(np.int32), vals.ravel())
         nz_ = n * P * K
         h.addCols(nz_, np.full(nz_, lam), np.zeros(nz_), np.full(nz_, np.inf), nz_, np.arange(nz_, dtype=np.int32),
@@ -525,7 +556,9 @@ class _Model:
         w = np.zeros(N)
         w[self.capped] = np.minimum(dual[self.all_sources.size:self.budget_row], 0.0)
         mu = np.clip(-dual[self.c_row0:].reshape(self.n * self.P, self.K), 0.0, self.lam)
-        return {"x": np.maximum(x, 0.0), "y": y, "w": w, "mu": mu, "pi": mu @ self.m,
+        # π: with free loads Σ_c m^c μ^c (every G column's reduced cost 0); with fixed loads the G rows' duals
+        pi = mu @ self.m if self.loads is None else dual[self.g_row0:self.c_row0]
+        return {"x": np.maximum(x, 0.0), "y": y, "w": w, "mu": mu, "pi": pi,
                 "rho": max(float(dual[self.budget_row]), 0.0)}
 
 
@@ -545,27 +578,60 @@ def _bound(mdl: _Model, sol: dict[str, Any], budget: float, lag: float) -> float
     keep_rc = (mdl.c[ks] - mdl.f[ks] - sol["y"][ks] - sol["w"][ks] - sol["rho"] - sol["pi"][g]
                + (sol["mu"][g] * pk).sum(1))
     cap = mdl.capped
+    if mdl.loads is not None:  # each fixed G column at its load: (its reduced cost π − Σ_c m^c μ^c) · G*
+        lag += float((sol["pi"] - sol["mu"] @ mdl.m) @ mdl.loads)
     return (float(mdl.f @ mdl.D + sol["y"] @ mdl.D + sol["w"][cap] @ mdl.cap[cap]) + sol["rho"] * budget
             + float(np.minimum(keep_rc, 0.0) @ mdl.D[ks]) + float(lag))
 
 
-def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: bool, period: Any):
+def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: bool, period: Any, loads: Any):
+    """Checked inputs, the budget ``P*``, the label-blind optimum (when needed) and, with
+    ``loads="label-blind"``, its load ``G*_j(k)`` per device-period ``j·P + k``."""
     if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating) or not np.isfinite(lam) or lam < 0:
         raise PlanError(f"lam = {lam!r}: λ must be a finite number ≥ 0")
+    if loads not in LOADS:
+        raise PlanError(f"loads = {loads!r}: must be one of {LOADS}")
+    if loads == "label-blind" and not same_budget:
+        raise PlanError("same_budget = False: loads = 'label-blind' fixes every device's load to the label-blind "
+                        "optimum's, which sets the budget; pass loads = 'free' to plan without a budget")
     tau = check_period(period)
     lab = check_labels(scenario, labels)
     m = _target(lab, target)
-    budget, blind = 0.0, None
+    budget, blind, fixed = 0.0, None, None
     if same_budget:
         from foglearn.planning.solve import plan
 
         blind = plan(scenario)
         budget = float(blind.processed.sum()) * (1.0 - BUDGET_SLACK)  # the label-blind optimum
-    return tau, lab, m, budget, blind
+        if loads == "label-blind":  # G*_j(k): the label-blind load of device j in period k, at j·P + k
+            T, n = scenario.horizon, scenario.n_devices
+            per = np.zeros((-(-T // tau), n))
+            np.add.at(per, np.arange(T) // tau, blind.processed)
+            fixed = per.T.ravel()
+    return tau, lab, m, budget, blind, fixed
+
+
+def _usable(scenario: Scenario, mdl: _Model) -> np.ndarray:
+    """``[T, E]``: links up with capacity whose receiver may process in the next slot."""
+    T = scenario.horizon
+    if not scenario.n_edges:
+        return np.zeros((T, 0), dtype=bool)
+    usable = scenario.usable_links().copy()
+    usable[:-1] &= mdl.open.reshape(T, scenario.n_devices)[1:, scenario.dst]
+    return usable
+
+
+def _columns(scenario: Scenario, usable: np.ndarray) -> np.ndarray:
+    """``[T, E]``: every offload column of the LP — a usable link with capacity out of a source with data,
+    in any slot but the last."""
+    ok = usable & (scenario.collected[:, scenario.src] > 0) & (np.asarray(scenario.link_cap) > 0)
+    ok[-1] = False
+    return ok
 
 
 def solve_full_lp(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, target: Any = None,
-                  same_budget: bool = True, period: int = DEFAULT_PERIOD, solver: str = "ipm") -> dict[str, Any]:
+                  same_budget: bool = True, period: int = DEFAULT_PERIOD, solver: str = "ipm",
+                  loads: str = DEFAULT_LOADS) -> dict[str, Any]:
     """The whole label-aware LP — every usable offload column — handed to HiGHS in one go
     (``solver``: a HiGHS ``solver`` option, ``"ipm"``, ``"simplex"``, ``"pdlp"``…). The yardstick
     :mod:`bench/label_aware.py` times :func:`plan_label_aware` against; returns HiGHS's objective,
@@ -573,14 +639,9 @@ def solve_full_lp(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, 
     import highspy
 
     t0 = time.perf_counter()
-    tau, lab, m, budget, _ = _setup(scenario, labels, lam, target, same_budget, period)
-    mdl = _Model(scenario, _shares(lab), m, float(lam), budget, tau, solver)
-    T = scenario.horizon
-    usable = scenario.usable_links() if scenario.n_edges else np.zeros((T, 0), dtype=bool)
-    ok = usable & (scenario.collected[:, scenario.src] > 0) & (np.asarray(scenario.link_cap) > 0)
-    ok[-1] = False
-    t, e = np.nonzero(ok)
-    mdl.add(t, e)
+    tau, lab, m, budget, _, fixed = _setup(scenario, labels, lam, target, same_budget, period, loads)
+    mdl = _Model(scenario, _shares(lab), m, float(lam), budget, tau, solver, fixed)
+    mdl.add(*np.nonzero(_columns(scenario, _usable(scenario, mdl))))
     _run(mdl.h)
     status = mdl.h.modelStatusToString(mdl.h.getModelStatus())
     obj = float(mdl.h.getInfo().objective_function_value + mdl.f @ mdl.D)
@@ -589,7 +650,8 @@ def solve_full_lp(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, 
 
 
 def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, target: Any = None,
-                     same_budget: bool = True, period: int = DEFAULT_PERIOD, check: bool = True) -> Plan:
+                     same_budget: bool = True, period: int = DEFAULT_PERIOD, check: bool = True,
+                     loads: str = DEFAULT_LOADS) -> Plan:
     """The exact label-aware plan (linear error, capacities honoured; see the module docstring).
 
     ``labels``: ``D_i^c(t)`` ``[T, n, K]``; ``lam``: ``λ ≥ 0``; ``target``: the target mix ``m``
@@ -601,17 +663,19 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     :data:`GAP_TOL`, :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C.
     """
     t0 = time.perf_counter()
-    tau, lab, m, budget, blind = _setup(scenario, labels, lam, target, same_budget, period)
+    tau, lab, m, budget, blind, fixed = _setup(scenario, labels, lam, target, same_budget, period, loads)
     p = _shares(lab)
-    mdl = _Model(scenario, p, m, float(lam), budget, tau)
+    mdl = _Model(scenario, p, m, float(lam), budget, tau, loads=fixed)
     T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
-    usable = scenario.usable_links() if E else np.zeros((T, 0), dtype=bool)
-    if blind is not None and E:  # start from the label-blind optimum's links: the budget row holds at once
+    usable = _usable(scenario, mdl)
+    if fixed is not None and E:  # fixed loads: the LP is small enough to hand to HiGHS whole (docstring, step 1)
+        mdl.add(*np.nonzero(_columns(scenario, usable)))
+    elif blind is not None and E:  # start from the label-blind optimum's links: the budget row holds at once
         t, e = np.nonzero(blind.offload > 0)
         keep = (t < T - 1) & usable[t, e]
         mdl.add(t[keep], e[keep])
     t1 = time.perf_counter()
-    if E:  # the first master: each source's best columns at the prices of a subgradient ascent
+    if E and fixed is None:  # the first master: each source's best columns at the prices of a subgradient ascent
         keep_ok = np.zeros(T * n, dtype=np.bool_)
         keep_ok[mdl.sources] = True
         mu, rho = call(_ascent, mdl.src, mdl.dst, usable, mdl.link_cost, mdl.link_cap, mdl.c, mdl.f, mdl.D, keep_ok,
@@ -661,7 +725,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     keep *= scale
     offload[mdl.off_t, mdl.off_e] *= scale[mdl.flow_src[mdl.n_keep:]]
     extra: dict[str, Any] = {
-        "lambda": float(lam), "period": tau, "min_processed": budget, "rounds": rounds,
+        "lambda": float(lam), "period": tau, "loads": loads, "min_processed": budget, "rounds": rounds,
         "columns": int(mdl.flow_src.size), "deleted_columns": pruned, "imbalance": imb, "dual_bound": bound,
         "ascent_seconds": ascent_s, "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
     stats = SolverStats("label-aware", "optimal", time.perf_counter() - t0, primal, gap, extra)

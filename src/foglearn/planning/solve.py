@@ -55,14 +55,28 @@ def _reference(scenario: Scenario, error: str) -> Plan:
     return reference_linear(scenario) if error == "linear" else reference_sqrt(scenario)
 
 
-@SOLVERS.register("label-aware", "exact LP (HiGHS column generation): linear error plus λ per point of "
-                  "label skew; needs labels=[T, n, K]", errors=("linear",), capacities=True, labels=True)
-def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None) -> Plan:
+def _plan_from_labels(name: str, loads: str, scenario: Scenario, labels: np.ndarray | None,
+                      period: int | None) -> Plan:
     from foglearn.planning.label_aware import DEFAULT_PERIOD, plan_label_aware
     if labels is None:
-        raise PlanError("solver = 'label-aware' plans from each device's label mix: pass labels = D_i^c(t) "
+        raise PlanError(f"solver = {name!r} plans from each device's label mix: pass labels = D_i^c(t) "
                         "[T, n, K] (foglearn.learning.partition.class_arrivals)")
-    return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period)
+    return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period, loads=loads)
+
+
+@SOLVERS.register("label-aware", "exact LP (HiGHS column generation): the label-blind optimum's load per device "
+                  "and aggregation period, routed to balance label mixes (λ per point of skew); needs "
+                  "labels=[T, n, K]", errors=("linear",), capacities=True, labels=True)
+def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None) -> Plan:
+    return _plan_from_labels("label-aware", "label-blind", scenario, labels, period)
+
+
+@SOLVERS.register("label-aware-free", "label-aware with free loads (only the total budget fixed): balances more, "
+                  "spreads data over more devices; needs labels=[T, n, K]", errors=("linear",), capacities=True,
+                  labels=True)
+def _label_aware_free(scenario: Scenario, error: str, labels: np.ndarray | None = None,
+                      period: int | None = None) -> Plan:
+    return _plan_from_labels("label-aware-free", "free", scenario, labels, period)
 
 
 def _fits(name: str, scenario: Scenario, error: str) -> bool:

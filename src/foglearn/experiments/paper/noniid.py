@@ -6,8 +6,9 @@ the devices' labels drawn by ``Partition("dirichlet", α)`` (:mod:`foglearn.lear
 
 * ``no-movement`` — every device processes what it collects (setting A);
 * ``network-aware`` — the paper's plan, label-blind (setting B, linear error);
-* ``label-aware`` — :mod:`foglearn.planning.label_aware` (``λ`` = its default, same budget),
-  planned from ``D_i^c(t)`` of :func:`~foglearn.learning.partition.class_arrivals`.
+* ``label-aware`` — :mod:`foglearn.planning.label_aware` (``λ`` = its default, the label-blind
+  optimum's load per device and aggregation period), planned from ``D_i^c(t)`` of
+  :func:`~foglearn.learning.partition.class_arrivals`.
 
 Each is priced (unit cost, realised costs (5)) and measured by its label imbalance — the share of
 processed points above their class's balanced share, ``Σ B / Σ G``
@@ -46,9 +47,10 @@ from foglearn.experiments.tables import write_csv
 SETTINGS = ("no-movement", "network-aware", "label-aware")
 #: The aggregation period τ the runs train with and the label-aware plan balances over.
 PERIOD = 10
-#: The label-aware formulation a stored cell was computed with (2: balance per aggregation period;
-#: 1 was per slot): part of the cell key, so a resumed run never mixes the two.
-LABEL_AWARE_VERSION = 2
+#: The label-aware formulation a stored cell was computed with (3: the label-blind optimum's load per
+#: device and aggregation period; 2: free loads, balance per aggregation period; 1: per slot): part of
+#: the cell key, so a resumed run never mixes them.
+LABEL_AWARE_VERSION = 3
 #: Dirichlet concentrations swept (``inf`` = i.i.d.).
 ALPHAS = (0.05, 0.1, 0.5, 1.0, math.inf)
 
@@ -100,19 +102,21 @@ def cell_key(cell: dict[str, Any]) -> str:
 
 
 def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset: str, train: bool,
-             settings: tuple[str, ...] = SETTINGS, lam: float | None = None) -> dict[str, Any]:
+             settings: tuple[str, ...] = SETTINGS, lam: float | None = None,
+             loads: str | None = None) -> dict[str, Any]:
     """One (α, seed): plan the settings, price them, measure their imbalance and (``train``) train.
 
-    ``lam``: the label-aware plan's ``λ`` (default :data:`~foglearn.planning.label_aware.DEFAULT_LAMBDA`,
-    what ``plan(…, solver="label-aware")`` uses); another value is for sweeps of ``λ``
-    (docs/noniid.md) and is recorded in the cell as ``lambda``.
+    ``lam``, ``loads``: the label-aware plan's ``λ`` and loads (defaults
+    :data:`~foglearn.planning.label_aware.DEFAULT_LAMBDA` and ``DEFAULT_LOADS``, what
+    ``plan(…, solver="label-aware")`` uses); other values are for sweeps (docs/noniid.md) and are
+    recorded in the cell as ``lambda`` and ``loads``.
     """
     from foglearn.learning import train as train_plan
     from foglearn.learning.datasets import load_dataset
     from foglearn.learning.partition import class_arrivals
     from foglearn.network import synthetic
     from foglearn.planning import plan
-    from foglearn.planning.label_aware import imbalance, plan_label_aware
+    from foglearn.planning.label_aware import DEFAULT_LAMBDA, DEFAULT_LOADS, imbalance, plan_label_aware
 
     data = load_dataset(dataset)
     scen = synthetic(n_devices=n, horizon=horizon, topology="full", capacities=False, seed=seed,
@@ -123,6 +127,8 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
                            "horizon": horizon, "model": model, "collected": scen.total_collected, "settings": {}}
     if lam is not None:
         out["lambda"] = float(lam)
+    if loads is not None:
+        out["loads"] = loads
     passes, lr, update = _budget()
     for name in settings:
         t0 = time.perf_counter()
@@ -130,10 +136,11 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
             p = plan(scen, movement=False)
         elif name == "network-aware":
             p = plan(scen)
-        elif lam is None:
+        elif lam is None and loads is None:
             p = plan(scen, solver="label-aware", labels=labels, period=PERIOD)
         else:
-            p = plan_label_aware(scen, labels, lam=lam, period=PERIOD)
+            p = plan_label_aware(scen, labels, lam=DEFAULT_LAMBDA if lam is None else lam, period=PERIOD,
+                                 loads=DEFAULT_LOADS if loads is None else loads)
         rec: dict[str, Any] = {"unit_cost": p.costs.total / max(scen.total_collected, 1),
                                "costs": p.costs.as_dict(), "plan_seconds": time.perf_counter() - t0,
                                "imbalance": imbalance(scen, p, labels, period=PERIOD)["share"],
