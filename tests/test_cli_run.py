@@ -180,6 +180,25 @@ def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
     assert result["partition"]["spec"] == "classes:2"
     assert tomllib.loads((out / "config.toml").read_text())["training"]["partition"] == "classes:2"
     assert all(s["config"]["local_update"] == "minibatch:8" for s in result["settings"])
+    assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_loads"] == "label-blind"
+    assert [s["name"] for s in result["settings"]] == ["no-movement", "network-aware", "label-aware"]
+
+
+def test_run_label_loads_free_and_bad_value(tmp_path, tiny_npz, monkeypatch):
+    """``--label-loads free`` plans the third setting with free loads (recorded in config.toml, so
+    ``--config`` reruns it); an unknown value is an error naming the option before any training."""
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    base = ["run", "--devices", "4", "--slots", "6", "--period", "3", "--model", "mlp", "--dataset", str(tiny_npz),
+            "--partition", "classes:2", "--passes", "1", "--threads", "1"]
+    bad = runner.invoke(app, [*base, "--label-loads", "any", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--label-loads = 'any': must be one of label-blind, free" in bad.output
+    out = tmp_path / "free"
+    res = runner.invoke(app, [*base, "--label-loads", "free", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_loads"] == "free"
+    from foglearn.cli.run import options_from_config
+
+    assert options_from_config(out / "config.toml")["label_loads"] == "free"
 
 
 def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):

@@ -3,8 +3,8 @@
 On the embedded default (MNIST, n = 10, T = 100, τ = 10, CNN, synthetic costs on a fully
 connected network) it plans both settings — and, when the data are non-IID (``--partition
 dirichlet:α`` or ``classes:K``, linear error, perfect information), a third, ``label-aware``
-(docs/noniid.md) — trains a real model for each by executing the plan
-at datapoint level, prints costs and accuracy, and writes a run directory:
+(``--label-loads``: the label-blind plan's loads or free loads; docs/noniid.md) — trains a real
+model for each by executing the plan at datapoint level, prints costs and accuracy, and writes a run directory:
 ``config.toml``, ``result.json``, ``slots.csv`` (per-slot loss and test metrics), ``loss.png``,
 ``accuracy.png`` and ``labels.png`` (the labels each device collected). Every file is written
 atomically.
@@ -163,6 +163,7 @@ def options_from_config(path: Path) -> dict[str, Any]:
             "partition": str(tr["partition"]),
             "error": str(pl["error"]),
             "information": str(pl["information"]),
+            "label_loads": str(pl.get("label_loads", "label-blind")),  # absent from configs before the option
         }
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError: a ValueError
         fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
@@ -232,6 +233,14 @@ def run_command(
             "(K labels per device)"
         ),
     ] = "iid",
+    label_loads: Annotated[
+        str,
+        typer.Option(
+            help="the label-aware plan on non-IID data: label-blind (each device keeps the label-blind plan's "
+            "load per aggregation period; only which points it trains on change) | free (any load, the same "
+            "total); docs/noniid.md"
+        ),
+    ] = "label-blind",
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
     executor: Annotated[
         str,
@@ -263,8 +272,8 @@ def run_command(
         o = options_from_config(config_file)
         options, seed, dataset, model = o["scenario"], o["seed"], o["dataset"], o["model"]
         period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
-        local_update, partition, error, information = (
-            o["local_update"], o["partition"], o["error"], o["information"]
+        local_update, partition, error, information, label_loads = (
+            o["local_update"], o["partition"], o["error"], o["information"], o["label_loads"]
         )
     else:
         options = ScenarioOptions(devices, slots, topology, rho, capacities, profile, max_points, scenario_file,
@@ -285,6 +294,10 @@ def run_command(
         require_tensorboard(log)
     if budget not in BUDGETS:
         fail(f"--budget = {budget!r}: must be one of {', '.join(BUDGETS)}")
+    from foglearn.planning.label_aware import LOADS
+
+    if label_loads not in LOADS:
+        fail(f"--label-loads = {label_loads!r}: must be one of {', '.join(LOADS)}")
     b_passes, b_lr, b_update = BUDGETS[budget]
     passes = b_passes if passes is None else passes
     lr = b_lr if lr is None else lr
@@ -318,8 +331,8 @@ def run_command(
                 from foglearn.learning.partition import class_arrivals
 
                 arrivals = class_arrivals(part, scenario.collected, data.y_train, seed)
-                settings.append(("label-aware", plan(scenario, solver="label-aware", labels=arrivals,
-                                                                 period=period)))
+                solver = "label-aware" if label_loads == "label-blind" else "label-aware-free"
+                settings.append(("label-aware", plan(scenario, solver=solver, labels=arrivals, period=period)))
             else:
                 console.print("label-aware: not trained (it plans with the linear error and perfect "
                               "information only)", highlight=False)
@@ -339,7 +352,7 @@ def run_command(
         config: dict[str, Any] = {
             "scenario": source,
             "training": training,
-            "planning": {"error": error, "information": str(info)},
+            "planning": {"error": error, "information": str(info), "label_loads": label_loads},
             "settings": [
                 {
                     "name": name,
