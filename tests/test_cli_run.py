@@ -181,6 +181,7 @@ def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
     assert tomllib.loads((out / "config.toml").read_text())["training"]["partition"] == "classes:2"
     assert all(s["config"]["local_update"] == "minibatch:8" for s in result["settings"])
     assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_loads"] == "label-blind"
+    assert tomllib.loads((out / "config.toml").read_text())["settings"][2]["solver"] == "label-aware"
     assert [s["name"] for s in result["settings"]] == ["no-movement", "network-aware", "label-aware"]
 
 
@@ -195,7 +196,9 @@ def test_run_label_loads_free_and_bad_value(tmp_path, tiny_npz, monkeypatch):
     out = tmp_path / "free"
     res = runner.invoke(app, [*base, "--label-loads", "free", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_loads"] == "free"
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["planning"]["label_loads"] == "free"
+    assert [s["solver"] for s in config["settings"]][2] == "label-aware-free"
     from foglearn.cli.run import options_from_config
 
     assert options_from_config(out / "config.toml")["label_loads"] == "free"

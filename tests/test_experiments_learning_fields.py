@@ -68,6 +68,18 @@ def test_keys_differ_by_learning_field_and_keep_old_keys_at_the_defaults() -> No
     assert RunConfig.from_dict(variants[1].as_dict()) == variants[1]
 
 
+def test_a_label_aware_runs_key_carries_its_formulation(monkeypatch) -> None:
+    """A stored label-aware run planned with an older formulation under the same solver name (free
+    loads were ``label-aware``'s default once) is never passed off as the current one's."""
+    from foglearn.planning import SOLVERS
+
+    run = RunConfig(seed=0, partition="dirichlet:0.1", solver="label-aware")
+    blind = RunConfig(seed=0, partition="dirichlet:0.1", solver="linear")
+    now, blind_now = run.key(), blind.key()
+    monkeypatch.setitem(SOLVERS["label-aware"].params, "formulation", 2)
+    assert run.key() != now and blind.key() == blind_now
+
+
 def test_config_toml_round_trip_keeps_the_learning_fields(tmp_path: Path) -> None:
     opts = ExperimentOptions(seeds=(0, 1), dataset="tiny", local_update="minibatch:16")
     runs = (RunConfig(seed=0, local_update="minibatch:16", partition="dirichlet:0.5", solver="label-aware"),

@@ -28,6 +28,9 @@ def test_solver_must_be_registered():
     with pytest.raises(FlowerConfigError, match=r"solver = 'os:system'.*known: .*linear"):
         FlowerRunConfig.from_user_config({"solver": "os:system"})
     assert FlowerRunConfig.from_user_config({"solver": "linear"}).solver == "linear"
+    for name in ("label-aware", "label-aware-free"):  # they plan from labels the server does not have
+        with pytest.raises(FlowerConfigError, match=rf"solver = '{name}': must be label-blind"):
+            FlowerRunConfig.from_user_config({"solver": name})
 
 
 def test_docs_show_the_tls_script_the_deployment_test_runs():

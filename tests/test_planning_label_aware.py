@@ -96,6 +96,7 @@ def test_optimal_against_full_highs_lp(seed, capacities, lam, period, loads):
     ref = full_lp(s, lab, lam, period=period, loads=loads)
     assert p.stats.objective == pytest.approx(ref, rel=1e-8, abs=1e-7)
     assert p.stats.status == "optimal" and p.stats.gap <= GAP_TOL * max(1.0, abs(ref))
+    assert p.stats.extra["dual_bound"] <= ref + 1e-7 * max(1.0, abs(ref))  # a true lower bound, not just close
     check_feasible(s, p)
     # the objective is the paper's cost (5) plus λ Σ B, B recomputed from the plan's fractions
     B = imbalance(s, p, lab, period=period)["points"]
@@ -117,6 +118,24 @@ def test_explicit_target_and_free_budget_against_full_lp():
         plan_label_aware(s, lab, 1.0, same_budget=False)
     with pytest.raises(PlanError, match=r"loads = 'any': must be one of \('label-blind', 'free'\)"):
         plan_label_aware(s, lab, 1.0, loads="any")
+    with pytest.raises(PlanError, match=r"loads = array\(\['free'\]"):
+        plan_label_aware(s, lab, 1.0, loads=np.array(["free"]))
+
+
+@pytest.mark.parametrize("loads", LOADS)
+def test_edge_cases_without_links_or_processing(loads):
+    """No links (E = 0: only keeps), and a network whose label-blind plan processes nothing (every
+    error weight below every cost: discarding is cheapest), plan and certify like any other."""
+    s, lab = instance(2, False, n=1, T=6)
+    assert s.n_edges == 0
+    p = plan_label_aware(s, lab, 1.0, loads=loads)
+    assert p.stats.objective == pytest.approx(full_lp(s, lab, 1.0, loads=loads), rel=1e-8)
+    s, lab = instance(4, True, n=5, T=6)
+    idle = s.replace(error_weight=np.zeros_like(s.error_weight))
+    assert plan(idle).processed.sum() == 0
+    p = plan_label_aware(idle, lab, 1.0, loads=loads)
+    assert p.processed.sum() == pytest.approx(0.0, abs=1e-9)
+    assert p.stats.objective == pytest.approx(full_lp(idle, lab, 1.0, loads=loads), abs=1e-7)
 
 
 def test_same_budget_processes_as_much_as_the_label_blind_plan():
@@ -147,16 +166,18 @@ def test_label_blind_loads_keep_every_devices_load_per_period(period):
 
 
 @pytest.mark.parametrize("capacities", [False, True])
-def test_lambda_zero_is_the_label_blind_optimum(capacities):
+@pytest.mark.parametrize("loads", LOADS)
+def test_lambda_zero_is_the_label_blind_optimum(capacities, loads):
     s, lab = instance(3, capacities, n=8, T=12)
-    p = plan_label_aware(s, lab, 0.0)
+    p = plan_label_aware(s, lab, 0.0, loads=loads)
     assert p.costs.total == pytest.approx(plan(s).costs.total, rel=1e-9)
 
 
-def test_penalty_trades_cost_for_balance():
+@pytest.mark.parametrize("loads", LOADS)
+def test_penalty_trades_cost_for_balance(loads):
     """Raising λ never raises the imbalance nor lowers the paper's cost (a parametric LP)."""
     s, lab = instance(1, False, n=8, T=12, alpha=0.1)
-    plans = [plan_label_aware(s, lab, lam) for lam in (0.0, 0.5, 2.0)]
+    plans = [plan_label_aware(s, lab, lam, loads=loads) for lam in (0.0, 0.5, 2.0)]
     imb = [imbalance(s, p, lab)["points"] for p in plans]
     cost = [p.costs.total for p in plans]
     assert imb[0] >= imb[1] - 1e-6 >= imb[2] - 2e-6
@@ -171,7 +192,8 @@ def test_registered_solver_and_plan_entry_point():
     assert plan(s).stats.solver != "label-aware"  # auto never picks it
     assert p.stats.extra["loads"] == "label-blind"
     free = plan(s, solver="label-aware-free", labels=lab)
-    assert free.stats.extra["loads"] == "free" and free.stats.objective <= p.stats.objective + 1e-9
+    assert free.stats.solver == "label-aware-free" and free.stats.extra["loads"] == "free"
+    assert free.stats.objective <= p.stats.objective + 1e-9
     assert free.stats.objective == pytest.approx(plan_label_aware(s, lab, loads="free").stats.objective, rel=1e-12)
     with pytest.raises(PlanError, match="solver = 'label-aware-free' plans from each device's label mix"):
         plan(s, solver="label-aware-free")

@@ -163,7 +163,8 @@ def options_from_config(path: Path) -> dict[str, Any]:
             "partition": str(tr["partition"]),
             "error": str(pl["error"]),
             "information": str(pl["information"]),
-            "label_loads": str(pl.get("label_loads", "label-blind")),  # absent from configs before the option
+            # absent from configs written before the option, whose label-aware plan had free loads
+            "label_loads": str(pl.get("label_loads", "free")),
         }
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError: a ValueError
         fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
@@ -359,6 +360,7 @@ def run_command(
                     "movement": name != "no-movement",
                     "information": p.information,
                     "error": p.error,
+                    "solver": p.stats.solver,
                 }
                 for name, p in settings
             ],

@@ -278,6 +278,11 @@ class RunConfig:
         Fields in :data:`LATER_FIELDS` are left out while they hold their default.
         """
         fields = {k: v for k, v in self.as_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        if self.solver != "auto":  # a solver whose formulation changed under the same name: never reuse older runs
+            from foglearn.planning import SOLVERS
+
+            if "formulation" in SOLVERS[self.solver].params:
+                fields["formulation"] = SOLVERS[self.solver].params["formulation"]
         payload = json.dumps({"schema": SCHEMA, **fields}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

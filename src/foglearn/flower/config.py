@@ -187,7 +187,9 @@ class FlowerRunConfig:
         if self.solver != "auto":
             from foglearn.planning.solve import SOLVERS
 
-            SOLVERS.get_entry(self.solver, "solver", FlowerConfigError)
+            entry = SOLVERS.get_entry(self.solver, "solver", FlowerConfigError)
+            need(not entry.params.get("labels"), "solver",
+                 "must be label-blind: the server plans without the devices' labels (label-aware solvers need them)")
         for f in parse_faults(self.faults):
             if f.device >= self.num_devices:
                 raise FlowerConfigError(f"faults: device {f.device} does not exist (num_devices = {self.num_devices})")

@@ -589,7 +589,7 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
     ``loads="label-blind"``, its load ``G*_j(k)`` per device-period ``j·P + k``."""
     if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating) or not np.isfinite(lam) or lam < 0:
         raise PlanError(f"lam = {lam!r}: λ must be a finite number ≥ 0")
-    if loads not in LOADS:
+    if not isinstance(loads, str) or loads not in LOADS:
         raise PlanError(f"loads = {loads!r}: must be one of {LOADS}")
     if loads == "label-blind" and not same_budget:
         raise PlanError("same_budget = False: loads = 'label-blind' fixes every device's load to the label-blind "
@@ -657,7 +657,11 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     ``labels``: ``D_i^c(t)`` ``[T, n, K]``; ``lam``: ``λ ≥ 0``; ``target``: the target mix ``m``
     (default: the horizon's pooled mix); ``same_budget``: process at least as many points as the
     label-blind optimum; ``period``: the aggregation period ``τ`` (eq. 4) the label mix is balanced
-    over (``1``: every slot's batch on its own). ``stats.objective`` includes ``λ Σ B``; ``costs``
+    over (``1``: every slot's batch on its own); ``loads``: ``"label-blind"`` (default) — every
+    device processes per period exactly the label-blind optimum's load ``G*_j(k)``, the whole LP goes
+    to HiGHS — or ``"free"`` — any load, column generation (the default before; ``same_budget=False``
+    needs it, as fixed loads imply the budget). ``stats.solver`` is ``"label-aware"`` or
+    ``"label-aware-free"`` to match. ``stats.objective`` includes ``λ Σ B``; ``costs``
     are the paper's realised costs (5) without it; ``stats.extra["imbalance"]`` is ``Σ B``. Raises
     :class:`~foglearn.errors.SolverError` when the bound does not certify the plan to
     :data:`GAP_TOL`, :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C.
@@ -728,7 +732,8 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
         "lambda": float(lam), "period": tau, "loads": loads, "min_processed": budget, "rounds": rounds,
         "columns": int(mdl.flow_src.size), "deleted_columns": pruned, "imbalance": imb, "dual_bound": bound,
         "ascent_seconds": ascent_s, "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
-    stats = SolverStats("label-aware", "optimal", time.perf_counter() - t0, primal, gap, extra)
+    name = "label-aware" if loads == "label-blind" else "label-aware-free"
+    stats = SolverStats(name, "optimal", time.perf_counter() - t0, primal, gap, extra)
     try:
         return Plan.from_fractions(scenario, keep.reshape(T, n), offload, error="linear", stats=stats,
                                    check=check)

@@ -64,16 +64,22 @@ def _plan_from_labels(name: str, loads: str, scenario: Scenario, labels: np.ndar
     return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period, loads=loads)
 
 
-@SOLVERS.register("label-aware", "exact LP (HiGHS column generation): the label-blind optimum's load per device "
-                  "and aggregation period, routed to balance label mixes (λ per point of skew); needs "
-                  "labels=[T, n, K]", errors=("linear",), capacities=True, labels=True)
+#: Version of the label-aware formulation, part of a stored run's key (experiments.config.RunConfig.key and
+#: the noniid experiment's cells): 1 balanced per slot, 2 per aggregation period with free loads (then the
+#: default), 3 ``label-aware`` keeps the label-blind optimum's loads and ``label-aware-free`` frees them.
+LABEL_AWARE_FORMULATION = 3
+
+
+@SOLVERS.register("label-aware", "exact certified LP (HiGHS): the label-blind optimum's load per device and "
+                  "aggregation period, routed to balance label mixes (λ per point of skew); needs labels=[T, n, K]",
+                  errors=("linear",), capacities=True, labels=True, formulation=LABEL_AWARE_FORMULATION)
 def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None) -> Plan:
     return _plan_from_labels("label-aware", "label-blind", scenario, labels, period)
 
 
-@SOLVERS.register("label-aware-free", "label-aware with free loads (only the total budget fixed): balances more, "
-                  "spreads data over more devices; needs labels=[T, n, K]", errors=("linear",), capacities=True,
-                  labels=True)
+@SOLVERS.register("label-aware-free", "label-aware with free loads (only the total budget fixed; HiGHS column "
+                  "generation): balances more, spreads data over more devices; needs labels=[T, n, K]",
+                  errors=("linear",), capacities=True, labels=True, formulation=LABEL_AWARE_FORMULATION)
 def _label_aware_free(scenario: Scenario, error: str, labels: np.ndarray | None = None,
                       period: int | None = None) -> Plan:
     return _plan_from_labels("label-aware-free", "free", scenario, labels, period)

@@ -42,15 +42,12 @@ from foglearn.experiments.config import ExperimentOptions
 from foglearn.experiments.definitions import EXPERIMENTS, Experiment, Grid, Results, Summary
 from foglearn.experiments.report import Claim
 from foglearn.experiments.tables import write_csv
+from foglearn.planning.solve import LABEL_AWARE_FORMULATION
 
 #: The settings of one cell, in report order.
 SETTINGS = ("no-movement", "network-aware", "label-aware")
 #: The aggregation period τ the runs train with and the label-aware plan balances over.
 PERIOD = 10
-#: The label-aware formulation a stored cell was computed with (3: the label-blind optimum's load per
-#: device and aggregation period; 2: free loads, balance per aggregation period; 1: per slot): part of
-#: the cell key, so a resumed run never mixes them.
-LABEL_AWARE_VERSION = 3
 #: Dirichlet concentrations swept (``inf`` = i.i.d.).
 ALPHAS = (0.05, 0.1, 0.5, 1.0, math.inf)
 
@@ -166,7 +163,7 @@ def run_cells(opts: ExperimentOptions, out: Path, alphas: tuple[float, ...]) -> 
             spec = {"alpha": "inf" if math.isinf(alpha) else alpha, "seed": seed, "n": opts.n_devices,
                     "horizon": opts.run_horizon, "model": opts.model, "dataset": opts.dataset,
                     "train": opts.trains(seed), "budget": list(_budget()),
-                    "period": PERIOD, "label_aware": LABEL_AWARE_VERSION}
+                    "period": PERIOD, "label_aware": LABEL_AWARE_FORMULATION}
             path = cells_dir / f"{cell_key(spec)}.json"
             if path.exists():
                 done.append(json.loads(path.read_text()))
