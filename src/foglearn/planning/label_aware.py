@@ -41,8 +41,8 @@ device trains on, and in which slot of the period, so the devices' local runs be
 aggregations keep the label-blind plan's lengths and only their label mixes change (devices the
 label-blind plan leaves idle in a period stay idle). With ``"free"`` any device may process any
 amount; only the total is bound by the budget. Why the default: free loads buy balance by spreading
-the points of a period over more devices, which shortens the local runs eq. (4) averages; at
-``n = 100`` that cost more accuracy than the balance gained (docs/noniid.md, "Loads"), while fixing
+the points of a period over more devices, which shortens the local runs eq. (4) averages, and at
+``n = 100`` they trained less accurately than the label-blind plan (docs/noniid.md, "Loads"), while fixing
 the loads kept the label-blind plan's accuracy there for the MLP (not for the CNN) and plans
 ``n = 1000`` in under a minute (the LP only has columns into the device-periods the label-blind
 plan uses). ``"label-blind"`` needs the same
