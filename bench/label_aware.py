@@ -1,11 +1,13 @@
-"""Label-aware planning: foglearn's column generation against HiGHS on the whole LP in one go.
+"""Label-aware planning: foglearn's planner against HiGHS on the whole LP in one go.
 
 For each size it builds the noniid experiment's scenario (``experiments/paper/noniid.py``: MNIST
 labels, Dirichlet ``α``, fully connected, no capacities, synthetic costs, ``D_i(t) ≤ ⌊60000/(nT)⌋``)
 or, with ``--sparse`` sizes, ``synthetic(topology="random", rho=neighbours/n)`` (about
 ``neighbours`` out-links per device, the default ``D_i(t)``), and times
 
-* ``ours`` — :func:`foglearn.planning.label_aware.plan_label_aware` (certified to ``GAP_TOL``);
+* ``ours`` — :func:`foglearn.planning.label_aware.plan_label_aware` (certified to ``GAP_TOL``; with
+  ``--loads label-blind``, the default, it hands HiGHS the whole LP too and adds the certificate, so
+  the ratio is about 1; with ``--loads free`` it is column generation);
 * ``highs`` — :func:`foglearn.planning.label_aware.solve_full_lp`: every usable offload column,
   handed to HiGHS at once (``--highs-solver``, default its interior point + crossover).
 

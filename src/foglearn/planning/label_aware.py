@@ -45,8 +45,7 @@ the points of a period over more devices, which shortens the local runs eq. (4) 
 ``n = 100`` they trained less accurately than the label-blind plan (docs/noniid.md, "Loads"), while fixing
 the loads kept the label-blind plan's accuracy there for the MLP (not for the CNN) and plans
 ``n = 1000`` in under a minute (the LP only has columns into the device-periods the label-blind
-plan uses). ``"label-blind"`` needs the same
-budget (it implies it).
+plan uses). ``"label-blind"`` needs the same budget (it implies it).
 
 ``B_j(k)`` is the number of points device ``j`` trains on in period ``k`` above their class's
 balanced share — how many would have to change label for its period's data to have the target
@@ -80,8 +79,9 @@ device-period ``(j, k)`` and class:
 The ``g`` rows keep the columns sparse: a column enters a class row only for the classes its
 source carries (one or two at α = 0.1), not all ``K``.
 
-Algorithm: exact column generation with HiGHS (``highspy``); every row, the ``g`` and ``z`` columns
-and every keep column are in the master from the start.
+Algorithm: exact column generation with HiGHS (``highspy``) — with fixed loads a single round over
+every column (step 1); every row, the ``g`` and ``z`` columns and every keep column are in the
+master from the start.
 
 1. **First columns.** With fixed loads: every offload column into a device-period the label-blind
    plan uses — that LP is small enough for HiGHS whole (209,690 columns at ``n = 100``, 478,664 for
