@@ -295,7 +295,7 @@ def run_command(
         require_tensorboard(log)
     if budget not in BUDGETS:
         fail(f"--budget = {budget!r}: must be one of {', '.join(BUDGETS)}")
-    from foglearn.planning.label_aware import LOADS
+    from foglearn.planning.label_aware import LOADS, SOLVER_OF_LOADS
 
     if label_loads not in LOADS:
         fail(f"--label-loads = {label_loads!r}: must be one of {', '.join(LOADS)}")
@@ -332,8 +332,8 @@ def run_command(
                 from foglearn.learning.partition import class_arrivals
 
                 arrivals = class_arrivals(part, scenario.collected, data.y_train, seed)
-                solver = "label-aware" if label_loads == "label-blind" else "label-aware-free"
-                settings.append(("label-aware", plan(scenario, solver=solver, labels=arrivals, period=period)))
+                settings.append(("label-aware", plan(scenario, solver=SOLVER_OF_LOADS[label_loads], labels=arrivals,
+                                                     period=period)))
             else:
                 console.print("label-aware: not trained (it plans with the linear error and perfect "
                               "information only)", highlight=False)

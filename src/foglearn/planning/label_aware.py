@@ -139,8 +139,8 @@ from foglearn.network.scenario import Scenario
 from foglearn.planning.interrupt import PlanInterrupted, call, new_stop_flag
 from foglearn.planning.plan import Plan, PlanError, SolverStats
 
-__all__ = ["DEFAULT_LAMBDA", "DEFAULT_LOADS", "DEFAULT_PERIOD", "GAP_TOL", "LOADS", "check_labels", "imbalance",
-           "plan_label_aware", "solve_full_lp"]
+__all__ = ["DEFAULT_LAMBDA", "DEFAULT_LOADS", "DEFAULT_PERIOD", "GAP_TOL", "LOADS", "SOLVER_OF_LOADS", "check_labels",
+           "imbalance", "plan_label_aware", "solve_full_lp"]
 
 #: ``λ``: the price of one point above its class's balanced share (see the module docstring).
 DEFAULT_LAMBDA = 1.0
@@ -151,6 +151,8 @@ DEFAULT_PERIOD = 10
 #: any load, only the total is bound (the same budget). See the module docstring.
 LOADS = ("label-blind", "free")
 DEFAULT_LOADS = "label-blind"
+#: The registered solver (:data:`foglearn.planning.SOLVERS`) that plans with each ``loads``.
+SOLVER_OF_LOADS = {"label-blind": "label-aware", "free": "label-aware-free"}
 #: Relative duality gap the certificate must reach (HiGHS's dual-feasibility tolerance).
 GAP_TOL = 1e-7
 #: A column enters the master when its reduced cost is below ``-RC_TOL``.
@@ -732,8 +734,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
         "lambda": float(lam), "period": tau, "loads": loads, "min_processed": budget, "rounds": rounds,
         "columns": int(mdl.flow_src.size), "deleted_columns": pruned, "imbalance": imb, "dual_bound": bound,
         "ascent_seconds": ascent_s, "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
-    name = "label-aware" if loads == "label-blind" else "label-aware-free"
-    stats = SolverStats(name, "optimal", time.perf_counter() - t0, primal, gap, extra)
+    stats = SolverStats(SOLVER_OF_LOADS[loads], "optimal", time.perf_counter() - t0, primal, gap, extra)
     try:
         return Plan.from_fractions(scenario, keep.reshape(T, n), offload, error="linear", stats=stats,
                                    check=check)
