@@ -181,27 +181,39 @@ def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
     assert tomllib.loads((out / "config.toml").read_text())["training"]["partition"] == "classes:2"
     assert all(s["config"]["local_update"] == "minibatch:8" for s in result["settings"])
     assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_loads"] == "label-blind"
+    assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_target"] == "uniform"
     assert tomllib.loads((out / "config.toml").read_text())["settings"][2]["solver"] == "label-aware"
     assert [s["name"] for s in result["settings"]] == ["no-movement", "network-aware", "label-aware"]
 
 
-def test_run_label_loads_free_and_bad_value(tmp_path, tiny_npz, monkeypatch):
-    """``--label-loads free`` plans the third setting with free loads (recorded in config.toml, so
-    ``--config`` reruns it); an unknown value is an error naming the option before any training."""
+def test_run_label_loads_free_target_collected_and_bad_values(tmp_path, tiny_npz, monkeypatch):
+    """``--label-loads free --label-target collected`` plans the third setting with free loads towards
+    the pooled mix (recorded in config.toml, so ``--config`` reruns it); an unknown value is an error
+    naming the option before any training; a config written before ``label_target`` existed reruns
+    what it used (the pooled mix)."""
     monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
     base = ["run", "--devices", "4", "--slots", "6", "--period", "3", "--model", "mlp", "--dataset", str(tiny_npz),
             "--partition", "classes:2", "--passes", "1", "--threads", "1"]
     bad = runner.invoke(app, [*base, "--label-loads", "any", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--label-loads = 'any': must be one of label-blind, free" in bad.output
+    bad = runner.invoke(app, [*base, "--label-target", "even", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--label-target = 'even': must be one of uniform, collected" in bad.output
+    assert not (tmp_path / "bad").exists()
     out = tmp_path / "free"
-    res = runner.invoke(app, [*base, "--label-loads", "free", "--out", str(out)])
+    res = runner.invoke(app, [*base, "--label-loads", "free", "--label-target", "collected", "--out", str(out)])
     assert res.exit_code == 0, res.output
     config = tomllib.loads((out / "config.toml").read_text())
     assert config["planning"]["label_loads"] == "free"
+    assert config["planning"]["label_target"] == "collected"
     assert [s["solver"] for s in config["settings"]][2] == "label-aware-free"
     from foglearn.cli.run import options_from_config
 
-    assert options_from_config(out / "config.toml")["label_loads"] == "free"
+    opts = options_from_config(out / "config.toml")
+    assert (opts["label_loads"], opts["label_target"]) == ("free", "collected")
+    old = tmp_path / "old.toml"
+    old.write_text((out / "config.toml").read_text().replace('label_target = "collected"\n', ""))
+    assert "label_target" not in old.read_text()
+    assert options_from_config(old)["label_target"] == "collected"
 
 
 def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):

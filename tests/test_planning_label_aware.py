@@ -30,19 +30,21 @@ from foglearn.planning.label_aware import (
 from foglearn.planning.reference import _flat_network
 
 
-def full_lp(scen, labels, lam, target=None, budget=True, period=DEFAULT_PERIOD, loads="free") -> float:
+def full_lp(scen, labels, lam, target="uniform", budget=True, period=DEFAULT_PERIOD, loads="free") -> float:
     """The label-aware LP written out over every usable link, a ``z`` per device, aggregation period
     and class (``z ≥ Σ_{a into the device in the period} (p_a^c − m^c) x_a``) and the same-budget
     row, solved by HiGHS in one go (no column generation, no ``G`` rows): the yardstick. With
     ``loads="label-blind"`` also one equality row per device-period: ``Σ_{a into it} x_a`` = what
-    the label-blind plan (``plan(scen)``) processes there."""
+    the label-blind plan (``plan(scen)``) processes there. ``target``: ``"uniform"`` (``1/K`` each),
+    ``"collected"`` (the pooled mix) or the shares."""
     T, n = scen.horizon, scen.n_devices
     K = labels.shape[2]
     D, c, f, cap, t_idx, e_idx, a_src, a_sink = _flat_network(scen)
     N = T * n
     P = -(-T // period)
     lab = labels.reshape(N, K).astype(float)
-    m = lab.sum(0) / lab.sum() if target is None else np.asarray(target, float)
+    m = {"uniform": np.full(K, 1 / K), "collected": lab.sum(0) / lab.sum()}.get(target) if isinstance(target, str) \
+        else np.asarray(target, float)
     p = np.divide(lab, D[:, None], out=np.zeros_like(lab), where=D[:, None] > 0)
     dev = np.where(D[:, None] > 0, p - m, 0.0)
     A = t_idx.size
@@ -99,7 +101,7 @@ def test_optimal_against_full_highs_lp(seed, capacities, lam, period, loads):
     assert p.stats.extra["dual_bound"] <= ref + 1e-7 * max(1.0, abs(ref))  # a true lower bound, not just close
     check_feasible(s, p)
     # the objective is the paper's cost (5) plus λ Σ B, B recomputed from the plan's fractions
-    B = imbalance(s, p, lab, period=period)["points"]
+    B = imbalance(s, p, lab, target="uniform", period=period)["points"]
     assert p.stats.objective == pytest.approx(p.costs.total + lam * B, rel=1e-8)
     assert p.stats.extra["imbalance"] == pytest.approx(B, rel=1e-8, abs=1e-8)
 
@@ -161,7 +163,8 @@ def test_label_blind_loads_keep_every_devices_load_per_period(period):
     per = np.zeros((k.max() + 1, 8))
     np.add.at(per, k, p.processed - blind.processed)
     assert np.abs(per).max() < 1e-6
-    assert imbalance(s, p, lab, period=period)["points"] < imbalance(s, blind, lab, period=period)["points"]
+    assert (imbalance(s, p, lab, "uniform", period=period)["points"]
+            < imbalance(s, blind, lab, "uniform", period=period)["points"])
     check_feasible(s, p)
 
 
@@ -178,7 +181,7 @@ def test_penalty_trades_cost_for_balance(loads):
     """Raising λ never raises the imbalance nor lowers the paper's cost (a parametric LP)."""
     s, lab = instance(1, False, n=8, T=12, alpha=0.1)
     plans = [plan_label_aware(s, lab, lam, loads=loads) for lam in (0.0, 0.5, 2.0)]
-    imb = [imbalance(s, p, lab)["points"] for p in plans]
+    imb = [imbalance(s, p, lab, "uniform")["points"] for p in plans]
     cost = [p.costs.total for p in plans]
     assert imb[0] >= imb[1] - 1e-6 >= imb[2] - 2e-6
     assert cost[0] <= cost[1] + 1e-6 <= cost[2] + 2e-6
@@ -222,8 +225,44 @@ def test_bad_labels_and_lambda():
         plan_label_aware(s, -lab, 1.0)
     with pytest.raises(PlanError, match="lam = -1: λ must be a finite number ≥ 0"):
         plan_label_aware(s, lab, -1)
-    with pytest.raises(PlanError, match="target: must be 4 shares"):
+    with pytest.raises(PlanError, match=r"target: must be one of \('uniform', 'collected'\) or 4 shares"):
         plan_label_aware(s, lab, 1.0, target=[0.5, 0.5])
+    with pytest.raises(PlanError, match=r"target = 'even': must be one of \('uniform', 'collected'\) or 4 shares"):
+        plan_label_aware(s, lab, 1.0, target="even")
+    with pytest.raises(PlanError, match="target: must be one of"):
+        plan_label_aware(s, lab, 1.0, target=[0.5, 0.6, -0.1, 0.0])
+    with pytest.raises(PlanError, match="target: must be one of"):
+        plan(s, solver="label-aware", labels=lab, target=[[0.25] * 4])
+    with pytest.raises(PlanError, match="target: only a solver that plans from labels"):
+        plan(s, target="uniform")
+
+
+def test_target_names_and_the_uniform_target_keeps_rare_classes():
+    """``"uniform"`` (the default) and ``"collected"`` are the mixes they name; against the uniform
+    mix, where the budget leaves points to discard, the plan discards the classes the network
+    collects most, so the mix of everything trained is nearer uniform than with the pooled target,
+    and it never trains on fewer points of the rarest class."""
+    s, lab = instance(5, False, n=8, T=12, alpha=0.1)
+    K = lab.shape[2]
+    pooled = lab.sum((0, 1)) / lab.sum()
+    for loads in LOADS:
+        uni = plan_label_aware(s, lab, 1.0, loads=loads)
+        assert uni.stats.extra["target"] == pytest.approx([1 / K] * K)
+        assert uni.stats.objective == pytest.approx(
+            plan_label_aware(s, lab, 1.0, target=np.full(K, 1 / K), loads=loads).stats.objective, rel=1e-12)
+        col = plan_label_aware(s, lab, 1.0, target="collected", loads=loads)
+        assert col.stats.extra["target"] == pytest.approx(pooled.tolist())
+        assert col.stats.objective == pytest.approx(full_lp(s, lab, 1.0, "collected", loads=loads), rel=1e-8)
+        budget = plan(s).processed.sum() * (1 - 1e-8)
+        assert min(uni.processed.sum(), col.processed.sum()) >= budget  # the same budget (free loads: at least)
+        assert (uni.discard * s.collected).sum() > 1.0  # points are discarded: the choice exists
+        trained = {name: ((1 - p.discard)[:, :, None] * lab).sum((0, 1)) for name, p in (("u", uni), ("c", col))}
+        tv = {k: 0.5 * np.abs(v / v.sum() - 1 / K).sum() for k, v in trained.items()}
+        assert tv["u"] < tv["c"] - 1e-3
+        rare = int(np.argmin(pooled))
+        assert trained["u"][rare] >= trained["c"][rare] - 1e-6
+    assert plan(s, solver="label-aware", labels=lab, target="collected").stats.objective == pytest.approx(
+        plan_label_aware(s, lab, 1.0, target="collected").stats.objective, rel=1e-12)
 
 
 def test_class_arrivals_are_the_trainers_first_pass_labels():
@@ -258,8 +297,9 @@ def test_balance_over_the_period_is_cheaper_than_per_slot():
     s, lab = instance(4, False, n=8, T=12, alpha=0.1)
     slot, per = plan_label_aware(s, lab, 1.0, period=1), plan_label_aware(s, lab, 1.0, period=4)
     assert per.stats.objective <= slot.stats.objective + 1e-9
-    assert imbalance(s, per, lab, period=4)["points"] <= imbalance(s, slot, lab, period=4)["points"] + 1e-6
-    assert imbalance(s, slot, lab, period=1)["points"] >= imbalance(s, slot, lab, period=4)["points"] - 1e-9
+    for target in ("uniform", "collected"):
+        assert imbalance(s, slot, lab, target, 1)["points"] >= imbalance(s, slot, lab, target, 4)["points"] - 1e-9
+    assert imbalance(s, per, lab, "uniform", 4)["points"] <= imbalance(s, slot, lab, "uniform", 4)["points"] + 1e-6
 
 
 def test_ctrl_c_stops_highs_and_returns_no_plan(monkeypatch):

@@ -3,8 +3,9 @@
 On the embedded default (MNIST, n = 10, T = 100, τ = 10, CNN, synthetic costs on a fully
 connected network) it plans both settings — and, when the data are non-IID (``--partition
 dirichlet:α`` or ``classes:K``, linear error, perfect information), a third, ``label-aware``
-(``--label-loads``: the label-blind plan's loads or free loads; docs/noniid.md) — trains a real
-model for each by executing the plan at datapoint level, prints costs and accuracy, and writes a run directory:
+(``--label-loads``: the label-blind plan's loads or free loads; ``--label-target``: the uniform or the
+pooled label mix; docs/noniid.md) — trains a real model for each by executing the plan at datapoint
+level, prints costs and accuracy, and writes a run directory:
 ``config.toml``, ``result.json``, ``slots.csv`` (per-slot loss and test metrics), ``loss.png``,
 ``accuracy.png`` and ``labels.png`` (the labels each device collected). Every file is written
 atomically.
@@ -165,6 +166,8 @@ def options_from_config(path: Path) -> dict[str, Any]:
             "information": str(pl["information"]),
             # absent from configs written before the option, whose label-aware plan had free loads
             "label_loads": str(pl.get("label_loads", "free")),
+            # absent from configs written before the option, whose label-aware plan balanced towards the pooled mix
+            "label_target": str(pl.get("label_target", "collected")),
         }
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError: a ValueError
         fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
@@ -242,6 +245,13 @@ def run_command(
             "total); docs/noniid.md"
         ),
     ] = "label-blind",
+    label_target: Annotated[
+        str,
+        typer.Option(
+            help="the label mix the label-aware plan balances towards: uniform (every class alike) | collected "
+            "(the mix of everything the devices collect); docs/noniid.md"
+        ),
+    ] = "uniform",
     threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
     executor: Annotated[
         str,
@@ -273,8 +283,8 @@ def run_command(
         o = options_from_config(config_file)
         options, seed, dataset, model = o["scenario"], o["seed"], o["dataset"], o["model"]
         period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
-        local_update, partition, error, information, label_loads = (
-            o["local_update"], o["partition"], o["error"], o["information"], o["label_loads"]
+        local_update, partition, error, information, label_loads, label_target = (
+            o["local_update"], o["partition"], o["error"], o["information"], o["label_loads"], o["label_target"]
         )
     else:
         options = ScenarioOptions(devices, slots, topology, rho, capacities, profile, max_points, scenario_file,
@@ -295,10 +305,12 @@ def run_command(
         require_tensorboard(log)
     if budget not in BUDGETS:
         fail(f"--budget = {budget!r}: must be one of {', '.join(BUDGETS)}")
-    from foglearn.planning.label_aware import LOADS, SOLVER_OF_LOADS
+    from foglearn.planning.label_aware import LOADS, SOLVER_OF_LOADS, TARGETS
 
     if label_loads not in LOADS:
         fail(f"--label-loads = {label_loads!r}: must be one of {', '.join(LOADS)}")
+    if label_target not in TARGETS:
+        fail(f"--label-target = {label_target!r}: must be one of {', '.join(TARGETS)}")
     b_passes, b_lr, b_update = BUDGETS[budget]
     passes = b_passes if passes is None else passes
     lr = b_lr if lr is None else lr
@@ -333,7 +345,7 @@ def run_command(
 
                 arrivals = class_arrivals(part, scenario.collected, data.y_train, seed)
                 settings.append(("label-aware", plan(scenario, solver=SOLVER_OF_LOADS[label_loads], labels=arrivals,
-                                                     period=period)))
+                                                     period=period, target=label_target)))
             else:
                 console.print("label-aware: not trained (it plans with the linear error and perfect "
                               "information only)", highlight=False)
@@ -353,7 +365,8 @@ def run_command(
         config: dict[str, Any] = {
             "scenario": source,
             "training": training,
-            "planning": {"error": error, "information": str(info), "label_loads": label_loads},
+            "planning": {"error": error, "information": str(info), "label_loads": label_loads,
+                         "label_target": label_target},
             "settings": [
                 {
                     "name": name,

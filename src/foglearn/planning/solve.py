@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,33 +56,36 @@ def _reference(scenario: Scenario, error: str) -> Plan:
 
 
 def _plan_from_labels(name: str, loads: str, scenario: Scenario, labels: np.ndarray | None,
-                      period: int | None) -> Plan:
-    from foglearn.planning.label_aware import DEFAULT_PERIOD, plan_label_aware
+                      period: int | None, target: Any) -> Plan:
+    from foglearn.planning.label_aware import DEFAULT_PERIOD, DEFAULT_TARGET, plan_label_aware
     if labels is None:
         raise PlanError(f"solver = {name!r} plans from each device's label mix: pass labels = D_i^c(t) "
                         "[T, n, K] (foglearn.learning.partition.class_arrivals)")
-    return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period, loads=loads)
+    return plan_label_aware(scenario, labels, period=DEFAULT_PERIOD if period is None else period, loads=loads,
+                            target=DEFAULT_TARGET if target is None else target)
 
 
 #: Version of the label-aware formulation, part of a stored run's key (experiments.config.RunConfig.key and
 #: the noniid experiment's cells): 1 balanced per slot, 2 per aggregation period with free loads (then the
-#: default), 3 ``label-aware`` keeps the label-blind optimum's loads and ``label-aware-free`` frees them.
-LABEL_AWARE_FORMULATION = 3
+#: default), 3 ``label-aware`` keeps the label-blind optimum's loads and ``label-aware-free`` frees them,
+#: 4 both balance towards the uniform mix by default (3 and before: the pooled mix).
+LABEL_AWARE_FORMULATION = 4
 
 
 @SOLVERS.register("label-aware", "exact certified LP (HiGHS): the label-blind optimum's load per device and "
                   "aggregation period, routed to balance label mixes (λ per point of skew); needs labels=[T, n, K]",
                   errors=("linear",), capacities=True, labels=True, formulation=LABEL_AWARE_FORMULATION)
-def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None) -> Plan:
-    return _plan_from_labels("label-aware", "label-blind", scenario, labels, period)
+def _label_aware(scenario: Scenario, error: str, labels: np.ndarray | None = None, period: int | None = None,
+                 target: Any = None) -> Plan:
+    return _plan_from_labels("label-aware", "label-blind", scenario, labels, period, target)
 
 
 @SOLVERS.register("label-aware-free", "label-aware with free loads (only the total budget fixed; HiGHS column "
                   "generation): balances more, spreads data over more devices; needs labels=[T, n, K]",
                   errors=("linear",), capacities=True, labels=True, formulation=LABEL_AWARE_FORMULATION)
 def _label_aware_free(scenario: Scenario, error: str, labels: np.ndarray | None = None,
-                      period: int | None = None) -> Plan:
-    return _plan_from_labels("label-aware-free", "free", scenario, labels, period)
+                      period: int | None = None, target: Any = None) -> Plan:
+    return _plan_from_labels("label-aware-free", "free", scenario, labels, period, target)
 
 
 def _fits(name: str, scenario: Scenario, error: str) -> bool:
@@ -115,7 +118,7 @@ def _choose(scenario: Scenario, error: str, solver: str) -> str:
 
 def plan(scenario: Scenario, error: str = "linear", information: str | int = "perfect",
          movement: bool = True, solver: str = "auto", labels: np.ndarray | None = None,
-         period: int | None = None) -> Plan:
+         period: int | None = None, target: str | np.ndarray | None = None) -> Plan:
     """Plan data movement for ``scenario``.
 
     Parameters
@@ -140,6 +143,9 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     period : int, optional
         The aggregation period ``τ`` (eq. 4) over which ``label-aware`` balances each device's
         label mix (default: its ``DEFAULT_PERIOD``, ``foglearn run``'s τ); only with ``labels``.
+    target : {"uniform", "collected"} or array ``[K]``, optional
+        The label mix ``label-aware`` balances towards (default: its ``DEFAULT_TARGET``,
+        ``"uniform"``; :func:`foglearn.planning.label_aware.target_mix`); only with ``labels``.
 
     Costs are always the realised ones (docs/model.md §2). Bad input (an unknown solver, one that
     does not fit the problem) is a :class:`PlanError`; a solver whose plan violates a constraint
@@ -156,13 +162,18 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
     if period is not None and labels is None:
         raise PlanError("period: only a solver that plans from labels (label-aware) balances over an aggregation "
                         "period; pass labels too")
+    if target is not None and labels is None:
+        raise PlanError("target: only a solver that plans from labels (label-aware) balances towards a target "
+                        "label mix; pass labels too")
     if uses_labels and information != "perfect":
         raise PlanError(f"information = {information!r}: solver = {chosen!r} plans with perfect information only")
     if labels is not None:  # checked even where they go unused (movement = False), so bad input never passes
-        from foglearn.planning.label_aware import check_labels, check_period
-        check_labels(scenario, labels)
+        from foglearn.planning.label_aware import check_labels, check_period, target_mix
+        lab = check_labels(scenario, labels)
         if period is not None:
             check_period(period)
+        if target is not None:
+            target_mix(lab, target)
     if not movement:
         t0 = time.perf_counter()
         keep = np.where(scenario.collected > 0, 1.0, 0.0)
@@ -173,7 +184,8 @@ def plan(scenario: Scenario, error: str = "linear", information: str | int = "pe
         return p
     if information == "perfect":
         solve_fn = cast(Callable[..., Plan], SOLVERS[chosen].obj)
-        p = solve_fn(scenario, error, labels=labels, period=period) if uses_labels else solve_fn(scenario, error)
+        p = (solve_fn(scenario, error, labels=labels, period=period, target=target) if uses_labels
+             else solve_fn(scenario, error))
         if p.costs.violations or not np.isfinite(p.costs.total):
             raise SolverError(f"solver {chosen!r} produced an infeasible plan")
         return p

@@ -7,11 +7,11 @@ the devices' labels drawn by ``Partition("dirichlet", α)`` (:mod:`foglearn.lear
 * ``no-movement`` — every device processes what it collects (setting A);
 * ``network-aware`` — the paper's plan, label-blind (setting B, linear error);
 * ``label-aware`` — :mod:`foglearn.planning.label_aware` (``λ`` = its default, the label-blind
-  optimum's load per device and aggregation period), planned from ``D_i^c(t)`` of
-  :func:`~foglearn.learning.partition.class_arrivals`.
+  optimum's load per device and aggregation period, the uniform target mix), planned from
+  ``D_i^c(t)`` of :func:`~foglearn.learning.partition.class_arrivals`.
 
 Each is priced (unit cost, realised costs (5)) and measured by its label imbalance — the share of
-processed points above their class's balanced share, ``Σ B / Σ G``
+processed points above their class's share of the pooled mix, ``Σ B / Σ G``
 (:func:`foglearn.planning.label_aware.imbalance`) — and, when the options train, trained at
 ``foglearn run``'s default budget (5 passes, η = 0.1, mini-batches of 16, τ = 10; docs/accuracy.md)
 with one torch thread. The i.i.d. no-movement run (α = ∞) is the reference the gap is measured
@@ -100,20 +100,20 @@ def cell_key(cell: dict[str, Any]) -> str:
 
 def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset: str, train: bool,
              settings: tuple[str, ...] = SETTINGS, lam: float | None = None,
-             loads: str | None = None) -> dict[str, Any]:
+             loads: str | None = None, target: str | None = None) -> dict[str, Any]:
     """One (α, seed): plan the settings, price them, measure their imbalance and (``train``) train.
 
-    ``lam``, ``loads``: the label-aware plan's ``λ`` and loads (defaults
-    :data:`~foglearn.planning.label_aware.DEFAULT_LAMBDA` and ``DEFAULT_LOADS``, what
-    ``plan(…, solver="label-aware")`` uses); other values are for sweeps (docs/noniid.md) and are
-    recorded in the cell as ``lambda`` and ``loads``.
+    ``lam``, ``loads``, ``target``: the label-aware plan's ``λ``, loads and target mix (defaults
+    :data:`~foglearn.planning.label_aware.DEFAULT_LAMBDA`, ``DEFAULT_LOADS`` and ``DEFAULT_TARGET``,
+    what ``plan(…, solver="label-aware")`` uses); other values are for sweeps (docs/noniid.md) and are
+    recorded in the cell as ``lambda``, ``loads`` and ``target``.
     """
     from foglearn.learning import train as train_plan
     from foglearn.learning.datasets import load_dataset
     from foglearn.learning.partition import class_arrivals
     from foglearn.network import synthetic
     from foglearn.planning import plan
-    from foglearn.planning.label_aware import DEFAULT_LAMBDA, DEFAULT_LOADS, imbalance, plan_label_aware
+    from foglearn.planning.label_aware import DEFAULT_LAMBDA, DEFAULT_LOADS, DEFAULT_TARGET, imbalance, plan_label_aware
 
     data = load_dataset(dataset)
     scen = synthetic(n_devices=n, horizon=horizon, topology="full", capacities=False, seed=seed,
@@ -126,6 +126,8 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
         out["lambda"] = float(lam)
     if loads is not None:
         out["loads"] = loads
+    if target is not None:
+        out["target"] = target
     passes, lr, update = _budget()
     for name in settings:
         t0 = time.perf_counter()
@@ -133,11 +135,12 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
             p = plan(scen, movement=False)
         elif name == "network-aware":
             p = plan(scen)
-        elif lam is None and loads is None:
+        elif lam is None and loads is None and target is None:
             p = plan(scen, solver="label-aware", labels=labels, period=PERIOD)
         else:
             p = plan_label_aware(scen, labels, lam=DEFAULT_LAMBDA if lam is None else lam, period=PERIOD,
-                                 loads=DEFAULT_LOADS if loads is None else loads)
+                                 loads=DEFAULT_LOADS if loads is None else loads,
+                                 target=DEFAULT_TARGET if target is None else target)
         rec: dict[str, Any] = {"unit_cost": p.costs.total / max(scen.total_collected, 1),
                                "costs": p.costs.as_dict(), "plan_seconds": time.perf_counter() - t0,
                                "imbalance": imbalance(scen, p, labels, period=PERIOD)["share"],
