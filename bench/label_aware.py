@@ -17,6 +17,8 @@ Run with one thread (``OMP_NUM_THREADS=1``) on a quiet machine::
 
     OMP_NUM_THREADS=1 python bench/label_aware.py --sizes 10,100 --sparse 1000 --repeats 3
     OMP_NUM_THREADS=1 python bench/label_aware.py --loads free --sizes 10,100 --repeats 1
+
+``--target`` picks the label mix balanced towards (``uniform``, the default, or ``collected``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,15 @@ def instance(n: int, horizon: int, alpha: float, seed: int, sparse: bool, neighb
 
 def main() -> None:
     from foglearn.learning.datasets import load_dataset
-    from foglearn.planning.label_aware import DEFAULT_LOADS, DEFAULT_PERIOD, LOADS, plan_label_aware, solve_full_lp
+    from foglearn.planning.label_aware import (
+        DEFAULT_LOADS,
+        DEFAULT_PERIOD,
+        DEFAULT_TARGET,
+        LOADS,
+        TARGETS,
+        plan_label_aware,
+        solve_full_lp,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10,100", help="fully connected sizes n (comma-separated)")
@@ -55,6 +65,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--loads", choices=LOADS, default=DEFAULT_LOADS,
                     help="the label-blind optimum's load per device and period, or free loads")
+    ap.add_argument("--target", choices=TARGETS, default=DEFAULT_TARGET, help="the label mix balanced towards")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--highs-solver", default="ipm", help="HiGHS 'solver' option for the whole LP")
     ap.add_argument("--no-highs-above", type=int, default=10**9,
@@ -64,19 +75,20 @@ def main() -> None:
     cases = [(int(n), False) for n in args.sizes.split(",") if n]
     cases += [(int(n), True) for n in args.sparse.split(",") if n]
     s0, l0 = instance(5, 10, args.alpha, 0, False, args.neighbours, y)  # warm-up: compiles the kernels
-    plan_label_aware(s0, l0, period=args.period, loads=args.loads)
+    plan_label_aware(s0, l0, period=args.period, loads=args.loads, target=args.target)
     print(f"{'case':>14} {'columns':>9} {'ours s':>9} {'HiGHS s':>9} {'HiGHS/ours':>10}  rounds  objective")
     for n, sparse in cases:
         scen, lab = instance(n, args.horizon, args.alpha, args.seed, sparse, args.neighbours, y)
         ours, highs = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            p = plan_label_aware(scen, lab, period=args.period, loads=args.loads)
+            p = plan_label_aware(scen, lab, period=args.period, loads=args.loads, target=args.target)
             ours.append(time.perf_counter() - t0)
         ref = None
         if n <= args.no_highs_above:
             for _ in range(args.repeats):
-                ref = solve_full_lp(scen, lab, period=args.period, solver=args.highs_solver, loads=args.loads)
+                ref = solve_full_lp(scen, lab, period=args.period, solver=args.highs_solver, loads=args.loads,
+                                    target=args.target)
                 highs.append(ref["seconds"])
             assert ref["ok"], ref["status"]
             rel = abs(ref["objective"] - p.stats.objective) / max(1.0, abs(ref["objective"]))

@@ -199,9 +199,22 @@ def test_run_label_loads_free_target_collected_and_bad_values(tmp_path, tiny_npz
     bad = runner.invoke(app, [*base, "--label-target", "even", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--label-target = 'even': must be one of uniform, collected" in bad.output
     assert not (tmp_path / "bad").exists()
+    import foglearn.planning as planning
+
+    seen: list = []
+    real_plan = planning.plan
+
+    def recording_plan(*args, **kwargs):
+        seen.append(kwargs)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "plan", recording_plan)
     out = tmp_path / "free"
     res = runner.invoke(app, [*base, "--label-loads", "free", "--label-target", "collected", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    label_aware = [kw for kw in seen if kw.get("labels") is not None]
+    assert len(label_aware) == 1 and label_aware[0]["target"] == "collected"
+    assert label_aware[0]["solver"] == "label-aware-free"
     config = tomllib.loads((out / "config.toml").read_text())
     assert config["planning"]["label_loads"] == "free"
     assert config["planning"]["label_target"] == "collected"

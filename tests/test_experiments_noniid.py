@@ -79,6 +79,10 @@ def test_run_cell_lambda_sweeps_the_label_aware_weight():
     free = run_cell(*args, loads="free")
     assert free["loads"] == "free" and "loads" not in default
     assert free["settings"]["label-aware"]["imbalance"] < free["settings"]["network-aware"]["imbalance"]
+    # the target mix too; towards the pooled mix (what the cell's imbalance measures) the plan balances more
+    pooled = run_cell(*args, target="collected")
+    assert pooled["target"] == "collected" and "target" not in default
+    assert pooled["settings"]["label-aware"]["imbalance"] < default["settings"]["label-aware"]["imbalance"]
 
 
 def test_cli_quick(tmp_path: Path):

@@ -43,7 +43,7 @@ def full_lp(scen, labels, lam, target="uniform", budget=True, period=DEFAULT_PER
     N = T * n
     P = -(-T // period)
     lab = labels.reshape(N, K).astype(float)
-    m = {"uniform": np.full(K, 1 / K), "collected": lab.sum(0) / lab.sum()}.get(target) if isinstance(target, str) \
+    m = {"uniform": np.full(K, 1 / K), "collected": lab.sum(0) / lab.sum()}[target] if isinstance(target, str) \
         else np.asarray(target, float)
     p = np.divide(lab, D[:, None], out=np.zeros_like(lab), where=D[:, None] > 0)
     dev = np.where(D[:, None] > 0, p - m, 0.0)
@@ -225,14 +225,21 @@ def test_bad_labels_and_lambda():
         plan_label_aware(s, -lab, 1.0)
     with pytest.raises(PlanError, match="lam = -1: λ must be a finite number ≥ 0"):
         plan_label_aware(s, lab, -1)
-    with pytest.raises(PlanError, match=r"target: must be one of \('uniform', 'collected'\) or 4 shares"):
-        plan_label_aware(s, lab, 1.0, target=[0.5, 0.5])
-    with pytest.raises(PlanError, match=r"target = 'even': must be one of \('uniform', 'collected'\) or 4 shares"):
-        plan_label_aware(s, lab, 1.0, target="even")
-    with pytest.raises(PlanError, match="target: must be one of"):
-        plan_label_aware(s, lab, 1.0, target=[0.5, 0.6, -0.1, 0.0])
-    with pytest.raises(PlanError, match="target: must be one of"):
+    rule = r"must be one of \('uniform', 'collected'\) or 4 shares ≥ 0 summing to 1"
+    for bad, shown in (([0.5, 0.5], r"\[0.5, 0.5\]"), ("even", "'even'"), ([0.5, 0.6, -0.1, 0.0], r"\[0.5, 0.6, -0.1"),
+                       (None, "None"), (["0.25"] * 4, r"\['0.25'"), ([np.nan, 1, 0, 0], r"\[nan"),
+                       ({"a": 1}, r"\{'a': 1\}"), ([0.3] * 4, r"\[0.3")):
+        with pytest.raises(PlanError, match=f"target = {shown}.*: {rule}"):
+            plan_label_aware(s, lab, 1.0, target=bad)
+    with pytest.raises(PlanError, match=f"target = .*: {rule}"):
         plan(s, solver="label-aware", labels=lab, target=[[0.25] * 4])
+    # a float32 prior sums to 1 only to ~1e-7: accepted and rescaled
+    prior = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    assert abs(float(prior.astype(np.float64).sum()) - 1.0) > 1e-9
+    p32 = plan_label_aware(s, lab, 1.0, target=prior)
+    assert sum(p32.stats.extra["target"]) == pytest.approx(1.0, abs=1e-15)
+    assert p32.stats.objective == pytest.approx(full_lp(s, lab, 1.0, prior / prior.astype(np.float64).sum(),
+                                                        loads="label-blind"), rel=1e-8)
     with pytest.raises(PlanError, match="target: only a solver that plans from labels"):
         plan(s, target="uniform")
 

@@ -127,7 +127,7 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
     if loads is not None:
         out["loads"] = loads
     if target is not None:
-        out["target"] = target
+        out["target"] = target if isinstance(target, str) else np.asarray(target, dtype=float).tolist()
     passes, lr, update = _budget()
     for name in settings:
         t0 = time.perf_counter()
