@@ -5,9 +5,9 @@ labels, Dirichlet ``α``, fully connected, no capacities, synthetic costs, ``D_i
 or, with ``--sparse`` sizes, ``synthetic(topology="random", rho=neighbours/n)`` (about
 ``neighbours`` out-links per device, the default ``D_i(t)``), and times
 
-* ``ours`` — :func:`foglearn.planning.label_aware.plan_label_aware` (certified to ``GAP_TOL``; with
-  ``--loads label-blind``, the default, it hands HiGHS the whole LP too and adds the certificate, so
-  the ratio is about 1; with ``--loads free`` it is column generation);
+* ``ours`` — :func:`foglearn.planning.label_aware.plan_label_aware`: column generation from the
+  label-blind plan's columns, certified to ``GAP_TOL`` (``--loads label-blind``, the default, or
+  ``--loads free``);
 * ``highs`` — :func:`foglearn.planning.label_aware.solve_full_lp`: every usable offload column,
   handed to HiGHS at once (``--highs-solver``, default its interior point + crossover).
 

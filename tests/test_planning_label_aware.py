@@ -106,6 +106,26 @@ def test_optimal_against_full_highs_lp(seed, capacities, lam, period, loads):
     assert p.stats.extra["imbalance"] == pytest.approx(B, rel=1e-8, abs=1e-8)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_fixed_loads_column_generation_and_whole_lp_agree(seed, monkeypatch):
+    """Fixed loads plan by column generation from the label-blind plan's columns where sources have many
+    usable columns and hand the whole LP to HiGHS where they have few; forced either way, both reach the
+    whole LP's optimum (the reference) and are certified."""
+    import foglearn.planning.label_aware as LA
+
+    s, lab = instance(seed, seed % 3 == 0, n=9, T=12, alpha=0.1, topology="full" if seed % 2 else "random")
+    ref = full_lp(s, lab, 1.0, period=4, loads="label-blind")
+    for per_source, whole in ((0, False), (10**9, True)):
+        monkeypatch.setattr(LA, "WHOLE_LP_COLUMNS_PER_SOURCE", per_source)
+        p = plan_label_aware(s, lab, 1.0, period=4)
+        assert p.stats.extra["whole_lp"] is whole
+        assert whole or p.stats.extra["rounds"] >= 2  # the label-blind plan's columns alone are not optimal here
+        assert p.stats.objective == pytest.approx(ref, rel=1e-8, abs=1e-7)
+        assert p.stats.gap <= GAP_TOL * max(1.0, abs(ref))
+        check_feasible(s, p)
+    assert p.stats.extra["rounds"] == 1  # the whole LP: priced and certified in one round
+
+
 def test_explicit_target_and_free_budget_against_full_lp():
     s, lab = instance(7, True)
     target = np.full(4, 0.25)
@@ -367,26 +387,34 @@ def test_sigint_stops_a_running_highs_solve_within_a_second():
     assert exited < 4.0, exited  # interpreter teardown after loading numba and HiGHS adds up to ~1 s
 
 
-def test_the_last_round_plans_from_the_master_it_solved(monkeypatch):
-    """Stopped by the round limit while columns still price out, the column generation (free loads)
-    builds the plan from the master it solved (the columns of that solve), and certifies it or raises."""
+@pytest.mark.parametrize("loads", LOADS)
+def test_the_last_round_plans_from_the_master_it_solved(monkeypatch, loads):
+    """Stopped by the round limit while columns still price out, the column generation (fixed loads:
+    from the label-blind plan's columns alone; free loads: also the ascent's) builds the plan from the
+    master it solved (the columns of that solve), and certifies it or raises."""
     import foglearn.planning.label_aware as LA
     from foglearn.errors import SolverError
 
+    monkeypatch.setattr(LA, "WHOLE_LP_COLUMNS_PER_SOURCE", 0)  # fixed loads: column generation, not the whole LP
     s, lab = instance(1, True, n=6, T=20, alpha=0.1)
-    exact = plan_label_aware(s, lab, 1.0, loads="free")
+    exact = plan_label_aware(s, lab, 1.0, loads=loads)
     assert exact.stats.extra["rounds"] >= 2  # the limit below stops a solve that had more to do
     monkeypatch.setattr(LA, "MAX_ROUNDS", 1)
-    monkeypatch.setattr(LA, "GAP_TOL", 1.0)  # accept the first master's plan, whatever its gap
-    p = plan_label_aware(s, lab, 1.0, loads="free")
+    monkeypatch.setattr(LA, "GAP_TOL", float("inf"))  # accept the first master's plan, whatever its gap
+    p = plan_label_aware(s, lab, 1.0, loads=loads)
     check_feasible(s, p)
     assert p.stats.extra["rounds"] == 1
     assert p.stats.objective == pytest.approx(p.costs.total + 1.0 * p.stats.extra["imbalance"], rel=1e-9)
     assert p.stats.objective >= exact.stats.objective - 1e-9
+    if loads == "label-blind":  # the first master holds the label-blind plan's columns: at least as good as it
+        blind = plan(s)
+        blind_objective = blind.costs.total + 1.0 * imbalance(s, blind, lab, "uniform")["points"]
+        assert p.stats.objective <= blind_objective + 1e-7 * abs(blind_objective)
+        assert p.stats.gap > 0
     monkeypatch.setattr(LA, "GAP_TOL", 0.0)
     if p.stats.gap > 0:
         with pytest.raises(SolverError, match="failed to certify"):
-            plan_label_aware(s, lab, 1.0, loads="free")
+            plan_label_aware(s, lab, 1.0, loads=loads)
 
 
 def test_labels_and_period_are_checked_even_without_movement():

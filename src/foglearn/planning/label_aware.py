@@ -43,8 +43,8 @@ amount; only the total is bound by the budget. Why the default: free loads buy b
 the points of a period over more devices, which shortens the local runs eq. (4) averages, and at
 ``n = 100`` they trained less accurately than the label-blind plan (docs/noniid.md, "Loads"), while fixing
 the loads kept the label-blind plan's accuracy there for the MLP (not for the CNN) and plans
-``n = 1000`` in under a minute (the LP only has columns into the device-periods the label-blind
-plan uses). ``"label-blind"`` needs the same budget (it implies it).
+``n = 1000`` in under a minute (only device-periods the label-blind plan uses receive points, and
+the label-blind plan itself is the first master's solution). ``"label-blind"`` needs the same budget (it implies it).
 
 **The target mix.** ``target="uniform"`` (the default, :data:`DEFAULT_TARGET`) is the balanced mix,
 ``m^c = 1/K``: every class counts alike, as in a test set with the classes in equal shares.
@@ -93,15 +93,19 @@ device-period ``(j, k)`` and class:
 The ``g`` rows keep the columns sparse: a column enters a class row only for the classes its
 source carries (one or two at α = 0.1), not all ``K``.
 
-Algorithm: exact column generation with HiGHS (``highspy``) — with fixed loads a single round over
-every column (step 1); every row, the ``g`` and ``z`` columns and every keep column are in the
-master from the start.
+Algorithm: exact column generation with HiGHS (``highspy``); every row, the ``g`` and ``z`` columns
+and every keep column are in the master from the start.
 
-1. **First columns.** With fixed loads: every offload column into a device-period the label-blind
-   plan uses — that LP is small enough for HiGHS whole (209,690 columns at ``n = 100``, 478,664 for
-   ``n = 1000`` with about ten links per device; bench/label_aware.py measured it as fast as or
-   faster than column generation at ``n = 10 … 1000``), so the loop below ends after one round,
-   having priced and certified it. With free loads: the label-blind optimum's offload columns, then each source's
+1. **First columns.** The label-blind optimum's offload columns: with them the first master is
+   feasible (the label-blind plan is a solution: it meets the budget and, with fixed loads, is where
+   the loads come from). With fixed loads that is all, and the master's own duals pick the rest —
+   unless the network has at most :data:`WHOLE_LP_COLUMNS_PER_SOURCE` usable offload columns per
+   source with data (a sparse topology), where the whole LP is about as small as the masters would
+   grow and goes to HiGHS at once (the loop then ends after one round, having priced and certified
+   it). bench/label_aware.py: column generation 3.2 times faster than the whole LP at ``n = 100``
+   fully connected, 5.9 times at ``n = 300``, about 9 times at ``n = 1000``; the whole LP 1.2 times
+   faster than column generation at ``n = 1000`` with about ten links per device. With free loads also
+   each source's
    :data:`COLUMNS_PER_SOURCE` cheapest columns at the prices ``(μ, ρ)`` of
    :data:`ASCENT_STEPS` steps of projected subgradient ascent on the Lagrangian dual (one compiled
    pass over ``[T, E]`` a step: every source sends its points to its cheapest column at the
@@ -184,6 +188,9 @@ BUDGET_SLACK = 1e-9
 MAX_ROUNDS = 500
 #: Columns each source may add per round (its most negative ones).
 COLUMNS_PER_SOURCE = 16
+#: With fixed loads, a network with at most this many usable offload columns per source gets the whole LP
+#: at once instead of column generation (module docstring, step 1).
+WHOLE_LP_COLUMNS_PER_SOURCE = 16
 #: Subgradient steps on the Lagrangian dual before the first master, and the first step's length
 #: (a share of ``λ``); their prices pick the first master's columns (module docstring, step 1).
 ASCENT_STEPS = 300
@@ -471,7 +478,7 @@ def _ascent(src, dst, usable, link_cost, link_cap, c, f, D, keep_ok, group, p_pt
 
 class _Model:
     """The label-aware LP (module docstring) live in HiGHS: every row, the ``G`` and ``z`` columns,
-    the keep columns and whichever offload columns are added (all of them: the whole LP)."""
+    the keep columns and whichever offload columns are added (all of them in :func:`solve_full_lp`)."""
 
     def __init__(self, scenario: Scenario, p: np.ndarray, m: np.ndarray, lam: float, budget: float,
                  period: int, solver: str = "simplex", loads: np.ndarray | None = None):
@@ -707,15 +714,16 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
 
     ``labels``: ``D_i^c(t)`` ``[T, n, K]``; ``lam``: ``λ ≥ 0``; ``target``: the target mix ``m``
     (:func:`target_mix`: ``"uniform"``, the default, ``"collected"`` or ``K`` shares); ``same_budget``:
-    process at least as many points as the label-blind optimum; ``period``: the aggregation period ``τ`` (eq.
-    4) the label mix is balanced over (``1``: every slot's batch on its own); ``loads``: ``"label-blind"``
-    (default) — every device processes per period exactly the label-blind optimum's load ``G*_j(k)``, the
-    whole LP goes to HiGHS — or ``"free"`` — any load, column generation (the default before;
-    ``same_budget=False`` needs it, as fixed loads imply the budget). ``stats.solver`` is ``"label-aware"`` or
-    ``"label-aware-free"`` to match. ``stats.objective`` includes ``λ Σ B``; ``costs`` are the paper's
-    realised costs (5) without it; ``stats.extra["imbalance"]`` is ``Σ B``. Raises
-    :class:`~foglearn.errors.SolverError` when the bound does not certify the plan to :data:`GAP_TOL`,
-    :class:`~foglearn.planning.interrupt.PlanInterrupted` on Ctrl-C.
+    process at least as many points as the label-blind optimum; ``period``: the aggregation period ``τ``
+    (eq. 4) the label mix is balanced over (``1``: every slot's batch on its own); ``loads``:
+    ``"label-blind"`` (default) — every device processes per period exactly the label-blind optimum's load
+    ``G*_j(k)`` — or ``"free"`` — any load (the default before), both by column generation (free loads also
+    start from a subgradient ascent); ``same_budget=False`` needs free loads, as fixed loads imply the
+    budget. ``stats.solver`` is ``"label-aware"`` or ``"label-aware-free"`` to match. ``stats.objective``
+    includes ``λ Σ B``; ``costs`` are the paper's realised costs (5) without it;
+    ``stats.extra["imbalance"]`` is ``Σ B``. Raises :class:`~foglearn.errors.SolverError` when the bound
+    does not certify the plan to :data:`GAP_TOL`, :class:`~foglearn.planning.interrupt.PlanInterrupted` on
+    Ctrl-C.
     """
     t0 = time.perf_counter()
     tau, lab, m, budget, blind, fixed = _setup(scenario, labels, lam, target, same_budget, period, loads)
@@ -723,9 +731,14 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     mdl = _Model(scenario, p, m, float(lam), budget, tau, loads=fixed)
     T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
     usable = _usable(scenario, mdl)
-    if fixed is not None and E:  # fixed loads: the LP is small enough to hand to HiGHS whole (docstring, step 1)
-        mdl.add(*np.nonzero(_columns(scenario, usable)))
-    elif blind is not None and E:  # start from the label-blind optimum's links: the budget row holds at once
+    whole = False
+    if fixed is not None and E:  # fixed loads, few columns per source: the whole LP at once (docstring, step 1)
+        cols = _columns(scenario, usable)
+        whole = int(cols.sum()) <= WHOLE_LP_COLUMNS_PER_SOURCE * max(1, mdl.all_sources.size)
+        if whole:
+            mdl.add(*np.nonzero(cols))
+        del cols
+    if blind is not None and E and not whole:  # the label-blind optimum's links: the budget row (and loads) hold
         t, e = np.nonzero(blind.offload > 0)
         keep = (t < T - 1) & usable[t, e]
         mdl.add(t[keep], e[keep])
@@ -781,6 +794,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     offload[mdl.off_t, mdl.off_e] *= scale[mdl.flow_src[mdl.n_keep:]]
     extra: dict[str, Any] = {
         "lambda": float(lam), "period": tau, "loads": loads, "min_processed": budget, "rounds": rounds,
+        "whole_lp": whole,
         "columns": int(mdl.flow_src.size), "deleted_columns": pruned, "imbalance": imb, "dual_bound": bound,
         "ascent_seconds": ascent_s, "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
     stats = SolverStats(SOLVER_OF_LOADS[loads], "optimal", time.perf_counter() - t0, primal, gap, extra)
