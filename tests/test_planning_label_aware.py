@@ -353,6 +353,7 @@ from foglearn.planning import label_aware as la
 from foglearn.planning.interrupt import PlanInterrupted
 s = synthetic(n_devices=60, horizon=40, topology="full", capacities=False, seed=0, max_points=12)
 lab = class_arrivals("dirichlet:0.1", s.collected, np.random.default_rng(0).integers(0, 10, 40000), 0)
+la.WHOLE_LP_COLUMNS_PER_SOURCE = 10**9  # one long HiGHS solve (the whole LP), not short column-generation masters
 run = la._run
 def marked(h):
     print("HIGHS-START", file=sys.stderr, flush=True)
