@@ -103,8 +103,9 @@ and every keep column are in the master from the start.
    source with data (a sparse topology), where the whole LP is about as small as the masters would
    grow and goes to HiGHS at once (the loop then ends after one round, having priced and certified
    it). bench/label_aware.py: column generation 3.2 times faster than the whole LP at ``n = 100``
-   fully connected, 5.9 times at ``n = 300``, about 9 times at ``n = 1000``; the whole LP 1.2 times
-   faster than column generation at ``n = 1000`` with about ten links per device. With free loads also
+   fully connected, 5.8 times at ``n = 300``, about 7.5 times at ``n = 1000`` (50 s against 380 s);
+   the whole LP 1.2 times faster than column generation at ``n = 1000`` with about ten links per
+   device. With free loads also
    each source's
    :data:`COLUMNS_PER_SOURCE` cheapest columns at the prices ``(μ, ρ)`` of
    :data:`ASCENT_STEPS` steps of projected subgradient ascent on the Lagrangian dual (one compiled
