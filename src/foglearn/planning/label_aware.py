@@ -145,6 +145,7 @@ temporaries. docs/noniid.md has the measured times.
 from __future__ import annotations
 
 import os
+import reprlib
 import sys
 import time
 from collections.abc import Callable
@@ -179,6 +180,9 @@ TARGETS = ("uniform", "collected")
 DEFAULT_TARGET = "uniform"
 #: How far from 1 the sum of explicit target shares may be (float32 class priors sum to 1 only to ~1e-7).
 SHARES_TOL = 1e-6
+#: Shortened ``repr`` of a bad value in error messages (a target array can be long).
+_SHORT = reprlib.Repr()
+_SHORT.maxother, _SHORT.maxlist = 80, 12
 #: Relative duality gap the certificate must reach (HiGHS's dual-feasibility tolerance).
 GAP_TOL = 1e-7
 #: A column enters the master when its reduced cost is below ``-RC_TOL``.
@@ -244,17 +248,11 @@ def target_mix(labels: np.ndarray, target: Any) -> np.ndarray:
         raise PlanError(f"target = {target!r}: {rule}")
     arr = np.asarray(target) if isinstance(target, list | tuple | np.ndarray) else np.zeros(0)
     if arr.shape != (K,) or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise PlanError(f"target = {_short(target)}: {rule}")
+        raise PlanError(f"target = {_SHORT.repr(target)}: {rule}")
     m = arr.astype(np.float64)
     if not np.isfinite(m).all() or (m < 0).any() or abs(m.sum() - 1.0) > SHARES_TOL:
-        raise PlanError(f"target = {_short(target)}: {rule}")
+        raise PlanError(f"target = {_SHORT.repr(target)}: {rule}")
     return m / m.sum()  # exactly 1 (a float32 prior sums to 1 only to ~1e-7)
-
-
-def _short(value: Any) -> str:
-    """``repr(value)`` cut to 80 characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _shares(labels: np.ndarray) -> np.ndarray:
