@@ -38,9 +38,10 @@ def _case(T=6, n=4, seed=3, max_d=40):
     return s, Plan.from_fractions(s, keep, off)
 
 
-def plain_loop(s, p, model, period, lr, seed, b):
+def plain_loop(s, p, model, period, lr, seed, b, scaled=False):
     """One torch module + ``torch.optim.SGD`` per device; ``⌈G/b⌉`` steps per device and slot
-    (``b = None``: one step, eq. 3); eq. (4) with weights ``H_i``. Returns the global parameters."""
+    (``b = None``: one step, eq. 3), each on the batch's mean loss or, ``scaled``, its summed loss
+    over ``max(k, b)``; eq. (4) with weights ``H_i``. Returns the global parameters."""
     T, n = s.horizon, s.n_devices
     sched = schedule(s, p)
     stream, _ = point_stream(int(s.collected.sum()), TINY.n_train, seed)
@@ -56,7 +57,10 @@ def plain_loop(s, p, model, period, lr, seed, b):
             for a in range(0, len(idx), max(step, 1)):
                 batch = torch.from_numpy(idx[a : a + step])
                 opts[i].zero_grad()
-                F.cross_entropy(nets[i](X[batch]), Y[batch]).backward()
+                if scaled:
+                    (F.cross_entropy(nets[i](X[batch]), Y[batch], reduction="sum") / max(len(batch), b)).backward()
+                else:
+                    F.cross_entropy(nets[i](X[batch]), Y[batch]).backward()
                 opts[i].step()
             H[i] += len(idx)
         if (t + 1) % period == 0 or t + 1 == T:
@@ -84,11 +88,13 @@ def small_net() -> torch.nn.Module:
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", small_net])
 @pytest.mark.parametrize("period", [1, 3])
-@pytest.mark.parametrize("b", [None, 7])
-def test_trainer_matches_plain_pytorch_loop(model, period, b):
+@pytest.mark.parametrize("b, scaled", [(None, False), (7, False), (7, True)])
+def test_trainer_matches_plain_pytorch_loop(model, period, b, scaled):
     s, p = _case()
-    assert schedule(s, p).processed.max() > 2 * 7  # several mini-batches on some device
-    spec = "paper" if b is None else f"minibatch:{b}"
+    G = schedule(s, p).processed
+    assert G.max() > 2 * 7  # several mini-batches on some device
+    assert ((G % 7 > 0) & (G > 7)).any() and ((G > 0) & (G < 7)).any()  # partial last batches, and lone small ones
+    spec = "paper" if b is None else f"{'scaled' if scaled else 'minibatch'}:{b}"
     r = train(
         s,
         p,
@@ -101,10 +107,28 @@ def test_trainer_matches_plain_pytorch_loop(model, period, b):
         threads=2,
         eval_every=0,
     )
-    ref = plain_loop(s, p, model, period, 0.1, 5, b)
+    ref = plain_loop(s, p, model, period, 0.1, 5, b, scaled)
     for k, v in ref.items():
         torch.testing.assert_close(r.final_state[k], v, rtol=2e-5, atol=2e-6)
     assert r.config["local_update"] == spec
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", small_net])
+def test_scaled_steps_part_from_minibatch_only_through_small_batches(model):
+    """``scaled:b`` equals ``minibatch:b`` where every batch is a whole ``b`` and differs otherwise;
+    its device loss is still the mean over the slot's points."""
+    s, p = _case()
+    kw = dict(dataset=TINY, model=model, period=3, lr=0.1, seed=5, eval_every=0)
+    m = train(s, p, local_update="minibatch:1", **kw)
+    c = train(s, p, local_update="scaled:1", **kw)
+    for k in m.final_state:
+        assert torch.equal(m.final_state[k], c.final_state[k])
+    m7 = train(s, p, local_update="minibatch:7", **kw)
+    c7 = train(s, p, local_update="scaled:7", **kw)
+    assert all(not torch.allclose(m7.final_state[k], c7.final_state[k]) for k in m7.final_state)
+    tiny = dict(kw, lr=1e-9)
+    np.testing.assert_allclose(train(s, p, local_update="scaled:7", **tiny).device_loss,
+                               train(s, p, local_update="minibatch:7", **tiny).device_loss, rtol=1e-5, equal_nan=True)
 
 
 def test_minibatch_larger_than_any_batch_is_the_paper_rule():
@@ -163,7 +187,9 @@ def test_minibatch_device_loss_is_the_mean_over_the_slot():
     np.testing.assert_allclose(r.device_loss, a.device_loss, rtol=1e-5, equal_nan=True)
 
 
-@pytest.mark.parametrize("spec", ["minibatch:0", "minibatch:x", "sgd", "paper:3", 5])
+@pytest.mark.parametrize(
+    "spec", ["minibatch:0", "minibatch:x", "sgd", "paper:3", 5, "scaled:0", "scaled:-2", "scaled:1.5"]
+)
 def test_bad_local_update_is_refused(spec):
     with pytest.raises(TrainingError, match="local_update"):
         LocalUpdate.parse(spec)
@@ -173,3 +199,6 @@ def test_local_update_parse():
     assert LocalUpdate.parse("paper").batch is None
     assert LocalUpdate.parse("minibatch").batch == LocalUpdate.DEFAULT_BATCH
     assert LocalUpdate.parse(" MiniBatch:16 ").spec == "minibatch:16"
+    assert LocalUpdate.parse("scaled:16") == LocalUpdate(16, True) and LocalUpdate(16, True).spec == "scaled:16"
+    assert LocalUpdate.parse("scaled").batch == LocalUpdate.DEFAULT_BATCH
+    assert LocalUpdate(16, True).min_den == 16 and LocalUpdate(16).min_den == 1 and LocalUpdate().min_den == 1

@@ -223,17 +223,20 @@ def _batch_norm_net() -> torch.nn.Module:
     return nn.Sequential(nn.Conv2d(1, 2, 5, stride=3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(128, 10))
 
 
-@pytest.mark.parametrize("model, in_flight", [("mlp", None), ("cnn", 2), ("batch-norm", 4)])
-def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight) -> None:
+@pytest.mark.parametrize("model, in_flight, update", [("mlp", None, "paper"), ("cnn", 2, "paper"),
+                                                     ("batch-norm", 4, "paper"), ("mlp", None, "scaled:3"),
+                                                     ("cnn", 2, "scaled:3")])
+def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight, update) -> None:
     """τ = 3 > 1, with movement: the blocks (CNN: 3 blocks of 2 devices; MLP: its compiled calls;
     a batch-norm module: 2 blocks on the torch path, buffers averaged too) run in the cluster's two
     actors and their shares of eq. (4) are added in block order, so the final model and every loss
-    are the local run's, bit for bit."""
+    are the local run's, bit for bit (``scaled:3``: the workers rebuild the rule too — a worker that
+    took full steps on small batches would part from the local run)."""
     scen, plan = scenario_plan
     if model == "batch-norm":
         model = _batch_norm_net()
     kw = dict(dataset="tiny", model=model, period=3, lr=0.05, seed=1, threads=1, in_flight=in_flight,
-              device="cpu")
+              device="cpu", local_update=update)
     local = train(scen, plan, **kw)
     remote = train(scen, plan, **kw, executor=f"ray:{cluster.address}")
     assert remote.config["executor"] == f"ray:{cluster.address}" and local.config["executor"] == "local"

@@ -227,7 +227,8 @@ def run_command(
         str | None,
         typer.Option(
             help="paper (eq. 3: one SGD step per device and slot) | minibatch:B (⌈G_i(t)/B⌉ steps on mini-batches "
-            "of B points); default: the budget's"
+            "of B points) | scaled:B (the same steps, a batch of k < B points stepping k/B as far); "
+            "default: the budget's"
         ),
     ] = None,
     partition: Annotated[

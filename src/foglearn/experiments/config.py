@@ -125,9 +125,10 @@ class RunConfig:
     local_update : str
         What a device does with its ``G_i(t)`` points in a slot
         (:class:`~foglearn.learning.trainer.LocalUpdate`): ``"paper"`` (eq. (3): one SGD step
-        on all of them, the default of every paper experiment) or ``"minibatch:B"``
+        on all of them, the default of every paper experiment), ``"minibatch:B"``
         (``⌈|G_i(t)|/B⌉`` steps on mini-batches of ``B`` points, so the work grows with the data
-        processed). ``method = "centralised"``: the server takes one step per slot on all
+        processed) or ``"scaled:B"`` (the same steps, a batch of ``k < B`` points stepping ``k/B``
+        as far). ``method = "centralised"``: the server takes one step per slot on all
         ``Σ_i D_i(t)`` points, or ``⌈Σ_i D_i(t)/B⌉`` mini-batch steps
         (:func:`~foglearn.experiments.runner.server_scenario`).
     solver : str
@@ -240,7 +241,8 @@ class RunConfig:
                 object.__setattr__(self, name, parse(value))
             except InputError:
                 rule = ("must be 'iid', 'dirichlet:ALPHA' (α > 0) or 'classes:K' (integer K ≥ 1)"
-                        if name == "partition" else "must be 'paper' (eq. 3) or 'minibatch:B' (B an integer ≥ 1)")
+                        if name == "partition"
+                        else "must be 'paper' (eq. 3), 'minibatch:B' or 'scaled:B' (B an integer ≥ 1)")
                 raise bad(name, rule) from None
         if self.method == "centralised" and self.partition != "iid":
             raise bad("partition", "method 'centralised' trains on the pooled i.i.d. stream; it takes 'iid' only")

@@ -200,6 +200,8 @@ class WorkerSpec:
     n: int
     block: int
     total: int
+    #: :attr:`~foglearn.learning.trainer.LocalUpdate.scaled` (``"scaled:B"``)
+    scaled: bool = False
 
 
 class BlockWorker:
@@ -216,7 +218,7 @@ class BlockWorker:
         module = make_model(spec.model, seed=spec.seed, n_classes=spec.n_classes)
         on = torch.device("cpu")
         self.runner = trainer._make_runner(module, batched_kernel(module), spec.n, on, spec.seed, trainer._Workers(1),
-                                           spec.period, trainer.LocalUpdate(spec.batch))
+                                           spec.period, trainer.LocalUpdate(spec.batch, spec.scaled))
         with warnings.catch_warnings():  # the object store's arrays are read-only; the trainer never writes them
             warnings.simplefilter("ignore", UserWarning)
             X, Y = torch.from_numpy(spec.x), torch.from_numpy(spec.y)

@@ -458,7 +458,8 @@ def batched_kernel(module: nn.Module) -> BatchedModel | None:
 @njit(cache=True, nogil=True, fastmath=True)
 def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.ndarray, step_ptr: np.ndarray,
                  pts: np.ndarray, weight: np.ndarray, lr: float, hid: int, n_cls: int, out_sum: np.ndarray,
-                 out_loss: np.ndarray, p: np.ndarray, acc: np.ndarray) -> None:  # pragma: no cover - compiled
+                 out_loss: np.ndarray, p: np.ndarray, acc: np.ndarray,
+                 min_den: int) -> None:  # pragma: no cover - compiled
     d_in = x.shape[1]
     o_b1 = hid * d_in
     o_w2 = o_b1 + hid
@@ -486,7 +487,7 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
             last = s == dev_ptr[d + 1] - 1
             a = step_ptr[s]
             m = step_ptr[s + 1] - a
-            inv_m = np.float32(1.0) / np.float32(m)
+            inv_m = np.float32(1.0) / np.float32(max(m, min_den))
             for q in range(m):  # forward and the loss' gradient wrt the logits, sample by sample
                 xi = x[pts[a + q]]
                 for j in range(hid):
@@ -598,13 +599,14 @@ def mlp_kernel_layout(kernel: BatchedMLP, flat: torch.Tensor, inverse: bool = Fa
 
 def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torch.Tensor, dev_ptr: np.ndarray,
                 step_ptr: np.ndarray, pts: np.ndarray, weight: np.ndarray, lr: float, out_sum: np.ndarray,
-                out_loss: np.ndarray) -> None:
+                out_loss: np.ndarray, min_den: int = 1) -> None:
     """Device-major local SGD (eq. 3) for the MLP, one compiled call (numba, GIL released).
 
     ``glob [P]`` is the global model in :func:`mlp_kernel_layout` (``fc1.weight`` transposed).
     Device ``d`` starts from it and takes its steps ``dev_ptr[d] … dev_ptr[d+1] - 1`` in order;
-    step ``s`` is one SGD step on the mean cross-entropy of the samples
-    ``x[pts[step_ptr[s] : step_ptr[s+1]]]``, ``out_loss`` (float64) receiving each sample's loss
+    step ``s`` is one SGD step on the summed cross-entropy of its ``k`` samples
+    ``x[pts[step_ptr[s] : step_ptr[s+1]]]`` divided by ``max(k, min_den)`` (``min_den = 1``: the
+    mean; ``b`` for ``local_update="scaled:b"``), ``out_loss`` (float64) receiving each sample's loss
     before that step. Then ``out_sum += Σ_d weight[d] · (w_d - glob)`` (float64, same layout;
     with weights summing to 1, ``glob + out_sum`` is eq. (4)).
 
@@ -638,6 +640,8 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
             or step_ptr[-1] != len(pts) or np.any(np.diff(dev_ptr) < 0) or np.any(np.diff(step_ptr) < 1)):
         raise InputError("dev_ptr, step_ptr: must be non-decreasing offsets covering the steps and points "
                          "(every step at least one point)")
+    if isinstance(min_den, bool) or not isinstance(min_den, (int, np.integer)) or min_den < 1:
+        raise InputError(f"min_den = {min_den!r}: must be an integer ≥ 1")
     if weight.shape != (len(dev_ptr) - 1,) or out_loss.shape != pts.shape:
         raise InputError("weight: one per device; out_loss: one per point")
     _check_range("pts", pts, xs.shape[0], "sample indices", " (the rows of x)")
@@ -647,7 +651,7 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
         scratch = _MLP_SCRATCH.buffers = (np.empty(g.shape, np.float32), np.zeros(g.shape, np.float32))
     try:
         _mlp_devices(xs, labels, g, dev_ptr, step_ptr, pts, np.ascontiguousarray(weight, dtype=np.float64),
-                     float(lr), int(hid), int(n_cls), out_sum, out_loss, *scratch)
+                     float(lr), int(hid), int(n_cls), out_sum, out_loss, scratch[0], scratch[1], int(min_den))
     except BaseException:  # a call stopped part-way (only possible uncompiled): its sum is not zero
         _MLP_SCRATCH.buffers = None
         raise

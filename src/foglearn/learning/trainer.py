@@ -18,7 +18,10 @@ What happens in a run (paper Sec. III-B, docs/model.md §4, §6)
    (:class:`LocalUpdate`) walks ``G_i(t)`` in order in mini-batches of ``b`` points and takes
    ``⌈|G_i(t)|/b⌉`` SGD steps, so a device's work grows with the data it processes
    (docs/accuracy.md says why this is the default of ``foglearn run``). With ``b ≥ |G_i(t)|``
-   both rules coincide.
+   both rules coincide. ``local_update="scaled:b"`` takes the same steps but a mini-batch of
+   ``k < b`` points steps on its summed loss over ``b`` (a step ``k/b`` as long): every point moves
+   the model by ``η/b`` however a plan splits a device's points over slots, so a few points a plan
+   adds in an extra slot do not take a full step (docs/noniid.md, "Fragments").
 4. **Aggregation (eq. 4).** After every ``τ`` slots the server averages
    ``w = Σ_i H_i w_i / Σ_i H_i`` (``H_i`` = points processed since the last aggregation; devices
    with ``H_i = 0`` get weight 0; if all are 0 the global model is kept;
@@ -149,34 +152,42 @@ class LocalUpdate:
 
     ``batch = None``: eq. (3), one SGD step on all of them (``"paper"``). ``batch = b``:
     ``⌈|G_i(t)|/b⌉`` SGD steps on consecutive mini-batches of ``b`` points (the last one smaller),
-    each on the batch's mean loss (``"minibatch:b"``).
+    each on the batch's mean loss (``"minibatch:b"``); with ``scaled``, each on the batch's summed
+    loss divided by ``max(k, b)`` for a batch of ``k`` points (``"scaled:b"``): a full batch steps
+    as with ``"minibatch:b"``, a smaller one ``k/b`` as far, so every point contributes ``η/b``.
     """
 
     batch: int | None = None
+    scaled: bool = False
 
     #: ``b`` of ``"minibatch"`` without a size.
     DEFAULT_BATCH = 32
 
     @classmethod
     def parse(cls, spec: str | LocalUpdate) -> LocalUpdate:
-        """``"paper"``, ``"minibatch"`` or ``"minibatch:B"`` (integer ``B ≥ 1``)."""
+        """``"paper"``, ``"minibatch"``, ``"minibatch:B"``, ``"scaled"`` or ``"scaled:B"`` (integer ``B ≥ 1``)."""
         if isinstance(spec, LocalUpdate):
             return spec
         if isinstance(spec, str):
             kind, _, arg = spec.strip().lower().partition(":")
             if kind == "paper" and not arg:
                 return cls()
-            if kind == "minibatch":
+            if kind in ("minibatch", "scaled"):
                 if not arg:
-                    return cls(cls.DEFAULT_BATCH)
+                    return cls(cls.DEFAULT_BATCH, kind == "scaled")
                 if arg.isdigit() and int(arg) >= 1:
-                    return cls(int(arg))
-        raise TrainingError(f"local_update = {spec!r}: must be 'paper' (eq. 3) or 'minibatch:B' "
+                    return cls(int(arg), kind == "scaled")
+        raise TrainingError(f"local_update = {spec!r}: must be 'paper' (eq. 3), 'minibatch:B' or 'scaled:B' "
                             "(B an integer ≥ 1)")
 
     @property
     def spec(self) -> str:
-        return "paper" if self.batch is None else f"minibatch:{self.batch}"
+        return "paper" if self.batch is None else f"{'scaled' if self.scaled else 'minibatch'}:{self.batch}"
+
+    @property
+    def min_den(self) -> int:
+        """A step's loss is summed over its points and divided by ``max(k, min_den)`` (1: the mean)."""
+        return self.batch if self.scaled and self.batch is not None else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,6 +413,9 @@ class _Runner:
     #: Whether devices have their own state (so they can run in blocks); ``False``: a slot's step
     #: involves all its devices at once (τ = 1's union identity) and the period is one block.
     per_device = True
+    #: A step on ``k`` points divides its summed loss by ``max(k, den)`` (:attr:`LocalUpdate.min_den`;
+    #: 1: the mean loss); set by :func:`_make_runner`.
+    den = 1
 
     def block_size(self) -> int:
         """Devices per block: as many as :data:`STATE_BUDGET` holds (at least 1)."""
@@ -579,9 +593,10 @@ class _KernelRunner(_Runner):
     def _task(self, part: np.ndarray, X, Y, pts, sizes, starts, width: int, lo: int = 0,
               lr: float = 0.0) -> tuple:
         """A call for devices ``part`` on their points ``lo … lo + width`` (padded; loss weights
-        1/|G_i|); ``lr`` > 0 when the devices are whole (their steps are taken in the call)."""
+        ``1/max(|G_i|, den)``); ``lr`` > 0 when the devices are whole (their steps are taken in the call)."""
         idx, valid = _padded(pts, starts, sizes, part, width, lo)
-        return part, X, Y, idx, (valid / sizes[part][:, None].astype(np.float32)).astype(np.float32), lr
+        den = np.maximum(sizes[part], self.den)[:, None].astype(np.float32)
+        return part, X, Y, idx, (valid / den).astype(np.float32), lr
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         calls: list[tuple[np.ndarray, int]] = []  # whole devices: (devices, padded width)
@@ -612,7 +627,8 @@ class _KernelRunner(_Runner):
             if grad is not None:
                 self.flat.index_add_(0, torch.from_numpy(devs), grad, alpha=-lr)
             losses[devs] += loss
-        return losses[active]
+        # the weighted loss is the mean times |G_i| / max(|G_i|, den): report the mean
+        return losses[active] * np.maximum(sizes[active], self.den) / sizes[active]
 
     def end(self, c0, c1):
         if self.w is None or self.sum is None:
@@ -678,7 +694,7 @@ class _DeviceMajorMLP(_Runner):
               X: torch.Tensor, Y: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
         out_sum = np.zeros(self.kernel.layout.size)
         loss = np.empty(len(pts))
-        mlp_devices(self.kernel, X, Y, self.glob_k, dev_ptr, step_ptr, pts, w, lr, out_sum, loss)
+        mlp_devices(self.kernel, X, Y, self.glob_k, dev_ptr, step_ptr, pts, w, lr, out_sum, loss, min_den=self.den)
         return out_sum, loss
 
     def run_period(self, job, slots, remote=None):
@@ -879,10 +895,11 @@ class _VmapRunner(_Runner):
                 for k, v in bufs.items():
                     self.bufs[k].index_copy_(0, didx, v)
             ce = F.cross_entropy(out.reshape(g * width, -1), Y[idx].reshape(-1), reduction="none").view(g, width)
-            per_dev = (ce * mask).sum(1) / torch.from_numpy(sizes[devs].astype(np.float32)).to(self.device)
-            s = per_dev.sum()
+            summed = (ce * mask).sum(1)
+            den = torch.from_numpy(np.maximum(sizes[devs], self.den).astype(np.float32)).to(self.device)
+            s = (summed / den).sum()
             total_loss = s if total_loss is None else total_loss + s
-            loss_parts.append(per_dev.detach())
+            loss_parts.append(summed.detach() / torch.from_numpy(sizes[devs].astype(np.float32)).to(self.device))
             order.append(devs)
         assert total_loss is not None
         grads = torch.autograd.grad(total_loss, list(self.params.values()))
@@ -1022,13 +1039,17 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
 def _make_runner(module: nn.Module, kernel: BatchedModel | None, n: int, on: torch.device, seed: int,
                  workers: _Workers, period: int, update: LocalUpdate) -> _Runner:
     """The runner of a run (see :func:`train`): the same choice in the driver and in remote workers."""
+    runner: _Runner
     if kernel is None:
-        return _VmapRunner(module, n, on, seed)
-    if period == 1 and update.batch is None:
+        runner = _VmapRunner(module, n, on, seed)
+    elif period == 1 and update.batch is None:
         return _UnionRunner(kernel, module, workers)
-    if isinstance(kernel, BatchedMLP):
-        return _DeviceMajorMLP(kernel, module, workers, n)
-    return _KernelRunner(kernel, module, n, workers)
+    elif isinstance(kernel, BatchedMLP):
+        runner = _DeviceMajorMLP(kernel, module, workers, n)
+    else:
+        runner = _KernelRunner(kernel, module, n, workers)
+    runner.den = update.min_den
+    return runner
 
 
 def _kernel_path(kernel: BatchedModel | None) -> str:
@@ -1171,7 +1192,8 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         remote = stack.enter_context(open_executor(where, cores, WorkerSpec(
             model=model, seed=seed, n_classes=data.n_classes, period=period, batch=update.batch, lr=lr,
             x=data.x_train, y=data.y_train, sched=sched, stream=stream, per_pass=per_pass, T=T, n=n, block=block,
-            total=total), units=len(job.edges) - 1)) if where.kind == "ray" and runner.per_device else None
+            total=total, scaled=update.scaled), units=len(job.edges) - 1)
+        ) if where.kind == "ray" and runner.per_device else None
         for s0 in range(0, total, period):
             slots = range(s0, min(s0 + period, total))
             runner.open_period(aggregation_weights(sched.processed[[s % T for s in slots]].sum(0).astype(np.float64)))
