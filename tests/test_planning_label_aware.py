@@ -26,6 +26,7 @@ from foglearn.planning.label_aware import (
     imbalance,
     plan_label_aware,
     solve_full_lp,
+    target_mix,
 )
 from foglearn.planning.reference import _flat_network
 
@@ -241,7 +242,7 @@ def test_bad_labels_and_lambda():
     bad[0, 0, 0] += 1
     with pytest.raises(PlanError, match=r"labels\[0, 0, :\] sums to .* Σ_c D_i\^c\(t\) must equal D_i\(t\)"):
         plan_label_aware(s, bad, 1.0)
-    with pytest.raises(PlanError, match="labels: the per-class counts"):
+    with pytest.raises(PlanError, match=r"labels\[\d+, \d+, \d+\] = -\d+: the per-class counts"):
         plan_label_aware(s, -lab, 1.0)
     with pytest.raises(PlanError, match="lam = -1: λ must be a finite number ≥ 0"):
         plan_label_aware(s, lab, -1)
@@ -262,6 +263,50 @@ def test_bad_labels_and_lambda():
                                                         loads="label-blind"), rel=1e-8)
     with pytest.raises(PlanError, match="target: only a solver that plans from labels"):
         plan(s, target="uniform")
+
+
+def test_hostile_inputs_are_named_errors():
+    """Found by fuzzing: each of these once crashed with a raw numpy/Python error, was accepted
+    silently, or ran into HiGHS's tolerances (λ far above the costs) instead of a clear error."""
+    s, lab = instance(0, False)
+    scale = max(np.abs(s.proc_cost).max(), np.abs(s.error_weight).max(), np.abs(s.link_cost).max())
+    for bad_lam in (101 * scale, 1e16, 10**30):
+        with pytest.raises(PlanError, match=r"λ must be at most 100 × the scenario's largest cost"):
+            plan_label_aware(s, lab, bad_lam, loads="free")
+        with pytest.raises(PlanError, match=r"λ must be at most 100"):
+            solve_full_lp(s, lab, bad_lam)
+    for bad_lam in (float("nan"), True, "1", None):
+        with pytest.raises(PlanError, match="λ must be a finite number ≥ 0"):
+            plan_label_aware(s, lab, bad_lam)
+    assert plan_label_aware(s, lab, np.int64(1)).stats.objective == pytest.approx(
+        plan_label_aware(s, lab, 1.0).stats.objective, rel=1e-12)
+    assert str(plan_label_aware(s, lab, -0.0).stats.extra["lambda"]) == "0.0"
+    with pytest.raises(PlanError, match="same_budget = 'no': must be True or False"):
+        plan_label_aware(s, lab, 1.0, same_budget="no", loads="free")
+    for bad, rule in ((lab + 1j, "must be real numbers, got dtype complex128"),
+                      (lab.astype("timedelta64[s]"), "must be real numbers, got dtype timedelta64"),
+                      ([[[1, 2], [3]]], r"must be a \[T, n, K\] = .* array of counts"),
+                      (lab.astype(bool), "must be real numbers, got dtype bool")):
+        with pytest.raises(PlanError, match=f"labels: .*{rule}"):
+            plan_label_aware(s, bad, 1.0)
+    neg = lab.astype(np.float64)
+    neg[2, 1, 3] = -1.0
+    with pytest.raises(PlanError, match=r"labels\[2, 1, 3\] = -1.0: the per-class counts D_i\^c\(t\) must be finite"):
+        plan_label_aware(s, neg, 1.0)
+    with pytest.raises(PlanError, match="scenario: must be a foglearn Scenario, got NoneType"):
+        plan_label_aware(None, lab)
+    with pytest.raises(PlanError, match="target = 'collected': the devices collect no points"):
+        target_mix(np.zeros((2, 3, 4)), "collected")
+    assert target_mix([[[1, 3]]], "collected") == pytest.approx([0.25, 0.75])
+    with pytest.raises(PlanError, match=r"labels: must be a \[T, n, K\] array of counts"):
+        target_mix(np.ones((2, 3)), "uniform")
+    for bad_plan in (None, plan(synthetic(n_devices=3, horizon=s.horizon, seed=1))):
+        with pytest.raises(PlanError, match="plan: must be a Plan of this scenario"):
+            imbalance(s, bad_plan, lab)
+    # expected (non-integer) counts are allowed: they are counts in expectation, D_i(t) q_i^c
+    half = lab.astype(np.float64)
+    half[..., 0], half[..., 1] = half[..., 0] + 0.5 * half[..., 1], 0.5 * half[..., 1]
+    check_feasible(s, plan_label_aware(s, half, 1.0))
 
 
 def test_target_names_and_the_uniform_target_keeps_rare_classes():

@@ -69,7 +69,10 @@ later in the period and does not charge the noise of batches of a few points (``
 is the per-slot charge ``B_j(t)``; ``period ≥ T`` one mix per device over the horizon). ``λ`` is
 the price of one such point in the units of ``c_i(t)`` and ``f_i(t)``: moving a point from a skewed
 device to one where it fills a deficit saves up to ``λ``, so a plan pays at most ``λ`` per point in
-processing or transfer to balance. ``λ = 0`` is the label-blind linear problem. Default
+processing or transfer to balance. ``λ = 0`` is the label-blind linear problem; ``λ`` may be at
+most :data:`LAMBDA_MAX_RATIO` ``= 100`` times the scenario's largest cost (balance outweighs every
+cost long before; beyond it HiGHS's feasibility tolerance times ``λ`` exceeds what the certificate
+allows), and HiGHS's primal feasibility tolerance is ``10⁻⁷`` divided by ``λ``'s ratio to that cost. Default
 :data:`DEFAULT_LAMBDA` ``= 1``, the range of the synthetic ``c_i(t)`` (docs/model.md §4): balance
 is worth at most one full spread of processing cost per point, so it can override the cost ranking
 among devices but pays for no transfer dearer than that. It was fixed before any training run; a
@@ -185,6 +188,10 @@ _SHORT = reprlib.Repr()
 _SHORT.maxother, _SHORT.maxlist = 80, 12
 #: Relative duality gap the certificate must reach (HiGHS's dual-feasibility tolerance).
 GAP_TOL = 1e-7
+#: ``λ`` may be at most this many times the scenario's largest cost (``c_i(t)``, ``f_i(t)``, ``c_ij(t)``;
+#: 1 if all are 0). Already at 100 the balance term outweighs every cost; above it the class rows' feasibility
+#: tolerance, multiplied by ``λ``, exceeds :data:`GAP_TOL` and the plan can no longer be certified.
+LAMBDA_MAX_RATIO = 100.0
 #: A column enters the master when its reduced cost is below ``-RC_TOL``.
 RC_TOL = 1e-9
 #: Relative slack on the same-budget row, so float round-off cannot make it infeasible.
@@ -208,13 +215,24 @@ _POLL_S = 0.05
 
 
 def check_labels(scenario: Scenario, labels: Any) -> np.ndarray:
-    """``labels`` as float ``[T, n, K]`` counts; an :class:`InputError` names the broken rule."""
+    """``labels`` as float ``[T, n, K]`` counts (integers or real numbers ≥ 0, e.g. expected counts
+    ``D_i(t) q_i^c``, summing to ``D_i(t)``); an :class:`InputError` names the broken rule."""
+    if not isinstance(scenario, Scenario):
+        raise PlanError(f"scenario: must be a foglearn Scenario, got {type(scenario).__name__}")
     T, n = scenario.horizon, scenario.n_devices
-    arr = np.asarray(labels)
+    try:
+        arr = np.asarray(labels)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise PlanError(f"labels: must be a [T, n, K] = [{T}, {n}, K] array of counts ({exc})") from None
     if arr.ndim != 3 or arr.shape[:2] != (T, n) or arr.shape[2] < 1:
         raise PlanError(f"labels: must have shape [T, n, K] = [{T}, {n}, K ≥ 1], got {list(arr.shape)}")
-    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all() or (arr < 0).any():
-        raise PlanError("labels: the per-class counts D_i^c(t) must be finite numbers ≥ 0")
+    if arr.dtype.kind not in "iuf":  # not bool, complex, timedelta, strings or objects
+        raise PlanError(f"labels: the per-class counts D_i^c(t) must be real numbers, got dtype {arr.dtype}")
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        t, i, c = (int(k) for k in np.argwhere(bad)[0])
+        raise PlanError(f"labels[{t}, {i}, {c}] = {arr[t, i, c].item()!r}: the per-class counts D_i^c(t) must be "
+                        "finite numbers ≥ 0")
     arr = arr.astype(np.float64)
     total = arr.sum(2)
     bad = np.abs(total - scenario.collected) > 1e-6 * np.maximum(1.0, scenario.collected)
@@ -237,6 +255,12 @@ def target_mix(labels: np.ndarray, target: Any) -> np.ndarray:
     (the horizon's pooled mix ``Σ_{i,t} D_i^c(t) / Σ_{i,t} D_i(t)``) or ``K`` shares ≥ 0 summing to 1
     within :data:`SHARES_TOL` (a list, tuple or numeric array; rescaled to sum to exactly 1); anything
     else (``None`` included) is an :class:`InputError` naming the value and the rule."""
+    try:
+        labels = np.asarray(labels, dtype=np.float64)
+    except (ValueError, TypeError):
+        labels = np.zeros(0)
+    if labels.ndim != 3 or labels.shape[2] < 1:
+        raise PlanError(f"labels: must be a [T, n, K] array of counts (K ≥ 1), got shape {list(labels.shape)}")
     K = labels.shape[2]
     rule = f"must be one of {TARGETS} or {K} shares ≥ 0 summing to 1 (the target label mix m)"
     if isinstance(target, str):
@@ -244,7 +268,10 @@ def target_mix(labels: np.ndarray, target: Any) -> np.ndarray:
             return np.full(K, 1.0 / K)
         if target == "collected":
             tot = labels.sum((0, 1))
-            return tot / max(tot.sum(), 1.0)
+            if not tot.sum() > 0:
+                raise PlanError("target = 'collected': the devices collect no points, so there is no collected mix; "
+                                "pass target = 'uniform' or explicit shares")
+            return tot / tot.sum()
         raise PlanError(f"target = {target!r}: {rule}")
     arr = np.asarray(target) if isinstance(target, list | tuple | np.ndarray) else np.zeros(0)
     if arr.shape != (K,) or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -285,6 +312,10 @@ def imbalance(scenario: Scenario, plan: Plan, labels: Any, target: Any = "collec
     m = target_mix(lab, target)
     tau = check_period(period)
     T, n, K = lab.shape
+    if (not isinstance(plan, Plan) or np.shape(plan.keep) != (T, n)
+            or np.shape(plan.offload) != (T, scenario.n_edges)):
+        raise PlanError(f"plan: must be a Plan of this scenario (keep [T, n] = [{T}, {n}], offload [T, E] = "
+                        f"[{T}, {scenario.n_edges}])")
     Gc = plan.keep[:, :, None] * lab
     if scenario.n_edges and T > 1:
         tt, ee = np.nonzero(plan.offload[:-1] > 0)
@@ -520,6 +551,9 @@ class _Model:
         h = _quiet(highspy.Highs)
         h.setOptionValue("output_flag", False)
         h.setOptionValue("solver", solver)
+        # the certificate recomputes B from the flows, so a class row held only to HiGHS's feasibility tolerance
+        # costs λ times it: tighten that tolerance as λ grows against the costs (≥ 1e-10, HiGHS's default 1e-7)
+        h.setOptionValue("primal_feasibility_tolerance", max(1e-10, 1e-7 / max(1.0, lam / _cost_scale(scenario))))
         h.HandleUserInterrupt = True
         # with fixed loads the budget row is implied (Σ G = Σ G* ≥ P*): left empty and free, it costs HiGHS
         # nothing (a dense row in every column took about a quarter of its time at n = 300)
@@ -644,8 +678,24 @@ def _bound(mdl: _Model, sol: dict[str, Any], budget: float, lag: float) -> float
 def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: bool, period: Any, loads: Any):
     """Checked inputs, the budget ``P*``, the label-blind optimum (when needed) and, with
     ``loads="label-blind"``, its load ``G*_j(k)`` per device-period ``j·P + k``."""
-    if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating) or not np.isfinite(lam) or lam < 0:
+    if isinstance(lam, bool | np.bool_) or not isinstance(lam, int | float | np.integer | np.floating):
         raise PlanError(f"lam = {lam!r}: λ must be a finite number ≥ 0")
+    raw = lam
+    try:
+        lam = float(lam) + 0.0  # -0.0 → 0.0
+    except OverflowError:
+        lam = float("inf")
+    if not np.isfinite(lam) or lam < 0:
+        raise PlanError(f"lam = {_SHORT.repr(raw)}: λ must be a finite number ≥ 0")
+    if not isinstance(same_budget, bool | np.bool_):
+        raise PlanError(f"same_budget = {same_budget!r}: must be True or False")
+    check_labels(scenario, labels)  # the scenario first: its costs bound λ
+    scale = _cost_scale(scenario)
+    if lam > LAMBDA_MAX_RATIO * scale:
+        raise PlanError(f"lam = {_SHORT.repr(raw)}: λ must be at most {LAMBDA_MAX_RATIO:g} × the scenario's "
+                        f"largest cost "
+                        f"({LAMBDA_MAX_RATIO * scale:g}): there balance already outweighs every cost, and beyond it "
+                        "the plan cannot be certified")
     if not isinstance(loads, str) or loads not in LOADS:
         raise PlanError(f"loads = {loads!r}: must be one of {LOADS}")
     if loads == "label-blind" and not same_budget:
@@ -665,7 +715,14 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
             per = np.zeros((-(-T // tau), n))
             np.add.at(per, np.arange(T) // tau, blind.processed)
             fixed = per.T.ravel()
-    return tau, lab, m, budget, blind, fixed
+    return tau, lab, m, budget, blind, fixed, lam
+
+
+def _cost_scale(scenario: Scenario) -> float:
+    """The scenario's largest cost ``max |c_i(t)|, |f_i(t)|, |c_ij(t)|`` (1 if all are 0): what ``λ`` is
+    measured against."""
+    return max((float(np.max(np.abs(a))) for a in (scenario.proc_cost, scenario.error_weight, scenario.link_cost)
+                if np.size(a)), default=0.0) or 1.0
 
 
 def _usable(scenario: Scenario, mdl: _Model) -> np.ndarray:
@@ -696,14 +753,15 @@ def solve_full_lp(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, 
     import highspy
 
     t0 = time.perf_counter()
-    tau, lab, m, budget, _, fixed = _setup(scenario, labels, lam, target, same_budget, period, loads)
-    mdl = _Model(scenario, _shares(lab), m, float(lam), budget, tau, solver, fixed)
+    tau, lab, m, budget, _, fixed, lam = _setup(scenario, labels, lam, target, same_budget, period, loads)
+    mdl = _Model(scenario, _shares(lab), m, lam, budget, tau, solver, fixed)
     mdl.add(*np.nonzero(_columns(scenario, _usable(scenario, mdl))))
     _run(mdl.h)
     status = mdl.h.modelStatusToString(mdl.h.getModelStatus())
-    obj = float(mdl.h.getInfo().objective_function_value + mdl.f @ mdl.D)
+    ok = mdl.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    obj = float(mdl.h.getInfo().objective_function_value + mdl.f @ mdl.D) if ok else float("nan")
     return {"objective": obj, "status": status, "seconds": time.perf_counter() - t0,
-            "columns": int(mdl.flow_src.size), "ok": mdl.h.getModelStatus() == highspy.HighsModelStatus.kOptimal}
+            "columns": int(mdl.flow_src.size), "ok": ok}
 
 
 def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, target: Any = DEFAULT_TARGET,
@@ -725,7 +783,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     Ctrl-C.
     """
     t0 = time.perf_counter()
-    tau, lab, m, budget, blind, fixed = _setup(scenario, labels, lam, target, same_budget, period, loads)
+    tau, lab, m, budget, blind, fixed, lam = _setup(scenario, labels, lam, target, same_budget, period, loads)
     p = _shares(lab)
     mdl = _Model(scenario, p, m, float(lam), budget, tau, loads=fixed)
     T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
