@@ -30,8 +30,8 @@ TINY = dict(n_devices=3, horizon=6, dataset="tiny", model="mlp", period=2, lr=0.
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"local_update": "minibatch:0"}, r"RunConfig.local_update = 'minibatch:0': must be 'paper' \(eq. 3\) or "
-                                      r"'minibatch:B'"),
+    ({"local_update": "minibatch:0"}, r"RunConfig.local_update = 'minibatch:0': must be 'paper' \(eq. 3\), "
+                                      r"'minibatch:B' or 'scaled:B'"),
     ({"local_update": 16}, r"RunConfig.local_update = 16: must be a string"),
     ({"partition": "dirichlet:-1"}, r"RunConfig.partition = 'dirichlet:-1': must be 'iid', 'dirichlet:ALPHA'"),
     ({"partition": "classes"}, r"RunConfig.partition = 'classes': must be"),

@@ -43,7 +43,8 @@ def reproduce_command(
     local_update: Annotated[str, typer.Option("--local-update", help="paper (eq. 3: one SGD step per device and "
                                               "slot; the paper's protocol) | minibatch:B (⌈G_i(t)/B⌉ steps on "
                                               "mini-batches of B points; Table II's centralised server takes "
-                                              "⌈ΣD_i(t)/B⌉).")] = "paper",
+                                              "⌈ΣD_i(t)/B⌉) | scaled:B (the same steps, a batch of k < B "
+                                              "points stepping k/B as far).")] = "paper",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (1 = in this process).")] = 2,
     executor: Annotated[str, typer.Option("--executor", help="local (--jobs processes) | ray (a Ray cluster of "
                                           "--jobs CPUs started here) | ray:ADDRESS (an existing cluster): "

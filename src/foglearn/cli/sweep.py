@@ -61,7 +61,8 @@ def sweep_command(
         typer.Option(
             "--local-update",
             help="local_update of every run: paper (eq. 3: one SGD step per device and slot) | minibatch:B "
-            "(⌈G_i(t)/B⌉ steps on mini-batches of B points); a grid key sweeps it.",
+            "(⌈G_i(t)/B⌉ steps on mini-batches of B points) | scaled:B (the same steps, a batch of k < B "
+            "points stepping k/B as far); a grid key sweeps it.",
         ),
     ] = None,
     partition: Annotated[

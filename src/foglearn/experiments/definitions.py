@@ -150,7 +150,9 @@ def update_rule(rows: Sequence[dict[str, Any]]) -> str:
                     if str(r.get("train")) in ("True", "true", "1")} or {"paper"})
     return "; ".join("one SGD step per device and slot, eq. (3)" if u == "paper" else
                      f"⌈G_i(t)/{u.partition(':')[2]}⌉ SGD steps per device and slot on mini-batches of "
-                     f"{u.partition(':')[2]} points" for u in specs)
+                     f"{u.partition(':')[2]} points"
+                     + (f", a batch of k < {u.partition(':')[2]} points stepping k/{u.partition(':')[2]} as far"
+                        if u.startswith("scaled") else "") for u in specs)
 
 
 def budget(rows: Sequence[dict[str, Any]]) -> str:

@@ -70,9 +70,9 @@ is the per-slot charge ``B_j(t)``; ``period ≥ T`` one mix per device over the 
 the price of one such point in the units of ``c_i(t)`` and ``f_i(t)``: moving a point from a skewed
 device to one where it fills a deficit saves up to ``λ``, so a plan pays at most ``λ`` per point in
 processing or transfer to balance. ``λ = 0`` is the label-blind linear problem; ``λ`` may be at
-most :data:`LAMBDA_MAX_RATIO` ``= 100`` times the scenario's largest cost (balance outweighs every
-cost long before; beyond it HiGHS's feasibility tolerance times ``λ`` exceeds what the certificate
-allows), and HiGHS's primal feasibility tolerance is ``10⁻⁷`` divided by ``λ``'s ratio to that cost. Default
+most :data:`LAMBDA_MAX_RATIO` ``= 10⁴`` times the scenario's largest cost (balance outweighs every
+cost long before; beyond it HiGHS's tolerances times ``λ`` exceed what the certificate allows), and
+HiGHS's primal feasibility tolerance is ``10⁻⁷`` divided by ``λ``'s ratio to that cost (at least ``10⁻¹⁰``). Default
 :data:`DEFAULT_LAMBDA` ``= 1``, the range of the synthetic ``c_i(t)`` (docs/model.md §4): balance
 is worth at most one full spread of processing cost per point, so it can override the cost ranking
 among devices but pays for no transfer dearer than that. It was fixed before any training run; a
@@ -189,9 +189,10 @@ _SHORT.maxother, _SHORT.maxlist = 80, 12
 #: Relative duality gap the certificate must reach (HiGHS's dual-feasibility tolerance).
 GAP_TOL = 1e-7
 #: ``λ`` may be at most this many times the scenario's largest cost (``c_i(t)``, ``f_i(t)``, ``c_ij(t)``;
-#: 1 if all are 0). Already at 100 the balance term outweighs every cost; above it the class rows' feasibility
-#: tolerance, multiplied by ``λ``, exceeds :data:`GAP_TOL` and the plan can no longer be certified.
-LAMBDA_MAX_RATIO = 100.0
+#: 1 if all are 0). Far below it the balance term outweighs every cost; far above it (10⁵–10¹⁰ when fuzzed)
+#: HiGHS's tolerances, multiplied by ``λ``, keep the plan from being certified, column generation can cycle
+#: and HiGHS can fail or not return.
+LAMBDA_MAX_RATIO = 1e4
 #: A column enters the master when its reduced cost is below ``-RC_TOL``.
 RC_TOL = 1e-9
 #: Relative slack on the same-budget row, so float round-off cannot make it infeasible.
@@ -252,7 +253,8 @@ def check_period(period: Any) -> int:
 
 def target_mix(labels: np.ndarray, target: Any) -> np.ndarray:
     """The target mix ``m`` ``[K]`` named by ``target``: ``"uniform"`` (``1/K`` each), ``"collected"``
-    (the horizon's pooled mix ``Σ_{i,t} D_i^c(t) / Σ_{i,t} D_i(t)``) or ``K`` shares ≥ 0 summing to 1
+    (the horizon's pooled mix ``Σ_{i,t} D_i^c(t) / Σ_{i,t} D_i(t)``; uniform when nothing is collected)
+    or ``K`` shares ≥ 0 summing to 1
     within :data:`SHARES_TOL` (a list, tuple or numeric array; rescaled to sum to exactly 1); anything
     else (``None`` included) is an :class:`InputError` naming the value and the rule."""
     try:
@@ -268,9 +270,8 @@ def target_mix(labels: np.ndarray, target: Any) -> np.ndarray:
             return np.full(K, 1.0 / K)
         if target == "collected":
             tot = labels.sum((0, 1))
-            if not tot.sum() > 0:
-                raise PlanError("target = 'collected': the devices collect no points, so there is no collected mix; "
-                                "pass target = 'uniform' or explicit shares")
+            if not tot.sum() > 0:  # nothing collected: any mix is the pooled one (no point can be off it)
+                return np.full(K, 1.0 / K)
             return tot / tot.sum()
         raise PlanError(f"target = {target!r}: {rule}")
     arr = np.asarray(target) if isinstance(target, list | tuple | np.ndarray) else np.zeros(0)
@@ -692,9 +693,9 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
     check_labels(scenario, labels)  # the scenario first: its costs bound λ
     scale = _cost_scale(scenario)
     if lam > LAMBDA_MAX_RATIO * scale:
+        largest = "all costs are 0, so 1" if scale == 1.0 and not _has_costs(scenario) else f"{scale:g}"
         raise PlanError(f"lam = {_SHORT.repr(raw)}: λ must be at most {LAMBDA_MAX_RATIO:g} × the scenario's "
-                        f"largest cost "
-                        f"({LAMBDA_MAX_RATIO * scale:g}): there balance already outweighs every cost, and beyond it "
+                        f"largest cost ({largest}): balance outweighs every cost long before, and beyond it "
                         "the plan cannot be certified")
     if not isinstance(loads, str) or loads not in LOADS:
         raise PlanError(f"loads = {loads!r}: must be one of {LOADS}")
@@ -723,6 +724,10 @@ def _cost_scale(scenario: Scenario) -> float:
     measured against."""
     return max((float(np.max(np.abs(a))) for a in (scenario.proc_cost, scenario.error_weight, scenario.link_cost)
                 if np.size(a)), default=0.0) or 1.0
+
+
+def _has_costs(scenario: Scenario) -> bool:
+    return any(np.size(a) and np.any(a != 0) for a in (scenario.proc_cost, scenario.error_weight, scenario.link_cost))
 
 
 def _usable(scenario: Scenario, mdl: _Model) -> np.ndarray:
