@@ -690,7 +690,7 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
         raise PlanError(f"lam = {_SHORT.repr(raw)}: λ must be a finite number ≥ 0")
     if not isinstance(same_budget, bool | np.bool_):
         raise PlanError(f"same_budget = {same_budget!r}: must be True or False")
-    check_labels(scenario, labels)  # the scenario first: its costs bound λ
+    lab = check_labels(scenario, labels)  # the scenario first: its costs bound λ
     scale = _cost_scale(scenario)
     if lam > LAMBDA_MAX_RATIO * scale:
         largest = "all costs are 0, so 1" if scale == 1.0 and not _has_costs(scenario) else f"{scale:g}"
@@ -703,7 +703,6 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
         raise PlanError("same_budget = False: loads = 'label-blind' fixes every device's load to the label-blind "
                         "optimum's, which sets the budget; pass loads = 'free' to plan without a budget")
     tau = check_period(period)
-    lab = check_labels(scenario, labels)
     m = target_mix(lab, target)
     budget, blind, fixed = 0.0, None, None
     if same_budget:
