@@ -261,3 +261,16 @@ def _summary_accuracies(out: Path) -> list[str]:
     from foglearn.experiments.tables import read_csv
 
     return [r["accuracy"] for r in read_csv(out / "summary.csv") if r.get("accuracy")]
+
+
+def test_reports_name_each_local_update_rule():
+    from foglearn.experiments.definitions import update_rule
+
+    rows = [{"train": True, "local_update": u} for u in ("paper", "minibatch:16", "scaled:8")]
+    assert update_rule(rows) == (
+        "⌈G_i(t)/16⌉ SGD steps per device and slot on mini-batches of 16 points; "
+        "one SGD step per device and slot, eq. (3); "
+        "⌈G_i(t)/8⌉ SGD steps per device and slot on mini-batches of 8 points, a batch of k < 8 points stepping "
+        "k/8 as far"
+    )
+    assert update_rule([{"train": False, "local_update": "scaled:8"}]) == "one SGD step per device and slot, eq. (3)"

@@ -148,11 +148,15 @@ def update_rule(rows: Sequence[dict[str, Any]]) -> str:
     """The local update rule(s) of the trained runs in words (``RunConfig.local_update``)."""
     specs = sorted({str(r.get("local_update") or "paper") for r in rows
                     if str(r.get("train")) in ("True", "true", "1")} or {"paper"})
-    return "; ".join("one SGD step per device and slot, eq. (3)" if u == "paper" else
-                     f"⌈G_i(t)/{u.partition(':')[2]}⌉ SGD steps per device and slot on mini-batches of "
-                     f"{u.partition(':')[2]} points"
-                     + (f", a batch of k < {u.partition(':')[2]} points stepping k/{u.partition(':')[2]} as far"
-                        if u.startswith("scaled") else "") for u in specs)
+
+    def words(spec: str) -> str:
+        kind, _, b = spec.partition(":")
+        if kind == "paper":
+            return "one SGD step per device and slot, eq. (3)"
+        steps = f"⌈G_i(t)/{b}⌉ SGD steps per device and slot on mini-batches of {b} points"
+        return steps + (f", a batch of k < {b} points stepping k/{b} as far" if kind == "scaled" else "")
+
+    return "; ".join(words(u) for u in specs)
 
 
 def budget(rows: Sequence[dict[str, Any]]) -> str:

@@ -259,8 +259,8 @@ def target_mix(labels: np.ndarray, target: Any) -> np.ndarray:
     else (``None`` included) is an :class:`InputError` naming the value and the rule."""
     try:
         labels = np.asarray(labels, dtype=np.float64)
-    except (ValueError, TypeError):
-        labels = np.zeros(0)
+    except (ValueError, TypeError) as exc:
+        raise PlanError(f"labels: must be a [T, n, K] array of counts ({exc})") from None
     if labels.ndim != 3 or labels.shape[2] < 1:
         raise PlanError(f"labels: must be a [T, n, K] array of counts (K ≥ 1), got shape {list(labels.shape)}")
     K = labels.shape[2]
@@ -512,7 +512,7 @@ class _Model:
     the keep columns and whichever offload columns are added (all of them in :func:`solve_full_lp`)."""
 
     def __init__(self, scenario: Scenario, p: np.ndarray, m: np.ndarray, lam: float, budget: float,
-                 period: int, solver: str = "simplex", loads: np.ndarray | None = None):
+                 period: int, solver: str = "simplex", loads: np.ndarray | None = None, feas_tol: float = 1e-7):
         import highspy
 
         T, n = scenario.horizon, scenario.n_devices
@@ -552,9 +552,7 @@ class _Model:
         h = _quiet(highspy.Highs)
         h.setOptionValue("output_flag", False)
         h.setOptionValue("solver", solver)
-        # the certificate recomputes B from the flows, so a class row held only to HiGHS's feasibility tolerance
-        # costs λ times it: tighten that tolerance as λ grows against the costs (≥ 1e-10, HiGHS's default 1e-7)
-        h.setOptionValue("primal_feasibility_tolerance", max(1e-10, 1e-7 / max(1.0, lam / _cost_scale(scenario))))
+        h.setOptionValue("primal_feasibility_tolerance", feas_tol)  # _setup: tighter as λ grows
         h.HandleUserInterrupt = True
         # with fixed loads the budget row is implied (Σ G = Σ G* ≥ P*): left empty and free, it costs HiGHS
         # nothing (a dense row in every column took about a quarter of its time at n = 300)
@@ -691,11 +689,12 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
     if not isinstance(same_budget, bool | np.bool_):
         raise PlanError(f"same_budget = {same_budget!r}: must be True or False")
     lab = check_labels(scenario, labels)  # the scenario first: its costs bound λ
-    scale = _cost_scale(scenario)
+    largest = _largest_cost(scenario)
+    scale = largest or 1.0
     if lam > LAMBDA_MAX_RATIO * scale:
-        largest = "all costs are 0, so 1" if scale == 1.0 and not _has_costs(scenario) else f"{scale:g}"
+        shown = "all costs are 0, so 1" if largest == 0 else f"{largest:g}"
         raise PlanError(f"lam = {_SHORT.repr(raw)}: λ must be at most {LAMBDA_MAX_RATIO:g} × the scenario's "
-                        f"largest cost ({largest}): balance outweighs every cost long before, and beyond it "
+                        f"largest cost ({shown}): balance outweighs every cost long before, and beyond it "
                         "the plan cannot be certified")
     if not isinstance(loads, str) or loads not in LOADS:
         raise PlanError(f"loads = {loads!r}: must be one of {LOADS}")
@@ -715,18 +714,17 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
             per = np.zeros((-(-T // tau), n))
             np.add.at(per, np.arange(T) // tau, blind.processed)
             fixed = per.T.ravel()
-    return tau, lab, m, budget, blind, fixed, lam
+    # the certificate recomputes B from the flows, so a class row held only to HiGHS's feasibility tolerance
+    # costs λ times it: tighten that tolerance as λ grows against the costs (≥ 1e-10, HiGHS's default 1e-7)
+    feas_tol = max(1e-10, 1e-7 / max(1.0, lam / scale))
+    return tau, lab, m, budget, blind, fixed, lam, feas_tol
 
 
-def _cost_scale(scenario: Scenario) -> float:
-    """The scenario's largest cost ``max |c_i(t)|, |f_i(t)|, |c_ij(t)|`` (1 if all are 0): what ``λ`` is
+def _largest_cost(scenario: Scenario) -> float:
+    """``max c_i(t), f_i(t), c_ij(t)`` (costs are ≥ 0, :class:`Scenario`; 0 if there are none): what ``λ`` is
     measured against."""
-    return max((float(np.max(np.abs(a))) for a in (scenario.proc_cost, scenario.error_weight, scenario.link_cost)
-                if np.size(a)), default=0.0) or 1.0
-
-
-def _has_costs(scenario: Scenario) -> bool:
-    return any(np.size(a) and np.any(a != 0) for a in (scenario.proc_cost, scenario.error_weight, scenario.link_cost))
+    return max((float(a.max()) for a in (scenario.proc_cost, scenario.error_weight, scenario.link_cost)
+                if np.size(a)), default=0.0)
 
 
 def _usable(scenario: Scenario, mdl: _Model) -> np.ndarray:
@@ -757,8 +755,8 @@ def solve_full_lp(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBDA, 
     import highspy
 
     t0 = time.perf_counter()
-    tau, lab, m, budget, _, fixed, lam = _setup(scenario, labels, lam, target, same_budget, period, loads)
-    mdl = _Model(scenario, _shares(lab), m, lam, budget, tau, solver, fixed)
+    tau, lab, m, budget, _, fixed, lam, feas_tol = _setup(scenario, labels, lam, target, same_budget, period, loads)
+    mdl = _Model(scenario, _shares(lab), m, lam, budget, tau, solver, fixed, feas_tol)
     mdl.add(*np.nonzero(_columns(scenario, _usable(scenario, mdl))))
     _run(mdl.h)
     status = mdl.h.modelStatusToString(mdl.h.getModelStatus())
@@ -787,9 +785,10 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     Ctrl-C.
     """
     t0 = time.perf_counter()
-    tau, lab, m, budget, blind, fixed, lam = _setup(scenario, labels, lam, target, same_budget, period, loads)
+    tau, lab, m, budget, blind, fixed, lam, feas_tol = _setup(scenario, labels, lam, target, same_budget, period,
+                                                              loads)
     p = _shares(lab)
-    mdl = _Model(scenario, p, m, float(lam), budget, tau, loads=fixed)
+    mdl = _Model(scenario, p, m, lam, budget, tau, loads=fixed, feas_tol=feas_tol)
     T, n, E = scenario.horizon, scenario.n_devices, scenario.n_edges
     usable = _usable(scenario, mdl)
     whole = False
@@ -808,7 +807,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
         keep_ok = np.zeros(T * n, dtype=np.bool_)
         keep_ok[mdl.sources] = True
         mu, rho = call(_ascent, mdl.src, mdl.dst, usable, mdl.link_cost, mdl.link_cap, mdl.c, mdl.f, mdl.D, keep_ok,
-                       mdl.group, mdl.p_ptr, mdl.p_idx, mdl.p_val, m, float(lam), budget, ASCENT_STEPS,
+                       mdl.group, mdl.p_ptr, mdl.p_idx, mdl.p_val, m, lam, budget, ASCENT_STEPS,
                        np.zeros((mdl.n * mdl.P, mdl.K)), 0.0, ASCENT_STEP, stop=new_stop_flag())
         zero = np.zeros(T * n)
         _, edge, _ = _price(mdl.src, mdl.dst, usable, mdl.link_cost, mdl.link_cap, mdl.c, mdl.f, mdl.D, zero, zero,
@@ -854,7 +853,7 @@ def plan_label_aware(scenario: Scenario, labels: Any, lam: float = DEFAULT_LAMBD
     keep *= scale
     offload[mdl.off_t, mdl.off_e] *= scale[mdl.flow_src[mdl.n_keep:]]
     extra: dict[str, Any] = {
-        "lambda": float(lam), "period": tau, "loads": loads, "min_processed": budget, "rounds": rounds,
+        "lambda": lam, "period": tau, "loads": loads, "min_processed": budget, "rounds": rounds,
         "whole_lp": whole,
         "columns": int(mdl.flow_src.size), "deleted_columns": pruned, "imbalance": imb, "dual_bound": bound,
         "ascent_seconds": ascent_s, "master_seconds": solve_s, "pricing_seconds": price_s, "target": m.tolist()}
