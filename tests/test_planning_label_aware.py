@@ -438,7 +438,9 @@ def test_sigint_stops_a_running_highs_solve_within_a_second():
     exited = time.perf_counter() - t0
     assert "INTERRUPTED" in answer, answer + out
     assert answered < 1.5, answered
-    assert exited < 4.0, exited  # interpreter teardown after loading numba and HiGHS adds up to ~1 s
+    # interpreter teardown after loading numba and HiGHS: ~1 s alone, 4.6 s once in a CI run beside the other
+    # test worker; the bound is that the process ends (no solve left running), the answer's timing is above
+    assert exited < 10.0, exited
 
 
 @pytest.mark.parametrize("loads", LOADS)
