@@ -49,18 +49,26 @@ def test_trained_quick_run_reports_accuracy_and_all_claims(tmp_path: Path):
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
     assert len(section.checks) == 4
-    assert "label-aware" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "label-aware" in report and "per seed 0: " in report  # the paired difference of the one seed
 
 
-def test_values_gap_closed_arithmetic():
-    def cell(alpha, accs):
-        return {"alpha": alpha, "settings": {s: {"unit_cost": u, "imbalance": i, "discarded": 0.0, "accuracy": a}
-                                             for s, a, u, i in zip(SETTINGS, accs, (0.5, 0.1, 0.2), (0.7, 0.3, 0.1),
-                                                                   strict=True)}}
-    rows = aggregate([cell(0.1, (0.80, 0.85, 0.88)), cell("inf", (0.90, 0.9, 0.9))])
-    v = values(rows)
+def test_values_gap_closed_arithmetic_and_paired_seeds():
+    def cell(alpha, seed, accs):
+        return {"alpha": alpha, "seed": seed,
+                "settings": {s: {"unit_cost": u, "imbalance": i, "discarded": 0.0, "accuracy": a}
+                             for s, a, u, i in zip(SETTINGS, accs, (0.5, 0.1, 0.2), (0.7, 0.3, 0.1), strict=True)}}
+    cells = [cell(0.1, 1, (0.80, 0.84, 0.85)), cell(0.1, 0, (0.80, 0.86, 0.91)), cell("inf", 0, (0.90, 0.9, 0.9)),
+             cell("inf", 1, (0.90, 0.9, 0.9))]
+    rows = aggregate(cells)
+    v = values(rows, cells)
     assert math.isclose(v["gap_closed"], 0.8) and math.isclose(v["la_minus_na"], 0.03)
     assert math.isclose(v["la_saving"], 0.6) and math.isclose(v["imbalance_drop"], 0.2)
+    # the paired differences, by seed: +5 and +1 points, standard error |5 − 1| / 2 points
+    assert v["la_minus_na_seeds"] == "0: +5.00, 1: +1.00 points (standard error 2.00)"
+    assert math.isclose(v["la_minus_na_se"], 0.02)
+    one = values(aggregate(cells[:1] + cells[2:3]), cells[:1] + cells[2:3])
+    assert one["la_minus_na_seeds"] == "1: +1.00 points" and math.isnan(one["la_minus_na_se"])
 
 
 def test_run_cell_lambda_sweeps_the_label_aware_weight():
