@@ -19,6 +19,7 @@ from foglearn.network import synthetic
 from foglearn.planning import PlanError, check_feasible, plan
 from foglearn.planning.flow import plan_linear
 from foglearn.planning.label_aware import (
+    BUDGET_ABS,
     BUDGET_SLACK,
     DEFAULT_PERIOD,
     GAP_TOL,
@@ -65,7 +66,7 @@ def full_lp(scen, labels, lam, target="uniform", budget=True, period=DEFAULT_PER
     vals.append(-np.ones(nx))
     A_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cc))),
                          shape=(2 * N + nz + 1, nx + nz))
-    P_star = plan_linear(scen).processed.sum() * (1 - BUDGET_SLACK) if budget else 0.0
+    P_star = max(0.0, plan_linear(scen).processed.sum() * (1 - BUDGET_SLACK) - BUDGET_ABS) if budget else 0.0
     b = np.concatenate([D, np.where(np.isfinite(cap), cap, 1e30), np.zeros(nz), [-P_star]])
     obj = np.concatenate([cost, np.full(nz, lam)])
     bounds = np.column_stack([np.zeros(nx + nz), np.concatenate([ub, np.full(nz, np.inf)])])
@@ -479,3 +480,16 @@ def test_labels_and_period_are_checked_even_without_movement():
         plan(s, solver="label-aware", labels=lab, period=0, movement=False)
     with pytest.raises(PlanError, match=r"labels: must have shape"):
         plan(s, solver="label-aware", labels=lab[:, :3], movement=False)
+
+
+@pytest.mark.parametrize("loads", LOADS)
+def test_capacities_near_highs_tolerance_still_plan(loads):
+    """Capacities of 1e-8 points: the label-blind optimum processes 4e-7 points, within HiGHS's absolute
+    feasibility tolerance; the same-budget row reads it less 1e-6 of a point (``BUDGET_ABS``), where the
+    free-load LP was reported infeasible before."""
+    s, lab = instance(0, True)
+    tiny = s.replace(proc_cap=np.full(s.proc_cap.shape, 1e-8), link_cap=np.full_like(s.link_cap, 3e-8))
+    p = plan_label_aware(tiny, lab, 1.0, period=3, loads=loads)
+    check_feasible(tiny, p)
+    assert p.processed.sum() >= plan(tiny).processed.sum() - BUDGET_ABS
+    assert p.stats.status == "optimal"

@@ -30,7 +30,8 @@ The problem. Minimise objective (5) with the linear error term plus
     ``λ · Σ_{j,k} B_j(k)``,   ``B_j(k) = Σ_c (G_j^c(k) − m^c G_j(k))^+ = G_j(k) · TV(mix_j(k), m)``,
 
 subject to (6)-(9) and, by default (``same_budget``), the **same training budget** as the
-label-blind plan: ``Σ_{j,t} G_j(t) ≥ P*``, the points the linear problem's optimum processes (with
+label-blind plan: ``Σ_{j,t} G_j(t) ≥ P*``, the points the linear problem's optimum processes (less
+:data:`BUDGET_SLACK` of them and :data:`BUDGET_ABS` ``= 10⁻⁶`` of a point, for round-off; with
 it only *where* points are processed changes, so the two plans are compared at an equal sample
 budget; without it a per-slot penalty also bought balance by discarding a skewed device's surplus).
 **Loads** (``loads``). With ``"label-blind"`` (the default, :data:`DEFAULT_LOADS`) every device
@@ -197,6 +198,9 @@ LAMBDA_MAX_RATIO = 1e4
 RC_TOL = 1e-9
 #: Relative slack on the same-budget row, so float round-off cannot make it infeasible.
 BUDGET_SLACK = 1e-9
+#: Absolute slack on it, in points: with capacities of ~1e-8 points the label-blind optimum's few millionths of a
+#: point sit within HiGHS's absolute feasibility tolerance, which otherwise reported the row infeasible.
+BUDGET_ABS = 1e-6
 #: Column-generation rounds before giving up.
 MAX_ROUNDS = 500
 #: Columns each source may add per round (its most negative ones).
@@ -708,7 +712,8 @@ def _setup(scenario: Scenario, labels: Any, lam: Any, target: Any, same_budget: 
         from foglearn.planning.solve import plan
 
         blind = plan(scenario)
-        budget = float(blind.processed.sum()) * (1.0 - BUDGET_SLACK)  # the label-blind optimum
+        # the label-blind optimum, less round-off: relative, and absolute for capacities near HiGHS's tolerances
+        budget = max(0.0, float(blind.processed.sum()) * (1.0 - BUDGET_SLACK) - BUDGET_ABS)
         if loads == "label-blind":  # G*_j(k): the label-blind load of device j in period k, at j·P + k
             T, n = scenario.horizon, scenario.n_devices
             per = np.zeros((-(-T // tau), n))
