@@ -66,9 +66,13 @@ def test_values_gap_closed_arithmetic_and_paired_seeds():
     assert math.isclose(v["la_saving"], 0.6) and math.isclose(v["imbalance_drop"], 0.2)
     # the paired differences, by seed: +5 and +1 points, standard error |5 − 1| / 2 points
     assert v["la_minus_na_seeds"] == "0: +5.00, 1: +1.00 points (standard error 2.00)"
+    assert v["la_minus_na_points"] == "+3.00 points"
     assert math.isclose(v["la_minus_na_se"], 0.02)
     one = values(aggregate(cells[:1] + cells[2:3]), cells[:1] + cells[2:3])
     assert one["la_minus_na_seeds"] == "1: +1.00 points" and math.isnan(one["la_minus_na_se"])
+    # a label-aware loss is written with a typographic minus, as in the rest of the report
+    worse = [cell(0.1, 2, (0.80, 0.86, 0.85)), cell("inf", 2, (0.90, 0.9, 0.9))]
+    assert values(aggregate(worse), worse)["la_minus_na_seeds"] == "2: −1.00 points"
 
 
 def test_run_cell_lambda_sweeps_the_label_aware_weight():

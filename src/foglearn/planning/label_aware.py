@@ -199,7 +199,8 @@ RC_TOL = 1e-9
 #: Relative slack on the same-budget row, so float round-off cannot make it infeasible.
 BUDGET_SLACK = 1e-9
 #: Absolute slack on it, in points: with capacities of ~1e-8 points the label-blind optimum's few millionths of a
-#: point sit within HiGHS's absolute feasibility tolerance, which otherwise reported the row infeasible.
+#: point sit within HiGHS's absolute feasibility tolerance, which otherwise reported the row infeasible (an
+#: optimum below this many points leaves no budget at all).
 BUDGET_ABS = 1e-6
 #: Column-generation rounds before giving up.
 MAX_ROUNDS = 500

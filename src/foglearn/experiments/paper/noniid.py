@@ -65,7 +65,7 @@ CLAIMS = (
         "la_minus_na",
         ">=",
         0.0,
-        "label-aware − network-aware = {la_minus_na:pct} at α = 0.1; per seed {la_minus_na_seeds}",
+        "label-aware − network-aware = {la_minus_na_points} at α = 0.1; per seed {la_minus_na_seeds}",
     ),
     Claim(
         "Label-aware learning costs at least 40 % less per point than no movement at α = 0.1",
@@ -230,6 +230,11 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> Path:
     return save_figure(fig, path)
 
 
+def _points(x: float) -> str:
+    """An accuracy difference (a fraction) in signed percentage points, with a typographic minus: ``−0.74``."""
+    return f"{'−' if x < 0 else '+'}{abs(100 * x):.2f}"
+
+
 def paired(cells: list[dict[str, Any]], at: float = 0.1) -> list[tuple[int, float]]:
     """``(seed, label-aware − network-aware accuracy)`` of every trained cell at ``α = at``, by seed: the
     paired differences (same scenario, labels, stream and initial model) the claim's noise is read from."""
@@ -266,8 +271,9 @@ def values(rows: list[dict[str, Any]], cells: list[dict[str, Any]], at: float = 
         diffs = np.array([x for _, x in d])
         se = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else float("nan")
         v["la_minus_na_se"] = se
-        v["la_minus_na_seeds"] = (", ".join(f"{seed}: {100 * x:+.2f}" for seed, x in d) + " points"
-                                  + (f" (standard error {100 * se:.2f})" if diffs.size > 1 else ""))
+        v["la_minus_na_points"] = f"{_points(la - na)} points"
+        v["la_minus_na_seeds"] = ((", ".join(f"{seed}: {_points(x)}" for seed, x in d) + " points"
+                                   + (f" (standard error {100 * se:.2f})" if diffs.size > 1 else "")) if d else "—")
     return v
 
 
