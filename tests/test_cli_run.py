@@ -670,3 +670,31 @@ def test_config_toml_round_trip_replays_tiled_traces(tmp_path, tiny_npz, monkeyp
     res = runner.invoke(app, ["run", *SMALL, "--dataset", str(tiny_npz), "--traces", str(traces),
                               "--capacities", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--capacities: does not apply with --traces" in res.output
+
+
+def test_run_refuses_a_scenario_too_large_to_train_before_planning(tmp_path, tiny_npz, monkeypatch):
+    """A 2 kB scenario file may declare 10⁹ points; the run names the limit before planning (nothing is
+    lost, no array of 10⁹ indices is allocated) and the library's train() refuses it too."""
+    import numpy as np
+
+    from foglearn.learning import train
+    from foglearn.learning.trainer import MAX_POINTS, MAX_POINTS_PER_PASS, TrainingError
+    from foglearn.network import synthetic
+    from foglearn.planning import plan
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    base = synthetic(n_devices=2, horizon=2, seed=0)
+    huge = base.replace(collected=np.array([[10**9, 0], [0, 1]]))
+    path = huge.save(tmp_path / "huge.npz")
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--scenario", str(path), "--dataset", str(tiny_npz), "--model", "mlp",
+                              "--passes", "1", "--threads", "1", "--out", str(out)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "collected Σ D_i(t) = 1,000,000,001 points a pass" in res.output and f"{MAX_POINTS_PER_PASS:,}" in res.output
+    with pytest.raises(TrainingError, match="points a pass"):
+        train(huge, plan(huge, movement=False), dataset=str(tiny_npz), model="mlp", passes=1)
+    # within a pass's limit, too many passes
+    many = base.replace(collected=np.array([[MAX_POINTS_PER_PASS // 2, 0], [0, 0]]))
+    with pytest.raises(TrainingError, match=r"passes = 11: .* use fewer passes"):
+        train(many, plan(many, movement=False), dataset=str(tiny_npz), model="mlp", passes=11)
+    assert MAX_POINTS_PER_PASS // 2 * 11 > MAX_POINTS

@@ -298,7 +298,7 @@ def run_command(
     from foglearn.learning.models import ALLOW_IMPORT_ENV, MODELS, resolve_model_spec
     from foglearn.learning.partition import Partition, plot_histograms
     from foglearn.learning.results import plot_curves, save_result, write_csv
-    from foglearn.learning.trainer import LocalUpdate
+    from foglearn.learning.trainer import LocalUpdate, TrainingError, check_trainable
     from foglearn.planning import plan
 
     options.check()
@@ -335,6 +335,10 @@ def run_command(
         except OSError as exc:
             fail(f"scenario: {exc}")
         n, horizon = scenario.n_devices, scenario.horizon
+        try:
+            check_trainable(scenario, passes)  # before planning: nothing computed is lost
+        except TrainingError as exc:
+            fail(f"--passes/--scenario: {exc}")
         data = load_dataset(dataset)
         settings = [
             ("no-movement", plan(scenario, movement=False)),

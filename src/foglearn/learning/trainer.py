@@ -138,6 +138,11 @@ STATE_BUDGET = 256 * 2**20
 #: Items (device-slots, each twice, and nonzero offloads ``s_ij(t) > 0``) that :func:`schedule`
 #: rounds at once: it takes as many slots per window as fit (at least one), bounding its memory.
 SCHEDULE_ITEMS = 1 << 20
+#: Points a run may execute in one pass (``Σ D_i(t)``) and over all its passes: training lays out every
+#: point (its slot, device and stream position, about 100 bytes each while :func:`schedule` sorts them,
+#: 8 bytes a point of the stream), so a scenario file that declares 10⁹ points would need ~100 GB.
+MAX_POINTS_PER_PASS = 50_000_000
+MAX_POINTS = 250_000_000
 #: Layers whose output for a sample depends on the other samples of its batch (no padding then).
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -1020,6 +1025,20 @@ def _check_args(period: int, lr: float, passes: int, eval_every: int, in_flight:
                             "at once) or None")
 
 
+def check_trainable(scenario: Scenario, passes: int) -> None:
+    """Raise :class:`TrainingError` when ``scenario`` collects more points than a run can execute
+    (:data:`MAX_POINTS_PER_PASS` a pass, :data:`MAX_POINTS` over ``passes``); ``foglearn run`` calls it
+    before planning, so nothing computed is lost."""
+    per_pass = int(scenario.total_collected)
+    if per_pass > MAX_POINTS_PER_PASS:
+        raise TrainingError(f"scenario: collected Σ D_i(t) = {per_pass:,} points a pass: training executes every "
+                            f"point, at most {MAX_POINTS_PER_PASS:,} a pass (about 100 bytes each while scheduling); "
+                            "scale the arrivals down, or plan without training")
+    if per_pass * int(passes) > MAX_POINTS:
+        raise TrainingError(f"passes = {passes}: {per_pass:,} points a pass × {passes} = {per_pass * int(passes):,} "
+                            f"points, more than the {MAX_POINTS:,} a run may execute; use fewer passes")
+
+
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``: CUDA where available, else the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or a
     :class:`torch.device` of those types."""
@@ -1138,6 +1157,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         the plan's realised costs and the configuration.
     """
     _check_args(period, lr, passes, eval_every, in_flight)
+    check_trainable(scenario, passes)
     from foglearn.learning.executors import WorkerSpec, open_executor, parse_executor
 
     where = parse_executor(executor)
