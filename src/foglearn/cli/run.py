@@ -338,7 +338,7 @@ def run_command(
         try:
             check_trainable(scenario, passes)  # before planning: nothing computed is lost
         except TrainingError as exc:
-            fail(f"--passes/--scenario: {exc}")
+            fail(str(exc).replace("passes =", "--passes =", 1))
         data = load_dataset(dataset)
         settings = [
             ("no-movement", plan(scenario, movement=False)),
