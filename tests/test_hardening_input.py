@@ -399,6 +399,29 @@ def test_scenario_load_checks_each_member_before_reading_it(tmp_path, name, data
     assert peak < 1 << 20
 
 
+def test_scenario_load_checks_every_member_before_unpacking_any(tmp_path):
+    """A deflated member expands up to ~1000-fold: a 128 MB ``collected`` (T = n = 4000, 125 kB in the file)
+    beside a missing ``proc_cost`` is refused before ``collected`` is unpacked."""
+    from foglearn.network import Scenario, ScenarioError
+
+    T = n = 4000
+    header = (f'format = "foglearn-scenario"\nversion = 1\nn_devices = {n}\nhorizon = {T}\nn_edges = 0\n'
+              "[info]\n").encode()
+    bad = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("header.npy", _npy(np.frombuffer(header, np.uint8)))
+        z.writestr("collected.npy", _npy(np.zeros((T, n), np.int64)))
+    assert bad.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ScenarioError, match="missing array 'proc_cost'"):
+            Scenario.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
 def test_scenario_load_of_a_directory_and_of_garbage(tmp_path):
     from foglearn.network import Scenario, ScenarioError
 

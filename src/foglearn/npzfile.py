@@ -46,17 +46,21 @@ def _header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
 
 def read_npz(path: str | os.PathLike[str], names: Iterable[str], error: type[Exception],
              check: HeaderCheck | None = None) -> dict[str, np.ndarray]:
-    """The arrays ``names`` of the ``.npz`` at ``path``, each read only after its header passed.
+    """The arrays ``names`` of the ``.npz`` at ``path``, read only after every one's header passed.
 
     Raises ``error`` (a :class:`foglearn.errors.InputError` subclass) naming the file, the member
     and the rule when the file is not a readable archive, a member is missing, holds pickled
     objects, claims more data than the archive can hold, or fails ``check``.
     """
     out: dict[str, np.ndarray] = {}
+    name = ""
     try:
         on_disk = os.path.getsize(path)
         with zipfile.ZipFile(path) as zf:
             members = {info.filename: info for info in zf.infolist()}
+            checked = []
+            # every member's presence and header first: a bad or missing later member fails before any data
+            # is unpacked (a deflated member may expand up to MAX_DEFLATE_RATIO times)
             for name in names:
                 info = members.get(f"{name}.npy")
                 if info is None:
@@ -81,8 +85,12 @@ def read_npz(path: str | os.PathLike[str], names: Iterable[str], error: type[Exc
                 rule = check(name, shape, dtype) if check is not None else None
                 if rule is not None:
                     raise error(f"{path}: {name}: {rule}")
+                checked.append((name, info))
+            for name, info in checked:
                 with zf.open(info) as fh:
                     out[name] = npy.read_array(fh, allow_pickle=False)
+    except MemoryError:
+        raise error(f"{path}: {name}: not enough memory to read it") from None
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         if isinstance(exc, error):
             raise
