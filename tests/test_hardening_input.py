@@ -705,3 +705,40 @@ def test_synthetic_seed_must_be_a_whole_number(seed):
 
     with pytest.raises(ScenarioError, match=r"seed = .*: must be a whole number ≥ 0"):
         synthetic(3, 4, seed=seed)
+
+
+@pytest.mark.parametrize("file, row, col, value, message", [
+    ("nodes.csv", 2, 4, "1e250",
+     r"nodes.csv proc_time_s / points of node 'd1' in trace slot 0 = 1e\+248 s a point.*must be ≤ 1e\+200"),
+    ("links.csv", 1, 5, "1e250",
+     r"links.csv transfer_time_s / points of link 'd0' -> 'd1' in trace slot 0 = 1e\+248 s a point.*must be ≤ 1e\+200"),
+])
+def test_traces_cost_beyond_the_scenario_bound_is_named_in_trace_terms(tmp_path, file, row, col, value, message):
+    """A per-point time that passes the row checks but divides into a cost above the scenario's bound is
+    named by file, column, node or link and trace slot, not by the scenario's internal array."""
+    from foglearn.network import ScenarioError, from_traces
+
+    d = _traces(tmp_path)
+    lines = (d / file).read_text().splitlines()
+    cells = lines[row].split(",")
+    cells[col] = value
+    lines[row] = ",".join(cells)
+    (d / file).write_text("\n".join(lines) + "\n")
+    with pytest.raises(ScenarioError, match=message):
+        from_traces(d)
+
+
+def test_traces_arrivals_total_beyond_2_53_is_named(tmp_path):
+    from foglearn.network import ScenarioError, from_traces, synthetic, write_traces
+
+    d = write_traces(tmp_path / "tr", synthetic(2, 2, seed=1), data=True)
+    text = (d / "nodes.csv").read_text().splitlines()
+    head = text[0].split(",")
+    k = head.index("arrivals")
+    for r in (1, 2):
+        cells = text[r].split(",")
+        cells[k] = str(2**53)
+        text[r] = ",".join(cells)
+    (d / "nodes.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(ScenarioError, match=r"nodes.csv arrivals: the 2 devices × 2 slots replayed collect .* 2\^53"):
+        from_traces(d)

@@ -359,12 +359,33 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
     if clash:
         raise ScenarioError(f"repeat: the tiled copy {clash[0]!r} has the name of a node of nodes.csv; device "
                             "names must be unique (rename that node)")
+    proc_cost = tr.proc_time[rows][:, node_of] / reference_s
+    link_cost = tr.transfer_time[rows][:, which_a] / reference_s if which else np.zeros((T, 0))
+    # the scenario's rules, named in the traces' terms (the scenario would name its own arrays)
+    for cost, what in ((proc_cost, "nodes.csv proc_time_s / points"),
+                       (link_cost, "links.csv transfer_time_s / points")):
+        if cost.size and not np.all(cost <= MAX_COST):
+            bad_t, bad_k = (int(x) for x in np.unravel_index(int(np.argmax(~(cost <= MAX_COST))), cost.shape))
+            slot = int(rows[bad_t])
+            if cost is proc_cost:
+                where, per_point = f"node {tr.node_ids[node_of[bad_k]]!r}", tr.proc_time[slot, node_of[bad_k]]
+            else:
+                link = int(which_a[bad_k])
+                where = f"link {tr.node_ids[tr.link_src[link]]!r} -> {tr.node_ids[tr.link_dst[link]]!r}"
+                per_point = tr.transfer_time[slot, link]
+            raise ScenarioError(f"{what} of {where} in trace slot {slot} = {per_point:g} s a point, ÷ the reference "
+                                f"{reference_s:g} s = a cost of {cost[bad_t, bad_k]:g}: must be ≤ {MAX_COST:g} (a "
+                                "time per point that large is not a measurement)")
+    total = float(np.sum(collected, dtype=np.float64))
+    if total > MAX_COUNT:
+        raise ScenarioError(f"nodes.csv arrivals: the {n} devices × {T} slots replayed collect {total:.17g} points in "
+                            f"all: must be at most 2^53 = {MAX_COUNT}")
     return Scenario(
         collected=collected,
-        proc_cost=tr.proc_time[rows][:, node_of] / reference_s,
+        proc_cost=proc_cost,
         error_weight=error_weight,
         src=np.array(src, dtype=np.int64), dst=np.array(dst, dtype=np.int64),
-        link_cost=tr.transfer_time[rows][:, which_a] / reference_s if which else np.zeros((T, 0)),
+        link_cost=link_cost,
         proc_cap=tr.node_cap[rows][:, node_of],
         link_cap=tr.link_cap[rows][:, which_a] if which else None,
         link_up=tr.link_up[rows][:, which_a] if which else None,
