@@ -187,3 +187,16 @@ def test_real_fashion_mnist_from_debian():
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
     assert dsm.cache_path("fashion-mnist").is_file()
     assert load_dataset("fashion-mnist").source.startswith("cache")
+
+
+def test_idx_file_that_is_not_a_regular_file_is_named(tmp_path):
+    """A directory (or device, or broken link) where an IDX file should be is reported as such, not as missing."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").mkdir()
+    with pytest.raises(DatasetError, match="train-images-idx3-ubyte: exists but is not a regular file"):
+        dsm.read_idx_folder(tmp_path)
+    (raw / "train-images-idx3-ubyte").rmdir()
+    (raw / "train-labels-idx1-ubyte.gz").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="train-labels-idx1-ubyte.gz: exists but is not a regular file"):
+        dsm.read_idx_folder(tmp_path)

@@ -308,6 +308,10 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
             return folder / name
+    for name in (stem, stem + ".gz"):
+        if os.path.lexists(folder / name):
+            raise DatasetError(f"{folder / name}: exists but is not a regular file (a directory, a device or a "
+                               "broken link); the IDX files must be plain files")
     return None
 
 
