@@ -383,6 +383,7 @@ def _npy(arr=None, header=None) -> bytes:
      r"header version = 'x': must be a whole number"),
     ("header", _npy(np.frombuffer(b"\xff\xfe", np.uint8)), r"not a foglearn scenario file \(header"),
     ("proc_cap", None, r"missing array 'proc_cap'"),
+    ("link_up", b"not an npy file", r"not a readable .npz \(member link_up.npy\)"),
 ])
 def test_scenario_load_checks_each_member_before_reading_it(tmp_path, name, data, message):
     from foglearn.network import Scenario, ScenarioError

@@ -94,7 +94,8 @@ def read_npz(path: str | os.PathLike[str], names: Iterable[str], error: type[Exc
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         if isinstance(exc, error):
             raise
-        raise error(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+        where = f" (member {name}.npy)" if name else ""
+        raise error(f"{path}: not a readable .npz{where} ({type(exc).__name__}: {exc})") from exc
     return out
 
 
