@@ -743,3 +743,16 @@ def test_traces_arrivals_total_beyond_2_53_is_named(tmp_path):
     (d / "nodes.csv").write_text("\n".join(text) + "\n")
     with pytest.raises(ScenarioError, match=r"nodes.csv arrivals: the 2 devices × 2 slots replayed collect .* 2\^53"):
         from_traces(d)
+
+
+def test_traces_csv_extra_fields_and_duplicate_columns_are_named(tmp_path):
+    from foglearn.network import ScenarioError, load_traces
+
+    d = _traces(tmp_path)
+    nodes = (d / "nodes.csv").read_text().splitlines()
+    (d / "nodes.csv").write_text("\n".join([nodes[0], nodes[1], nodes[2] + ",7", *nodes[3:]]) + "\n")
+    with pytest.raises(ScenarioError, match=r"nodes.csv:3: 1 more field\(s\) than the header's 6 columns"):
+        load_traces(d)
+    (d / "nodes.csv").write_text("\n".join([nodes[0] + ",t", *(r + ",0" for r in nodes[1:])]) + "\n")
+    with pytest.raises(ScenarioError, match=r"nodes.csv:1: column 't' appears twice in the header"):
+        load_traces(d)

@@ -96,8 +96,14 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
         missing = [c for c in columns if c not in header]
         if missing:
             raise ScenarioError(f"{path}: missing columns {missing}; expected {list(columns)}")
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise ScenarioError(f"{path}:1: column {twice[0]!r} appears twice in the header")
         rows = []
         for row in reader:
+            if None in row:  # DictReader's restkey: fields beyond the header's
+                raise ScenarioError(f"{path}:{reader.line_num}: {len(row[None])} more field(s) than the header's "
+                                    f"{len(header)} columns")
             rows.append((reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k}))
     except csv.Error as exc:
         raise ScenarioError(f"{path}:{reader.line_num + 1}: not a readable CSV row ({exc})") from None
