@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -421,22 +422,26 @@ def run_command(
                     results.append(r)
                     bar.update(task, completed=horizon * passes, description=f"{name} (kept)")
                     continue
-                r = train(
-                    scenario,
-                    p,
-                    dataset=data,
-                    model=model if model in MODELS else factory,
-                    period=period,
-                    lr=lr,
-                    seed=seed,
-                    passes=passes,
-                    threads=threads,
-                    name=name,
-                    local_update=update,
-                    partition=part,
-                    progress=functools.partial(_advance, bar, task),
-                    executor=executor,
-                )
+                with warnings.catch_warnings(record=True) as said:  # the trainer's notices, in the CLI's words
+                    warnings.simplefilter("always")
+                    r = train(
+                        scenario,
+                        p,
+                        dataset=data,
+                        model=model if model in MODELS else factory,
+                        period=period,
+                        lr=lr,
+                        seed=seed,
+                        passes=passes,
+                        threads=threads,
+                        name=name,
+                        local_update=update,
+                        partition=part,
+                        progress=functools.partial(_advance, bar, task),
+                        executor=executor,
+                    )
+                for note in dict.fromkeys(str(w.message) for w in said):
+                    console.print(f"[yellow]warning: {name}: {escape(note)}[/]")
                 save_result(r, finished / f"{name}-{key}.json")
                 results.append(r)
         chance = 1.0 / data.n_classes
