@@ -700,3 +700,63 @@ def test_run_refuses_a_scenario_too_large_to_train_before_planning(tmp_path, tin
     with pytest.raises(TrainingError, match=r"passes = 11: .* use fewer passes"):
         train(many, plan(many, movement=False), dataset=str(tiny_npz), model="mlp", passes=11)
     assert MAX_POINTS_PER_PASS // 2 * 11 > MAX_POINTS
+
+
+def test_config_values_are_checked_not_coerced(tmp_path, tiny_npz, monkeypatch):
+    """--config reads each key at its type (no int()/bool() coercion), refuses unknown keys, edited seeds,
+    a changed scenario file or data set, and command-line options it would silently drop (fuzzing)."""
+    import tomli_w
+
+    from foglearn.network import synthetic
+
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    net = synthetic(n_devices=3, horizon=4, seed=0).save(tmp_path / "net.npz")
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--scenario", str(net), "--dataset", str(tiny_npz), "--model", "mlp",
+                              "--period", "2", "--passes", "1", "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    good = tomllib.loads((out / "config.toml").read_text())
+
+    def run_with(cfg=None, *extra, path=None):
+        if cfg is not None:
+            path = tmp_path / "c.toml"
+            path.write_text(tomli_w.dumps(cfg))
+        r = runner.invoke(app, ["run", "--config", str(path), *extra, "--out", str(tmp_path / "again")])
+        assert "Traceback" not in r.output
+        return r
+
+    def edited(table, key, value):
+        cfg = json.loads(json.dumps(good))
+        if value is None:
+            del cfg[table][key]
+        else:
+            cfg[table][key] = value
+        return cfg
+
+    cases = [
+        (edited("training", "period", 2.9), "training.period = 2.9: must be an integer"),
+        (edited("training", "period", True), "training.period = True: must be an integer"),
+        (edited("training", "passes", "1"), "training.passes = '1': must be an integer"),
+        (edited("training", "lr", True), "training.lr = True: must be a finite number"),
+        (edited("training", "partiton", "classes:2"), "unknown key training.partiton"),
+        (edited("training", "model", None), "training.model is missing"),
+        (edited("scenario", "seed", 7), "scenario.seed = 7 ≠ training.seed = 0"),
+        ({**good, "extra": {"a": 1}}, "unknown table or key 'extra'"),
+        ({**good, "scenario": "x"}, "[scenario] must be a table, got str"),
+    ]
+    for cfg, message in cases:
+        r = run_with(cfg)
+        assert r.exit_code == 2 and message in r.output, (message, r.output)
+    r = run_with(good, "--passes", "7")
+    assert r.exit_code == 2 and "--passes: does not apply with --config" in r.output
+    r = run_with(path=out)
+    assert r.exit_code == 2 and "a directory; pass its config.toml" in r.output
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000)
+    r = run_with(path=deep)
+    assert r.exit_code == 2 and "RecursionError" in r.output
+    r = run_with(edited("training", "dataset_sha256", "0" * 64))
+    assert r.exit_code == 2 and "changed since the run" in r.output
+    synthetic(n_devices=3, horizon=4, seed=1).save(net)  # the recorded scenario file, overwritten
+    r = run_with(good)
+    assert r.exit_code == 2 and f"the scenario file {net} changed since the run" in r.output

@@ -32,12 +32,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import click
 import typer
 from rich.markup import escape
 from rich.progress import Progress, TaskID
@@ -144,34 +146,108 @@ def _kept(path: Path, name: str) -> TrainResult | None:
         return None
 
 
+#: What a run directory's ``config.toml`` holds: each table's keys and their TOML types (``None``: optional).
+_CONFIG_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
+    "scenario": {"generator": (str, True), "path": (str, False), "sha256": (str, False), "n_devices": (int, False),
+                 "horizon": (int, False), "topology": (str, False), "capacities": (bool, False),
+                 "profile": (str, False), "seed": (int, False), "rho": (float, False), "max_points": (int, False),
+                 "repeat": (bool, False)},
+    "training": {"dataset": (str, False), "dataset_sha256": (str, False), "model": (str, True), "period": (int, True),
+                 "lr": (float, True), "seed": (int, True), "passes": (int, True), "budget": (str, True),
+                 "local_update": (str, True), "partition": (str, True), "dataset_source": (str, True),
+                 "threads": (int, False)},
+    # label_loads / label_target: absent from configs written before the options
+    "planning": {"error": (str, True), "information": (str, True), "label_loads": (str, False),
+                 "label_target": (str, False)},
+}
+_GENERATOR_KEYS = {"synthetic": ("n_devices", "horizon", "topology", "capacities"), "file": ("path",),
+                   "traces": ("path", "n_devices", "horizon")}
+
+
+def _bad_config(path: Path, message: str) -> NoReturn:
+    fail(f"--config = {path}: {message} (a run directory's config.toml records every option)")
+
+
+def _config_tables(path: Path, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``cfg``'s tables checked against :data:`_CONFIG_KEYS`: every key known, of its type, the required ones
+    present (``settings``, the record of what was planned, is not read)."""
+    unknown = sorted(set(cfg) - set(_CONFIG_KEYS) - {"settings"})
+    if unknown:
+        _bad_config(path, f"unknown table or key {unknown[0]!r} (known: {', '.join(_CONFIG_KEYS)}, settings)")
+    for table, keys in _CONFIG_KEYS.items():
+        section = cfg.get(table)
+        if not isinstance(section, dict):
+            got = "nothing" if section is None else type(section).__name__
+            _bad_config(path, f"[{table}] must be a table, got {got}")
+        for key, value in section.items():
+            if key not in keys:
+                _bad_config(path, f"unknown key {table}.{key} (known: {', '.join(keys)})")
+            kind, _ = keys[key]
+            ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))) if kind is not float else (
+                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value))
+            if not ok or (kind is str and not value.strip()):
+                what = {int: "an integer", float: "a finite number", bool: "true or false",
+                        str: "a non-empty string"}[kind]
+                _bad_config(path, f"{table}.{key} = {value!r}: must be {what}")
+        missing = [k for k, (_, required) in keys.items() if required and k not in section]
+        gen = section.get("generator") if table == "scenario" else None
+        if gen is not None and gen not in _GENERATOR_KEYS:
+            _bad_config(path, f"scenario.generator = {gen!r}: must be one of {', '.join(_GENERATOR_KEYS)}")
+        missing += [k for k in _GENERATOR_KEYS.get(gen or "", ()) if k not in section]
+        if missing:
+            _bad_config(path, f"{table}.{missing[0]} is missing")
+    return cfg
+
+
 def options_from_config(path: Path) -> dict[str, Any]:
     """Every option of a run (all but ``--out``, ``--threads``, ``--log`` and ``--json``) from its
-    ``config.toml``; the scenario options as :class:`ScenarioOptions`."""
+    ``config.toml``, every key checked (its type, no unknown ones); the scenario options as
+    :class:`ScenarioOptions`. A recorded scenario file whose content changed since the run is an error."""
     import tomllib
 
+    if path.is_dir():
+        fail(f"--config = {path}: a directory; pass its config.toml ({path / 'config.toml'})")
     try:
-        cfg = tomllib.loads(path.read_text(encoding="utf-8"))
-        tr, pl = cfg["training"], cfg["planning"]
-        return {
-            "scenario": ScenarioOptions.from_source(cfg["scenario"]),
-            "seed": int(tr["seed"]),
-            "dataset": str(tr["dataset_source"]),
-            "model": str(tr["model"]),
-            "period": int(tr["period"]),
-            "lr": float(tr["lr"]),
-            "passes": int(tr["passes"]),
-            "budget": str(tr["budget"]),
-            "local_update": str(tr["local_update"]),
-            "partition": str(tr["partition"]),
-            "error": str(pl["error"]),
-            "information": str(pl["information"]),
-            # absent from configs written before the option, whose label-aware plan had free loads
-            "label_loads": str(pl.get("label_loads", "free")),
-            # absent from configs written before the option, whose label-aware plan balanced towards the pooled mix
-            "label_target": str(pl.get("label_target", "collected")),
-        }
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError: a ValueError
-        fail(f"--config = {path}: {exc} (must be a run directory's config.toml)")
+        cfg = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # TOMLDecodeError: a ValueError
+        fail(f"--config = {path}: {exc.__class__.__name__ if isinstance(exc, RecursionError) else exc} "
+             "(must be a run directory's config.toml)")
+    cfg = _config_tables(path, cfg)
+    sc, tr, pl = cfg["scenario"], cfg["training"], cfg["planning"]
+    if "seed" in sc and sc["seed"] != tr["seed"]:
+        fail(f"--config = {path}: scenario.seed = {sc['seed']} ≠ training.seed = {tr['seed']}: the run's one seed "
+             "builds the scenario, the data stream and w(0); set both to the same value")
+    if sc["generator"] == "file" and "sha256" in sc:
+        try:
+            digest = hashlib.sha256(Path(sc["path"]).read_bytes()).hexdigest()
+        except OSError as exc:
+            fail(f"--config = {path}: scenario.path = {sc['path']!r}: {exc.strerror or exc}")
+        if digest != sc["sha256"]:
+            fail(f"--config = {path}: the scenario file {sc['path']} changed since the run (sha256 {digest[:12]}… "
+                 f"≠ the recorded {sc['sha256'][:12]}…)")
+    try:
+        scenario = ScenarioOptions.from_source(sc)
+    except InputError as exc:
+        fail(f"--config = {path}: {exc}")
+    return {
+        "scenario": scenario,
+        "seed": tr["seed"],
+        "dataset": tr["dataset_source"],
+        "dataset_sha256": tr.get("dataset_sha256"),
+        "model": tr["model"],
+        "period": tr["period"],
+        "lr": float(tr["lr"]),
+        "passes": tr["passes"],
+        "budget": tr["budget"],
+        "local_update": tr["local_update"],
+        "partition": tr["partition"],
+        "error": pl["error"],
+        "information": pl["information"],
+        # absent from configs written before the option, whose label-aware plan had free loads
+        "label_loads": pl.get("label_loads", "free"),
+        # absent from configs written before the option, whose label-aware plan balanced towards the pooled mix
+        "label_target": pl.get("label_target", "collected"),
+    }
 
 
 def run_command(
@@ -281,8 +357,17 @@ def run_command(
         parse_executor(executor)
     except InputError as exc:
         fail(f"--executor: {exc}")
+    dataset_digest = None
     if config_file is not None:
+        ctx = click.get_current_context()
+        given = [p.opts[0] for p in ctx.command.params
+                 if p.name not in ("config_file", "out", "threads", "executor", "log", "json_out")
+                 and ctx.get_parameter_source(p.name or "") == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            fail(f"{given[0]}: does not apply with --config (the config sets every option but --out, --threads, "
+                 "--executor, --log and --json); edit a copy of the config instead")
         o = options_from_config(config_file)
+        dataset_digest = o["dataset_sha256"]
         options, seed, dataset, model = o["scenario"], o["seed"], o["dataset"], o["model"]
         period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
         local_update, partition, error, information, label_loads, label_target = (
@@ -341,6 +426,9 @@ def run_command(
         except TrainingError as exc:
             fail(str(exc).replace("passes =", "--passes =", 1))
         data = load_dataset(dataset)
+        if dataset_digest is not None and dataset_sha256(data) != dataset_digest:
+            fail(f"--config: the data set {dataset} changed since the run (sha256 {dataset_sha256(data)[:12]}… ≠ the "
+                 f"recorded {dataset_digest[:12]}…)")
         settings = [
             ("no-movement", plan(scenario, movement=False)),
             ("network-aware", plan(scenario, error=error, information=info)),
