@@ -760,3 +760,27 @@ def test_config_values_are_checked_not_coerced(tmp_path, tiny_npz, monkeypatch):
     synthetic(n_devices=3, horizon=4, seed=1).save(net)  # the recorded scenario file, overwritten
     r = run_with(good)
     assert r.exit_code == 2 and f"the scenario file {net} changed since the run" in r.output
+
+
+def test_run_extreme_numbers_are_named_errors_not_tracebacks(tmp_path, tiny_npz, monkeypatch):
+    """Values the fuzzer turned into tracebacks, hangs or memory blow-ups: each is refused with the option named,
+    before planning; a diverging learning rate trains and is reported as diverged."""
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    base = ["run", "--dataset", str(tiny_npz), "--model", "mlp", "-n", "3", "--slots", "4", "--period", "2",
+            "--passes", "1", "--threads", "1"]
+    cases = [
+        (["--local-update", "minibatch:99999999999999999999999"], "(B an integer from 1 to 2,147,483,647)"),
+        (["--local-update", "minibatch:²"], "(B an integer from 1 to 2,147,483,647)"),
+        (["-n", "30000", "--slots", "1"], "ordered device pairs, more than the 100,000,000"),
+        (["-n", "99999999999999999999"], "device-slots, more than the 100,000,000"),
+        (["--max-points", "99999999999999999999"], "must be between 0 and 2^53"),
+        (["--seed", "18446744073709551616"], "--seed"),
+        (["--passes", "100000000"], "use fewer passes"),
+    ]
+    for extra, message in cases:
+        res = runner.invoke(app, [*base, *extra, "--out", str(tmp_path / "x")])
+        assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output, (extra, res.output)
+        assert not (tmp_path / "x" / "finished").exists() or not any((tmp_path / "x" / "finished").iterdir())
+    res = runner.invoke(app, [*base, "--lr", "1e15", "--out", str(tmp_path / "lr")])
+    diverged = "its test loss is not finite: training diverged at η = 1000000000000000.0 (lower --lr)"
+    assert res.exit_code == 0 and diverged in res.output, res.output

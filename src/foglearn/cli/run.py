@@ -264,7 +264,7 @@ def run_command(
     dataset: Annotated[
         str, typer.Option(help="mnist | fashion-mnist | a folder of IDX files | .npz")
     ] = "mnist",
-    seed: Annotated[int, typer.Option(help="seed of the scenario, the data stream and w(0)")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="seed of the scenario, the data stream and w(0)")] = 0,
     budget: Annotated[
         str,
         typer.Option(
@@ -549,11 +549,12 @@ def run_command(
                 extra=("accuracy",),
             )
         )
+        diverged = {r.name for r in results if not np.all(np.isfinite(r.eval_loss))}
         for name in (k for k, v in flags.items() if v):
+            why = (f"its test loss is not finite: training diverged at η = {lr} (lower --lr)" if name in diverged
+                   else "the model did not learn at this budget (try --budget default or more --passes)")
             console.print(
-                f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance "
-                f"({chance:.0%}): the model did not learn at this budget (try --budget default or more "
-                "--passes)[/]",
+                f"[bold red]warning: {name} ended within {NEAR_CHANCE:.0%} points of chance ({chance:.0%}): {why}[/]",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -242,7 +242,7 @@ class RunConfig:
             except InputError:
                 rule = ("must be 'iid', 'dirichlet:ALPHA' (α > 0) or 'classes:K' (integer K ≥ 1)"
                         if name == "partition"
-                        else "must be 'paper' (eq. 3), 'minibatch:B' or 'scaled:B' (B an integer ≥ 1)")
+                        else "must be 'paper' (eq. 3), 'minibatch:B' or 'scaled:B' (B an integer from 1 to 2^31 − 1)")
                 raise bad(name, rule) from None
         if self.method == "centralised" and self.partition != "iid":
             raise bad("partition", "method 'centralised' trains on the pooled i.i.d. stream; it takes 'iid' only")

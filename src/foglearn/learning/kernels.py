@@ -455,7 +455,7 @@ def batched_kernel(module: nn.Module) -> BatchedModel | None:
 # Device-major SGD for the MLP: one device's local steps back to back, its model in cache
 # ---------------------------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")  # a diverged run: inf/nan, no exception
 def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.ndarray, step_ptr: np.ndarray,
                  pts: np.ndarray, weight: np.ndarray, lr: float, hid: int, n_cls: int, out_sum: np.ndarray,
                  out_loss: np.ndarray, p: np.ndarray, acc: np.ndarray,

@@ -167,6 +167,9 @@ class LocalUpdate:
 
     #: ``b`` of ``"minibatch"`` without a size.
     DEFAULT_BATCH = 32
+    #: The largest ``b`` (a mini-batch beyond any slot's points is the slot's whole batch; larger sizes overflowed
+    #: the kernels' int64 arithmetic).
+    MAX_BATCH = 2**31 - 1
 
     @classmethod
     def parse(cls, spec: str | LocalUpdate) -> LocalUpdate:
@@ -180,10 +183,10 @@ class LocalUpdate:
             if kind in ("minibatch", "scaled"):
                 if not arg:
                     return cls(cls.DEFAULT_BATCH, kind == "scaled")
-                if arg.isdigit() and int(arg) >= 1:
+                if arg.isascii() and arg.isdigit() and 1 <= int(arg) <= cls.MAX_BATCH:
                     return cls(int(arg), kind == "scaled")
         raise TrainingError(f"local_update = {spec!r}: must be 'paper' (eq. 3), 'minibatch:B' or 'scaled:B' "
-                            "(B an integer ≥ 1)")
+                            f"(B an integer from 1 to {LocalUpdate.MAX_BATCH:,})")
 
     @property
     def spec(self) -> str:
@@ -1157,6 +1160,8 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         the plan's realised costs and the configuration.
     """
     _check_args(period, lr, passes, eval_every, in_flight)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise TrainingError(f"seed = {seed!r}: must be an integer from 0 to 2^63 − 1 (it seeds torch and numpy)")
     check_trainable(scenario, passes)
     from foglearn.learning.executors import WorkerSpec, open_executor, parse_executor
 

@@ -16,11 +16,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from foglearn.network import topology as topo
-from foglearn.network.scenario import Scenario, ScenarioError
+from foglearn.network.scenario import MAX_COUNT, Scenario, ScenarioError
 from foglearn.registry import Registry
 
 #: Size of the training pool ``|D_V|`` the paper allocates from (MNIST's 60,000).
 DATASET_SIZE = 60_000
+#: Size bounds of a synthetic scenario, checked before anything is drawn (a command line asking for 10⁹ devices
+#: or n = 30,000 fully connected would otherwise allocate tens of GB): device-slots ``T·n``, ordered pairs
+#: ``n(n−1)`` a topology draws from, link-slots ``T·E`` (n = 1000 fully connected over T = 100 is 10⁸).
+MAX_DEVICE_SLOTS = 100_000_000
+MAX_LINKS = 100_000_000
+MAX_LINK_SLOTS = 300_000_000
 
 
 @dataclass(frozen=True)
@@ -164,10 +170,21 @@ def synthetic(
                     ("persistence", persistence)):
         if not 0.0 <= p <= 1.0:
             raise ScenarioError(f"{name} = {p}: a probability must lie in [0, 1]")
+    if horizon * n_devices > MAX_DEVICE_SLOTS:
+        raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: {horizon * n_devices:,} device-slots, "
+                            f"more than the {MAX_DEVICE_SLOTS:,} a scenario may hold (each is a row of every array)")
+    if n_devices * (n_devices - 1) > MAX_LINKS:
+        raise ScenarioError(f"n_devices = {n_devices}: {n_devices * (n_devices - 1):,} ordered device pairs, more than "
+                            f"the {MAX_LINKS:,} a topology may consider")
+    if topology == "full" and horizon * n_devices * (n_devices - 1) > MAX_LINK_SLOTS:
+        raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: the full topology has n(n−1) links, "
+                            f"{horizon * n_devices * (n_devices - 1):,} link-slots in all, more than the "
+                            f"{MAX_LINK_SLOTS:,} a scenario may hold (8 bytes each per link array); use fewer devices "
+                            "or slots, or a sparser topology")
     if max_points is None:
         max_points = max(1, default_max_points(n_devices, horizon, dataset_size))
-    if max_points < 0:
-        raise ScenarioError(f"max_points = {max_points}: must be ≥ 0")
+    if max_points < 0 or max_points > MAX_COUNT:
+        raise ScenarioError(f"max_points = {max_points}: must be between 0 and 2^53 = {MAX_COUNT}")
     if error_decay_period is not None and error_decay_period < 1:
         raise ScenarioError(f"error_decay_period = {error_decay_period}: must be ≥ 1")
 
@@ -179,6 +196,9 @@ def synthetic(
     proc_cost, error_weight = costs.proc_cost, costs.error_weight
     src, dst = topo.build(topology, topo.TopologyInputs(n, rng, rho, proc_cost.mean(axis=0)))
     E = src.size
+    if T * E > MAX_LINK_SLOTS:
+        raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: the {topology} topology drew {E:,} links, "
+                            f"{T * E:,} link-slots in all, more than the {MAX_LINK_SLOTS:,} a scenario may hold")
     link_cost = costs.link_cost(E)
 
     proc_cap = link_cap = None
