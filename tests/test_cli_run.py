@@ -784,3 +784,13 @@ def test_run_extreme_numbers_are_named_errors_not_tracebacks(tmp_path, tiny_npz,
     res = runner.invoke(app, [*base, "--lr", "1e15", "--out", str(tmp_path / "lr")])
     diverged = "its test loss is not finite: training diverged at η = 1000000000000000.0 (lower --lr)"
     assert res.exit_code == 0 and diverged in res.output, res.output
+
+
+def test_run_information_window_not_shorter_than_the_horizon_is_refused(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    base = ["run", "--dataset", str(tiny_npz), "--model", "mlp", "-n", "3", "--slots", "4", "--passes", "1"]
+    for window in ("4", "99999999999999999999"):
+        res = runner.invoke(app, [*base, "--information", window, "--out", str(tmp_path / "x")])
+        assert res.exit_code == 2 and f"--information = {window}: a window of at least the 4 slots" in res.output
+    res = runner.invoke(app, [*base, "--information", "²", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "window length" in res.output

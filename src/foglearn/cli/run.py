@@ -253,7 +253,7 @@ def options_from_config(path: Path) -> dict[str, Any]:
 def run_command(
     devices: Devices = None,
     slots: Slots = None,
-    period: Annotated[int, typer.Option(help="aggregation period τ (eq. 4)")] = 10,
+    period: Annotated[int, typer.Option(min=1, max=2**31 - 1, help="aggregation period τ (eq. 4)")] = 10,
     model: Annotated[
         str,
         typer.Option(
@@ -296,6 +296,7 @@ def run_command(
     passes: Annotated[
         int | None,
         typer.Option(
+            min=1,
             help="replay the horizon this many times with fresh points "
             "(default: the budget's; 1 = the paper's protocol)"
         ),
@@ -330,7 +331,7 @@ def run_command(
             "(the mix of everything the devices collect); docs/noniid.md"
         ),
     ] = "uniform",
-    threads: Annotated[int, typer.Option(help="torch threads (0: all available cores)")] = 0,
+    threads: Annotated[int, typer.Option(min=0, max=4096, help="torch threads (0: all available cores)")] = 0,
     executor: Annotated[
         str,
         typer.Option(
@@ -414,13 +415,17 @@ def run_command(
         )
     _check_out(out)
     threads = threads or _default_threads()
-    info: str | int = int(information) if information.strip().isdigit() else information.strip()
+    window = information.strip()
+    info: str | int = int(window) if window.isascii() and window.isdigit() else window
     with json_mode(json_out):
         try:
             scenario, source = options.build(seed)
         except OSError as exc:
             fail(f"scenario: {exc}")
         n, horizon = scenario.n_devices, scenario.horizon
+        if isinstance(info, int) and info >= horizon:
+            fail(f"--information = {info}: a window of at least the {horizon} slots (--slots) has no earlier window "
+                 "to estimate from, so its plan never moves data; use a window shorter than the horizon")
         try:
             check_trainable(scenario, passes)  # before planning: nothing computed is lost
         except TrainingError as exc:
