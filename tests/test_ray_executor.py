@@ -276,6 +276,10 @@ def test_executor_errors_name_the_argument(scenario_plan, monkeypatch, tmp_path)
     scen, plan = scenario_plan
     with pytest.raises(InputError, match="executor = 'cluster'"):
         parse_executor("cluster")
+    for port in ("999999", "²"):  # not a TCP port (the second was an int() traceback)
+        with pytest.raises(InputError, match=f"port '{port}' must be a number from 0 to 65535"):
+            parse_executor(f"ray:127.0.0.1:{port}")
+    assert parse_executor("ray:ray://head:10001").address == "ray://head:10001"
     with pytest.raises(InputError, match="executor = 'ray:'"):
         train(scen, plan, "tiny", "mlp", period=3, executor="ray:")
     with pytest.raises(RunError, match="no Ray cluster answers at 127.0.0.1:1"):

@@ -79,6 +79,9 @@ def parse_executor(spec: str | Executor) -> Executor:
         if kind == "ray" and not sep:
             return Executor("ray")
         if kind == "ray" and address.strip():
+            host, colon, port = address.strip().rpartition(":")
+            if colon and host and "/" not in host and port and not _port(port):
+                raise InputError(f"executor = {spec!r}: port {port!r} must be a number from 0 to 65535")
             return Executor("ray", address.strip())
     raise InputError(f"executor = {spec!r}: must be 'local', 'ray' (a Ray cluster started here) or "
                      "'ray:ADDRESS' (an existing cluster, e.g. 'ray:10.0.0.5:6379')")
@@ -152,11 +155,16 @@ def _loopback() -> Iterator[None]:
 _LOOPBACK_LOCK = threading.Lock()
 
 
+def _port(text: str) -> bool:
+    """``text`` is a TCP port: ASCII digits, at most 65535."""
+    return text.isascii() and text.isdigit() and int(text) <= 65535
+
+
 def _loopback_host(address: str | None) -> bool:
     """``address`` is ``HOST:PORT`` with a loopback host (``127.x``, ``localhost``, ``::1``)."""
     host, sep, port = str(address).rpartition(":")
     host = host.strip("[]")
-    return bool(sep) and port.isdigit() and (host.startswith("127.") or host in ("localhost", "::1"))
+    return bool(sep) and _port(port) and (host.startswith("127.") or host in ("localhost", "::1"))
 
 
 def _reachable(where: Executor) -> None:
@@ -165,7 +173,7 @@ def _reachable(where: Executor) -> None:
     import socket
 
     host, sep, port = str(where.address).rpartition(":")
-    if not sep or not port.isdigit() or "/" in host or not host:
+    if not sep or not _port(port) or "/" in host or not host:
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
