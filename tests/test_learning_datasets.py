@@ -159,8 +159,10 @@ def test_numpy_only_unpickler_refuses_code():
 
 def test_array_dataset_validation():
     x = np.zeros((3, 1, 28, 28), np.float32)
-    y = np.zeros(3, np.int64)
+    y = np.array([0, 1, 2], np.int64)
     ArrayDataset(x, y, x, y, name="ok")
+    with pytest.raises(DatasetError, match="y_train: every label is 0: a classifier needs at least two classes"):
+        ArrayDataset(x, np.zeros(3, np.int64), x, y, name="one class")
     with pytest.raises(DatasetError, match=r"x_train: must have shape \[N, 1, 28, 28\]"):
         ArrayDataset(np.zeros((3, 28, 28), np.float32), y, x, y, name="bad")
     with pytest.raises(DatasetError, match="x_test: must be a float32"):
