@@ -22,10 +22,9 @@ from foglearn.registry import Registry
 #: Size of the training pool ``|D_V|`` the paper allocates from (MNIST's 60,000).
 DATASET_SIZE = 60_000
 #: Size bounds of a synthetic scenario, checked before anything is drawn (a command line asking for 10⁹ devices
-#: or n = 30,000 fully connected would otherwise allocate tens of GB): device-slots ``T·n``, ordered pairs
-#: ``n(n−1)`` a topology draws from, link-slots ``T·E`` (n = 1000 fully connected over T = 100 is 10⁸).
+#: or n = 30,000 fully connected would otherwise allocate tens of GB): device-slots ``T·n`` and link-slots
+#: ``T·E`` (n = 1000 fully connected over T = 100 is 10⁸; n = 100,000 with ten links each over T = 3, 3·10⁶).
 MAX_DEVICE_SLOTS = 100_000_000
-MAX_LINKS = 100_000_000
 MAX_LINK_SLOTS = 300_000_000
 
 
@@ -173,12 +172,13 @@ def synthetic(
     if horizon * n_devices > MAX_DEVICE_SLOTS:
         raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: {horizon * n_devices:,} device-slots, "
                             f"more than the {MAX_DEVICE_SLOTS:,} a scenario may hold (each is a row of every array)")
-    if n_devices * (n_devices - 1) > MAX_LINKS:
-        raise ScenarioError(f"n_devices = {n_devices}: {n_devices * (n_devices - 1):,} ordered device pairs, more than "
-                            f"the {MAX_LINKS:,} a topology may consider")
-    if topology == "full" and horizon * n_devices * (n_devices - 1) > MAX_LINK_SLOTS:
-        raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: the full topology has n(n−1) links, "
-                            f"{horizon * n_devices * (n_devices - 1):,} link-slots in all, more than the "
+    # the link count of the dense topologies is known before drawing them (full: n(n−1); random: ρ·n(n−1) on
+    # average); any topology's is checked once drawn
+    dense = {"full": 1.0, "random": rho if isinstance(rho, float | int) and 0 <= rho <= 1 else 0.0}.get(topology, 0.0)
+    if dense and horizon * dense * n_devices * (n_devices - 1) > MAX_LINK_SLOTS:
+        raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: the {topology} topology has about "
+                            f"{dense * n_devices * (n_devices - 1):,.0f} links, "
+                            f"{horizon * dense * n_devices * (n_devices - 1):,.0f} link-slots in all, more than the "
                             f"{MAX_LINK_SLOTS:,} a scenario may hold (8 bytes each per link array); use fewer devices "
                             "or slots, or a sparser topology")
     if max_points is None:
