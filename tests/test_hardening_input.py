@@ -503,7 +503,7 @@ def test_from_traces_rejects_bad_generation_parameters(tmp_path):
     from foglearn.network import ScenarioError, from_traces
 
     d = _traces(tmp_path)
-    with pytest.raises(ScenarioError, match="max_points = -1: must be ≥ 0"):
+    with pytest.raises(ScenarioError, match="max_points = -1: must be between 0 and 2\\^53"):
         from_traces(d, max_points=-1)
     with pytest.raises(ScenarioError, match="error_weight_max = nan: must be finite"):
         from_traces(d, error_weight_max=float("nan"))
@@ -751,8 +751,23 @@ def test_traces_csv_extra_fields_and_duplicate_columns_are_named(tmp_path):
     d = _traces(tmp_path)
     nodes = (d / "nodes.csv").read_text().splitlines()
     (d / "nodes.csv").write_text("\n".join([nodes[0], nodes[1], nodes[2] + ",7", *nodes[3:]]) + "\n")
-    with pytest.raises(ScenarioError, match=r"nodes.csv:3: 1 more field\(s\) than the header's 6 columns"):
+    with pytest.raises(ScenarioError, match=r"nodes.csv:3: 1 more non-empty field\(s\) than the header's 6 columns"):
         load_traces(d)
+    # a spreadsheet's trailing empty fields and columns, and unknown columns named twice, are ignored
+    (d / "nodes.csv").write_text("\n".join([nodes[0] + ",note,note,,", *(r + ",a,b,," for r in nodes[1:])]) + "\n")
+    load_traces(d)
+    (d / "nodes.csv").write_text("\n".join([nodes[0], *(r + ",," for r in nodes[1:])]) + "\n")
+    load_traces(d)
     (d / "nodes.csv").write_text("\n".join([nodes[0] + ",t", *(r + ",0" for r in nodes[1:])]) + "\n")
     with pytest.raises(ScenarioError, match=r"nodes.csv:1: column 't' appears twice in the header"):
         load_traces(d)
+
+
+def test_traces_drawn_arrivals_bounded(tmp_path):
+    from foglearn.network import ScenarioError, from_traces
+
+    d = _traces(tmp_path)
+    with pytest.raises(ScenarioError, match=r"max_points = 99999999999999999999: must be between 0 and 2\^53"):
+        from_traces(d, max_points=99999999999999999999)
+    with pytest.raises(ScenarioError, match=r"max_points = 9007199254740992 \(arrivals drawn\): the 3 devices"):
+        from_traces(d, max_points=2**53)

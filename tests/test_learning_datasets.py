@@ -192,13 +192,23 @@ def test_real_fashion_mnist_from_debian():
 
 
 def test_idx_file_that_is_not_a_regular_file_is_named(tmp_path):
-    """A directory (or device, or broken link) where an IDX file should be is reported as such, not as missing."""
+    """In the folder that holds the IDX files, a directory (or device, or broken link) where one should be is
+    reported as such, not as missing; elsewhere it does not stop the search of the other folders."""
+    import shutil
+
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
+    dsm.write_idx(raw / "train-labels-idx1-ubyte", np.zeros(3, np.uint8))
     (raw / "train-images-idx3-ubyte").mkdir()
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte: exists but is not a regular file"):
         dsm.read_idx_folder(tmp_path)
     (raw / "train-images-idx3-ubyte").rmdir()
-    (raw / "train-labels-idx1-ubyte.gz").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(DatasetError, match="train-labels-idx1-ubyte.gz: exists but is not a regular file"):
+    (raw / "train-images-idx3-ubyte.gz").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz: exists but is not a regular file"):
         dsm.read_idx_folder(tmp_path)
+    # a stray directory of that name in the folder searched first does not hide the real files below it
+    shutil.rmtree(tmp_path / "MNIST")
+    (tmp_path / "train-images-idx3-ubyte").mkdir()
+    raw.mkdir(parents=True)
+    dsm.write_idx(raw / "train-labels-idx1-ubyte", np.zeros(3, np.uint8))
+    assert dsm.find_idx_dir(tmp_path) == raw

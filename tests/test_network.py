@@ -169,3 +169,19 @@ def test_trace_errors_name_file_line_and_column(tmp_path):
     (tmp_path / "links.csv").write_text("t,src,dst\n")
     with pytest.raises(ScenarioError, match="missing columns"):
         load_traces(tmp_path)
+
+
+def test_synthetic_size_bounds_are_checked_before_drawing():
+    """Dense topologies at sizes that would need tens of GB are refused before anything is drawn; sparse ones at
+    the same n are not."""
+    import pytest
+
+    from foglearn.network import synthetic
+    from foglearn.network.scenario import ScenarioError
+
+    for kw in (dict(topology="full"), dict(topology="random", rho=0.3), dict(topology="social")):
+        with pytest.raises(ScenarioError, match=r"n_devices = 30000: the \w+ topology draws from 899,970,000 ordered"):
+            synthetic(n_devices=30_000, horizon=1, **kw)
+    with pytest.raises(ScenarioError, match="link-slots in all, more than the 300,000,000"):
+        synthetic(n_devices=2000, horizon=100)
+    assert synthetic(n_devices=20_000, horizon=1, topology="random", rho=1e-4).n_edges > 0

@@ -160,8 +160,27 @@ _CONFIG_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
     "planning": {"error": (str, True), "information": (str, True), "label_loads": (str, False),
                  "label_target": (str, False)},
 }
+#: The command line's ranges, for the integer keys (``foglearn run --help``).
+_CONFIG_RANGES = {"training.period": (1, 2**31 - 1), "training.seed": (0, 2**63 - 1), "training.passes": (1, 2**31 - 1),
+                  "training.threads": (0, 4096), "scenario.seed": (0, 2**63 - 1), "scenario.n_devices": (1, 2**31 - 1),
+                  "scenario.horizon": (1, 2**31 - 1), "scenario.max_points": (0, 2**53)}
+#: Keys that may be empty: the data set's display name (an IDX folder given as "." has none).
+_CONFIG_MAY_BE_EMPTY = {"training.dataset"}
+#: The ``[scenario]`` keys each generator records (any other is refused, not ignored).
+_GENERATOR_ALLOWS = {
+    "synthetic": {"generator", "n_devices", "horizon", "topology", "capacities", "profile", "seed", "rho",
+                  "max_points"},
+    "file": {"generator", "path", "sha256"},
+    "traces": {"generator", "path", "n_devices", "horizon", "repeat", "seed", "max_points"},
+}
 _GENERATOR_KEYS = {"synthetic": ("n_devices", "horizon", "topology", "capacities"), "file": ("path",),
                    "traces": ("path", "n_devices", "horizon")}
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters (a 400-digit integer is named, not printed)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _bad_config(path: Path, message: str) -> NoReturn:
@@ -183,12 +202,23 @@ def _config_tables(path: Path, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]
             if key not in keys:
                 _bad_config(path, f"unknown key {table}.{key} (known: {', '.join(keys)})")
             kind, _ = keys[key]
-            ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))) if kind is not float else (
-                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value))
-            if not ok or (kind is str and not value.strip()):
+            name = f"{table}.{key}"
+            if kind is float:
+                try:
+                    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                except OverflowError:  # an integer beyond any float
+                    ok = False
+            else:
+                ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if not ok or (kind is str and not value.strip() and name not in _CONFIG_MAY_BE_EMPTY):
                 what = {int: "an integer", float: "a finite number", bool: "true or false",
                         str: "a non-empty string"}[kind]
-                _bad_config(path, f"{table}.{key} = {value!r}: must be {what}")
+                _bad_config(path, f"{name} = {_short(value)}: must be {what}")
+            lo, hi = _CONFIG_RANGES.get(name, (None, None))
+            if lo is not None and not lo <= value <= hi:
+                _bad_config(path, f"{name} = {_short(value)}: must be an integer from {lo} to {hi}")
+            if name == "training.lr" and not value > 0:
+                _bad_config(path, f"{name} = {value!r}: the learning rate η must be > 0")
         missing = [k for k, (_, required) in keys.items() if required and k not in section]
         gen = section.get("generator") if table == "scenario" else None
         if gen is not None and gen not in _GENERATOR_KEYS:
@@ -196,6 +226,10 @@ def _config_tables(path: Path, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]
         missing += [k for k in _GENERATOR_KEYS.get(gen or "", ()) if k not in section]
         if missing:
             _bad_config(path, f"{table}.{missing[0]} is missing")
+        stray = sorted(set(section) - _GENERATOR_ALLOWS[str(gen)]) if gen is not None else []
+        if stray:
+            _bad_config(path, f"scenario.{stray[0]}: does not apply to scenario.generator = {gen!r} (it takes "
+                              f"{', '.join(sorted(_GENERATOR_ALLOWS[str(gen)]))})")
     return cfg
 
 
@@ -533,8 +567,11 @@ def run_command(
                         progress=functools.partial(_advance, bar, task),
                         executor=executor,
                     )
-                for note in dict.fromkeys(str(w.message) for w in said):
+                for note in dict.fromkeys(str(w.message) for w in said if w.category is UserWarning):
                     console.print(f"[yellow]warning: {name}: {escape(note)}[/]")
+                for w in said:  # others (a library's deprecations) as the user's warning filters say
+                    if w.category is not UserWarning:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
                 save_result(r, finished / f"{name}-{key}.json")
                 results.append(r)
         chance = 1.0 / data.n_classes

@@ -311,10 +311,6 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
             return folder / name
-    for name in (stem, stem + ".gz"):
-        if os.path.lexists(folder / name):
-            raise DatasetError(f"{folder / name}: exists but is not a regular file (a directory, a device or a "
-                               "broken link); the IDX files must be plain files")
     return None
 
 
@@ -329,6 +325,10 @@ def read_idx_folder(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     for key, stem in IDX_FILES.items():
         f = _idx_file(found, stem)
         if f is None:
+            for name in (stem, stem + ".gz"):
+                if os.path.lexists(found / name):
+                    raise DatasetError(f"{found / name}: exists but is not a regular file (a directory, a device or "
+                                       "a broken link); the IDX files must be plain files")
             raise DatasetError(f"{found}: missing {stem} (or {stem}.gz)")
         arr = read_idx(f)
         if arr.dtype != np.uint8:

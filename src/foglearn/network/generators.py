@@ -23,9 +23,12 @@ from foglearn.registry import Registry
 DATASET_SIZE = 60_000
 #: Size bounds of a synthetic scenario, checked before anything is drawn (a command line asking for 10⁹ devices
 #: or n = 30,000 fully connected would otherwise allocate tens of GB): device-slots ``T·n`` and link-slots
-#: ``T·E`` (n = 1000 fully connected over T = 100 is 10⁸; n = 100,000 with ten links each over T = 3, 3·10⁶).
+#: ``T·E`` (n = 1000 fully connected over T = 100 is 10⁸; n = 100,000 with ten links each over T = 3, 3·10⁶),
+#: and the links a dense topology draws.
 MAX_DEVICE_SLOTS = 100_000_000
 MAX_LINK_SLOTS = 300_000_000
+#: Links (or, for the random topology at ρ > 1/50, ordered pairs) a dense topology may draw.
+MAX_LINKS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,16 @@ def synthetic(
                             f"more than the {MAX_DEVICE_SLOTS:,} a scenario may hold (each is a row of every array)")
     # the link count of the dense topologies is known before drawing them (full: n(n−1); random: ρ·n(n−1) on
     # average); any topology's is checked once drawn
-    dense = {"full": 1.0, "random": rho if isinstance(rho, float | int) and 0 <= rho <= 1 else 0.0}.get(topology, 0.0)
-    if dense and horizon * dense * n_devices * (n_devices - 1) > MAX_LINK_SLOTS:
+    # social: Watts–Strogatz with k = n/5 neighbours, both directions (networkx builds it in Python objects)
+    dense = {"full": 1.0, "random": rho if isinstance(rho, float | int) and 0 <= rho <= 1 else 0.0,
+             "social": 0.4}.get(topology, 0.0)
+    pairs = n_devices * (n_devices - 1)
+    if dense * pairs > MAX_LINKS or (topology == "random" and dense > 0.02 and pairs > MAX_LINKS):
+        # (numpy draws more than 1/50 of the n(n−1) pairs by permuting all of them)
+        raise ScenarioError(f"n_devices = {n_devices}: the {topology} topology draws from {pairs:,} ordered pairs "
+                            f"(about {dense * pairs:,.0f} links), more than the {MAX_LINKS:,} it may; use fewer "
+                            "devices or a sparser topology")
+    if dense and horizon * dense * pairs > MAX_LINK_SLOTS:
         raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: the {topology} topology has about "
                             f"{dense * n_devices * (n_devices - 1):,.0f} links, "
                             f"{horizon * dense * n_devices * (n_devices - 1):,.0f} link-slots in all, more than the "

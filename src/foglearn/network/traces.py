@@ -96,14 +96,15 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
         missing = [c for c in columns if c not in header]
         if missing:
             raise ScenarioError(f"{path}: missing columns {missing}; expected {list(columns)}")
-        twice = sorted({h for h in header if header.count(h) > 1})
+        twice = sorted({h for h in header if h in columns and header.count(h) > 1})  # other columns are ignored
         if twice:
             raise ScenarioError(f"{path}:1: column {twice[0]!r} appears twice in the header")
         rows = []
         for row in reader:
-            if None in row:  # DictReader's restkey: fields beyond the header's
-                raise ScenarioError(f"{path}:{reader.line_num}: {len(row[None])} more field(s) than the header's "
-                                    f"{len(header)} columns")
+            extra = [v for v in row.get(None) or () if v.strip()]  # DictReader's restkey: beyond the header
+            if extra:
+                raise ScenarioError(f"{path}:{reader.line_num}: {len(extra)} more non-empty field(s) than the "
+                                    f"header's {len(header)} columns")
             rows.append((reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k}))
     except csv.Error as exc:
         raise ScenarioError(f"{path}:{reader.line_num + 1}: not a readable CSV row ({exc})") from None
@@ -316,8 +317,8 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
     T = tr.length if horizon is None else int(horizon)
     if seed < 0:
         raise ScenarioError(f"seed = {seed}: must be ≥ 0")
-    if max_points < 0:
-        raise ScenarioError(f"max_points = {max_points}: must be ≥ 0")
+    if not 0 <= max_points <= MAX_COUNT:
+        raise ScenarioError(f"max_points = {max_points}: must be between 0 and 2^53 = {MAX_COUNT}")
     if not 0 <= error_weight_max < np.inf:
         raise ScenarioError(f"error_weight_max = {error_weight_max}: must be finite and ≥ 0")
     tiled = []
@@ -384,7 +385,8 @@ def from_traces(traces: Traces | str | os.PathLike[str], n_devices: int | None =
                                 "time per point that large is not a measurement)")
     total = float(np.sum(collected, dtype=np.float64))
     if total > MAX_COUNT:
-        raise ScenarioError(f"nodes.csv arrivals: the {n} devices × {T} slots replayed collect {total:.17g} points in "
+        what = "nodes.csv arrivals" if tr.arrivals is not None else f"max_points = {max_points} (arrivals drawn)"
+        raise ScenarioError(f"{what}: the {n} devices × {T} slots replayed collect {total:.17g} points in "
                             f"all: must be at most 2^53 = {MAX_COUNT}")
     return Scenario(
         collected=collected,
