@@ -280,6 +280,9 @@ def test_executor_errors_name_the_argument(scenario_plan, monkeypatch, tmp_path)
         with pytest.raises(InputError, match=f"port '{port}' must be a number from 0 to 65535"):
             parse_executor(f"ray:127.0.0.1:{port}")
     assert parse_executor("ray:ray://head:10001").address == "ray://head:10001"
+    assert parse_executor("ray:fe80::abcd").address == "fe80::abcd"  # a bare IPv6 address has no port
+    with pytest.raises(InputError, match="port '99999'"):
+        parse_executor("ray:[::1]:99999")
     with pytest.raises(InputError, match="executor = 'ray:'"):
         train(scen, plan, "tiny", "mlp", period=3, executor="ray:")
     with pytest.raises(RunError, match="no Ray cluster answers at 127.0.0.1:1"):

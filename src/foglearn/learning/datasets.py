@@ -170,7 +170,7 @@ class ArrayDataset:
                 raise DatasetError(rule)
             if part == "train" and np.all(y == y[0]):
                 raise DatasetError(f"y_train: every label is {int(y[0])}: a classifier needs at least two classes "
-                                   "to learn (and its chance level would be 100 %)")
+                                   "to learn from")
             # the trainer and kernels read these in place (torch.from_numpy refuses negative strides)
             object.__setattr__(self, f"x_{part}", np.ascontiguousarray(x))
             object.__setattr__(self, f"y_{part}", np.ascontiguousarray(y))

@@ -80,7 +80,8 @@ def parse_executor(spec: str | Executor) -> Executor:
             return Executor("ray")
         if kind == "ray" and address.strip():
             host, colon, port = address.strip().rpartition(":")
-            if colon and host and "/" not in host and port and not _port(port):
+            bare_ipv6 = ":" in host and not host.endswith("]")  # fe80::1 has no port to check
+            if colon and host and "/" not in host and not bare_ipv6 and port and not _port(port):
                 raise InputError(f"executor = {spec!r}: port {port!r} must be a number from 0 to 65535")
             return Executor("ray", address.strip())
     raise InputError(f"executor = {spec!r}: must be 'local', 'ray' (a Ray cluster started here) or "
