@@ -146,7 +146,7 @@ def _kept(path: Path, name: str) -> TrainResult | None:
         return None
 
 
-#: What a run directory's ``config.toml`` holds: each table's keys and their TOML types (``None``: optional).
+#: What a run directory's ``config.toml`` holds: each table's keys, their TOML type and whether they are required.
 _CONFIG_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
     "scenario": {"generator": (str, True), "path": (str, False), "sha256": (str, False), "n_devices": (int, False),
                  "horizon": (int, False), "topology": (str, False), "capacities": (bool, False),
