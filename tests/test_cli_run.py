@@ -186,6 +186,17 @@ def test_run_partition_writes_label_histograms(tmp_path, tiny_npz, monkeypatch):
     assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_target"] == "uniform"
     assert tomllib.loads((out / "config.toml").read_text())["settings"][2]["solver"] == "label-aware"
     assert [s["name"] for s in result["settings"]] == ["no-movement", "network-aware", "label-aware"]
+    # the label-aware setting weights its loss by class (1/√ share, mean 1 over the collected points);
+    # the label-blind ones train with the paper's loss
+    assert tomllib.loads((out / "config.toml").read_text())["planning"]["label_weights"] == "sqrt"
+    assert [s["config"]["class_weights"] for s in result["settings"][:2]] == [None, None]
+    weights = result["settings"][2]["config"]["class_weights"]
+    assert weights["spec"] == "sqrt"
+    counts = hist.sum(0)
+    np.testing.assert_allclose(np.array(weights["weights"])[counts > 0] * np.sqrt(counts[counts > 0]),
+                               np.sqrt(counts[counts > 0]) @ np.array(weights["weights"])[counts > 0]
+                               / (counts > 0).sum(), rtol=1e-5)  # ∝ 1/√N_c
+    np.testing.assert_allclose(counts @ np.array(weights["weights"]), counts.sum(), rtol=1e-5)  # mean 1
 
 
 def test_run_label_loads_free_target_collected_and_bad_values(tmp_path, tiny_npz, monkeypatch):
@@ -200,6 +211,8 @@ def test_run_label_loads_free_target_collected_and_bad_values(tmp_path, tiny_npz
     assert bad.exit_code == 2 and "--label-loads = 'any': must be one of label-blind, free" in bad.output
     bad = runner.invoke(app, [*base, "--label-target", "even", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--label-target = 'even': must be one of uniform, collected" in bad.output
+    bad = runner.invoke(app, [*base, "--label-weights", "inverse", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--label-weights = 'inverse': must be one of none, sqrt" in bad.output
     assert not (tmp_path / "bad").exists()
     import foglearn.planning as planning
 
@@ -212,23 +225,28 @@ def test_run_label_loads_free_target_collected_and_bad_values(tmp_path, tiny_npz
 
     monkeypatch.setattr(planning, "plan", recording_plan)
     out = tmp_path / "free"
-    res = runner.invoke(app, [*base, "--label-loads", "free", "--label-target", "collected", "--out", str(out)])
+    res = runner.invoke(app, [*base, "--label-loads", "free", "--label-target", "collected", "--label-weights",
+                              "none", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert json.loads((out / "result.json").read_text())["settings"][2]["config"]["class_weights"] is None
     label_aware = [kw for kw in seen if kw.get("labels") is not None]
     assert len(label_aware) == 1 and label_aware[0]["target"] == "collected"
     assert label_aware[0]["solver"] == "label-aware-free"
     config = tomllib.loads((out / "config.toml").read_text())
     assert config["planning"]["label_loads"] == "free"
     assert config["planning"]["label_target"] == "collected"
+    assert config["planning"]["label_weights"] == "none"
     assert [s["solver"] for s in config["settings"]][2] == "label-aware-free"
     from foglearn.cli.run import options_from_config
 
     opts = options_from_config(out / "config.toml")
-    assert (opts["label_loads"], opts["label_target"]) == ("free", "collected")
+    assert (opts["label_loads"], opts["label_target"], opts["label_weights"]) == ("free", "collected", "none")
     old = tmp_path / "old.toml"
-    old.write_text((out / "config.toml").read_text().replace('label_target = "collected"\n', ""))
-    assert "label_target" not in old.read_text()
+    old.write_text((out / "config.toml").read_text().replace('label_target = "collected"\n', "")
+                   .replace('label_weights = "none"\n', ""))
+    assert "label_target" not in old.read_text() and "label_weights" not in old.read_text()
     assert options_from_config(old)["label_target"] == "collected"
+    assert options_from_config(old)["label_weights"] == "none"  # configs before the option: the plain loss
 
 
 def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
@@ -293,8 +311,9 @@ def test_run_bad_options(tmp_path):
 def test_help_states_the_default_budget():
     res = runner.invoke(app, ["run", "--help"], terminal_width=200)
     assert res.exit_code == 0
-    text = " ".join(res.output.split())
+    text = " ".join(res.output.replace("│", " ").split())  # the help table's rows wrap inside its borders
     assert "5 passes" in text and "minibatch:16" in text and "paper" in text
+    assert "--label-weights" in text and "sqrt" in text
 
 
 # ---------------------------------------- resume: no pickle, keyed on content, damaged files

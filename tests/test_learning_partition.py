@@ -189,3 +189,42 @@ def test_train_records_the_partition():
     assert iid.config["partition"]["kind"] == "iid"
     with pytest.raises(TrainingError, match="partition"):
         train(s, p, dataset=TINY, model="mlp", partition="dirichlet:0")
+
+
+# ---------------------------------------- class weights (the label-aware setting's loss)
+
+
+def test_sqrt_class_weights_are_inverse_square_root_shares_with_mean_one():
+    from foglearn.learning.partition import class_weight_vector
+
+    counts = np.array([900, 100, 0, 9, 1])
+    w = class_weight_vector("sqrt", counts)
+    assert w.dtype == np.float32 and w.shape == (5,)
+    seen = counts > 0
+    ratio = w[seen] * np.sqrt(counts[seen])
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-6)  # ω_c ∝ 1/√N_c
+    np.testing.assert_allclose(counts @ w, counts.sum(), rtol=1e-6)  # mean 1 over the collected points
+    assert w[2] == 1.0  # a class nobody collects: never trained on
+    np.testing.assert_allclose(w[4] / w[0], 30.0, rtol=1e-6)  # 900× rarer: √900 = 30× the weight
+    np.testing.assert_array_equal(class_weight_vector(" SQRT ", np.array([5, 5])), [1.0, 1.0])  # balanced: all 1
+    assert class_weight_vector(None, counts) is None and class_weight_vector("none", counts) is None
+    np.testing.assert_array_equal(class_weight_vector([0, 1, 2.5, 1, 1], counts), [0, 1, 2.5, 1, 1])
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("inverse", "must be one of ('none', 'sqrt')"),
+    ([1, 2], "must be 5 finite numbers ≥ 0"),
+    ([1, 1, 1, 1, float("nan")], "must be 5 finite numbers ≥ 0"),
+    ([1, 1, 1, 1, -1], "must be 5 finite numbers ≥ 0"),
+    ([0, 0, 0, 0, 0], "at least one > 0"),
+    ([1, 1, 1, 1, 1e5], "at most 10000 times the smallest positive one"),
+    (["a"] * 5, "must be one of ('none', 'sqrt') or 5 numbers ≥ 0"),
+    (object(), "must be"),
+])
+def test_bad_class_weights_are_named(spec, says):
+    from foglearn.errors import InputError
+    from foglearn.learning.partition import class_weight_vector
+
+    with pytest.raises(InputError, match="class_weights = ") as err:
+        class_weight_vector(spec, np.array([5, 5, 5, 5, 5]))
+    assert says in str(err.value)

@@ -38,10 +38,12 @@ def _case(T=6, n=4, seed=3, max_d=40):
     return s, Plan.from_fractions(s, keep, off)
 
 
-def plain_loop(s, p, model, period, lr, seed, b, scaled=False):
+def plain_loop(s, p, model, period, lr, seed, b, scaled=False, class_weight=None):
     """One torch module + ``torch.optim.SGD`` per device; ``⌈G/b⌉`` steps per device and slot
     (``b = None``: one step, eq. 3), each on the batch's mean loss or, ``scaled``, its summed loss
-    over ``max(k, b)``; eq. (4) with weights ``H_i``. Returns the global parameters."""
+    over ``max(k, b)`` (each point's loss times its class's weight, if given); eq. (4) with weights
+    ``H_i``. Returns the global parameters."""
+    omega = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
     T, n = s.horizon, s.n_devices
     sched = schedule(s, p)
     stream, _ = point_stream(int(s.collected.sum()), TINY.n_train, seed)
@@ -57,10 +59,10 @@ def plain_loop(s, p, model, period, lr, seed, b, scaled=False):
             for a in range(0, len(idx), max(step, 1)):
                 batch = torch.from_numpy(idx[a : a + step])
                 opts[i].zero_grad()
-                if scaled:
-                    (F.cross_entropy(nets[i](X[batch]), Y[batch], reduction="sum") / max(len(batch), b)).backward()
-                else:
-                    F.cross_entropy(nets[i](X[batch]), Y[batch]).backward()
+                losses = F.cross_entropy(nets[i](X[batch]), Y[batch], reduction="none")
+                if omega is not None:
+                    losses = losses * omega[Y[batch]]
+                (losses.sum() / (max(len(batch), b) if scaled else len(batch))).backward()
                 opts[i].step()
             H[i] += len(idx)
         if (t + 1) % period == 0 or t + 1 == T:
@@ -111,6 +113,37 @@ def test_trainer_matches_plain_pytorch_loop(model, period, b, scaled):
     for k, v in ref.items():
         torch.testing.assert_close(r.final_state[k], v, rtol=2e-5, atol=2e-6)
     assert r.config["local_update"] == spec
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", small_net])
+@pytest.mark.parametrize("period, b, scaled", [(1, None, False), (3, None, False), (3, 7, False), (3, 7, True)])
+def test_class_weights_match_plain_pytorch_loop(model, period, b, scaled):
+    """``class_weights``: every point's loss times its class's weight, on every compute path (the MLP's
+    compiled device-major kernel, the CNN's batched kernel, τ = 1's union step, the vmap path)."""
+    s, p = _case()
+    omega = np.linspace(0.2, 3.0, 10)
+    spec = "paper" if b is None else f"{'scaled' if scaled else 'minibatch'}:{b}"
+    kw = dict(dataset=TINY, model=model, period=period, lr=0.1, seed=5, local_update=spec, threads=2, eval_every=0)
+    r = train(s, p, class_weights=omega, **kw)
+    ref = plain_loop(s, p, model, period, 0.1, 5, b, scaled, class_weight=omega)
+    for k, v in ref.items():
+        torch.testing.assert_close(r.final_state[k], v, rtol=2e-5, atol=2e-6)
+    assert r.config["class_weights"] == {"spec": "explicit", "weights": [round(float(v), 6) for v in
+                                                                          omega.astype(np.float32)]}
+    plain = train(s, p, **kw)
+    assert plain.config["class_weights"] is None
+    assert all(not torch.allclose(r.final_state[k], plain.final_state[k]) for k in plain.final_state)
+    ones = train(s, p, class_weights=np.ones(10), **kw)  # weights of 1 are the plain loss, bit for bit
+    for k in plain.final_state:
+        assert torch.equal(ones.final_state[k], plain.final_state[k])
+
+
+def test_bad_class_weights_are_a_training_error():
+    s, p = _case()
+    with pytest.raises(TrainingError, match=r"class_weights = 'inverse': must be one of \('none', 'sqrt'\)"):
+        train(s, p, dataset=TINY, model="mlp", period=3, class_weights="inverse")
+    with pytest.raises(TrainingError, match="class_weights = \\[1, 2\\]: must be 10 finite numbers"):
+        train(s, p, dataset=TINY, model="mlp", period=3, class_weights=[1, 2])
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", small_net])

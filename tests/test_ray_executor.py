@@ -223,20 +223,22 @@ def _batch_norm_net() -> torch.nn.Module:
     return nn.Sequential(nn.Conv2d(1, 2, 5, stride=3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(128, 10))
 
 
-@pytest.mark.parametrize("model, in_flight, update", [("mlp", None, "paper"), ("cnn", 2, "paper"),
-                                                     ("batch-norm", 4, "paper"), ("mlp", None, "scaled:3"),
-                                                     ("cnn", 2, "scaled:3")])
-def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight, update) -> None:
+@pytest.mark.parametrize("model, in_flight, update, weights", [
+    ("mlp", None, "paper", None), ("cnn", 2, "paper", None), ("batch-norm", 4, "paper", None),
+    ("mlp", None, "scaled:3", None), ("cnn", 2, "scaled:3", None), ("mlp", None, "minibatch:3", "sqrt"),
+    ("cnn", 2, "minibatch:3", [0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5])])
+def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight, update, weights) -> None:
     """τ = 3 > 1, with movement: the blocks (CNN: 3 blocks of 2 devices; MLP: its compiled calls;
     a batch-norm module: 2 blocks on the torch path, buffers averaged too) run in the cluster's two
     actors and their shares of eq. (4) are added in block order, so the final model and every loss
     are the local run's, bit for bit (``scaled:3``: the workers rebuild the rule too — a worker that
-    took full steps on small batches would part from the local run)."""
+    took full steps on small batches would part from the local run; class weights: the workers weight
+    each point's loss as the local run does)."""
     scen, plan = scenario_plan
     if model == "batch-norm":
         model = _batch_norm_net()
     kw = dict(dataset="tiny", model=model, period=3, lr=0.05, seed=1, threads=1, in_flight=in_flight,
-              device="cpu", local_update=update)
+              device="cpu", local_update=update, class_weights=weights)
     local = train(scen, plan, **kw)
     remote = train(scen, plan, **kw, executor=f"ray:{cluster.address}")
     assert remote.config["executor"] == f"ray:{cluster.address}" and local.config["executor"] == "local"
@@ -246,6 +248,9 @@ def test_train_on_ray_equals_local(cluster, scenario_plan, model, in_flight, upd
         assert torch.equal(v, remote.final_state[k]), k
     np.testing.assert_array_equal(local.device_loss, remote.device_loss)
     np.testing.assert_array_equal(local.eval_accuracy, remote.eval_accuracy)
+    if weights is not None:  # the weights reached the workers: a run without them parts from both
+        plain = train(scen, plan, **{**kw, "class_weights": None})
+        assert not torch.equal(plain.final_state["fc1.weight"], remote.final_state["fc1.weight"])
 
 
 def _same(a: dict, b: dict) -> bool:

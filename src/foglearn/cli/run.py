@@ -60,6 +60,7 @@ from foglearn.cli.scenario_options import (
 )
 from foglearn.cli.tracking import Log, require_tensorboard, write_tensorboard
 from foglearn.errors import InputError
+from foglearn.learning.partition import CLASS_WEIGHTS, LABEL_AWARE_WEIGHTS
 
 if TYPE_CHECKING:
     from foglearn.learning import ArrayDataset, TrainResult
@@ -156,9 +157,9 @@ _CONFIG_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
                  "lr": (float, True), "seed": (int, True), "passes": (int, True), "budget": (str, True),
                  "local_update": (str, True), "partition": (str, True), "dataset_source": (str, True),
                  "threads": (int, False)},
-    # label_loads / label_target: absent from configs written before the options
+    # label_loads / label_target / label_weights: absent from configs written before the options
     "planning": {"error": (str, True), "information": (str, True), "label_loads": (str, False),
-                 "label_target": (str, False)},
+                 "label_target": (str, False), "label_weights": (str, False)},
 }
 #: The command line's ranges, for the integer keys (``foglearn run --help``).
 _CONFIG_RANGES = {"training.period": (1, 2**31 - 1), "training.seed": (0, 2**63 - 1), "training.passes": (1, 2**31 - 1),
@@ -281,6 +282,8 @@ def options_from_config(path: Path) -> dict[str, Any]:
         "label_loads": pl.get("label_loads", "free"),
         # absent from configs written before the option, whose label-aware plan balanced towards the pooled mix
         "label_target": pl.get("label_target", "collected"),
+        # absent from configs written before the option, whose label-aware run trained with the plain loss
+        "label_weights": pl.get("label_weights", "none"),
     }
 
 
@@ -365,6 +368,14 @@ def run_command(
             "(the mix of everything the devices collect); docs/noniid.md"
         ),
     ] = "uniform",
+    label_weights: Annotated[
+        str,
+        typer.Option(
+            help="the label-aware setting's loss on non-IID data: sqrt (each point's loss weighted by "
+            "1/√(its class's share of what the devices collect), mean weight 1) | none (the paper's loss, as "
+            "the label-blind settings); docs/noniid.md"
+        ),
+    ] = LABEL_AWARE_WEIGHTS,
     threads: Annotated[int, typer.Option(min=0, max=4096, help="torch threads (0: all available cores)")] = 0,
     executor: Annotated[
         str,
@@ -405,8 +416,9 @@ def run_command(
         dataset_digest = o["dataset_sha256"]
         options, seed, dataset, model = o["scenario"], o["seed"], o["dataset"], o["model"]
         period, lr, passes, budget = o["period"], o["lr"], o["passes"], o["budget"]
-        local_update, partition, error, information, label_loads, label_target = (
-            o["local_update"], o["partition"], o["error"], o["information"], o["label_loads"], o["label_target"]
+        local_update, partition, error, information, label_loads, label_target, label_weights = (
+            o["local_update"], o["partition"], o["error"], o["information"], o["label_loads"], o["label_target"],
+            o["label_weights"],
         )
     else:
         options = ScenarioOptions(devices, slots, topology, rho, capacities, profile, max_points, scenario_file,
@@ -433,6 +445,8 @@ def run_command(
         fail(f"--label-loads = {label_loads!r}: must be one of {', '.join(LOADS)}")
     if label_target not in TARGETS:
         fail(f"--label-target = {label_target!r}: must be one of {', '.join(TARGETS)}")
+    if label_weights not in CLASS_WEIGHTS:
+        fail(f"--label-weights = {label_weights!r}: must be one of {', '.join(CLASS_WEIGHTS)}")
     b_passes, b_lr, b_update = BUDGETS[budget]
     passes = b_passes if passes is None else passes
     lr = b_lr if lr is None else lr
@@ -500,7 +514,7 @@ def run_command(
             "scenario": source,
             "training": training,
             "planning": {"error": error, "information": str(info), "label_loads": label_loads,
-                         "label_target": label_target},
+                         "label_target": label_target, "label_weights": label_weights},
             "settings": [
                 {
                     "name": name,
@@ -567,6 +581,7 @@ def run_command(
                         partition=part,
                         progress=functools.partial(_advance, bar, task),
                         executor=executor,
+                        class_weights=label_weights if name == "label-aware" else None,
                     )
                 for note in dict.fromkeys(str(w.message) for w in said if w.category is UserWarning):
                     console.print(f"[yellow]warning: {name}: {escape(note)}[/]")

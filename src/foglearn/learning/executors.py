@@ -211,6 +211,8 @@ class WorkerSpec:
     total: int
     #: :attr:`~foglearn.learning.trainer.LocalUpdate.scaled` (``"scaled:B"``)
     scaled: bool = False
+    #: ``ω_c``, the classes' loss weights (:func:`~foglearn.learning.trainer.class_weight_vector`); ``None``: all 1
+    class_weight: np.ndarray | None = None
 
 
 class BlockWorker:
@@ -227,7 +229,8 @@ class BlockWorker:
         module = make_model(spec.model, seed=spec.seed, n_classes=spec.n_classes)
         on = torch.device("cpu")
         self.runner = trainer._make_runner(module, batched_kernel(module), spec.n, on, spec.seed, trainer._Workers(1),
-                                           spec.period, trainer.LocalUpdate(spec.batch, spec.scaled))
+                                           spec.period, trainer.LocalUpdate(spec.batch, spec.scaled),
+                                           spec.class_weight)
         with warnings.catch_warnings():  # the object store's arrays are read-only; the trainer never writes them
             warnings.simplefilter("ignore", UserWarning)
             X, Y = torch.from_numpy(spec.x), torch.from_numpy(spec.y)

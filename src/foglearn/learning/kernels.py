@@ -459,7 +459,7 @@ def batched_kernel(module: nn.Module) -> BatchedModel | None:
 def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.ndarray, step_ptr: np.ndarray,
                  pts: np.ndarray, weight: np.ndarray, lr: float, hid: int, n_cls: int, out_sum: np.ndarray,
                  out_loss: np.ndarray, p: np.ndarray, acc: np.ndarray,
-                 min_den: int) -> None:  # pragma: no cover - compiled
+                 min_den: int, class_w: np.ndarray) -> None:  # pragma: no cover - compiled
     d_in = x.shape[1]
     o_b1 = hid * d_in
     o_w2 = o_b1 + hid
@@ -517,10 +517,12 @@ def _mlp_devices(x: np.ndarray, y: np.ndarray, glob: np.ndarray, dev_ptr: np.nda
                 for c in range(n_cls):
                     se += np.exp(np.float64(z2[c] - mx))
                 label = y[pts[a + q]]
-                out_loss[a + q] = np.log(se) + mx - z2[label]
+                cw = class_w[label]
+                out_loss[a + q] = (np.log(se) + mx - z2[label]) * cw
+                wm = inv_m * cw
                 for c in range(n_cls):
-                    d2[q, c] = np.float32(np.exp(np.float64(z2[c] - mx)) / se) * inv_m
-                d2[q, label] -= inv_m
+                    d2[q, c] = np.float32(np.exp(np.float64(z2[c] - mx)) / se) * wm
+                d2[q, label] -= wm
             for q in range(m):  # d h1 through the old fc2 weights, masked by ReLU
                 for j in range(hid):
                     acc_j = np.float32(0.0)
@@ -599,16 +601,17 @@ def mlp_kernel_layout(kernel: BatchedMLP, flat: torch.Tensor, inverse: bool = Fa
 
 def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torch.Tensor, dev_ptr: np.ndarray,
                 step_ptr: np.ndarray, pts: np.ndarray, weight: np.ndarray, lr: float, out_sum: np.ndarray,
-                out_loss: np.ndarray, min_den: int = 1) -> None:
+                out_loss: np.ndarray, min_den: int = 1, class_weight: np.ndarray | None = None) -> None:
     """Device-major local SGD (eq. 3) for the MLP, one compiled call (numba, GIL released).
 
     ``glob [P]`` is the global model in :func:`mlp_kernel_layout` (``fc1.weight`` transposed).
     Device ``d`` starts from it and takes its steps ``dev_ptr[d] … dev_ptr[d+1] - 1`` in order;
     step ``s`` is one SGD step on the summed cross-entropy of its ``k`` samples
-    ``x[pts[step_ptr[s] : step_ptr[s+1]]]`` divided by ``max(k, min_den)`` (``min_den = 1``: the
-    mean; ``b`` for ``local_update="scaled:b"``), ``out_loss`` (float64) receiving each sample's loss
-    before that step. Then ``out_sum += Σ_d weight[d] · (w_d - glob)`` (float64, same layout;
-    with weights summing to 1, ``glob + out_sum`` is eq. (4)).
+    ``x[pts[step_ptr[s] : step_ptr[s+1]]]``, each weighted by its class's ``class_weight`` (``None``: 1),
+    divided by ``max(k, min_den)`` (``min_den = 1``: the mean; ``b`` for ``local_update="scaled:b"``),
+    ``out_loss`` (float64) receiving each sample's weighted loss before that step. Then
+    ``out_sum += Σ_d weight[d] · (w_d - glob)`` (float64, same layout; with weights summing to 1,
+    ``glob + out_sum`` is eq. (4)).
 
     Memory traffic is what a device-step costs here (one sample touches ~150 of the 784 rows of
     ``fc1ᵀ``, 0.6 MB of model in all), so a device's model is never materialised: the first
@@ -646,12 +649,15 @@ def mlp_devices(kernel: BatchedMLP, x: torch.Tensor, y: torch.Tensor, glob: torc
         raise InputError("weight: one per device; out_loss: one per point")
     _check_range("pts", pts, xs.shape[0], "sample indices", " (the rows of x)")
     _check_range("y", labels[pts], n_cls, "labels", f" (the model has {n_cls} classes)")
+    cw = np.ones(n_cls, np.float32) if class_weight is None else np.ascontiguousarray(class_weight, dtype=np.float32)
+    if cw.shape != (n_cls,):
+        raise InputError(f"class_weight: one per class ({n_cls}), got shape {list(cw.shape)}")
     scratch = getattr(_MLP_SCRATCH, "buffers", None)  # per thread: the device's model and the call's sum
     if scratch is None or scratch[0].shape != g.shape:
         scratch = _MLP_SCRATCH.buffers = (np.empty(g.shape, np.float32), np.zeros(g.shape, np.float32))
     try:
         _mlp_devices(xs, labels, g, dev_ptr, step_ptr, pts, np.ascontiguousarray(weight, dtype=np.float64),
-                     float(lr), int(hid), int(n_cls), out_sum, out_loss, scratch[0], scratch[1], int(min_den))
+                     float(lr), int(hid), int(n_cls), out_sum, out_loss, scratch[0], scratch[1], int(min_den), cw)
     except BaseException:  # a call stopped part-way (only possible uncompiled): its sum is not zero
         _MLP_SCRATCH.buffers = None
         raise

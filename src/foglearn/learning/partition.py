@@ -32,6 +32,7 @@ Everything is reproducible from the seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,60 @@ def plot_histograms(histograms: np.ndarray, path: str | Path, title: str = "") -
     )
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+#: ``class_weights`` by name: ``"none"`` (every point's loss counts alike, the paper) or ``"sqrt"``.
+CLASS_WEIGHTS = ("none", "sqrt")
+#: The class weights the ``label-aware`` setting trains with (``foglearn run``, ``foglearn reproduce noniid``):
+#: it knows the labels the devices collect, in its plan and in its loss; the label-blind settings train
+#: with the paper's loss (docs/noniid.md, "Class weights").
+LABEL_AWARE_WEIGHTS = "sqrt"
+#: The largest weight an explicit ``class_weights`` sequence may give a class relative to its smallest
+#: positive one (a step on a point of that class is that many times longer).
+MAX_CLASS_WEIGHT_RATIO = 1e4
+
+
+def class_weight_vector(spec: str | Sequence[float] | np.ndarray | None, counts: np.ndarray) -> np.ndarray | None:
+    """The loss weight ``ω_c`` of each class (float32 ``[C]``), or ``None`` for equal weights.
+
+    A device's loss in eq. (3) becomes ``Σ_{x ∈ batch} ω_{y(x)} l(w, x) / |batch|``. ``counts[C]``: the
+    points of each class the devices collect over a pass (the partition's label histograms summed).
+    ``"sqrt"``: ``ω_c ∝ 1/√N_c`` for the classes collected (square-root inverse frequency), scaled so
+    that ``Σ_c N_c ω_c = Σ_c N_c`` — the mean weight over the collected points is 1, so the step size
+    ``η`` keeps its meaning; classes not collected get 1 (no point of them is trained on). Inverse
+    frequency itself (``1/N_c``) gave a class collected as 0.1 % of the points a weight of about 100, and
+    training diverged at ``η = 0.1`` (docs/noniid.md, "Class weights"). A sequence gives ``ω`` directly
+    (``C`` finite numbers ≥ 0, at least one > 0, largest/smallest positive ≤ :data:`MAX_CLASS_WEIGHT_RATIO`).
+    """
+    C = len(counts)
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "none"):
+        return None
+    if isinstance(spec, str):
+        if spec.strip().lower() != "sqrt":
+            raise InputError(f"class_weights = {spec!r}: must be one of {CLASS_WEIGHTS} or {C} numbers ≥ 0")
+        n = np.asarray(counts, dtype=np.float64)
+        seen = n > 0
+        w = np.ones(C)
+        if seen.any():
+            w[seen] = 1.0 / np.sqrt(n[seen])
+            w[seen] *= n[seen].sum() / float(n[seen] @ w[seen])
+        return w.astype(np.float32)
+    try:
+        w = np.asarray(spec, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"class_weights = {_short(spec)}: must be one of {CLASS_WEIGHTS} or {C} numbers ≥ 0"
+                            ) from None
+    if w.shape != (C,) or not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
+        raise InputError(f"class_weights = {_short(spec)}: must be {C} finite numbers ≥ 0 (one per class), "
+                            "at least one > 0")
+    pos = w[w > 0]
+    if pos.max() > MAX_CLASS_WEIGHT_RATIO * pos.min():
+        raise InputError(f"class_weights = {_short(spec)}: the largest weight may be at most "
+                            f"{MAX_CLASS_WEIGHT_RATIO:g} times the smallest positive one")
+    return w.astype(np.float32)
+
+
+def _short(value: object) -> str:
+    """A bad value for an error message, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

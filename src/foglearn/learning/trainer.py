@@ -98,7 +98,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -114,7 +114,7 @@ from foglearn.errors import InputError
 from foglearn.learning.datasets import DataSpec, load_dataset
 from foglearn.learning.kernels import BatchedMLP, BatchedModel, batched_kernel, mlp_devices, mlp_kernel_layout
 from foglearn.learning.models import ModelSpec, make_model, model_name
-from foglearn.learning.partition import Partition, PartitionError, device_stream
+from foglearn.learning.partition import Partition, PartitionError, class_weight_vector, device_stream
 from foglearn.learning.results import TrainResult
 from foglearn.network.scenario import Scenario
 from foglearn.planning.plan import Plan, split_points
@@ -424,6 +424,8 @@ class _Runner:
     #: A step on ``k`` points divides its summed loss by ``max(k, den)`` (:attr:`LocalUpdate.min_den`;
     #: 1: the mean loss); set by :func:`_make_runner`.
     den = 1
+    #: ``ω_c``, each class's loss weight (float32 ``[C]``; :func:`class_weight_vector`), or ``None``: all 1.
+    class_weight: np.ndarray | None = None
 
     def block_size(self) -> int:
         """Devices per block: as many as :data:`STATE_BUDGET` holds (at least 1)."""
@@ -604,7 +606,10 @@ class _KernelRunner(_Runner):
         ``1/max(|G_i|, den)``); ``lr`` > 0 when the devices are whole (their steps are taken in the call)."""
         idx, valid = _padded(pts, starts, sizes, part, width, lo)
         den = np.maximum(sizes[part], self.den)[:, None].astype(np.float32)
-        return part, X, Y, idx, (valid / den).astype(np.float32), lr
+        wt = (valid / den).astype(np.float32)
+        if self.class_weight is not None:
+            wt *= self.class_weight[Y.numpy()[idx]]
+        return part, X, Y, idx, wt, lr
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         calls: list[tuple[np.ndarray, int]] = []  # whole devices: (devices, padded width)
@@ -702,7 +707,8 @@ class _DeviceMajorMLP(_Runner):
               X: torch.Tensor, Y: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
         out_sum = np.zeros(self.kernel.layout.size)
         loss = np.empty(len(pts))
-        mlp_devices(self.kernel, X, Y, self.glob_k, dev_ptr, step_ptr, pts, w, lr, out_sum, loss, min_den=self.den)
+        mlp_devices(self.kernel, X, Y, self.glob_k, dev_ptr, step_ptr, pts, w, lr, out_sum, loss, min_den=self.den,
+                    class_weight=self.class_weight)
         return out_sum, loss
 
     def run_period(self, job, slots, remote=None):
@@ -792,9 +798,11 @@ class _UnionRunner(_Runner):
         self.glob = self.layout.flatten(dict(module.named_parameters()))
 
     def _call(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor, N: int) -> tuple[torch.Tensor, np.ndarray]:
-        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X, Y[idx], torch.full(idx.shape, 1.0 / N),
-                                               index=idx)
-        return grad[0], loss[0].numpy()
+        wt = torch.full(idx.shape, 1.0 / N)
+        if self.class_weight is not None:
+            wt = wt * torch.from_numpy(self.class_weight)[Y[idx]]
+        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X, Y[idx], wt, index=idx)
+        return grad[0], (loss[0] * wt[0] * N).numpy()
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         N = len(pts)
@@ -903,6 +911,8 @@ class _VmapRunner(_Runner):
                 for k, v in bufs.items():
                     self.bufs[k].index_copy_(0, didx, v)
             ce = F.cross_entropy(out.reshape(g * width, -1), Y[idx].reshape(-1), reduction="none").view(g, width)
+            if self.class_weight is not None:
+                ce = ce * torch.from_numpy(self.class_weight).to(self.device)[Y[idx]]
             summed = (ce * mask).sum(1)
             den = torch.from_numpy(np.maximum(sizes[devs], self.den).astype(np.float32)).to(self.device)
             s = (summed / den).sum()
@@ -1059,18 +1069,22 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _make_runner(module: nn.Module, kernel: BatchedModel | None, n: int, on: torch.device, seed: int,
-                 workers: _Workers, period: int, update: LocalUpdate) -> _Runner:
+                 workers: _Workers, period: int, update: LocalUpdate,
+                 class_weight: np.ndarray | None = None) -> _Runner:
     """The runner of a run (see :func:`train`): the same choice in the driver and in remote workers."""
     runner: _Runner
     if kernel is None:
         runner = _VmapRunner(module, n, on, seed)
     elif period == 1 and update.batch is None:
-        return _UnionRunner(kernel, module, workers)
+        runner = _UnionRunner(kernel, module, workers)
+        runner.class_weight = class_weight
+        return runner
     elif isinstance(kernel, BatchedMLP):
         runner = _DeviceMajorMLP(kernel, module, workers, n)
     else:
         runner = _KernelRunner(kernel, module, n, workers)
     runner.den = update.min_den
+    runner.class_weight = class_weight
     return runner
 
 
@@ -1088,7 +1102,8 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
           threads: int | None = None, name: str = "network-aware",
           local_update: str | LocalUpdate = "paper", partition: str | Partition = "iid",
           progress: ProgressFn | None = None, device: str | torch.device | None = None,
-          in_flight: int | None = None, executor: str = "local") -> TrainResult:
+          in_flight: int | None = None, executor: str = "local",
+          class_weights: str | Sequence[float] | np.ndarray | None = None) -> TrainResult:
     """Train one model by executing ``plan`` on ``scenario`` at datapoint level (eqs. 3–4).
 
     Parameters
@@ -1131,6 +1146,12 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         ``"classes:K"`` or a :class:`~foglearn.learning.partition.Partition` (its ``seed``
         defaults to ``seed``). The drawn mixes and per-device label histograms are in
         ``config["partition"]``.
+    class_weights
+        ``ω_c``, a weight on the loss of every point of class ``c`` in every local step (eq. 3 with
+        ``Σ ω_{y(x)} l(w, x) / |batch|``): ``None`` or ``"none"`` (all 1, the paper), ``"sqrt"`` (``ω_c ∝
+        1/√N_c`` over the points the devices collect, mean 1 over them: rare classes count more;
+        :func:`class_weight_vector`) or one number per class. The per-device losses reported are the
+        weighted ones; the test loss is not weighted. ``config["class_weights"]``: the weights used.
     threads
         Cores to use (``None``: ``torch.get_num_threads()``). The paper's models run their kernel
         calls on this many threads, each op single-threaded; other modules use this many torch
@@ -1205,7 +1226,11 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         X = torch.from_numpy(data.x_train).to(on)
         Y = torch.from_numpy(data.y_train).to(on)
         Xt, Yt = torch.from_numpy(data.x_test).to(on), torch.from_numpy(data.y_test).to(on)
-        runner = _make_runner(module, kernel, n, on, seed, workers, period, update)
+        try:
+            weights = class_weight_vector(class_weights, drawn.histograms.sum(0))
+        except InputError as exc:
+            raise TrainingError(str(exc)) from exc
+        runner = _make_runner(module, kernel, n, on, seed, workers, period, update, weights)
         total = T * passes
         device_loss = np.full((total, n), np.nan, dtype=np.float64)
         ev_slot: list[int] = []
@@ -1217,7 +1242,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         remote = stack.enter_context(open_executor(where, cores, WorkerSpec(
             model=model, seed=seed, n_classes=data.n_classes, period=period, batch=update.batch, lr=lr,
             x=data.x_train, y=data.y_train, sched=sched, stream=stream, per_pass=per_pass, T=T, n=n, block=block,
-            total=total, scaled=update.scaled), units=len(job.edges) - 1)
+            total=total, scaled=update.scaled, class_weight=weights), units=len(job.edges) - 1)
         ) if where.kind == "ray" and runner.per_device else None
         for s0 in range(0, total, period):
             slots = range(s0, min(s0 + period, total))
@@ -1242,6 +1267,9 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
               "seed": int(seed), "passes": int(passes), "eval_every": int(eval_every),
               "threads": cores, "n_devices": n, "horizon": T, "kernel": _kernel_path(kernel),
               "local_update": update.spec, "executor": where.spec,
+              "class_weights": None if weights is None else {
+                  "spec": class_weights.strip().lower() if isinstance(class_weights, str) else "explicit",
+                  "weights": [round(float(v), 6) for v in weights]},
               "partition": {**part.as_dict(), "proportions": drawn.proportions.round(6).tolist(),
                             "label_histograms": drawn.histograms.tolist()},
               "plan": {"error": plan.error, "information": plan.information, "solver": plan.stats.solver}}

@@ -8,7 +8,9 @@ the devices' labels drawn by ``Partition("dirichlet", α)`` (:mod:`foglearn.lear
 * ``network-aware`` — the paper's plan, label-blind (setting B, linear error);
 * ``label-aware`` — :mod:`foglearn.planning.label_aware` (``λ`` = its default, the label-blind
   optimum's load per device and aggregation period, the uniform target mix), planned from
-  ``D_i^c(t)`` of :func:`~foglearn.learning.partition.class_arrivals`.
+  ``D_i^c(t)`` of :func:`~foglearn.learning.partition.class_arrivals`, and trained with the class
+  weights :data:`~foglearn.learning.partition.LABEL_AWARE_WEIGHTS` (``"sqrt"``: each point's loss
+  weighted by ``1/√`` its class's share of what the devices collect), as ``foglearn run`` trains it.
 
 Each is priced (unit cost, realised costs (5)) and measured by its label imbalance — the share of
 processed points above their class's share of the pooled mix, ``Σ B / Σ G``
@@ -42,6 +44,7 @@ from foglearn.experiments.config import ExperimentOptions
 from foglearn.experiments.definitions import EXPERIMENTS, Experiment, Grid, Results, Summary
 from foglearn.experiments.report import Claim
 from foglearn.experiments.tables import write_csv
+from foglearn.learning.partition import LABEL_AWARE_WEIGHTS
 from foglearn.planning.solve import LABEL_AWARE_FORMULATION
 
 #: The settings of one cell, in report order.
@@ -100,13 +103,16 @@ def cell_key(cell: dict[str, Any]) -> str:
 
 def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset: str, train: bool,
              settings: tuple[str, ...] = SETTINGS, lam: float | None = None,
-             loads: str | None = None, target: str | None = None) -> dict[str, Any]:
+             loads: str | None = None, target: str | None = None,
+             label_weights: str | None = None) -> dict[str, Any]:
     """One (α, seed): plan the settings, price them, measure their imbalance and (``train``) train.
 
     ``lam``, ``loads``, ``target``: the label-aware plan's ``λ``, loads and target mix (defaults
     :data:`~foglearn.planning.label_aware.DEFAULT_LAMBDA`, ``DEFAULT_LOADS`` and ``DEFAULT_TARGET``,
     what ``plan(…, solver="label-aware")`` uses); other values are for sweeps (docs/noniid.md) and are
-    recorded in the cell as ``lambda``, ``loads`` and ``target``.
+    recorded in the cell as ``lambda``, ``loads`` and ``target``. ``label_weights``: the label-aware
+    setting's class weights (default :data:`~foglearn.learning.partition.LABEL_AWARE_WEIGHTS`; ``"none"``:
+    the plain loss; recorded as ``label_weights`` when given); the other settings train with the plain loss.
     """
     from foglearn.learning import train as train_plan
     from foglearn.learning.datasets import load_dataset
@@ -128,6 +134,8 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
         out["loads"] = loads
     if target is not None:
         out["target"] = target if isinstance(target, str) else np.asarray(target, dtype=float).tolist()
+    if label_weights is not None:
+        out["label_weights"] = label_weights
     passes, lr, update = _budget()
     for name in settings:
         t0 = time.perf_counter()
@@ -149,7 +157,8 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
             with warnings.catch_warnings():  # a skewed device repeats points of its labels by design
                 warnings.filterwarnings("ignore", message=".*(point stream wraps|points repeat).*")
                 r = train_plan(scen, p, dataset=data, model=model, period=PERIOD, lr=lr, seed=seed, passes=passes,
-                               eval_every=0, threads=1, local_update=update, partition=part, name=name)
+                               eval_every=0, threads=1, local_update=update, partition=part, name=name,
+                               class_weights=(label_weights or LABEL_AWARE_WEIGHTS) if name == "label-aware" else None)
             rec["accuracy"] = float(r.accuracy)
             rec["train_seconds"] = float(r.seconds)
         out["settings"][name] = rec
@@ -166,7 +175,7 @@ def run_cells(opts: ExperimentOptions, out: Path, alphas: tuple[float, ...]) -> 
             spec = {"alpha": "inf" if math.isinf(alpha) else alpha, "seed": seed, "n": opts.n_devices,
                     "horizon": opts.run_horizon, "model": opts.model, "dataset": opts.dataset,
                     "train": opts.trains(seed), "budget": list(_budget()),
-                    "period": PERIOD, "label_aware": LABEL_AWARE_FORMULATION}
+                    "period": PERIOD, "label_aware": LABEL_AWARE_FORMULATION, "label_weights": LABEL_AWARE_WEIGHTS}
             path = cells_dir / f"{cell_key(spec)}.json"
             if path.exists():
                 done.append(json.loads(path.read_text()))
