@@ -1,4 +1,4 @@
-"""RunConfig's learning fields: ``partition``, ``local_update`` and ``solver`` — validation, TOML
+"""RunConfig's learning fields: ``partition``, ``local_update``, ``solver`` and ``class_weights`` — validation, TOML
 round trip, run keys, and that the runner hands them to the planner and the trainer."""
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ TINY = dict(n_devices=3, horizon=6, dataset="tiny", model="mlp", period=2, lr=0.
                                                    r"labels with perfect information only"),
     ({"method": "centralised", "partition": "classes:2"}, r"RunConfig.partition = 'classes:2': method "
                                                           r"'centralised'.*'iid' only"),
+    ({"class_weights": "inverse"}, r"RunConfig.class_weights = 'inverse': must be one of \('none', 'sqrt'\)"),
+    ({"class_weights": None}, r"RunConfig.class_weights = None: must be one of"),
+    ({"method": "centralised", "class_weights": "sqrt"}, r"RunConfig.class_weights = 'sqrt': method "
+                                                        r"'centralised'.*'none' only"),
 ])
 def test_learning_fields_are_checked_and_named(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -61,9 +65,9 @@ def test_keys_differ_by_learning_field_and_keep_old_keys_at_the_defaults() -> No
     base = RunConfig(seed=2)
     variants = [base, base.replace(local_update="minibatch:16"), base.replace(local_update="minibatch:8"),
                 base.replace(partition="dirichlet:0.1"), base.replace(partition="classes:2"),
-                base.replace(solver="linear"), base.replace(solver="label-aware")]
+                base.replace(solver="linear"), base.replace(solver="label-aware"), base.replace(class_weights="sqrt")]
     assert len({c.key() for c in variants}) == len(variants)
-    for name in ("partition", "local_update", "solver"):
+    for name in ("partition", "local_update", "solver", "class_weights"):
         assert name in LATER_FIELDS and LATER_FIELDS[name] == getattr(base, name)
     assert RunConfig.from_dict(variants[1].as_dict()) == variants[1]
 
@@ -117,21 +121,23 @@ def _direct(cfg: RunConfig) -> dict:
     scen = build_scenario(cfg, dataset_size=600)
     p = plan(scen)
     r = train(scen, p, dataset=cfg.dataset, model=cfg.model, period=cfg.period, lr=cfg.lr, seed=cfg.seed,
-              passes=cfg.passes, eval_every=cfg.eval_every, local_update=cfg.local_update, partition=cfg.partition)
+              passes=cfg.passes, eval_every=cfg.eval_every, local_update=cfg.local_update, partition=cfg.partition,
+              class_weights=cfg.class_weights)
     return training_record(r)
 
 
 @pytest.mark.filterwarnings("ignore:partition classes:UserWarning")
-def test_local_update_and_partition_reach_the_trainer() -> None:
+def test_local_update_partition_and_class_weights_reach_the_trainer() -> None:
     paper = RunConfig(**TINY)
     mini = paper.replace(local_update="minibatch:16")
     skewed = mini.replace(partition="classes:2")
-    got = {c.key(): run_one(c)["training"] for c in (paper, mini, skewed)}
+    weighted = skewed.replace(class_weights="sqrt")
+    got = {c.key(): run_one(c)["training"] for c in (paper, mini, skewed, weighted)}
     # each rule trains differently …
-    losses = [got[c.key()]["test_loss"] for c in (paper, mini, skewed)]
-    assert len(set(losses)) == 3, losses
+    losses = [got[c.key()]["test_loss"] for c in (paper, mini, skewed, weighted)]
+    assert len(set(losses)) == 4, losses
     # … and exactly as foglearn.train called with the same arguments
-    for c in (paper, mini, skewed):
+    for c in (paper, mini, skewed, weighted):
         direct = _direct(c)
         assert got[c.key()]["accuracy"] == direct["accuracy"]
         assert got[c.key()]["test_loss"] == direct["test_loss"]

@@ -28,7 +28,7 @@ SCHEMA = 1
 #: the default they are left out of :meth:`RunConfig.key`, so runs stored before the field existed
 #: (which behaved as the default) are still found; any other value makes a new key.
 LATER_FIELDS: dict[str, object] = {"persistence": 0.0, "churn": 0.0, "handover": False, "partition": "iid",
-                                   "local_update": "paper", "solver": "auto"}
+                                   "local_update": "paper", "solver": "auto", "class_weights": "none"}
 
 METHODS: tuple[str, ...] = ("network-aware", "federated", "centralised")
 
@@ -139,6 +139,11 @@ class RunConfig:
         (:func:`foglearn.learning.partition.class_arrivals`); they need the linear error and
         perfect information. Unused when nothing moves (``movement = False`` or
         ``method != "network-aware"``).
+    class_weights : str
+        The loss's class weights (:func:`~foglearn.learning.partition.class_weight_vector`): ``"none"``
+        (the paper's loss, the default) or ``"sqrt"`` (each point's loss weighted by ``1/√`` its class's
+        share of the collected points, mean 1), as ``foglearn run`` trains its label-aware setting.
+        ``method = "centralised"`` takes ``"none"`` only.
     train : bool
         Train a model on the plan (otherwise only the costs are computed).
     dataset, model, period, lr :
@@ -171,6 +176,7 @@ class RunConfig:
     partition: str = "iid"
     local_update: str = "paper"
     solver: str = "auto"
+    class_weights: str = "none"
     train: bool = True
     dataset: str = "mnist"
     model: str = "cnn"
@@ -246,6 +252,13 @@ class RunConfig:
                 raise bad(name, rule) from None
         if self.method == "centralised" and self.partition != "iid":
             raise bad("partition", "method 'centralised' trains on the pooled i.i.d. stream; it takes 'iid' only")
+        from foglearn.learning.partition import CLASS_WEIGHTS
+
+        if not isinstance(self.class_weights, str) or self.class_weights not in CLASS_WEIGHTS:
+            raise bad("class_weights", f"must be one of {CLASS_WEIGHTS}")
+        if self.method == "centralised" and self.class_weights != "none":
+            raise bad("class_weights", "method 'centralised' trains on the pooled i.i.d. stream with the paper's loss; "
+                      "it takes 'none' only")
         if not isinstance(self.solver, str):
             raise bad("solver", "must be a string")
         _check_name("RunConfig.solver", self.solver, solvers(), "solver")
@@ -290,6 +303,12 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+    def costs_only(self) -> RunConfig:
+        """This run as one that does not train: the training fields (``passes``, ``eval_every``,
+        ``local_update``, ``class_weights``) at their defaults, so that its key (and stored result)
+        does not depend on a training budget it does not use."""
+        return self.replace(train=False, passes=1, eval_every=1, local_update="paper", class_weights="none")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

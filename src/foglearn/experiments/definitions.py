@@ -93,8 +93,8 @@ def seeded(opts: ExperimentOptions, label: str, cfg: RunConfig, trained_only: bo
     """``cfg`` for every seed; ``train`` only for the seeds that train
     (:meth:`ExperimentOptions.trains`).
 
-    A run that does not train keeps ``passes = 1`` and ``eval_every = 1`` so its key does not
-    depend on the training budget. ``trained_only`` drops the seeds that do not train.
+    A run that does not train is :meth:`RunConfig.costs_only`, so its key does not depend on the
+    training budget. ``trained_only`` drops the seeds that do not train.
     """
     grid: Grid = []
     for s in opts.run_seeds:
@@ -103,7 +103,7 @@ def seeded(opts: ExperimentOptions, label: str, cfg: RunConfig, trained_only: bo
             continue
         c = cfg.replace(seed=s, train=train)
         if not train:
-            c = c.replace(passes=1, eval_every=1, local_update="paper")
+            c = c.costs_only()
         grid.append((label, c))
     return grid
 

@@ -194,9 +194,9 @@ def _train(cfg: RunConfig, scenario: Any, plan: Any, data: Any = None) -> dict[s
 
     ``centralised`` and ``federated`` are :mod:`foglearn.learning`'s baselines (same stream of
     points, η, seed and budget); every other method executes ``plan`` with period ``cfg.period``.
-    ``federated`` and the plan's training take ``cfg.local_update`` (eq. (3) or mini-batches)
-    and ``cfg.partition`` (the labels each device collects). ``centralised`` trains on the pooled
-    i.i.d. stream (``partition = "iid"`` only): with eq. (3) it is
+    ``federated`` and the plan's training take ``cfg.local_update`` (eq. (3) or mini-batches),
+    ``cfg.partition`` (the labels each device collects) and ``cfg.class_weights`` (the loss's).
+    ``centralised`` trains on the pooled i.i.d. stream (``partition = "iid"`` only): with eq. (3) it is
     :func:`foglearn.learning.centralised` (one step per slot on all ``Σ_i D_i(t)`` points); with
     ``"minibatch:B"`` the server is the one device of :func:`server_scenario`, which takes
     ``⌈Σ_i D_i(t)/B⌉`` steps per slot on the same points. ``data``: the data set already loaded
@@ -218,7 +218,8 @@ def _train(cfg: RunConfig, scenario: Any, plan: Any, data: Any = None) -> dict[s
                            "processed": float(scenario.collected.sum())}  # as centralised(): a server's costs
         return record
     else:
-        rule: dict[str, Any] = dict(local_update=cfg.local_update, partition=cfg.partition)
+        rule: dict[str, Any] = dict(local_update=cfg.local_update, partition=cfg.partition,
+                                    class_weights=cfg.class_weights)
         if cfg.method == "federated":
             result = federated(scenario, **common, **rule)
         else:

@@ -223,8 +223,9 @@ class Grid:
 
     def configs(self) -> list[tuple[dict[str, Any], RunConfig]]:
         """``(grid point, RunConfig)`` for every point and seed. A run that does not train keeps
-        ``passes = 1``, ``eval_every = 1`` and ``local_update = "paper"`` so its key (and stored
-        result) does not depend on the training budget; the digest of replayed traces is computed from the files."""
+        ``passes = 1``, ``eval_every = 1``, ``local_update = "paper"`` and ``class_weights = "none"`` so its
+        key (and stored result) does not depend on the training budget; the digest of replayed traces is
+        computed from the files."""
         out = []
         for point in self.points():
             fields = {**self.fixed, **point}
@@ -240,7 +241,7 @@ class Grid:
                 except ConfigError as exc:
                     raise ConfigError(f"grid point ({where}): {exc}") from None
                 if not cfg.train:
-                    cfg = cfg.replace(passes=1, eval_every=1, local_update="paper")
+                    cfg = cfg.replace(passes=1, eval_every=1, local_update="paper", class_weights="none")
                 out.append((point, cfg))
         return out
 
@@ -307,6 +308,7 @@ def baseline_of(cfg: RunConfig) -> RunConfig:
         local_update="paper",
         partition="iid",
         solver="auto",
+        class_weights="none",
     )
 
 
