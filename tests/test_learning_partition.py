@@ -212,14 +212,23 @@ def test_sqrt_class_weights_are_inverse_square_root_shares_with_mean_one():
 
 
 @pytest.mark.parametrize("spec, says", [
-    ("inverse", "must be one of ('none', 'sqrt')"),
-    ([1, 2], "must be 5 finite numbers ≥ 0"),
+    ("inverse", "must be one of ('none', 'sqrt') or 5 numbers ≥ 0 (one per class)"),
+    ("", "must be one of ('none', 'sqrt')"),
+    ([1, 2], "or 5 numbers ≥ 0 (one per class)"),
+    ([[1, 1, 1, 1, 1]], "or 5 numbers ≥ 0"),
     ([1, 1, 1, 1, float("nan")], "must be 5 finite numbers ≥ 0"),
     ([1, 1, 1, 1, -1], "must be 5 finite numbers ≥ 0"),
     ([0, 0, 0, 0, 0], "at least one > 0"),
-    ([1, 1, 1, 1, 1e5], "at most 10000 times the smallest positive one"),
-    (["a"] * 5, "must be one of ('none', 'sqrt') or 5 numbers ≥ 0"),
-    (object(), "must be"),
+    ([1e300] * 5, "finite and not all 0 in float32"),  # inf once cast to the kernels' float32
+    ([1e-50] * 5, "finite and not all 0 in float32"),  # 0 in float32: nothing would train
+    ([1, 1, 1, 1, 2e4], "a weight may be at most 10000"),
+    ([1e-3, 1, 1, 1, 100], "at most 10000 times the smallest positive one"),
+    (["a"] * 5, "or 5 numbers ≥ 0"),
+    (["1"] * 5, "or 5 numbers ≥ 0"),  # strings are not numbers
+    ([True] * 5, "or 5 numbers ≥ 0"),  # nor are booleans
+    (np.ones(5, dtype=complex), "or 5 numbers ≥ 0"),
+    (np.array([1, 1, 1, 1, None]), "or 5 numbers ≥ 0"),
+    (object(), "or 5 numbers ≥ 0"),
 ])
 def test_bad_class_weights_are_named(spec, says):
     from foglearn.errors import InputError
@@ -228,3 +237,21 @@ def test_bad_class_weights_are_named(spec, says):
     with pytest.raises(InputError, match="class_weights = ") as err:
         class_weight_vector(spec, np.array([5, 5, 5, 5, 5]))
     assert says in str(err.value)
+
+
+def test_class_weights_take_tensors_and_the_models_classes():
+    """A tensor (with a gradient) is read as numbers; ``n_classes`` beyond the collected labels (a training
+    set without its last class) gets weight 1 under ``"sqrt"`` and needs one explicit weight per class."""
+    import torch
+
+    from foglearn.errors import InputError
+    from foglearn.learning.partition import class_weight_vector
+
+    w = class_weight_vector(torch.tensor([1.0, 2.0, 3.0], requires_grad=True), np.array([4, 4, 4]))
+    np.testing.assert_array_equal(w, [1, 2, 3])
+    w = class_weight_vector("sqrt", np.array([100, 25]), n_classes=3)
+    np.testing.assert_allclose(w[:2] * np.sqrt([100, 25]), w[0] * 10)
+    assert w[2] == 1.0
+    assert class_weight_vector([1, 1, 2], np.array([100, 25]), n_classes=3).tolist() == [1, 1, 2]
+    with pytest.raises(InputError, match="or 3 numbers"):
+        class_weight_vector([1, 1], np.array([100, 25]), n_classes=3)

@@ -222,10 +222,9 @@ class Grid:
         return [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
 
     def configs(self) -> list[tuple[dict[str, Any], RunConfig]]:
-        """``(grid point, RunConfig)`` for every point and seed. A run that does not train keeps
-        ``passes = 1``, ``eval_every = 1``, ``local_update = "paper"`` and ``class_weights = "none"`` so its
-        key (and stored result) does not depend on the training budget; the digest of replayed traces is
-        computed from the files."""
+        """``(grid point, RunConfig)`` for every point and seed. A run that does not train is
+        :meth:`RunConfig.costs_only`, so its key (and stored result) does not depend on the training
+        budget; the digest of replayed traces is computed from the files."""
         out = []
         for point in self.points():
             fields = {**self.fixed, **point}
@@ -241,7 +240,7 @@ class Grid:
                 except ConfigError as exc:
                     raise ConfigError(f"grid point ({where}): {exc}") from None
                 if not cfg.train:
-                    cfg = cfg.replace(passes=1, eval_every=1, local_update="paper", class_weights="none")
+                    cfg = cfg.costs_only()
                 out.append((point, cfg))
         return out
 

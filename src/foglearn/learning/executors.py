@@ -211,7 +211,7 @@ class WorkerSpec:
     total: int
     #: :attr:`~foglearn.learning.trainer.LocalUpdate.scaled` (``"scaled:B"``)
     scaled: bool = False
-    #: ``ω_c``, the classes' loss weights (:func:`~foglearn.learning.trainer.class_weight_vector`); ``None``: all 1
+    #: ``ω_c``, the classes' loss weights (:func:`~foglearn.learning.partition.class_weight_vector`); ``None``: all 1
     class_weight: np.ndarray | None = None
 
 

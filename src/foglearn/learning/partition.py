@@ -333,27 +333,35 @@ LABEL_AWARE_WEIGHTS = "sqrt"
 #: The largest weight an explicit ``class_weights`` sequence may give a class relative to its smallest
 #: positive one (a step on a point of that class is that many times longer).
 MAX_CLASS_WEIGHT_RATIO = 1e4
+#: The largest weight an explicit ``class_weights`` sequence may give a class (it multiplies η for that class).
+MAX_CLASS_WEIGHT = 1e4
 
 
-def class_weight_vector(spec: str | Sequence[float] | np.ndarray | None, counts: np.ndarray) -> np.ndarray | None:
+def class_weight_vector(spec: str | Sequence[float] | np.ndarray | None, counts: np.ndarray,
+                        n_classes: int | None = None) -> np.ndarray | None:
     """The loss weight ``ω_c`` of each class (float32 ``[C]``), or ``None`` for equal weights.
 
-    A device's loss in eq. (3) becomes ``Σ_{x ∈ batch} ω_{y(x)} l(w, x) / |batch|``. ``counts[C]``: the
-    points of each class the devices collect over a pass (the partition's label histograms summed).
+    A device's loss in eq. (3) becomes ``Σ_{x ∈ batch} ω_{y(x)} l(w, x) / |batch|``. ``counts``: the
+    points of each class the devices collect (the partition's label histograms summed); ``n_classes``:
+    the model's classes ``C`` (default ``len(counts)``; classes beyond ``counts`` are collected 0 times).
     ``"sqrt"``: ``ω_c ∝ 1/√N_c`` for the classes collected (square-root inverse frequency), scaled so
     that ``Σ_c N_c ω_c = Σ_c N_c`` — the mean weight over the collected points is 1, so the step size
     ``η`` keeps its meaning; classes not collected get 1 (no point of them is trained on). Inverse
     frequency itself (``1/N_c``) gave a class collected as 0.1 % of the points a weight of about 100, and
-    training diverged at ``η = 0.1`` (docs/noniid.md, "Class weights"). A sequence gives ``ω`` directly
-    (``C`` finite numbers ≥ 0, at least one > 0, largest/smallest positive ≤ :data:`MAX_CLASS_WEIGHT_RATIO`).
+    training diverged at ``η = 0.1`` (docs/noniid.md, "Class weights"). A sequence (or array, or tensor)
+    gives ``ω`` directly: ``C`` real numbers ≥ 0 that are finite in float32, at least one > 0, none above
+    :data:`MAX_CLASS_WEIGHT` (a weight multiplies η for its class), the largest at most
+    :data:`MAX_CLASS_WEIGHT_RATIO` times the smallest positive one.
     """
-    C = len(counts)
+    n = np.asarray(counts, dtype=np.float64).ravel()
+    C = n.size if n_classes is None else int(n_classes)
+    n = np.pad(n[:C], (0, max(0, C - n.size)))
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "none"):
         return None
+    rule = f"must be one of {CLASS_WEIGHTS} or {C} numbers ≥ 0 (one per class)"
     if isinstance(spec, str):
         if spec.strip().lower() != "sqrt":
-            raise InputError(f"class_weights = {spec!r}: must be one of {CLASS_WEIGHTS} or {C} numbers ≥ 0")
-        n = np.asarray(counts, dtype=np.float64)
+            raise InputError(f"class_weights = {_short(spec)}: {rule}")
         seen = n > 0
         w = np.ones(C)
         if seen.any():
@@ -361,18 +369,26 @@ def class_weight_vector(spec: str | Sequence[float] | np.ndarray | None, counts:
             w[seen] *= n[seen].sum() / float(n[seen] @ w[seen])
         return w.astype(np.float32)
     try:
-        w = np.asarray(spec, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"class_weights = {_short(spec)}: must be one of {CLASS_WEIGHTS} or {C} numbers ≥ 0"
-                            ) from None
-    if w.shape != (C,) or not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
-        raise InputError(f"class_weights = {_short(spec)}: must be {C} finite numbers ≥ 0 (one per class), "
-                            "at least one > 0")
+        if hasattr(spec, "detach"):  # a torch tensor, on any device, with or without a gradient
+            spec = spec.detach().cpu().numpy()
+        raw = np.asarray(spec)
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        raise InputError(f"class_weights = {_short(spec)}: {rule}") from None
+    if raw.dtype.kind not in "iuf" or raw.shape != (C,):  # not bools, strings, objects or complex numbers
+        raise InputError(f"class_weights = {_short(spec)}: {rule}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = raw.astype(np.float32)  # the weights the kernels use: checked as they will be used
+    if not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
+        raise InputError(f"class_weights = {_short(spec)}: must be {C} finite numbers ≥ 0 (one per class; "
+                         "finite and not all 0 in float32), at least one > 0")
+    if w.max() > MAX_CLASS_WEIGHT:
+        raise InputError(f"class_weights = {_short(spec)}: a weight may be at most {MAX_CLASS_WEIGHT:g} (it "
+                         "multiplies the step size η for its class)")
     pos = w[w > 0]
     if pos.max() > MAX_CLASS_WEIGHT_RATIO * pos.min():
         raise InputError(f"class_weights = {_short(spec)}: the largest weight may be at most "
-                            f"{MAX_CLASS_WEIGHT_RATIO:g} times the smallest positive one")
-    return w.astype(np.float32)
+                         f"{MAX_CLASS_WEIGHT_RATIO:g} times the smallest positive one")
+    return w
 
 
 def _short(value: object) -> str:

@@ -603,7 +603,8 @@ class _KernelRunner(_Runner):
     def _task(self, part: np.ndarray, X, Y, pts, sizes, starts, width: int, lo: int = 0,
               lr: float = 0.0) -> tuple:
         """A call for devices ``part`` on their points ``lo … lo + width`` (padded; loss weights
-        ``1/max(|G_i|, den)``); ``lr`` > 0 when the devices are whole (their steps are taken in the call)."""
+        ``ω_y/max(|G_i|, den)``, ``ω = 1`` without class weights); ``lr`` > 0 when the devices are whole (their
+        steps are taken in the call)."""
         idx, valid = _padded(pts, starts, sizes, part, width, lo)
         den = np.maximum(sizes[part], self.den)[:, None].astype(np.float32)
         wt = (valid / den).astype(np.float32)
@@ -776,7 +777,8 @@ class _UnionRunner(_Runner):
 
         ``Σ_i |G_i|/N · (w - η ∇L_i) = w - η ∇ (1/N) Σ_i Σ_{x ∈ G_i} l(w, x)``,
 
-    i.e. **one SGD step on the union of the slot's batches** (mean loss over all ``N`` points;
+    i.e. **one SGD step on the union of the slot's batches** (mean loss over all ``N`` points, each
+    weighted by its class's ``ω`` when the run has class weights;
     devices with ``G_i = 0`` have weight 0 and contribute no points). So the slot is one
     shared-weight forward/backward over the union, in :data:`CHUNK`-sample pieces that run on the
     worker threads and whose gradients are summed in order; per-device losses come from the
@@ -799,10 +801,12 @@ class _UnionRunner(_Runner):
 
     def _call(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor, N: int) -> tuple[torch.Tensor, np.ndarray]:
         wt = torch.full(idx.shape, 1.0 / N)
-        if self.class_weight is not None:
-            wt = wt * torch.from_numpy(self.class_weight)[Y[idx]]
-        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X, Y[idx], wt, index=idx)
-        return grad[0], (loss[0] * wt[0] * N).numpy()
+        if self.class_weight is None:
+            loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X, Y[idx], wt, index=idx)
+            return grad[0], loss[0].numpy()
+        omega = torch.from_numpy(self.class_weight)[Y[idx]]
+        loss, grad = self.kernel.loss_and_grad(self.glob.unsqueeze(0), X, Y[idx], wt * omega, index=idx)
+        return grad[0], (loss[0] * omega[0]).numpy()
 
     def step(self, X, Y, pts, dev, active, sizes, starts, lr):
         N = len(pts)
@@ -1078,7 +1082,7 @@ def _make_runner(module: nn.Module, kernel: BatchedModel | None, n: int, on: tor
     elif period == 1 and update.batch is None:
         runner = _UnionRunner(kernel, module, workers)
         runner.class_weight = class_weight
-        return runner
+        return runner  # a step on the union: no per-device denominator
     elif isinstance(kernel, BatchedMLP):
         runner = _DeviceMajorMLP(kernel, module, workers, n)
     else:
@@ -1198,6 +1202,11 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         part = Partition.parse(partition)
     except PartitionError as exc:
         raise TrainingError(str(exc)) from exc
+    if isinstance(class_weights, str):  # a name: checked before the data set is loaded
+        try:
+            class_weight_vector(class_weights, np.zeros(0))
+        except InputError as exc:
+            raise TrainingError(str(exc)) from exc
     data = load_dataset(dataset)
     T, n = scenario.horizon, scenario.n_devices
     old_threads = torch.get_num_threads()
@@ -1227,7 +1236,7 @@ def train(scenario: Scenario, plan: Plan, dataset: DataSpec = "mnist", model: Mo
         Y = torch.from_numpy(data.y_train).to(on)
         Xt, Yt = torch.from_numpy(data.x_test).to(on), torch.from_numpy(data.y_test).to(on)
         try:
-            weights = class_weight_vector(class_weights, drawn.histograms.sum(0))
+            weights = class_weight_vector(class_weights, drawn.histograms.sum(0), data.n_classes)
         except InputError as exc:
             raise TrainingError(str(exc)) from exc
         runner = _make_runner(module, kernel, n, on, seed, workers, period, update, weights)

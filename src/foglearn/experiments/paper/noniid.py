@@ -112,11 +112,16 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
     what ``plan(…, solver="label-aware")`` uses); other values are for sweeps (docs/noniid.md) and are
     recorded in the cell as ``lambda``, ``loads`` and ``target``. ``label_weights``: the label-aware
     setting's class weights (default :data:`~foglearn.learning.partition.LABEL_AWARE_WEIGHTS`; ``"none"``:
-    the plain loss; recorded as ``label_weights`` when given); the other settings train with the plain loss.
+    the plain loss; recorded as ``label_weights`` when the label-aware setting trains); the other settings
+    train with the plain loss.
     """
     from foglearn.learning import train as train_plan
     from foglearn.learning.datasets import load_dataset
-    from foglearn.learning.partition import class_arrivals
+    from foglearn.learning.partition import CLASS_WEIGHTS, class_arrivals
+
+    weights = LABEL_AWARE_WEIGHTS if label_weights is None else label_weights
+    if weights not in CLASS_WEIGHTS:
+        raise ValueError(f"label_weights = {label_weights!r}: must be one of {CLASS_WEIGHTS}")
     from foglearn.network import synthetic
     from foglearn.planning import plan
     from foglearn.planning.label_aware import DEFAULT_LAMBDA, DEFAULT_LOADS, DEFAULT_TARGET, imbalance, plan_label_aware
@@ -134,8 +139,8 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
         out["loads"] = loads
     if target is not None:
         out["target"] = target if isinstance(target, str) else np.asarray(target, dtype=float).tolist()
-    if label_weights is not None:
-        out["label_weights"] = label_weights
+    if train and "label-aware" in settings:
+        out["label_weights"] = weights
     passes, lr, update = _budget()
     for name in settings:
         t0 = time.perf_counter()
@@ -158,7 +163,7 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
                 warnings.filterwarnings("ignore", message=".*(point stream wraps|points repeat).*")
                 r = train_plan(scen, p, dataset=data, model=model, period=PERIOD, lr=lr, seed=seed, passes=passes,
                                eval_every=0, threads=1, local_update=update, partition=part, name=name,
-                               class_weights=(label_weights or LABEL_AWARE_WEIGHTS) if name == "label-aware" else None)
+                               class_weights=weights if name == "label-aware" else None)
             rec["accuracy"] = float(r.accuracy)
             rec["train_seconds"] = float(r.seconds)
         out["settings"][name] = rec
@@ -175,7 +180,9 @@ def run_cells(opts: ExperimentOptions, out: Path, alphas: tuple[float, ...]) -> 
             spec = {"alpha": "inf" if math.isinf(alpha) else alpha, "seed": seed, "n": opts.n_devices,
                     "horizon": opts.run_horizon, "model": opts.model, "dataset": opts.dataset,
                     "train": opts.trains(seed), "budget": list(_budget()),
-                    "period": PERIOD, "label_aware": LABEL_AWARE_FORMULATION, "label_weights": LABEL_AWARE_WEIGHTS}
+                    "period": PERIOD, "label_aware": LABEL_AWARE_FORMULATION}
+            if spec["train"]:  # the loss matters only to cells that train
+                spec["label_weights"] = LABEL_AWARE_WEIGHTS
             path = cells_dir / f"{cell_key(spec)}.json"
             if path.exists():
                 done.append(json.loads(path.read_text()))
