@@ -247,6 +247,12 @@ def test_run_label_loads_free_target_collected_and_bad_values(tmp_path, tiny_npz
     assert "label_target" not in old.read_text() and "label_weights" not in old.read_text()
     assert options_from_config(old)["label_target"] == "collected"
     assert options_from_config(old)["label_weights"] == "none"  # configs before the option: the plain loss
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text((out / "config.toml").read_text().replace('label_weights = "none"', 'label_weights = "SQRT"'))
+    res = runner.invoke(app, ["run", "--config", str(bad_config), "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2
+    assert f"--config = {bad_config}: planning.label_weights = 'SQRT': must be one of none, sqrt" in " ".join(
+        res.output.split())
 
 
 def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
@@ -290,6 +296,33 @@ def test_run_resumes_finished_settings(tmp_path, tiny_npz, monkeypatch):
         app, [*args[:-2], "--seed", "3", "--out", str(out)]
     )  # another configuration trains anew
     assert res.exit_code == 0 and "(kept)" not in res.output
+
+
+def test_changing_a_label_aware_option_retrains_only_the_label_aware_setting(tmp_path, tiny_npz, monkeypatch):
+    monkeypatch.setenv("FOGLEARN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["run", "--devices", "4", "--slots", "6", "--period", "3", "--model", "mlp", "--dataset", str(tiny_npz),
+            "--partition", "classes:2", "--passes", "1", "--threads", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    import foglearn.learning as learning
+
+    trained: list[str] = []
+    real_train = learning.train
+
+    def recording_train(*a, **k):
+        trained.append(k["name"])
+        return real_train(*a, **k)
+
+    monkeypatch.setattr(learning, "train", recording_train)
+    res = runner.invoke(app, [*args, "--label-weights", "none"])
+    assert res.exit_code == 0, res.output
+    assert trained == ["label-aware"] and res.output.count("(kept)") == 2
+    trained.clear()
+    res = runner.invoke(app, [*args, "--label-target", "collected"])  # the other options likewise
+    assert res.exit_code == 0 and trained == ["label-aware"]
+    trained.clear()
+    res = runner.invoke(app, args)  # back to the first configuration: everything kept
+    assert res.exit_code == 0 and trained == [] and res.output.count("(kept)") == 3
 
 
 def test_run_bad_options(tmp_path):

@@ -23,7 +23,9 @@ be written, is an error (exit 2) before the data set is read. Each finished sett
 ``finished/<setting>-<key>.json`` + ``.npz`` (:func:`~foglearn.learning.results.save_result`: JSON
 and arrays, never pickle), where ``key`` hashes the configuration together with the sha256 of the
 data set's content, so the same command resumes after an interruption, and changed data under
-the same path trains anew. A kept file that is truncated or malformed counts as unfinished: a
+the same path trains anew; the label-blind settings' keys leave out the label-aware setting's
+options (``--label-loads``, ``--label-target``, ``--label-weights``), so changing one of them
+retrains the label-aware setting only. A kept file that is truncated or malformed counts as unfinished: a
 one-line notice, and the setting is trained again.
 """
 
@@ -441,12 +443,12 @@ def run_command(
         fail(f"--budget = {budget!r}: must be one of {', '.join(BUDGETS)}")
     from foglearn.planning.label_aware import LOADS, SOLVER_OF_LOADS, TARGETS
 
-    if label_loads not in LOADS:
-        fail(f"--label-loads = {label_loads!r}: must be one of {', '.join(LOADS)}")
-    if label_target not in TARGETS:
-        fail(f"--label-target = {label_target!r}: must be one of {', '.join(TARGETS)}")
-    if label_weights not in CLASS_WEIGHTS:
-        fail(f"--label-weights = {label_weights!r}: must be one of {', '.join(CLASS_WEIGHTS)}")
+    for option, value, allowed in (("label_loads", label_loads, LOADS), ("label_target", label_target, TARGETS),
+                                   ("label_weights", label_weights, CLASS_WEIGHTS)):
+        if value not in allowed:  # named as the user gave it: an option, or a key of the config file
+            name = (f"--config = {config_file}: planning.{option}" if config_file is not None
+                    else "--" + option.replace("_", "-"))
+            fail(f"{name} = {value!r}: must be one of {', '.join(allowed)}")
     b_passes, b_lr, b_update = BUDGETS[budget]
     passes = b_passes if passes is None else passes
     lr = b_lr if lr is None else lr
@@ -528,9 +530,14 @@ def run_command(
         }
         # Each finished setting is kept in the run directory, keyed by the configuration and the
         # data set's content: after an interruption the same command resumes with the settings
-        # still to train. Where the data set lies (``dataset_source``) is not part of the key.
+        # still to train. Where the data set lies (``dataset_source``) is not part of the key, nor,
+        # for the label-blind settings, the label-aware setting's options (changing them retrains
+        # only that setting).
         keyed = {**config, "training": {k: v for k, v in training.items() if k != "dataset_source"}}
-        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+        blind = {**keyed, "planning": {k: v for k, v in config["planning"].items() if not k.startswith("label_")},
+                 "settings": [s for s in config["settings"] if s["name"] != "label-aware"]}
+        key = {name: hashlib.sha256(json.dumps(keyed if name == "label-aware" else blind,
+                                               sort_keys=True).encode()).hexdigest()[:16] for name, _ in settings}
         finished = out / "finished"
         if old := sorted(finished.glob("*.pkl")):
             console.print(
@@ -539,7 +546,7 @@ def run_command(
                 highlight=False,
                 soft_wrap=True,
             )
-        kept = {name: _kept(finished / f"{name}-{key}.json", name) for name, _ in settings}
+        kept = {name: _kept(finished / f"{name}-{key[name]}.json", name) for name, _ in settings}
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         results = []
@@ -588,7 +595,7 @@ def run_command(
                 for w in said:  # others (a library's deprecations) as the user's warning filters say
                     if w.category is not UserWarning:
                         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-                save_result(r, finished / f"{name}-{key}.json")
+                save_result(r, finished / f"{name}-{key[name]}.json")
                 results.append(r)
         chance = 1.0 / data.n_classes
         flags = {r.name: near_chance(r.accuracy, data.n_classes) for r in results}
