@@ -347,8 +347,8 @@ def class_weight_vector(spec: str | Sequence[float] | np.ndarray | None, counts:
     ``"sqrt"``: ``ω_c ∝ 1/√N_c`` for the classes collected (square-root inverse frequency), scaled so
     that ``Σ_c N_c ω_c = Σ_c N_c`` — the mean weight over the collected points is 1, so the step size
     ``η`` keeps its meaning; classes not collected get 1 (no point of them is trained on). Inverse
-    frequency itself (``1/N_c``) gave a class collected as 0.1 % of the points a weight of about 100, and
-    training diverged at ``η = 0.1`` (docs/noniid.md, "Class weights"). A sequence (or array, or tensor)
+    frequency itself (``1/N_c``) gave a class collected as 0.06 % of the points a weight of about 155, and
+    training collapsed at ``η = 0.1`` (docs/noniid.md, "Class weights"). A sequence (or array, or tensor)
     gives ``ω`` directly: ``C`` real numbers ≥ 0 that are finite in float32, at least one > 0, none above
     :data:`MAX_CLASS_WEIGHT` (a weight multiplies η for its class), the largest at most
     :data:`MAX_CLASS_WEIGHT_RATIO` times the smallest positive one.
