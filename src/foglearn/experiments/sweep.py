@@ -297,18 +297,8 @@ def load_grid(path: str | Path | None, overrides: Sequence[str] = ()) -> Grid:
 def baseline_of(cfg: RunConfig) -> RunConfig:
     """The no-movement baseline of a run: the same scenario and seed, every point processed
     where it was collected (Table III's setting A), costs only."""
-    return cfg.replace(
-        method="network-aware",
-        movement=False,
-        information="perfect",
-        train=False,
-        passes=1,
-        eval_every=1,
-        local_update="paper",
-        partition="iid",
-        solver="auto",
-        class_weights="none",
-    )
+    return cfg.replace(method="network-aware", movement=False, information="perfect", partition="iid",
+                       solver="auto").costs_only()
 
 
 @dataclass

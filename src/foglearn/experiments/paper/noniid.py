@@ -118,13 +118,13 @@ def run_cell(alpha: float, seed: int, n: int, horizon: int, model: str, dataset:
     from foglearn.learning import train as train_plan
     from foglearn.learning.datasets import load_dataset
     from foglearn.learning.partition import CLASS_WEIGHTS, class_arrivals
+    from foglearn.network import synthetic
+    from foglearn.planning import plan
+    from foglearn.planning.label_aware import DEFAULT_LAMBDA, DEFAULT_LOADS, DEFAULT_TARGET, imbalance, plan_label_aware
 
     weights = LABEL_AWARE_WEIGHTS if label_weights is None else label_weights
     if weights not in CLASS_WEIGHTS:
         raise ValueError(f"label_weights = {label_weights!r}: must be one of {CLASS_WEIGHTS}")
-    from foglearn.network import synthetic
-    from foglearn.planning import plan
-    from foglearn.planning.label_aware import DEFAULT_LAMBDA, DEFAULT_LOADS, DEFAULT_TARGET, imbalance, plan_label_aware
 
     data = load_dataset(dataset)
     scen = synthetic(n_devices=n, horizon=horizon, topology="full", capacities=False, seed=seed,
